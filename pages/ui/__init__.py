@@ -1,0 +1,6 @@
+"""Shared Streamlit layer for all pages: cached models and engines (`cache`), session-state keys (`keys`),
+reusable sidebar widgets (`widgets`) and figure helpers (`figures`).
+
+Pages import from here, e.g. `from pages.ui import cache, widgets`; page-specific cached wrappers live in
+`pages/ui/<area>.py`. Nothing under `spade_engine/` imports this package.
+"""
