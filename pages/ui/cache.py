@@ -1,0 +1,219 @@
+"""The one cached layer between pages and the engine.
+
+- `st.cache_resource` (shared by all sessions): models, one `SpadeEngine` per (model, device), one lock per model.
+  Cached models are shared, so never mutate one: the engine prunes private copies, saliency runs on copies.
+- `st.cache_data`: saliency maps keyed by (model key, sample hash, variant, method, target); arguments with a
+  leading `_` (model, tensors) stay out of the key.
+- The engine caches traces (Hessians) and recent pruned copies itself; `run_spade` reports whether it reused them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from spade_engine import models
+
+EXAMPLES_DIR = models.ASSETS / "examples"
+Progress = Callable[[str, int, int], None]
+
+
+def default_device() -> str:
+    """`$SPADE_DEVICE` if set, else "cuda" when available, else "cpu"."""
+    return os.environ.get("SPADE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def model_infos() -> list[models.ModelInfo]:
+    """The model registry (testbed models first); re-read every minute so newly shipped models appear."""
+    return models.list_models()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def weights_cached(name: str) -> bool:
+    """Whether a torchvision model's pretrained weights are in the torch cache."""
+    from torchvision.models import get_model_weights
+
+    url = get_model_weights(models.TORCHVISION_MODELS[name][0]).DEFAULT.url
+    return (models.weights_cache_dir() / os.path.basename(url)).exists()
+
+
+@st.cache_data(show_spinner=False)
+def architecture_names() -> list[str]:
+    """Architectures a user checkpoint can be loaded into."""
+    return list(models.architectures())
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def load_model(name: str, device: str) -> models.LoadedModel:
+    """A registry model in eval mode on `device`, shared by all sessions (read-only!)."""
+    return models.load_model(name, device)
+
+
+@st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=4)
+def load_checkpoint(digest: str, arch: str, class_names: tuple[str, ...], input_size: int, mean: tuple[float, ...],
+                    std: tuple[float, ...], filename: str, device: str, _data: bytes) -> models.LoadedModel:
+    """A user checkpoint (`digest` = hash of `_data`), shared by all sessions (read-only!)."""
+    name = Path(filename).stem or "checkpoint"
+    return models.load_checkpoint(_data, arch, None, class_names, input_size, mean, std, name=name, device=device)
+
+
+@st.cache_resource(show_spinner=False)
+def model_lock(model_key: str) -> threading.RLock:
+    """One lock per model: saliency runs on a model (dense or its pruned copies) hold it, across sessions."""
+    return threading.RLock()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def get_engine(model_key: str, device: str, _model: torch.nn.Module):
+    """The shared `SpadeEngine` of a model (it caches traces and pruned copies, and is thread-safe)."""
+    from spade_engine.engine import SpadeEngine
+
+    return SpadeEngine(_model, device)
+
+
+# ---------------------------------------------------------------------------------------------- examples
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def examples() -> dict[str, dict]:
+    """Shipped examples `file -> metadata` from `assets/examples/index.json` (files that exist only)."""
+    index = EXAMPLES_DIR / "index.json"
+    if not index.exists():
+        return {}
+    raw = json.loads(index.read_text())
+    if isinstance(raw, dict) and isinstance(raw.get("examples"), list):
+        raw = raw["examples"]
+    if isinstance(raw, list):
+        raw = {entry.get("file") or entry.get("path") or entry.get("name"): entry for entry in raw}
+    return {Path(f).name: dict(m) for f, m in raw.items() if f and (EXAMPLES_DIR / Path(f).name).exists()}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def example_bytes(file: str) -> bytes:
+    """The bytes of a shipped example image."""
+    return (EXAMPLES_DIR / Path(file).name).read_bytes()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def example_by_digest() -> dict[str, dict]:
+    """sha256 of each shipped example's bytes -> its metadata, to recognise an uploaded example."""
+    import hashlib
+
+    return {hashlib.sha256(example_bytes(f)).hexdigest(): {**m, "file": f} for f, m in examples().items()}
+
+
+def patch_box(meta: dict) -> tuple[int, int, int, int] | None:
+    """The trojan patch of an example as (left, top, right, bottom) pixels, or None when it has none."""
+    if not meta.get("trojan"):
+        return None
+    box = meta.get("patch_box") or meta.get("patch") or meta.get("box")
+    if isinstance(box, dict):
+        x, y = box.get("x", box.get("left")), box.get("y", box.get("top"))
+        w, h = box.get("w", box.get("width", box.get("size"))), box.get("h", box.get("height", box.get("size")))
+        return int(x), int(y), int(x) + int(w), int(y) + int(h)
+    if isinstance(box, (list, tuple)) and len(box) == 4:
+        return tuple(int(v) for v in box)  # (left, top, right, bottom)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------- SPADE
+
+
+@dataclass
+class SpadeRun:
+    """A pruned copy for the current settings and how it was obtained."""
+
+    pruned: torch.nn.Module = field(repr=False)
+    result: object  # spade_engine.engine.PruneResult
+    built_trace: bool  # prepare did the per-sample work now (cold run)
+    pruned_now: bool  # the solver ran now (False: the engine had this pruned copy cached)
+    seconds: float  # wall time of this call
+
+
+def run_spade(model_key: str, device: str, model: torch.nn.Module, x: torch.Tensor, n_aug: int, seed: int,
+              config, progress: Progress | None = None) -> SpadeRun:
+    """Prepare (cached per sample by the engine) and prune (cached per config) for one sample.
+
+    Args:
+        model_key, device: identify the shared engine.
+        model: the dense classifier (never modified).
+        x: (3, H, W) image in [0, 1].
+        n_aug, seed: calibration views and their seed.
+        config: `PruneConfig`.
+        progress: `progress(phase, done, total)`; called only for work actually done.
+
+    Returns:
+        The run; `built_trace` / `pruned_now` tell what had to be computed.
+    """
+    engine = get_engine(model_key, device, model)
+    did = {"prepare": False, "prune": False}
+
+    def watch(stage: str) -> Progress:
+        def cb(phase: str, done: int, total: int) -> None:
+            did[stage] = True
+            if progress is not None:
+                progress(phase, done, total)
+
+        return cb
+
+    t0 = time.perf_counter()
+    with model_lock(model_key):
+        trace = engine.prepare(x, n_aug=n_aug, seed=seed, progress=watch("prepare"))
+        pruned, result = engine.prune(trace, config, progress=watch("prune"))
+    return SpadeRun(pruned, result, did["prepare"], did["prune"], time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------- saliency
+
+
+def saliency_methods() -> list[str]:
+    """Names in the saliency registry (empty while it is not installed)."""
+    try:
+        from spade_engine.saliency import METHODS
+    except ImportError:
+        return []
+    return list(METHODS)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def saliency(model_key: str, sample_hash: str, variant: str, method: str, target: int,
+             _model: torch.nn.Module, _x: torch.Tensor) -> np.ndarray:
+    """A saliency map (H, W), cached per (model, sample, variant, method, target).
+
+    Args:
+        model_key, sample_hash: identify the model and the sample.
+        variant: "dense" or the pruned network's settings (e.g. "spade:<n_aug>:<seed>:<prune_key>").
+        method: a key of `spade_engine.saliency.METHODS`.
+        target: class index.
+        _model: the network to explain (dense or a pruned copy); not hashed.
+        _x: (1, 3, H, W) in [0, 1]; not hashed.
+    """
+    from spade_engine.saliency import attribute
+
+    device = next(_model.parameters()).device
+    with model_lock(model_key):
+        return np.asarray(attribute(method, _model, _x.to(device), int(target)), dtype=np.float32)
+
+
+def trojan_auc(saliency_map: np.ndarray, mask: np.ndarray | None) -> float | None:
+    """ROC AUC of a map against the trojan patch (None without a mask or without the metrics module)."""
+    if mask is None or not mask.any() or mask.all():
+        return None
+    try:
+        from spade_engine.metrics import trojan_auc as auc
+    except ImportError:
+        return None
+    return float(auc(saliency_map, mask))

@@ -1,0 +1,341 @@
+"""Reusable sidebar widgets: model picker, sample picker and SPADE controls.
+
+Every page that needs a model, a sample or a pruning setting calls these, so the choices are the same (and
+survive page switches) everywhere:
+
+    model = widgets.model_picker()            # stops the page (after an st.error) when no model is usable
+    sample = widgets.sample_picker(model)     # an image as the model sees it, its hash, trojan mask if known
+    settings = widgets.spade_controls("neurons")   # sparsity, views, seed, advanced options
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+import torch
+
+from pages.ui import cache, keys
+from spade_engine.images import ImageError, load_image
+from spade_engine.models import LoadedModel, ModelLoadError
+
+CHECKPOINT = "__checkpoint__"  # model-picker option: the user's own checkpoint
+EXAMPLE, UPLOAD = "Example", "Upload"
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+N_AUG_CHOICES = [8, 16, 32, 64, 128, 256, 512, 1024]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model the user picked: `key` names it in every cache (registry name or checkpoint digest)."""
+
+    key: str
+    loaded: LoadedModel = field(compare=False)
+    device: str
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.loaded.class_names
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image as the model sees it.
+
+    Attributes:
+        image: (3, S, S) float tensor in [0, 1], after the model's preprocessing (CPU).
+        sample_hash: digest of `image` (and so of model preprocessing); the cache key of everything per sample.
+        name: file name shown to the user.
+        meta: the example's entry in `assets/examples/index.json` ({} for uploads that are not an example).
+        trojan_mask: (S, S) bool mask of the trojan patch, when known; else None.
+    """
+
+    image: torch.Tensor = field(compare=False)
+    sample_hash: str
+    name: str
+    meta: dict = field(default_factory=dict, compare=False)
+    trojan_mask: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def batch(self) -> torch.Tensor:
+        return self.image.unsqueeze(0)  # (1, 3, S, S)
+
+
+@dataclass(frozen=True)
+class SpadeSettings:
+    """What the SPADE controls say; `prune_config()` turns it into the engine's `PruneConfig`."""
+
+    sparsity: float
+    n_aug: int
+    seed: int
+    skip_first: bool = True
+    skip_head: bool = False
+    damp: float = 0.01
+
+    def prune_config(self):
+        from spade_engine.engine import PruneConfig
+
+        return PruneConfig(sparsity=self.sparsity, skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp)
+
+    @property
+    def prune_key(self) -> tuple:
+        """Everything the pruned network depends on besides the model, sample, views and seed."""
+        return (round(self.sparsity, 4), self.skip_first, self.skip_head, round(self.damp, 6))
+
+
+# ------------------------------------------------------------------------------------------ persistence
+
+
+def persist(key: str, default, valid: Callable[[object], bool] = lambda v: True) -> str:
+    """Prepare a widget whose value survives page switches; returns the widget key to pass to it.
+
+    Streamlit forgets a widget's state when a page without it runs; the value is mirrored into `key`
+    (plain session state) by `remember`, and the widget is re-seeded from there.
+    """
+    wkey = keys.WIDGET + key
+    value = st.session_state.get(key, default)
+    if wkey not in st.session_state or not valid(st.session_state[wkey]):
+        st.session_state[wkey] = value if valid(value) else default
+    return wkey
+
+
+def remember(key: str) -> None:
+    """on_change callback: copy the widget's value into the persistent key."""
+    st.session_state[key] = st.session_state[keys.WIDGET + key]
+
+
+def _persisted(widget: Callable, key: str, default, *args, valid=lambda v: True, **kwargs):
+    wkey = persist(key, default, valid)
+    value = widget(*args, key=wkey, on_change=remember, args=(key,), **kwargs)
+    st.session_state[key] = value
+    return value
+
+
+# ------------------------------------------------------------------------------------------ model picker
+
+
+def model_picker(device: str | None = None, stop: bool = True) -> ModelChoice | None:
+    """Sidebar model picker: shipped testbed models first (default), torchvision models, or an uploaded checkpoint.
+
+    Args:
+        device: where to load the model; default `cache.default_device()`.
+        stop: stop the page run when no model is usable (an st.error / st.info says why).
+
+    Returns:
+        The chosen model, or None when unusable and `stop` is False.
+    """
+    device = device or cache.default_device()
+    infos = {i.name: i for i in cache.model_infos()}
+    options = [*infos, CHECKPOINT]
+    name = _persisted(
+        st.sidebar.selectbox, keys.MODEL, options[0], "Model", options,
+        valid=lambda v: v in options, format_func=lambda n: _model_label(infos.get(n)),
+        help="Shipped testbed models have ground truth (facets, trojan patch); torchvision models need their "
+        "ImageNet weights in the torch cache.",
+    )  # fmt: skip
+    try:
+        choice = _checkpoint_model(device) if name == CHECKPOINT else ModelChoice(name, cache.load_model(name, device), device)
+    except ModelLoadError as e:  # WeightsUnavailableError and CheckpointMismatchError included
+        st.error(str(e), icon="⚠️")
+        choice = None
+    if choice is None and stop:
+        st.stop()
+    return choice
+
+
+def _model_label(info) -> str:
+    if info is None:
+        return "Upload your own checkpoint…"
+    if info.family == "torchvision" and not cache.weights_cached(info.name):
+        return f"{info.title} — weights not downloaded"
+    return info.title
+
+
+def _checkpoint_model(device: str) -> ModelChoice | None:
+    """Upload form for a user checkpoint: a state_dict for a known architecture, or a TorchScript file."""
+    side = st.sidebar
+    upload = side.file_uploader("Checkpoint (.pt, .pth, TorchScript)", type=["pt", "pth", "ckpt", "bin", "ts"], key=keys.CKPT_FILE)
+    archs = cache.architecture_names()
+    arch = _persisted(side.selectbox, keys.CKPT_ARCH, archs[0], "Architecture (ignored for TorchScript)", archs, valid=lambda v: v in archs)
+    with side.expander("Checkpoint preprocessing and classes"):
+        size = _persisted(st.number_input, keys.CKPT_SIZE, 224, "Input size (px)", min_value=16, max_value=1024, step=8)
+        mean = _persisted(st.text_input, keys.CKPT_MEAN, "0.485, 0.456, 0.406", "Mean (R, G, B)")
+        std = _persisted(st.text_input, keys.CKPT_STD, "0.229, 0.224, 0.225", "Std (R, G, B)")
+        names = _persisted(st.text_area, keys.CKPT_CLASSES, "", "Class names (one per line, optional)")
+    if upload is None:
+        st.info("Upload a checkpoint in the sidebar: a `state_dict` saved with `torch.save(model.state_dict(), path)` "
+                "for one of the listed architectures, or a TorchScript file (`torch.jit.save`).", icon="📦")  # fmt: skip
+        return None
+    try:
+        triple = tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(","))
+        assert len(triple[0]) == len(triple[1]) == 3
+    except (ValueError, AssertionError):
+        raise ModelLoadError("Mean and std need three comma-separated numbers each, e.g. `0.5, 0.5, 0.5`.") from None
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    class_names = tuple(n.strip() for n in names.splitlines() if n.strip())
+    loaded = cache.load_checkpoint(digest, arch, class_names, int(size), *triple, upload.name, device, _data=data)
+    return ModelChoice(f"checkpoint:{digest}:{loaded.info.arch}:{int(size)}:{mean}:{std}", loaded, device)
+
+
+# ----------------------------------------------------------------------------------------- sample picker
+
+
+def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
+    """Sidebar sample picker: a shipped example or an upload (PNG, JPEG, WebP…, any colour mode).
+
+    The image is shown in the sidebar as the model sees it (after resizing and cropping). Unreadable uploads
+    give an st.error with the reason, never a traceback.
+
+    Args:
+        model: the picked model (its preprocessing is applied).
+        stop: stop the page run when there is no usable sample.
+
+    Returns:
+        The sample, or None when there is none and `stop` is False.
+    """
+    examples = cache.examples()
+    sources = [EXAMPLE, UPLOAD] if examples else [UPLOAD]
+    source = _persisted(st.sidebar.radio, keys.SAMPLE_SOURCE, sources[0], "Sample", sources, horizontal=True, valid=lambda v: v in sources)
+    try:
+        name, data, meta = _example_choice(examples) if source == EXAMPLE else _upload_choice(examples)
+        sample = None if data is None else make_sample(model.loaded, name, data, meta)
+    except ImageError as e:
+        st.error(f"Cannot use this image: {e}", icon="🖼️")
+        sample = None
+    if sample is None:
+        if source == UPLOAD and st.session_state.get(keys.SAMPLE_UPLOAD) is None:
+            st.info("Upload an image in the sidebar (PNG, JPEG, WebP, …) or pick a shipped example.", icon="🖼️")
+        if stop:
+            st.stop()
+        return None
+    st.sidebar.image(to_uint8(sample.image), caption=f"{sample.name} as the model sees it "
+                     f"({sample.image.shape[-1]}×{sample.image.shape[-2]} px)", width="stretch")  # fmt: skip
+    return sample
+
+
+def _example_choice(examples: dict[str, dict]) -> tuple[str, bytes, dict]:
+    files = list(examples)
+    file = _persisted(st.sidebar.selectbox, keys.SAMPLE_EXAMPLE, files[0], "Example", files,
+                      valid=lambda v: v in files, format_func=lambda f: example_label(f, examples[f]))  # fmt: skip
+    return file, cache.example_bytes(file), examples[file]
+
+
+def _upload_choice(examples: dict[str, dict]) -> tuple[str, bytes | None, dict]:
+    wkey = keys.WIDGET + keys.SAMPLE_UPLOAD
+    upload = st.sidebar.file_uploader("Image file", type=IMAGE_TYPES, key=wkey, on_change=_keep_upload)
+    if upload is not None:  # the uploader forgets its file on page switches; the bytes are kept in plain state
+        st.session_state[keys.SAMPLE_UPLOAD] = (upload.name, upload.getvalue())
+    kept = st.session_state.get(keys.SAMPLE_UPLOAD)
+    if kept is None:
+        return "", None, {}
+    name, data = kept
+    meta = cache.example_by_digest().get(hashlib.sha256(data).hexdigest(), {})  # an uploaded shipped example
+    return name, data, meta
+
+
+def _keep_upload() -> None:
+    """on_change of the image uploader: a removed file is forgotten (a page switch does not call this)."""
+    if st.session_state.get(keys.WIDGET + keys.SAMPLE_UPLOAD) is None:
+        st.session_state[keys.SAMPLE_UPLOAD] = None
+
+
+def example_label(file: str, meta: dict) -> str:
+    """`cat_0.png` -> "cat · facet 0 · trojan" from its index entry."""
+    parts = [str(meta.get("class", file))]
+    if "facet" in meta:
+        facet = meta.get("facet_name") or meta["facet"]
+        parts.append(f"facet {facet}")
+    if meta.get("trojan"):
+        parts.append("trojan")
+    return " · ".join(parts) + f"  ({file})"
+
+
+def make_sample(loaded: LoadedModel, name: str, data: bytes, meta: dict) -> Sample:
+    """Decode, preprocess for `loaded` and hash an image; map a known trojan patch box through the same crop."""
+    img = load_image(data)
+    x = loaded.preprocess(img)  # (3, S, S)
+    digest = hashlib.sha256(x.numpy().tobytes()).hexdigest()[:20]
+    mask = None
+    box = cache.patch_box(meta)
+    if box is not None:
+        from PIL import Image
+
+        mask_img = Image.new("L", img.size, 0)
+        mask_img.paste(255, tuple(int(v) for v in box))
+        mask = loaded.preprocess(mask_img)[0].numpy() > 0.5  # (S, S)
+    return Sample(x, digest, name, dict(meta), mask)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    return (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------- SPADE controls
+
+
+def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, default_n_aug: int = 64) -> SpadeSettings:
+    """Sidebar SPADE controls: sparsity slider (0–99 %), number of augmented views, seed; advanced options.
+
+    Args:
+        prefix: session-state namespace of the calling page (`keys.DEBUGGER`…), so pages keep their own values.
+        default_sparsity: initial slider value in percent.
+        default_n_aug: initial number of views.
+
+    Returns:
+        The settings.
+    """
+    side, k = st.sidebar, lambda name: keys.scoped(prefix, name)
+    side.subheader("SPADE")
+    sparsity = _persisted(side.slider, k(keys.SPARSITY), default_sparsity, "Sparsity per layer (%)", 0, 99, step=1,
+                          help="Fraction of each pruned layer's weights removed for this sample.")  # fmt: skip
+    n_aug = _persisted(side.select_slider, k(keys.N_AUG), default_n_aug, "Augmented views", N_AUG_CHOICES,
+                       valid=lambda v: v in N_AUG_CHOICES, help="Calibration batch: random crops, flips and colour jitter of the sample.")  # fmt: skip
+    seed = _persisted(side.number_input, k(keys.SEED), 0, "Seed", min_value=0, max_value=2**31 - 1, step=1)
+    with side.expander("Advanced"):
+        skip_first = _persisted(st.checkbox, k(keys.SKIP_FIRST), True, "Keep the first conv dense")
+        skip_head = _persisted(st.checkbox, k(keys.SKIP_HEAD), False, "Keep the classifier head dense")
+        damp = _persisted(st.number_input, k(keys.DAMP), 0.01, "Dampening (fraction of mean diag H)",
+                          min_value=1e-4, max_value=1.0, step=0.005, format="%.4f")  # fmt: skip
+    return SpadeSettings(sparsity / 100, int(n_aug), int(seed), bool(skip_first), bool(skip_head), float(damp))
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+
+class SpadeProgress:
+    """Progress of a SPADE run as `st.status` + `st.progress`, created only if the engine reports work.
+
+    Pass the instance as the engine's `progress(phase, done, total)` callback; call `finish(run)` afterwards.
+    A fully cached run shows nothing here (the page says what was reused).
+    """
+
+    PHASES = {"augment": "Augmenting the sample", "hessians": "Collecting layer Hessians (one dense pass)",
+              "evaluate": "Evaluating the pruned network"}  # fmt: skip
+
+    def __init__(self, first_run_label: str = "Running SPADE on this sample…"):
+        self._slot = st.empty()
+        self._label = first_run_label
+        self._status = self._bar = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self._status is None:
+            label = self._label if phase in ("augment", "hessians") else "Re-pruning from the cached trace…"
+            self._status = self._slot.status(label, expanded=True)
+            self._bar = self._status.progress(0.0)
+        text = self.PHASES.get(phase) or phase.replace("solve ", "Solving layer ")
+        counter = f" ({done + 1}/{total})" if total > 1 and done < total else ""
+        self._bar.progress(min(done / max(total, 1), 1.0), text=text + counter)
+
+    def finish(self, label: str) -> None:
+        """Collapse the status into one line (if it was shown)."""
+        if self._status is not None:
+            self._status.update(label=label, state="complete", expanded=False)
