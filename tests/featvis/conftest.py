@@ -1,17 +1,12 @@
-"""Tiny seeded models for the feature-visualisation and neuron tests."""
+"""Fixtures for tests/featvis (helpers in `featvis_fixtures.py`)."""
 
 import pytest
 import torch
+from featvis_fixtures import freeze
+from featvis_fixtures import or_model as build_or_model
 from torch import nn
 
 from spade_engine.models import Classifier
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 @pytest.fixture
@@ -28,3 +23,8 @@ def tiny_model() -> Classifier:
         nn.Linear(8, 4),
     )
     return freeze(Classifier(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+
+
+@pytest.fixture
+def or_model() -> Classifier:
+    return build_or_model()
