@@ -28,6 +28,7 @@ class TrialView:
     explanation: Image.Image | None
     left: Image.Image
     right: Image.Image
+    decision: str = ""  # the class the network decided for (patch question)
 
 
 def to_png(img: Image.Image | np.ndarray) -> bytes:
@@ -94,4 +95,5 @@ def trial_view(stimulus, trial: Trial, question: str) -> TrialView:  # noqa: ANN
         boxes = stimulus.meta["boxes"]
         image = mark_patches(from_png(stimulus.image_png), {side: tuple(boxes[i]) for side, i in index.items()})
     explanation = from_png(stimulus.explanation_png) if stimulus.explanation_png else None
-    return TrialView(image, explanation, frame(options[index["left"]], "left"), frame(options[index["right"]], "right"))
+    left, right = frame(options[index["left"]], "left"), frame(options[index["right"]], "right")
+    return TrialView(image, explanation, left, right, str(stimulus.meta.get("target_name", "")))

@@ -1,0 +1,80 @@
+"""Study designer (researcher): design a human study of dense vs SPADE explanations, pre-compute its stimuli,
+open it and hand out participant links. Trial design after the SPADE paper (arXiv 2310.04519, sec. 5.2)."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.ui import cache
+from pages.ui import study as ui
+from spade_engine.study import CONDITIONS, QUESTIONS, StudyError
+
+st.title("Study designer")
+st.caption("Participants see an image with two marked patches and an explanation (dense or SPADE, never named) "
+           "and choose which patch drove the decision. Reference answers come from an occlusion score on the "
+           "dense model (the paper used Score-CAM).")  # fmt: skip
+store = ui.store()
+st.sidebar.caption(f"Study database: `{store.url}`")
+
+with st.expander("Design a new study", expanded=not store.list_studies()):
+    testbed = [i.name for i in cache.model_infos() if i.family == "testbed"]
+    if not testbed:
+        st.info("Studies use the shipped testbed models (`assets/models/`), which are not installed yet.")
+    else:
+        design = ui.design_form(testbed, cache.saliency_methods())
+        if design is not None:
+            try:
+                st.session_state[ui.DESIGNER_STUDY] = store.create_study(design)
+                st.success(f"Created study **{design.name}**. Pre-compute its stimuli below.")
+            except StudyError as e:
+                st.error(str(e))
+
+info = ui.study_picker(ui.DESIGNER_STUDY)
+if info is None:
+    st.info("No study yet: design one above.")
+    st.stop()
+d = info.design
+st.markdown(f"**{QUESTIONS[d.question].title}** · model `{d.model}` · {len(d.items)} items · "
+            f"{d.trials_per_participant} trials per participant · conditions: "
+            + ", ".join(CONDITIONS[c].title for c in d.conditions))  # fmt: skip
+
+missing = store.missing_stimuli(info.id)
+c1, c2, c3 = st.columns(3)
+if missing and c1.button(f"Pre-compute {len(missing)} stimuli", type="primary"):
+    ui.precompute_with_progress(info.id, cache.default_device())
+    st.rerun()
+if not missing and info.status in ("draft", "ready", "closed") and c2.button("Open the study", type="primary"):
+    store.set_status(info.id, "open")
+    st.rerun()
+if info.status == "open" and c3.button("Close the study"):
+    store.set_status(info.id, "closed")
+    st.rerun()
+st.caption(f"Status: **{info.status}** · stimuli {info.n_stimuli}/{len(d.items) * len(d.conditions)}")
+
+if not missing:
+    with st.expander("Preview stimuli (researcher only)"):
+        item = st.number_input("Item", 0, len(d.items) - 1, 0)
+        cols = st.columns(len(d.conditions))
+        for col, cond in zip(cols, d.conditions):
+            stim = store.get_stimulus(info.id, int(item), cond)
+            col.image(stim.explanation_png or stim.image_png, caption=CONDITIONS[cond].title, width=200)
+        st.json(stim.meta, expanded=False)
+
+st.subheader("Participant links")
+if info.status != "open":
+    st.info("Open the study to accept participants. Links work as soon as it is open.")
+base = st.text_input("App address", ui.default_base_url(), key=ui.DESIGNER_BASE_URL)
+n_new = st.number_input("New participant ids", 1, 200, 5, key=ui.DESIGNER_N_LINKS)
+if st.button("Create participant ids"):
+    for _ in range(int(n_new)):
+        store.add_participant(info.id)
+codes = store.participants(info.id)
+answered = {c: 0 for c in codes}
+for a in store.answers(info.id):
+    answered[a.participant] = answered.get(a.participant, 0) + 1
+if codes:
+    links = [ui.participant_link(base, info.id, c) for c in codes]
+    st.code("\n".join(links), language=None)
+    st.dataframe(pd.DataFrame({"participant": codes, "answers": [answered[c] for c in codes], "link": links}),
+                 hide_index=True)  # fmt: skip
+st.caption("Any id in a link of an open study registers itself on its first visit, so you may also write "
+           "ids by hand (letters, digits, '.', '_', '-').")  # fmt: skip
