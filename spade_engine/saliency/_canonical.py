@@ -1,0 +1,167 @@
+"""A private, attribution-ready copy of a model, so saliency methods never touch the caller's model.
+
+Hook-based attribution methods (Captum's DeepLift and GuidedBackprop, zennit's LRP rules) assume every
+activation is its own, non-inplace module, called once per forward pass. torchvision nets break this:
+`BasicBlock` calls `self.relu` twice, DenseNet calls `F.relu(inplace=True)`. `attribution_copy` deep-copies
+the model, traces it with torch.fx and rewrites the copy's graph:
+
+- every module called more than once (and holding no parameters) gets a fresh copy per call site;
+- functional ReLUs (`F.relu`, `torch.relu`, `x.relu()`) become `nn.ReLU` modules;
+- every `inplace` flag is switched off;
+- optionally (for LRP) tensor additions of equal shapes become zennit `Sum` modules on a stacked input,
+  so the residual merge gets its own relevance rule, exactly as zennit's `ResNetCanonizer` does.
+
+Models that torch.fx cannot trace (TorchScript, data-dependent control flow) fall back to a deep copy with
+inplace flags off; hook-based methods may then be inexact on reused modules.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+from torch.nn import functional as F
+from zennit.layer import Sum
+
+_FUNCTIONAL_RELUS = (F.relu, torch.relu, torch.relu_)
+_RELU_METHODS = ("relu", "relu_")
+_ADDS = (operator.add, operator.iadd, torch.add)
+
+
+@dataclass
+class CanonicalCopy:
+    """The rewritten copy and, when it could be traced, its graph with shapes (`node.meta['tensor_meta']`)."""
+
+    module: nn.Module
+    traced: bool
+
+
+def attribution_copy(model: nn.Module, x: torch.Tensor, residual_sums: bool = False) -> CanonicalCopy:
+    """A deep copy of `model` fit for hook-based attribution (see module docstring); `model` is not modified.
+
+    Args:
+        model: any module mapping `x` to logits.
+        x: an example input (1, 3, H, W) on the model's device, used to propagate shapes.
+        residual_sums: turn tensor additions into zennit `Sum` modules (for LRP's Norm rule).
+
+    Returns:
+        `CanonicalCopy` in eval mode with no hooks from the caller.
+    """
+    clone = copy.deepcopy(model).eval()
+    _clear_hooks(clone)
+    _disable_inplace(clone)
+    try:
+        gm = fx.symbolic_trace(clone)
+    except Exception:  # untraceable: keep the plain copy
+        return CanonicalCopy(clone, traced=False)
+    _split_reused_modules(gm)
+    _functional_relus_to_modules(gm)
+    _disable_inplace_kwargs(gm)
+    gm.recompile()
+    with torch.no_grad():
+        ShapeProp(gm).propagate(x)
+    if residual_sums:
+        _adds_to_sums(gm)
+        gm.recompile()
+    return CanonicalCopy(gm.eval(), traced=True)
+
+
+def _clear_hooks(module: nn.Module) -> None:
+    for m in module.modules():
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            getattr(m, name, {}).clear()
+        if hasattr(m, "_forward_hooks_with_kwargs"):
+            m._forward_hooks_with_kwargs.clear()
+            m._forward_pre_hooks_with_kwargs.clear()
+
+
+def _disable_inplace(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
+
+
+def _split_reused_modules(gm: fx.GraphModule) -> None:
+    seen: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        count = seen.get(node.target, 0)
+        seen[node.target] = count + 1
+        module = gm.get_submodule(node.target)
+        if count == 0 or any(True for _ in module.parameters()):
+            continue
+        new_target = f"{node.target}_call{count}".replace(".", "_")
+        gm.add_submodule(new_target, copy.deepcopy(module))
+        node.target = new_target
+
+
+def _functional_relus_to_modules(gm: fx.GraphModule) -> None:
+    for i, node in enumerate(list(gm.graph.nodes)):
+        is_fn = node.op == "call_function" and node.target in _FUNCTIONAL_RELUS
+        is_method = node.op == "call_method" and node.target in _RELU_METHODS
+        if not (is_fn or is_method):
+            continue
+        name = f"_functional_relu_{i}"
+        gm.add_submodule(name, nn.ReLU())
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+
+
+def _disable_inplace_kwargs(gm: fx.GraphModule) -> None:
+    for node in gm.graph.nodes:
+        if node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+        if node.op == "call_function" and node.target is operator.iadd:
+            node.target = operator.add
+
+
+def _tensor_shape(arg: object) -> torch.Size | None:
+    meta = arg.meta.get("tensor_meta") if isinstance(arg, fx.Node) else None
+    return getattr(meta, "shape", None)
+
+
+def _adds_to_sums(gm: fx.GraphModule) -> None:
+    for i, node in enumerate(list(gm.graph.nodes)):
+        if node.op != "call_function" or node.target not in _ADDS or len(node.args) != 2 or node.kwargs:
+            continue
+        a, b = node.args
+        shape = _tensor_shape(a)
+        if shape is None or shape != _tensor_shape(b):
+            continue
+        name = f"_residual_sum_{i}"
+        gm.add_submodule(name, Sum(dim=-1))
+        with gm.graph.inserting_before(node):
+            stacked = gm.graph.call_function(torch.stack, ((a, b),), {"dim": -1})  # (..., 2)
+            summed = gm.graph.call_module(name, (stacked,))
+        summed.meta = dict(node.meta)
+        node.replace_all_uses_with(summed)
+        gm.graph.erase_node(node)
+
+
+def last_feature_module(canonical: CanonicalCopy) -> str:
+    """Name of the module whose output GradCAM should explain: the last spatial feature map.
+
+    That is the last module, in execution order, whose output is 4-D with the spatial size of the last
+    Conv2d's output (for a ResNet: the last block's final ReLU, after the residual add; for a VGG: the ReLU
+    after the last conv). Untraced copies fall back to the last registered Conv2d.
+    """
+    module = canonical.module
+    if not canonical.traced:
+        convs = [n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
+        return convs[-1]
+    nodes = [n for n in module.graph.nodes if n.op == "call_module"]
+    conv_idx = [i for i, n in enumerate(nodes) if isinstance(module.get_submodule(n.target), nn.Conv2d)]
+    if not conv_idx:
+        raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
+    spatial = _tensor_shape(nodes[conv_idx[-1]])[-2:]
+    candidates = [n for n in nodes[conv_idx[-1] :] if (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial]
+    return candidates[-1].target

@@ -1,0 +1,119 @@
+"""The saliency registry: one dict drives the UI select boxes, the benchmarks and the tests.
+
+Adding a method is one `SaliencyMethod(...)` line in `METHODS`. Every map is `sum_c |A_c|` of the method's
+(1, C, H, W) attribution unless `reduction` says otherwise; images are in [0, 1], so "black" means 0.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from spade_engine.saliency import deeplift, gradcam, gradients, guided, lrp, pathway, perturbation
+from spade_engine.saliency._base import SEED, SaliencyMethod, SaliencyResult, as_batch, reduce_to_map
+
+_BLACK = "black image (all pixels 0)"
+
+METHODS: dict[str, SaliencyMethod] = {
+    m.name: m
+    for m in (
+        SaliencyMethod("Saliency", "captum", {"abs": True}, "none", gradients.saliency,
+                       reference="arXiv 1312.6034"),
+        SaliencyMethod("InputXGradient", "captum", {}, "none (implicitly black)", gradients.input_x_gradient,
+                       reference="arXiv 1605.01713"),
+        SaliencyMethod("DeepLift", "captum", {"rule": "Rescale"}, _BLACK, deeplift.deeplift,
+                       reference="arXiv 1704.02685"),
+        SaliencyMethod("LRP", "zennit",
+                       {"composite": "EpsilonPlusFlat", "epsilon": 1e-6,
+                        "canonizer": "ResNetCanonizer / VGGCanonizer / fx graph (BN merge + residual Sum)"},
+                       "none", lrp.lrp, reduction="sum over channels of |relevance at the normalised input|",
+                       reference="doi:10.1371/journal.pone.0130140"),
+        SaliencyMethod("GuidedBackprop", "captum", {}, "none", guided.guided_backprop,
+                       reference="arXiv 1412.6806"),
+        SaliencyMethod("GuidedGradCam", "captum", {"layer": "last spatial feature map", "upsample": "bilinear"},
+                       "none", guided.guided_gradcam, reference="arXiv 1610.02391"),
+        SaliencyMethod("LIME", "captum",
+                       {"n_samples": perturbation.LIME_SAMPLES, "superpixels": "SLIC",
+                        "n_segments": perturbation.LIME_SEGMENTS, "compactness": perturbation.LIME_COMPACTNESS,
+                        "surrogate": "Ridge(alpha=1)", "kernel_width": perturbation.LIME_KERNEL_WIDTH},
+                       "superpixel set to black (0)", perturbation.lime,
+                       reduction="|Ridge weight| of the pixel's superpixel, times 3 channels",
+                       reference="arXiv 1602.04938"),
+        SaliencyMethod("Occlusion", "captum",
+                       {"window": "H/8 px", "stride": "window/2", "window_fraction": perturbation.OCCLUSION_WINDOW_FRACTION},
+                       "window set to black (0)", perturbation.occlusion, reference="arXiv 1311.2901"),
+        SaliencyMethod("IntegratedGradients", "captum", {"n_steps": gradients.IG_STEPS, "method": "gausslegendre"},
+                       _BLACK, gradients.integrated_gradients, reference="arXiv 1703.01365"),
+        SaliencyMethod("GradientShap", "captum",
+                       {"n_samples": gradients.SHAP_SAMPLES, "stdevs": 0.0,
+                        "n_baselines": 1 + gradients.SHAP_RANDOM_BASELINES, "seed": SEED},
+                       f"black image + {gradients.SHAP_RANDOM_BASELINES} uniform-noise images", gradients.gradient_shap,
+                       reference="arXiv 1705.07874"),
+        SaliencyMethod("SmoothGrad", "captum",
+                       {"nt_samples": gradients.SMOOTHGRAD_SAMPLES, "stdev": gradients.SMOOTHGRAD_STDEV, "seed": SEED},
+                       "none", gradients.smoothgrad, reduction="mean over noisy copies of |gradient|, summed over channels",
+                       reference="arXiv 1706.03825"),
+        SaliencyMethod("GradCAM", "captum", {"layer": "last spatial feature map", "upsample": "bilinear"},
+                       "none", gradcam.gradcam, reduction="ReLU'd class activation map, bilinear to input size",
+                       reference="arXiv 1610.02391"),
+        SaliencyMethod("PathwayGradient", "spade_engine", {"keep": pathway.PATHWAY_KEEP}, "none",
+                       pathway.pathway_gradient, reference="arXiv 2103.16886"),
+    )
+}
+
+# Captum's notices about hooks on our private copy and the input's requires_grad: expected, not actionable.
+_KNOWN_WARNINGS = (r"Input Tensor \d+ did not already require gradients", r"Setting (forward|backward)")
+
+# The ten methods of the SPADE paper's trojan table (arXiv 2310.04519, Table 1).
+PAPER_METHODS: tuple[str, ...] = (
+    "Saliency", "InputXGradient", "DeepLift", "LRP", "GuidedBackprop", "GuidedGradCam", "LIME", "Occlusion",
+    "IntegratedGradients", "GradientShap",
+)
+
+
+def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    """The (H, W) float32 saliency map of method `name` for class `target`.
+
+    Args:
+        name: a key of `METHODS`.
+        model: maps images in [0, 1] to logits; never modified (methods run on a private copy).
+        x: one image, (1, 3, H, W) or (3, H, W), in [0, 1], on the model's device.
+        target: the class to explain.
+
+    Returns:
+        Non-negative, finite per-pixel relevance (see the method's `reduction`).
+    """
+    if name not in METHODS:
+        raise KeyError(f"Unknown saliency method '{name}'. Known: {', '.join(METHODS)}.")
+    x = as_batch(x)
+    with _seeded(x.device), torch.enable_grad(), warnings.catch_warnings():
+        for message in _KNOWN_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        raw = METHODS[name].fn(model, x, int(target))
+    return reduce_to_map(raw, tuple(x.shape[-2:]))
+
+
+@contextmanager
+def _seeded(device: torch.device) -> Iterator[None]:
+    """Seed torch's and numpy's global RNGs (Captum draws from both) and restore them afterwards."""
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(SEED)
+        np.random.seed(SEED)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+
+
+def explain(name: str, model: nn.Module, x: torch.Tensor, target: int) -> SaliencyResult:
+    """`attribute` wrapped in a timed `SaliencyResult`."""
+    start = time.perf_counter()
+    sal = attribute(name, model, x, target)
+    return SaliencyResult(name, int(target), sal, time.perf_counter() - start)

@@ -1,0 +1,106 @@
+"""Every registry method, on tiny models built here: a sane map, the caller's model untouched, the patch found."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spade_engine.metrics import trojan_auc
+from spade_engine.saliency import METHODS, PAPER_METHODS, SaliencyMethod, attribute, explain
+
+HAS_PATHWAYS = importlib.util.find_spec("spade_engine.pathways") is not None
+
+
+def _runnable(name: str):
+    marks = []
+    if name == "PathwayGradient" and not HAS_PATHWAYS:
+        marks.append(pytest.mark.skip(reason="spade_engine.pathways is not in the tree yet"))
+    return pytest.param(name, marks=marks)
+
+
+ALL = [_runnable(n) for n in METHODS]
+
+
+def snapshot(model: nn.Module) -> dict:
+    """Everything a saliency method could change on the caller's model."""
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "grad_flags": [p.requires_grad for p in model.parameters()],
+        "grads": [p.grad for p in model.parameters()],
+        "modules": [(n, type(m).__name__, m.training, getattr(m, "inplace", None)) for n, m in model.named_modules()],
+        "hooks": [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks), len(m._backward_pre_hooks))
+            for m in model.modules()
+        ],
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    assert before["state"].keys() == after["state"].keys()
+    for k in before["state"]:
+        assert torch.equal(before["state"][k], after["state"][k]), k
+    for key in ("grad_flags", "grads", "modules", "hooks"):
+        assert before[key] == after[key], key
+
+
+def test_registry_entries_are_described():
+    for name, method in METHODS.items():
+        assert isinstance(method, SaliencyMethod) and method.name == name
+        assert method.library in ("captum", "zennit", "spade_engine")
+        assert method.baseline and isinstance(method.params, dict) and callable(method.fn)
+    assert set(PAPER_METHODS) <= set(METHODS)
+    assert {"SmoothGrad", "GradCAM", "PathwayGradient"} <= set(METHODS)
+    assert METHODS["IntegratedGradients"].params["n_steps"] > 0
+    assert "n_samples" in METHODS["LIME"].params and "window" in METHODS["Occlusion"].params
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_map_is_finite_nonconstant_and_model_untouched(name, tiny_resnet, image):
+    before = snapshot(tiny_resnet)
+    logits_before = tiny_resnet(image)
+    sal = attribute(name, tiny_resnet, image, target=1)
+    assert sal.shape == image.shape[-2:] and sal.dtype == np.float32
+    assert np.isfinite(sal).all() and (sal >= 0).all()
+    assert sal.max() > sal.min()
+    assert_same(before, snapshot(tiny_resnet))
+    assert torch.equal(tiny_resnet(image), logits_before)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_map_peaks_on_the_only_region_the_model_sees(name, patch_net, image, patch_mask):
+    """PatchNet's logits depend on the patch pixels only: every method must rank the patch first."""
+    target = int(patch_net(image).argmax())
+    sal = attribute(name, patch_net, image[0], target)  # (3, H, W) input is accepted too
+    assert trojan_auc(sal, patch_mask.numpy()) > 0.9
+
+
+def test_stochastic_methods_are_reproducible_and_leave_global_rng_alone(tiny_resnet, image):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expected_next = torch.rand(1), np.random.rand()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    a = attribute("GradientShap", tiny_resnet, image, 0)
+    assert torch.equal(torch.rand(1), expected_next[0]) and np.random.rand() == expected_next[1]
+    np.testing.assert_array_equal(a, attribute("GradientShap", tiny_resnet, image, 0))
+
+
+def test_targets_differ(tiny_resnet, image):
+    assert not np.allclose(attribute("Saliency", tiny_resnet, image, 0), attribute("Saliency", tiny_resnet, image, 1))
+
+
+def test_explain_returns_timed_result(tiny_resnet, image):
+    res = explain("Saliency", tiny_resnet, image, 2)
+    assert res.method == "Saliency" and res.target == 2 and res.seconds >= 0
+    assert res.map.shape == (image.shape[-2], image.shape[-1])
+
+
+def test_unknown_method_and_bad_shape_raise(tiny_resnet, image):
+    with pytest.raises(KeyError, match="Known"):
+        attribute("Nope", tiny_resnet, image, 0)
+    with pytest.raises(ValueError):
+        attribute("Saliency", tiny_resnet, image.repeat(2, 1, 1, 1), 0)
