@@ -5,7 +5,7 @@ import streamlit as st
 
 from pages.ui import cache, figures, keys, widgets
 
-st.title("🔬 SPADE Debugger")
+st.title("SPADE Debugger")
 st.caption("Prune the network to the connections that matter for one sample, then explain that sparse network.")
 model = widgets.model_picker()
 sample = widgets.sample_picker(model)
@@ -26,8 +26,8 @@ elif run.pruned_now:
     line = f"Reused cached trace · re-pruned in {run.seconds:.2f} s (inverse {t.get('inverse', 0):.2f} s · solve {t.get('solve', 0):.2f} s)"
 else:
     line = f"Reused cached trace and pruned network ({run.seconds * 1000:.0f} ms)"
-progress.finish(line)
-st.caption(f"⚡ {line} · {settings.n_aug} views, seed {settings.seed}")
+if not progress.finish(line):
+    st.caption(line)
 
 # ---- predictions
 spade_label = f"SPADE {settings.sparsity:.0%}"
@@ -40,9 +40,9 @@ with left:
 with right:
     st.subheader("Pruned network")
     a, b = st.columns(2)
-    a.metric("Dense predicts", figures.class_name(names, dense_cls), f"{result.dense_top5[0][1]:.1%}", delta_color="off")
-    b.metric(f"{spade_label} predicts", figures.class_name(names, pruned_cls), f"{result.pruned_top5[0][1]:.1%}", delta_color="off")
-    st.metric("Weights removed (mean over pruned layers)", f"{result.total_sparsity:.1%}", f"{len(result.layer_sparsity)} layers", delta_color="off")
+    a.metric("Dense predicts", figures.class_name(names, dense_cls), f"{result.dense_top5[0][1]:.1%}", delta_color="off", delta_arrow="off")
+    b.metric(f"{spade_label} predicts", figures.class_name(names, pruned_cls), f"{result.pruned_top5[0][1]:.1%}", delta_color="off", delta_arrow="off")
+    st.metric("Weights removed (mean over pruned layers)", f"{result.total_sparsity:.1%}", f"{len(result.layer_sparsity)} layers", delta_color="off", delta_arrow="off")
     if not result.agrees:
         st.warning(f"The pruned network no longer predicts the dense class **{figures.class_name(names, dense_cls)}** "
                    f"(it predicts **{figures.class_name(names, pruned_cls)}**). Its explanations describe a different "
@@ -81,7 +81,7 @@ rep = figures.report(settings_out, names, result, pairs, target)
 header = f"{model.loaded.info.title} · {sample.name} · target {names[target]} · {spade_label}, {settings.n_aug} views"
 stem = f"spade_{sample.sample_hash[:8]}_{int(settings.sparsity * 100)}"
 e1, e2, e3 = st.columns(3)
-e1.download_button("⬇ Panel (PNG)", figures.panel_png(image_u8, pairs, spade_label, header, sample.trojan_mask) if pairs else b"",
-                   f"{stem}.png", "image/png", disabled=not pairs, on_click="ignore", width="stretch")  # fmt: skip
-e2.download_button("⬇ Numbers (CSV)", figures.report_csv(rep), f"{stem}.csv", "text/csv", on_click="ignore", width="stretch")
-e3.download_button("⬇ Numbers (JSON)", figures.report_json(rep), f"{stem}.json", "application/json", on_click="ignore", width="stretch")
+e1.download_button("Panel (PNG)", figures.panel_png(image_u8, pairs, spade_label, header, sample.trojan_mask) if pairs else b"",
+                   f"{stem}.png", "image/png", disabled=not pairs, on_click="ignore", width="stretch", icon=":material/download:")  # fmt: skip
+e2.download_button("Numbers (CSV)", figures.report_csv(rep), f"{stem}.csv", "text/csv", on_click="ignore", width="stretch", icon=":material/download:")
+e3.download_button("Numbers (JSON)", figures.report_json(rep), f"{stem}.json", "application/json", on_click="ignore", width="stretch", icon=":material/download:")

@@ -335,7 +335,8 @@ class SpadeProgress:
         counter = f" ({done + 1}/{total})" if total > 1 and done < total else ""
         self._bar.progress(min(done / max(total, 1), 1.0), text=text + counter)
 
-    def finish(self, label: str) -> None:
-        """Collapse the status into one line (if it was shown)."""
+    def finish(self, label: str) -> bool:
+        """Collapse the status into one line; returns False when there was nothing to show (fully cached)."""
         if self._status is not None:
             self._status.update(label=label, state="complete", expanded=False)
+        return self._status is not None

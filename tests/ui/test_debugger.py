@@ -1,0 +1,121 @@
+"""The debugger page (pages/1_Debugger.py) through the app router, with streamlit.testing's AppTest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pages.ui import cache, keys
+from tests.ui.conftest import APP, PATCH, ROOT, TINY, make_app
+
+FEW_VIEWS = {keys.scoped(keys.DEBUGGER, keys.N_AUG): 16}
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _engine():
+    return cache.get_engine(TINY, "cpu", None)  # cached by (model key, device); the model is not part of the key
+
+
+def test_page_runs_on_tiny_model_and_example(tiny_assets):
+    at = make_app(**FEW_VIEWS).run()
+    assert not at.exception, at.exception
+    assert not at.error, _texts(at.error)
+    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == TINY
+    methods = at.multiselect(key=keys.DEBUGGER_METHODS)
+    assert methods.value and set(methods.options) == set(cache.saliency_methods())
+    charts = {c.key for c in at.get("plotly_chart")}
+    assert {"debugger.pred_chart", "debugger.layers"} <= charts
+    assert {k for k in charts if k.startswith("debugger.sal.")} == {f"debugger.sal.{m}" for m in methods.value}
+    assert len(at.get("download_button")) == 3
+    assert "SPADE ran in" in _status_labels(at)
+
+
+def test_slider_reprunes_from_cached_trace(tiny_assets):
+    at = make_app(**FEW_VIEWS).run()
+    assert not at.exception, at.exception
+    engine = _engine()
+    stats = dict(engine.stats)
+    assert stats["traces_built"] == 1
+    first = _last_result(engine)
+
+    at.sidebar.slider(key=keys.WIDGET + keys.scoped(keys.DEBUGGER, keys.SPARSITY)).set_value(40).run()
+    assert not at.exception, at.exception
+    assert engine.stats["traces_built"] == 1, "moving the slider must not rebuild the trace"
+    assert engine.stats["trace_hits"] > stats["trace_hits"]
+    assert engine.stats["solves"] > stats["solves"], "the new sparsity must be solved"
+    second = _last_result(engine)
+    assert second.cached_trace
+    assert second.config.sparsity == pytest.approx(0.40)
+    reached = sum(second.layer_sparsity.values()) / len(second.layer_sparsity)
+    assert reached == pytest.approx(0.40, abs=0.05) and first.total_sparsity == pytest.approx(0.90, abs=0.05)
+    assert not torch.equal(first.pruned_logits, second.pruned_logits)
+    assert "Reused cached trace" in _texts(at.caption) + _status_labels(at)
+
+
+def _last_result(engine):
+    return next(reversed(engine._pruned.values()))[1]
+
+
+def _status_labels(at) -> str:
+    return "\n".join(s.label for s in at.status)
+
+
+def test_trojan_example_shows_patch_auc(tiny_assets):
+    at = make_app(**FEW_VIEWS, **{keys.SAMPLE_EXAMPLE: "ex_trojan.png"}).run()
+    assert not at.exception, at.exception
+    fig = at.get("plotly_chart")[1].proto.spec
+    assert "trojan AUC" in fig and '"type":"rect"' in fig.replace(" ", "")
+
+
+def test_bad_upload_shows_error_not_traceback(tiny_assets):
+    at = make_app(**FEW_VIEWS, **{keys.SAMPLE_SOURCE: "Upload"}).run()
+    assert not at.exception
+    assert any("Upload an image" in i.value for i in at.info)
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.SAMPLE_UPLOAD).set_value(("notes.png", b"this is not an image", "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Cannot use this image" in e.value and "not an image" in e.value for e in at.error)
+    assert not at.get("plotly_chart")  # the page stopped before SPADE
+
+
+def test_uploaded_example_is_recognised(tiny_assets):
+    data = (tiny_assets / "ex_trojan.png").read_bytes()
+    at = make_app(**FEW_VIEWS, **{keys.SAMPLE_SOURCE: "Upload"}).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.SAMPLE_UPLOAD).set_value(("mine.png", data, "image/png")).run()
+    assert not at.exception, at.exception
+    assert "trojan patch" in _texts(at.caption)
+
+
+def test_unavailable_weights_show_the_fix_and_keep_the_app(tiny_assets):
+    at = make_app(**{keys.MODEL: "resnet18"}).run()
+    assert not at.exception, at.exception
+    message = _texts(at.error)
+    assert "not available" in message and "TORCH_HOME" in message
+    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "resnet18"  # the picker still works
+    at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).set_value(TINY).run()
+    assert not at.exception and not at.error
+
+
+def test_checkpoint_mismatch_lists_keys(tiny_assets):
+    at = make_app(**{keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "ui_tiny_arch"}).run()
+    assert not at.exception
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"0.weight": torch.zeros(4, 3, 3, 3), "8.weight": torch.zeros(3, 16)}, buf)  # wrong shape, keys missing
+    at.sidebar.file_uploader(key=keys.CKPT_FILE).set_value(("bad.pt", buf.getvalue(), "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    message = _texts(at.error)
+    assert "does not match" in message and "0.weight" in message and "missing keys" in message
+
+
+@pytest.mark.skipif(not (ROOT / "assets/models/testbed_resnet.json").exists(), reason="testbed models not shipped yet")
+def test_default_demo_model_with_example():
+    at = make_app(**FEW_VIEWS).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
+    assert len(at.get("plotly_chart")) >= 2
+    assert APP.exists()
