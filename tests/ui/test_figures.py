@@ -1,0 +1,107 @@
+"""pages/ui/figures.py and the sample helpers of pages/ui/widgets.py: shared normalisation, PNG, exports, masks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pages.ui import figures, widgets
+
+
+def _pair(scale: float = 1.0) -> figures.MapPair:
+    rng = np.random.default_rng(0)
+    dense = rng.random((16, 16)).astype(np.float32)
+    spade = dense * scale
+    return figures.MapPair("Saliency", dense, spade, 0.61, 0.93)
+
+
+def test_pair_shares_one_scale():
+    pair = _pair(scale=3.0)
+    assert pair.vmax == figures.shared_vmax(pair.dense, pair.spade)
+    assert pair.vmax > np.percentile(pair.dense, 99.5)  # set by the larger SPADE map, used for both
+    fig = figures.saliency_figure(np.zeros((16, 16, 3), np.uint8), pair, "SPADE 90%")
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 2 and {t.coloraxis for t in heatmaps} == {"coloraxis"}
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == pair.vmax
+
+
+def test_colorize_is_transparent_at_zero_and_opaque_at_max():
+    rgba = figures.colorize(np.array([[0.0, 2.0, 5.0]]), vmax=2.0)
+    assert rgba.shape == (1, 3, 4)
+    assert rgba[0, 0, 3] == 0.0 and rgba[0, 1, 3] > 0.9
+    assert np.allclose(rgba[0, 1], rgba[0, 2])  # clipped above vmax
+
+
+def test_patch_outline_in_figure_and_png():
+    mask = np.zeros((16, 16), bool)
+    mask[10:14, 2:6] = True
+    assert figures.mask_box(mask) == (2, 10, 5, 13)
+    fig = figures.saliency_figure(np.zeros((16, 16, 3), np.uint8), _pair(), "SPADE", mask)
+    assert len(fig.layout.shapes) == 2  # one outline per panel
+    img = figures.overlay_image(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16)), 1.0, mask, cell=64)
+    px = np.asarray(img)
+    assert tuple(px[40, 8]) == (0, 229, 255)  # left edge of the outline at x = 2 * 4 px, in the patch colour
+
+
+def test_panel_png_has_one_row_per_method():
+    pairs = [_pair(), figures.MapPair("GradCAM", np.ones((16, 16)), np.zeros((16, 16)))]
+    png = figures.panel_png(np.full((16, 16, 3), 128, np.uint8), pairs, "SPADE 90%", "header", cell=64)
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG" and img.mode == "RGB"
+    one = Image.open(io.BytesIO(figures.panel_png(np.zeros((16, 16, 3), np.uint8), pairs[:1], "S", "h", cell=64)))
+    assert img.width == one.width and img.height > one.height
+
+
+def _result():
+    dense = torch.tensor([2.0, 0.5, 0.1])
+    pruned = torch.tensor([0.1, 2.5, 0.3])
+    top5 = lambda z: [(int(i), float(p)) for p, i in zip(*z.softmax(-1).sort(descending=True))]  # noqa: E731
+    return SimpleNamespace(dense_logits=dense, pruned_logits=pruned, dense_top5=top5(dense), pruned_top5=top5(pruned),
+                           agrees=False, layer_target={"a": 0.9, "b": 0.9}, layer_sparsity={"a": 0.9, "b": 0.89},
+                           layer_error={"a": 0.01, "b": 0.2}, timings={"solve": 0.5})  # fmt: skip
+
+
+def test_report_csv_and_json_carry_the_numbers():
+    rep = figures.report({"model": "m", "sparsity": 0.9}, ("cat", "dog", "eel"), _result(), [_pair()], target=0)
+    parsed = json.loads(figures.report_json(rep))
+    assert parsed["predictions"]["agrees"] is False
+    assert parsed["predictions"]["pruned_top5"][0]["class"] == "dog"
+    assert parsed["trojan_auc"]["Saliency"] == {"dense": 0.61, "spade": 0.93}
+    assert [layer["layer"] for layer in parsed["layers"]] == ["a", "b"]
+    rows = list(csv.DictReader(io.StringIO(figures.report_csv(rep))))
+    lookup = {(r["section"], r["item"], r["variant"]): r["value"] for r in rows}
+    assert float(lookup[("layer_error", "b", "spade")]) == 0.2
+    assert float(lookup[("trojan_auc", "Saliency", "spade")]) == 0.93
+    assert float(lookup[("top5_dense", "cat", "dense")]) > 0.5
+
+
+def test_prediction_figure_covers_both_top_classes():
+    r = _result()
+    fig = figures.prediction_figure(r.dense_logits, r.pruned_logits, ("cat", "dog", "eel"), k=1)
+    assert set(fig.data[0].y) == {"cat", "dog"} and {t.name for t in fig.data} == {"Dense", "SPADE"}
+
+
+def test_make_sample_maps_patch_through_preprocessing():
+    info = SimpleNamespace(resize=32, input_size=32)
+    loaded = SimpleNamespace(info=info, preprocess=lambda img: _preprocess(img, 32))
+    img = Image.new("RGB", (64, 64), (10, 20, 30))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    sample = widgets.make_sample(loaded, "x.png", buf.getvalue(), {"trojan": True, "patch_box": [32, 16, 48, 32]})
+    assert sample.image.shape == (3, 32, 32)
+    ys, xs = np.nonzero(sample.trojan_mask)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (16, 23, 8, 15)  # the 64 px box, halved
+    other = widgets.make_sample(loaded, "y.png", buf.getvalue(), {"trojan": False})
+    assert other.trojan_mask is None and other.sample_hash == sample.sample_hash  # same pixels, same hash
+
+
+def _preprocess(img: Image.Image, size: int) -> torch.Tensor:
+    from torchvision.transforms import functional as TF
+
+    return TF.to_tensor(TF.center_crop(TF.resize(img.convert("RGB"), size, antialias=True), size))
