@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from spade_engine.featvis import LOGITS, capture, resolve_layer
-from spade_engine.hooks import execution_order
 
 SCORE_EXPLANATION = (
     "Multifaceted score = how different the two groups of the neuron's top-activating inputs are "
@@ -42,15 +41,30 @@ class LayerInfo:
 def list_layers(model: nn.Module, input_size: int, device: str | torch.device = "cpu") -> list[LayerInfo]:
     """Conv and linear layers in execution order, with their output shapes for a square input of `input_size`."""
     x = torch.full((1, 3, input_size, input_size), 0.5, device=device)
-    order, _ = execution_order(model, x, (nn.Conv2d, nn.Linear))
-    with torch.no_grad(), capture(model, order) as store:
-        model(x)
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad(), capture(model, names) as store:
+        model(x)  # dicts keep insertion order: the order in which the hooks fired
     infos = []
-    for name in order:
+    for name in store:
         shape = tuple(store[name].shape[1:])
         kind = "conv" if len(shape) == 3 else "linear"
         infos.append(LayerInfo(name, kind, int(shape[0]), tuple(shape[1:]) if kind == "conv" else None))
     return infos
+
+
+def late_layers(layers: list[LayerInfo], fraction: float = 0.35) -> list[str]:
+    """The last `fraction` of the layers (at least one), in execution order: SPADE's setting for feature
+    visualisation prunes only late blocks and the head (reference: ResNet-50 layer3.4-5, layer4, fc)."""
+    n = max(1, round(fraction * len(layers)))
+    return [info.name for info in layers[-n:]]
+
+
+def late_prune_config(layers: list[LayerInfo], sparsity: float = 0.95, fraction: float = 0.35, **overrides):
+    """A `PruneConfig` that prunes only `late_layers(layers, fraction)` at `sparsity`; the rest stays dense."""
+    from spade_engine.engine import PruneConfig
+
+    names = late_layers(layers, fraction)
+    return PruneConfig(sparsity=0.0, layer_sparsity=tuple((n, float(sparsity)) for n in names), **overrides)
 
 
 # ------------------------------------------------------------------------------- neurons of a sample

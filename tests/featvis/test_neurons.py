@@ -66,3 +66,12 @@ def test_two_means_and_silhouette_on_separated_blobs():
 
 def test_explanation_is_one_sentence():
     assert neurons.SCORE_EXPLANATION.count(". ") == 0 and neurons.SCORE_EXPLANATION.endswith(".")
+
+
+def test_late_prune_config_prunes_only_late_layers(or_model):
+    layers = neurons.list_layers(or_model, 16)
+    assert neurons.late_layers(layers, 0.35) == ["net.6"]
+    assert neurons.late_layers(layers, 0.7) == ["net.2", "net.6"]
+    cfg = neurons.late_prune_config(layers, 0.95, 0.7)
+    names = [info.name for info in layers]
+    assert cfg.targets(names, first_conv="net.0", head="net.6") == {"net.2": 0.95, "net.6": 0.95}

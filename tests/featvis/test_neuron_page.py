@@ -1,0 +1,115 @@
+"""The Neuron explorer page (`pages/3_Neuron_explorer.py`) in `streamlit.testing.v1.AppTest`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from PIL import Image
+from torch import nn
+
+from pages.ui import keys
+from pages.ui import neurons as ui
+from spade_engine import models
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "pages" / "3_Neuron_explorer.py"
+SHIPPED = models.TESTBED_DIR / "testbed_resnet.json"
+FAST = {ui.STEPS: 8, keys.WIDGET + keys.scoped(ui.PREFIX, keys.N_AUG): 8}
+
+
+def _tiny_net(num_classes: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes),
+    )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """CPU, offline, featvis cache in tmp, Streamlit caches cleared around each test."""
+    monkeypatch.setenv("SPADE_OFFLINE", "1")
+    monkeypatch.setenv("SPADE_DEVICE", "cpu")
+    monkeypatch.setenv("SPADE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def tiny_testbed(monkeypatch, tmp_path):
+    """A random tiny 'testbed' model at 32 px and one testbed example (class 0, facet 1)."""
+    from pages.ui import cache
+    from spade_engine.testbed import data
+
+    models_dir, examples_dir = tmp_path / "models", tmp_path / "examples"
+    models_dir.mkdir()
+    examples_dir.mkdir()
+    torch.save(_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny.pt")
+    card = dict(name="fv_tiny", title="Tiny", arch="fv_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
+                weights="fv_tiny.pt")  # fmt: skip
+    (models_dir / "fv_tiny.json").write_text(json.dumps(card))
+    image = data.make_sample(0, 1, seed=5, image_size=32).images[0]
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(examples_dir / "c0f1.png")
+    (examples_dir / "index.json").write_text(json.dumps({"c0f1.png": {"class": data.CLASS_NAMES[0], "facet": 1}}))
+    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
+    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": _tiny_net})
+    monkeypatch.setattr(cache, "EXAMPLES_DIR", examples_dir)
+
+
+def _app(**state):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGE), default_timeout=600)
+    for key, value in {**FAST, **state}.items():
+        at.session_state[key] = value
+    return at
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _check_page(at, n_classes: int) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, _texts(at.error)
+    images = at.get("image")
+    assert len(images) >= 5  # dense, SPADE, patches, two facet grids
+    assert len(at.get("plotly_chart")) == 1
+    assert "Multifaceted score" in _texts(at.caption)
+    layer = at.selectbox(key=ui.LAYER)
+    assert layer.options[-1].startswith(f"{layer.value} (linear, {n_classes} neurons")  # the head by default
+    assert len(at.selectbox(key=f"{ui.FACET_NEURON}.{layer.value}").options) == min(20, n_classes)
+
+
+def test_page_runs_on_tiny_model(tiny_testbed):
+    at = _app().run()
+    _check_page(at, 10)
+    assert "steps in" in _texts(at.caption)  # optimised now
+    at.run()  # same settings again: both visualisations come from the disk cache
+    assert not at.exception, at.exception
+    assert _texts(at.caption).count("loaded from cache") == 2
+
+
+def test_out_of_range_index_gives_a_message(tiny_testbed):
+    at = _app(**{ui.PICK: ui.PICKS[2], ui.LAYER: "net.2"}).run()
+    assert not at.exception, at.exception
+    at.number_input(key=f"{ui.INDEX}.net.2").set_value(12).run()
+    assert not at.exception, at.exception
+    assert "out of range" in _texts(at.warning)
+
+
+@pytest.mark.skipif(
+    not SHIPPED.exists(), reason="shipped testbed model assets/models/testbed_resnet.json not trained yet"
+)
+def test_page_runs_on_shipped_testbed_model():
+    at = _app(**{keys.WIDGET + keys.MODEL: "testbed_resnet"}).run()
+    _check_page(at, 10)
