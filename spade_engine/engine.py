@@ -1,0 +1,350 @@
+"""SpadeEngine: sample-targeted pruning (SPADE, arXiv 2310.04519) with a per-sample cache.
+
+`prepare` does everything that depends only on the sample (augmented views, one dense pass filling every
+prunable layer's Hessian); `prune` runs the layer-wise solver at a sparsity and returns a pruned *copy*.
+The dampened inverse-Hessian factors are cached per trace too, so a slider move costs only the column sweeps.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from spade_engine.augment import AugmentConfig, augment
+from spade_engine.hooks import StopForward, execution_order, forward_hooks
+from spade_engine.pruning import (
+    SOLVERS,
+    HessianAccumulator,
+    InverseHessian,
+    grouped_weight,
+    inverse_hessian,
+    reconstruction_error,
+    ungroup_weight,
+)
+from spade_engine.pruning.hessian import PRUNABLE
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How to prune: per-layer target sparsity, which layers, which solver.
+
+    `layer_sparsity` holds (fnmatch pattern, sparsity) pairs over module names (e.g. ("net.layer4*", 0.95));
+    the first matching pattern wins, other layers get `sparsity`. A layer whose sparsity is 0 is left dense.
+    """
+
+    sparsity: float = 0.9
+    layer_sparsity: tuple[tuple[str, float], ...] = ()
+    skip_first: bool = True  # the first conv sees raw pixels; the reference leaves it dense
+    skip_head: bool = False  # the reference prunes the classifier head too
+    skip: tuple[str, ...] = ()  # fnmatch patterns of layer names left dense
+    damp: float = 0.01  # relative dampening of H (1% of mean diag)
+    blocksize: int = 128
+    solver: str = "sparsegpt"  # a key of spade_engine.pruning.SOLVERS
+    sequential: bool = False  # SparseGPT's sequential mode: inputs of layer l+1 from the pruned prefix
+
+    def targets(self, layers: list[str], first_conv: str | None = None, head: str | None = None) -> dict[str, float]:
+        """Target sparsity of each layer that gets pruned, in execution order."""
+        out = {}
+        for name in layers:
+            if (self.skip_first and name == first_conv) or (self.skip_head and name == head):
+                continue
+            if any(fnmatch.fnmatch(name, p) for p in self.skip):
+                continue
+            s = next((v for p, v in self.layer_sparsity if fnmatch.fnmatch(name, p)), self.sparsity)
+            if s > 0:
+                out[name] = float(s)
+        return out
+
+
+@dataclass(eq=False)
+class Trace:
+    """Per-sample work that does not depend on the sparsity. Built by `SpadeEngine.prepare`."""
+
+    key: tuple
+    sample: torch.Tensor  # (3, H, W) in [0, 1], CPU
+    views: torch.Tensor  # (B, 3, H, W) uint8, CPU: the calibration batch
+    layers: tuple[str, ...]  # prunable layers in execution order
+    hessians: dict[str, torch.Tensor]  # name -> (G, d, d), filled in one dense pass
+    dense_logits: torch.Tensor  # (K,) CPU
+    timings: dict[str, float]
+    first_conv: str | None = None  # first Conv2d executed (sees raw pixels)
+    head: str | None = None  # last layer executed, when it is a Linear
+    inverses: dict[tuple[str, float], InverseHessian] = field(default_factory=dict)
+    prunes: int = 0  # how many prunes have used this trace
+
+    @property
+    def n_aug(self) -> int:
+        return self.views.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        hs = sum(h.numel() * h.element_size() for h in self.hessians.values())
+        return hs + self.views.numel() + sum(i.nbytes for i in self.inverses.values())
+
+    def float_views(self) -> torch.Tensor:
+        return self.views.float() / 255.0  # (B, 3, H, W)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a prune did: per-layer reached sparsity and reconstruction error, predictions, timings."""
+
+    config: PruneConfig
+    layer_target: dict[str, float]
+    layer_sparsity: dict[str, float]
+    layer_error: dict[str, float]  # relative ||WX - W_hat X||^2 / ||WX||^2 on the calibration inputs
+    dense_logits: torch.Tensor  # (K,)
+    pruned_logits: torch.Tensor  # (K,)
+    timings: dict[str, float]  # seconds per phase of this call (cold calls include prepare's phases)
+    cached_trace: bool  # True when the Hessians came from the cache (a warm re-prune)
+
+    @property
+    def total_sparsity(self) -> float:
+        return sum(self.layer_sparsity.values()) / max(len(self.layer_sparsity), 1)
+
+    @property
+    def dense_top5(self) -> list[tuple[int, float]]:
+        return _top5(self.dense_logits)
+
+    @property
+    def pruned_top5(self) -> list[tuple[int, float]]:
+        return _top5(self.pruned_logits)
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the pruned network still predicts the dense network's class."""
+        return int(self.dense_logits.argmax()) == int(self.pruned_logits.argmax())
+
+
+def _top5(logits: torch.Tensor) -> list[tuple[int, float]]:
+    p = logits.float().softmax(-1)
+    v, i = p.topk(min(5, p.numel()))
+    return [(int(a), float(b)) for a, b in zip(i, v)]
+
+
+def sample_hash(x: torch.Tensor) -> str:
+    """Stable content hash of an image tensor (cache key)."""
+    return hashlib.sha1(x.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+class SpadeEngine:
+    """Runs SPADE on one model, caching per-sample traces (LRU, bounded in bytes) and recent pruned copies.
+
+    Args:
+        model: classifier taking (B, 3, H, W) images in [0, 1]. Never modified: hooks run on a private copy.
+        device: where the work runs ("cpu", "cuda", ...).
+        batch_size: views per forward pass.
+        max_columns: Hessian column subsample per layer and batch (None: exact; see `HessianAccumulator`).
+        hessian_dtype: torch.float32 (default, as the reference; half the memory) or torch.float64.
+        max_cache_bytes: bound on cached traces (Hessians, inverse factors, views); at least one is kept.
+        max_pruned: number of recent pruned copies kept (moving the slider back is free).
+
+    Thread-safe: one lock serialises prepare/prune, so several UI sessions can share an engine.
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", batch_size: int = 64,
+                 max_columns: int | None = 32768, hessian_dtype: torch.dtype = torch.float32,
+                 max_cache_bytes: int = 2 * 2**30, max_pruned: int = 4):
+        self.model = model
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.max_columns = max_columns
+        self.hessian_dtype = hessian_dtype
+        self.max_cache_bytes = max_cache_bytes
+        self.max_pruned = max_pruned
+        self._work = copy.deepcopy(model).to(self.device).eval()
+        self._traces: OrderedDict[tuple, Trace] = OrderedDict()
+        self._pruned: OrderedDict[tuple, tuple[nn.Module, PruneResult]] = OrderedDict()
+        self._lock = threading.RLock()
+        self.stats = {"traces_built": 0, "trace_hits": 0, "hessian_passes": 0, "solves": 0, "pruned_hits": 0}
+
+    # ------------------------------------------------------------------------------------ prepare
+
+    def prepare(self, x: torch.Tensor, n_aug: int = 64, seed: int = 0, augment_config: AugmentConfig | None = None,
+                progress: Progress | None = None) -> Trace:
+        """Build (or fetch from the cache) the sample's trace: views, Hessians, dense logits.
+
+        Args:
+            x: (3, H, W) image in [0, 1].
+            n_aug: calibration views B.
+            seed: augmentation seed.
+            augment_config: augmentation parameters.
+            progress: `progress(phase, done, total)` callback.
+        """
+        aug = augment_config or AugmentConfig()
+        key = (sample_hash(x), tuple(x.shape), int(n_aug), int(seed), aug)
+        with self._lock:
+            if key in self._traces:
+                self._traces.move_to_end(key)
+                self.stats["trace_hits"] += 1
+                return self._traces[key]
+            trace = self._build_trace(key, x, n_aug, seed, aug, progress or _no_progress)
+            self._traces[key] = trace
+            self._evict()
+            return trace
+
+    def _build_trace(self, key, x, n_aug, seed, aug, progress: Progress) -> Trace:
+        timings = {}
+        t0 = time.perf_counter()
+        progress("augment", 0, 1)
+        views = (augment(x.detach().cpu(), n_aug, seed, aug) * 255).round().to(torch.uint8)  # (B, 3, H, W)
+        timings["augment"] = time.perf_counter() - t0
+        layers = self._prunable_layers(x)
+        t0 = time.perf_counter()
+        hessians = self._accumulate(self._work, layers, views, seed, progress)
+        timings["hessians"] = time.perf_counter() - t0
+        with torch.no_grad():
+            dense_logits = self._work(x.unsqueeze(0).to(self.device))[0].float().cpu()
+        self.stats["traces_built"] += 1
+        modules = dict(self._work.named_modules())
+        first_conv = next((n for n in layers if isinstance(modules[n], nn.Conv2d)), None)
+        head = layers[-1] if layers and isinstance(modules[layers[-1]], nn.Linear) else None
+        return Trace(key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings,
+                     first_conv, head)
+
+    def _prunable_layers(self, x: torch.Tensor) -> list[str]:
+        with torch.no_grad():
+            order, shared = execution_order(self._work, x.unsqueeze(0).to(self.device), PRUNABLE)
+        return [n for n in order if n not in shared]
+
+    def _accumulate(self, model: nn.Module, layers: list[str], views: torch.Tensor, seed: int,
+                    progress: Progress, stop_after: str | None = None) -> dict[str, torch.Tensor]:
+        """One pass of the views through `model`, filling the Hessians of `layers` (hooks removed after)."""
+        modules = dict(model.named_modules())
+        gen = torch.Generator().manual_seed(int(seed) + 1)
+        accs = {n: HessianAccumulator(modules[n], self.hessian_dtype, self.max_columns, gen) for n in layers}
+
+        def hook(name, module, inputs, output):
+            accs[name].add_batch(inputs[0])
+            if name == stop_after:
+                raise StopForward
+
+        batches = views.split(self.batch_size)
+        with forward_hooks({n: modules[n] for n in layers}, hook), torch.no_grad():
+            for b, batch in enumerate(batches):
+                progress("hessians", b, len(batches))
+                try:
+                    model(batch.to(self.device).float() / 255.0)
+                except StopForward:
+                    pass
+        self.stats["hessian_passes"] += 1
+        return {n: a.H for n, a in accs.items()}
+
+    def _evict(self) -> None:
+        while len(self._traces) > 1 and sum(t.nbytes for t in self._traces.values()) > self.max_cache_bytes:
+            old_key, _ = self._traces.popitem(last=False)
+            for k in [k for k in self._pruned if k[0] == old_key]:
+                del self._pruned[k]
+
+    def cache_info(self) -> dict:
+        """Number and size of cached traces and pruned copies, and the bound."""
+        with self._lock:
+            return {
+                "traces": len(self._traces),
+                "trace_bytes": sum(t.nbytes for t in self._traces.values()),
+                "max_cache_bytes": self.max_cache_bytes,
+                "pruned_models": len(self._pruned),
+                **self.stats,
+            }
+
+    # -------------------------------------------------------------------------------------- prune
+
+    def prune(self, trace: Trace, config: float | PruneConfig = 0.9,
+              progress: Progress | None = None) -> tuple[nn.Module, PruneResult]:
+        """Prune a copy of the model for the trace's sample.
+
+        Args:
+            trace: from `prepare`.
+            config: a sparsity in [0, 1) or a full `PruneConfig`.
+            progress: `progress(phase, done, total)` callback; phases name the current layer.
+
+        Returns:
+            (pruned copy in eval mode on the engine's device — treat it as read-only, it may be cached;
+            `PruneResult`).
+        """
+        cfg = config if isinstance(config, PruneConfig) else PruneConfig(sparsity=float(config))
+        if cfg.solver not in SOLVERS:
+            raise ValueError(f"Unknown solver '{cfg.solver}'. Known: {', '.join(SOLVERS)}.")
+        key = (trace.key, cfg)
+        with self._lock:
+            if key in self._pruned:
+                self._pruned.move_to_end(key)
+                self.stats["pruned_hits"] += 1
+                return self._pruned[key]
+            out = self._prune(trace, cfg, progress or _no_progress)
+            trace.prunes += 1
+            self._pruned[key] = out
+            while len(self._pruned) > self.max_pruned:
+                self._pruned.popitem(last=False)
+            return out
+
+    def _prune(self, trace: Trace, cfg: PruneConfig, progress: Progress) -> tuple[nn.Module, PruneResult]:
+        cached = trace.prunes > 0
+        timings = {} if cached else {k: v for k, v in trace.timings.items()}
+        timings.update(inverse=0.0, solve=0.0)
+        t_start = time.perf_counter()
+        pruned = copy.deepcopy(self._work).eval()
+        modules = dict(pruned.named_modules())
+        targets = cfg.targets(list(trace.layers), trace.first_conv, trace.head)
+        reached, errors = {}, {}
+        for i, (name, sparsity) in enumerate(targets.items()):
+            progress(f"solve {name}", i, len(targets))
+            H, hinv = self._layer_hessian(trace, pruned, name, cfg, fresh=cfg.sequential and i > 0, timings=timings)
+            layer = modules[name]
+            t0 = time.perf_counter()
+            W = grouped_weight(layer).clone()
+            W_hat = SOLVERS[cfg.solver](W, hinv, sparsity, cfg.blocksize)
+            layer.weight.data.copy_(ungroup_weight(layer, W_hat))
+            timings["solve"] += time.perf_counter() - t0
+            reached[name] = float((W_hat == 0).float().mean())
+            errors[name] = reconstruction_error(W, W_hat, H)
+            self.stats["solves"] += 1
+        progress("evaluate", len(targets), len(targets))
+        with torch.no_grad():
+            pruned_logits = pruned(trace.sample.unsqueeze(0).to(self.device))[0].float().cpu()
+        timings["prune_total"] = time.perf_counter() - t_start
+        result = PruneResult(cfg, targets, reached, errors, trace.dense_logits, pruned_logits, timings, cached)
+        return pruned, result
+
+    def _layer_hessian(self, trace: Trace, pruned: nn.Module, name: str, cfg: PruneConfig, fresh: bool,
+                       timings: dict[str, float]) -> tuple[torch.Tensor, InverseHessian | None]:
+        """The layer's Hessian (cached dense pass, or re-accumulated through the pruned prefix) and its inverse."""
+        t0 = time.perf_counter()
+        if fresh:  # sequential mode: inputs come from the already-pruned prefix
+            H = self._accumulate(pruned, [name], trace.views, int(trace.key[3]), _no_progress, stop_after=name)[name]
+            timings["hessians"] = timings.get("hessians", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            hinv = None if cfg.solver == "magnitude" else inverse_hessian(H, cfg.damp)
+        else:
+            H = trace.hessians[name]
+            hinv = None if cfg.solver == "magnitude" else self._inverse(trace, name, cfg.damp)
+        timings["inverse"] += time.perf_counter() - t0
+        return H, hinv
+
+    def _inverse(self, trace: Trace, name: str, damp: float) -> InverseHessian:
+        key = (name, float(damp))
+        if key not in trace.inverses:
+            trace.inverses[key] = inverse_hessian(trace.hessians[name], damp)
+        return trace.inverses[key]
+
+
+def spade_prune(model: nn.Module, x: torch.Tensor, sparsity: float | PruneConfig = 0.9, n_aug: int = 64,
+                seed: int = 0, device: str | torch.device = "cpu", **engine_kwargs) -> tuple[nn.Module, PruneResult]:
+    """One-shot SPADE: prune a copy of `model` for the sample `x` (3, H, W) in [0, 1]. No caching across calls."""
+    engine = SpadeEngine(model, device, **engine_kwargs)
+    return engine.prune(engine.prepare(x, n_aug, seed), sparsity)
