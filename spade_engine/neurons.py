@@ -52,18 +52,24 @@ def list_layers(model: nn.Module, input_size: int, device: str | torch.device = 
     return infos
 
 
-def late_layers(layers: list[LayerInfo], fraction: float = 0.35) -> list[str]:
-    """The last `fraction` of the layers (at least one), in execution order: SPADE's setting for feature
-    visualisation prunes only late blocks and the head (reference: ResNet-50 layer3.4-5, layer4, fc)."""
-    n = max(1, round(fraction * len(layers)))
-    return [info.name for info in layers[-n:]]
+def late_layers(layers: list[LayerInfo], stages: int = 2) -> list[str]:
+    """Layers of the last `stages` resolution stages (output area at most the `stages`-th smallest) and the
+    linear layers after them, in execution order: SPADE's setting for feature visualisation prunes only late
+    blocks and the head (reference: ResNet-50 layer3.4-5, layer4, fc). Without conv layers: the last third."""
+    areas = sorted({info.spatial[0] * info.spatial[1] for info in layers if info.spatial})
+    if not areas:
+        return [info.name for info in layers[-max(1, len(layers) // 3) :]]
+    cut = areas[min(stages, len(areas)) - 1]
+    late = lambda info: info.spatial is None or info.spatial[0] * info.spatial[1] <= cut  # noqa: E731
+    first = next(i for i, info in enumerate(layers) if info.spatial and late(info))
+    return [info.name for info in layers[first:] if late(info)]
 
 
-def late_prune_config(layers: list[LayerInfo], sparsity: float = 0.95, fraction: float = 0.35, **overrides):
-    """A `PruneConfig` that prunes only `late_layers(layers, fraction)` at `sparsity`; the rest stays dense."""
+def late_prune_config(layers: list[LayerInfo], sparsity: float = 0.95, stages: int = 2, **overrides):
+    """A `PruneConfig` that prunes only `late_layers(layers, stages)` at `sparsity`; the rest stays dense."""
     from spade_engine.engine import PruneConfig
 
-    names = late_layers(layers, fraction)
+    names = late_layers(layers, stages)
     return PruneConfig(sparsity=0.0, layer_sparsity=tuple((n, float(sparsity)) for n in names), **overrides)
 
 

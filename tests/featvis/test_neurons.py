@@ -68,10 +68,16 @@ def test_explanation_is_one_sentence():
     assert neurons.SCORE_EXPLANATION.count(". ") == 0 and neurons.SCORE_EXPLANATION.endswith(".")
 
 
-def test_late_prune_config_prunes_only_late_layers(or_model):
-    layers = neurons.list_layers(or_model, 16)
-    assert neurons.late_layers(layers, 0.35) == ["net.6"]
-    assert neurons.late_layers(layers, 0.7) == ["net.2", "net.6"]
-    cfg = neurons.late_prune_config(layers, 0.95, 0.7)
+def test_late_layers_are_the_last_two_stages_and_the_head():
+    from spade_engine.models import Classifier
+    from spade_engine.testbed.archs import TinyResNet
+
+    model = Classifier(TinyResNet(10), (0.5,) * 3, (0.25,) * 3).eval()
+    layers = neurons.list_layers(model, 64)
+    late = neurons.late_layers(layers)
+    assert set(late) == {i.name for i in layers if i.name.startswith(("net.layer3", "net.layer4", "net.fc"))}
+    cfg = neurons.late_prune_config(layers, 0.95)
     names = [info.name for info in layers]
-    assert cfg.targets(names, first_conv="net.0", head="net.6") == {"net.2": 0.95, "net.6": 0.95}
+    assert cfg.targets(names, first_conv="net.conv1", head="net.fc") == {n: 0.95 for n in late}
+    flat = [neurons.LayerInfo(f"l{i}", "linear", 4, None) for i in range(6)]
+    assert neurons.late_layers(flat) == ["l4", "l5"]
