@@ -23,7 +23,10 @@ agree step by step on the same ordering. The numbers differ because
 (3) quantus reads raw outputs unless `softmax=True`; we always use the softmax probability, as RISE does;
 (4) quantus's "black" baseline is the image minimum, ours is pixel value 0;
 (5) quantus ranks the (C, H, W) attribution entries (a per-pixel map broadcast over channels ties the three
-    channels of a pixel), we rank pixels and break ties by a seeded random permutation rather than by sort order.
+    channels of a pixel) and its `features_in_step` counts entries, yet it asserts that `features_in_step`
+    divides H * W, so a step covers whole pixels only when 3 * pixels-per-step divides H * W (e.g. 64 x 64
+    images never qualify); we rank pixels, step over pixels, and break ties by a seeded random permutation
+    rather than by sort order.
 quantus has no insertion metric; `PixelFlipping` with a perturbation that pastes original pixels into the
 blurred image reproduces ours (same test).
 
