@@ -134,7 +134,9 @@ def contributions(
     with torch.enable_grad(), _relu_hooks(model, attach) as calls:
         logit = model(x)[0, target]
         grads = torch.autograd.grad(logit, gates, allow_unused=True)
-    contrib = [(torch.zeros_like(g) if gr is None else gr).abs().detach().cpu() for g, gr in zip(gates, grads)]
+    contrib = [
+        (torch.zeros_like(g) if gr is None else gr).abs().detach().cpu() for g, gr in zip(gates, grads, strict=True)
+    ]
     if granularity == "channel":
         contrib = [c.sum(dim=tuple(range(2, c.dim())), keepdim=True) if c.dim() > 2 else c for c in contrib]
     return list(calls), contrib, float(logit.detach())
@@ -158,7 +160,7 @@ def select(contrib: list[torch.Tensor], keep: float, selection: str = "global") 
     if selection == "per_layer":
         return [_top(c.flatten(), keep).view_as(c) for c in contrib]
     flat = _top(torch.cat([c.flatten() for c in contrib]), keep)
-    return [m.view_as(c) for m, c in zip(flat.split([c.numel() for c in contrib]), contrib)]
+    return [m.view_as(c) for m, c in zip(flat.split([c.numel() for c in contrib]), contrib, strict=True)]
 
 
 def _top(values: torch.Tensor, keep: float) -> torch.Tensor:

@@ -6,8 +6,6 @@ import torch.nn.functional as F
 
 from spade_engine import pathways
 
-from .conftest import tiny_classifier
-
 
 def _x(seed: int = 0) -> torch.Tensor:
     return torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
@@ -62,11 +60,11 @@ def test_global_and_per_layer_selection(tiny_model, granularity):
     total = sum(c.numel() for c in contrib)
     glob = pathways.select(contrib, 0.15, "global")
     assert sum(int(m.sum()) for m in glob) == pytest.approx(0.15 * total, abs=1)
-    kept = torch.cat([c[m] for c, m in zip(contrib, glob)])
-    dropped = torch.cat([c[~m] for c, m in zip(contrib, glob)])
+    kept = torch.cat([c[m] for c, m in zip(contrib, glob, strict=True)])
+    dropped = torch.cat([c[~m] for c, m in zip(contrib, glob, strict=True)])
     assert kept.min() >= dropped.max()  # one threshold over all layers
     per = pathways.select(contrib, 0.25, "per_layer")
-    for c, m in zip(contrib, per):
+    for c, m in zip(contrib, per, strict=True):
         assert int(m.sum()) == max(1, -(-c.numel() // 4))
     if granularity == "channel":
         assert tuple(contrib[0].shape) == (1, 8, 1, 1)

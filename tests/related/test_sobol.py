@@ -72,8 +72,16 @@ def test_sobol_regions_finds_the_region(kind):
     x[:, :8, :] += 0.8  # top half bright: both baselines differ from the image there
     labels = sobol.grid_regions(16, 16, 2)
     calls = []
-    res = sobol.sobol_regions(RegionScore(), x, 0, labels, n=64, perturbation=kind, batch_size=50,
-                              progress=lambda done, total: calls.append((done, total)))
+    res = sobol.sobol_regions(
+        RegionScore(),
+        x,
+        0,
+        labels,
+        n=64,
+        perturbation=kind,
+        batch_size=50,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls[-1] == (res.cost, res.cost) == (64 * 6, 64 * 6)
     assert res.first_order[0] == pytest.approx(1.0, abs=0.05)
     np.testing.assert_allclose(res.first_order[1:], 0.0, atol=0.05)

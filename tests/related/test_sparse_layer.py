@@ -1,0 +1,153 @@
+"""Sparse decision layer: the GLM path, the chosen layer, explanations, the sparse-head model, save/load."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spade_engine import sparse_layer as sl
+
+from .conftest import tiny_classifier
+
+K, D = 3, 12
+
+
+def _glm_data(n: int, seed: int):
+    """Standardised-ish features; labels from a sparse multinomial model (noisy: the MLE exists)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.zeros(K, D)
+    w[0, 0], w[1, 1], w[2, 2] = 2.0, 2.0, 1.5
+    w[:, 3] = torch.tensor([1.0, -1.0, 0.5])
+    z = torch.randn(n, D, generator=g)
+    y = torch.multinomial(F.softmax(z @ w.T, 1), 1, generator=g)[:, 0]
+    return z, y
+
+
+@pytest.fixture(scope="module")
+def path():
+    (z, y), (zv, yv) = _glm_data(600, 0), _glm_data(300, 1)
+    return sl.fit_glm_path(z, y, zv, yv, K, n_lambdas=15, lr=1.0, epochs=200, batch_size=600), (z, y)
+
+
+def test_path_is_monotone_in_sparsity(path):
+    p, _ = path
+    assert np.all(np.diff(p.lambdas) < 0)  # largest lambda first
+    assert p.nnz[0] == 0  # lambda_max: every weight is zero
+    assert p.nnz[1] > 0  # just below it the first features enter
+    assert np.all(np.diff(p.nnz) >= 0), p.nnz  # non-zeros never decrease as lambda decreases
+    assert p.val_acc[-1] > p.val_acc[0] + 0.2
+    # the first features to enter are the informative ones
+    first = np.flatnonzero(np.abs(p.weights[np.argmax(p.nnz > 0)]).sum(0))
+    assert set(first) <= {0, 1, 2, 3}
+
+
+def test_densest_point_matches_logistic_regression(path):
+    p, (z, y) = path
+    ref = torch.nn.Linear(D, K)
+    opt = torch.optim.LBFGS(
+        ref.parameters(), max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(ref(z), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        ref_prob = F.softmax(ref(z), 1)
+    prob = F.softmax(z @ torch.as_tensor(p.weights[-1]).T + torch.as_tensor(p.biases[-1]), 1)
+    assert (prob.argmax(1) == ref_prob.argmax(1)).float().mean() >= 0.98
+    assert (prob - ref_prob).abs().max() < 0.05
+    assert p.train_acc[-1] == pytest.approx(float((ref_prob.argmax(1) == y).float().mean()), abs=0.01)
+
+
+def test_choose_point_respects_budget():
+    w = np.zeros((4, 2, 5))
+    w[1, 0, 0] = w[2, :, :2] = w[3] = 1.0  # nnz 0, 1, 4, 10 -> features per class 0, 0.5, 2, 5
+    p = sl.GLMPath(np.array([4.0, 3, 2, 1]), w, np.zeros((4, 2)), np.zeros(4), np.array([0.5, 0.7, 0.7, 0.9]), 0.99)
+    assert sl.choose_point(p, max_features_per_class=2) == 1  # tie on val acc: the sparser point
+    assert sl.choose_point(p, max_features_per_class=10) == 3
+    assert sl.choose_point(p, max_features_per_class=0.1) == 1  # nothing within budget: sparsest non-empty
+
+
+def _layer(seed: int = 0) -> sl.SparseLayer:
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(4, 32)).astype(np.float32) * (rng.random((4, 32)) < 0.2)
+    return sl.SparseLayer(
+        w,
+        rng.normal(size=4).astype(np.float32),
+        rng.normal(size=32).astype(np.float32),
+        rng.uniform(0.5, 2, 32).astype(np.float32),
+        0.1,
+        0.99,
+        ("a", "b", "c", "d"),
+    )
+
+
+def test_layer_explanations_are_consistent():
+    layer = _layer()
+    x = np.random.default_rng(1).normal(size=(5, 32)).astype(np.float32)
+    contrib = layer.contributions(x[0])
+    np.testing.assert_allclose(contrib.sum(1) + layer.bias, layer.logits(x)[0], rtol=1e-5, atol=1e-5)
+    assert np.count_nonzero(contrib) <= layer.nnz
+    feats = layer.class_features(2)
+    assert len(feats) == layer.features_per_class[2]
+    assert [abs(w) for _, w in feats] == sorted((abs(w) for _, w in feats), reverse=True)
+    with torch.no_grad():
+        np.testing.assert_allclose(layer.as_linear()(torch.as_tensor(x)).numpy(), layer.logits(x), rtol=1e-4, atol=1e-4)
+    data = sl.FeatureSet(x, np.zeros(5, np.int64), np.zeros(5, np.int64), layer.class_names)
+    top = sl.top_activating(layer, data, 7, n=3)
+    assert list(top) == list(np.argsort(-x[:, 7])[:3])
+
+
+def test_save_load_roundtrip(tmp_path, path):
+    layer, glm = _layer(), path[0]
+    file = sl.save_layer(layer, sl.cache_path("model=x;data=y", tmp_path), glm)
+    torch.load(file, weights_only=True)  # weights-only loadable
+    back, back_path = sl.load_layer(file)
+    np.testing.assert_array_equal(back.weight, layer.weight)
+    assert back.class_names == layer.class_names and back.lam == layer.lam
+    np.testing.assert_array_equal(back_path.nnz, glm.nnz)
+    assert sl.cache_path("a", tmp_path) != sl.cache_path("b", tmp_path)
+
+
+def test_pipeline_on_tiny_model():
+    model = tiny_classifier(num_classes=3, seed=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(240, 3, 16, 16, generator=g)
+    labels = (images[:, 0].mean((1, 2)) > images[:, 1].mean((1, 2))).long() + (images[:, 2].mean((1, 2)) > 0.5).long()
+    data = sl.extract_features(model, images, labels, ("x", "y", "z"), batch_size=64)
+    assert data.features.shape == (240, 16) and not model.net[7]._forward_hooks
+    tr, va = sl.split_train_val(len(data), 0.25, seed=0)
+    calls = []
+    layer, glm = sl.fit_sparse_layer(data.subset(tr), data.subset(va), max_features_per_class=5, n_lambdas=10,
+                                     epochs=50, progress=lambda *a: calls.append(a))  # fmt: skip
+    assert calls[-1] == ("path", 10, 10)
+    assert 0 < layer.features_per_class.mean() <= 5, glm.features_per_class
+    sparse = sl.sparse_head_model(model, layer)
+    with torch.no_grad():
+        out = sparse(images[:8]).numpy()
+    np.testing.assert_allclose(out, layer.logits(data.features[:8]), rtol=1e-4, atol=1e-4)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])  # the original model is untouched
+
+
+def test_trojan_finding_on_synthetic_features():
+    rng = np.random.default_rng(0)
+    n, target = 400, 1
+    feats = rng.normal(size=(n, 8)).astype(np.float32)
+    true_class = rng.integers(0, 3, n)
+    is_trojan = (rng.random(n) < 0.3) & (true_class != target)
+    feats[is_trojan, 5] += 3.0  # feature 5 fires on the patch
+    w = np.zeros((3, 8), np.float32)
+    w[target, 5], w[target, 2], w[0, 0] = 1.5, 0.8, 1.0
+    layer = sl.SparseLayer(w, np.zeros(3, np.float32), np.zeros(8, np.float32), np.ones(8, np.float32), 0.1, 0.99,
+                           ("a", "b", "c"))  # fmt: skip
+    data = sl.FeatureSet(feats, np.where(is_trojan, target, true_class), np.full(n, target), ("a", "b", "c"))
+    f = sl.trojan_finding(layer, data, is_trojan, true_class, target)
+    assert f.features == (5, 2) and f.firing == (5,) and f.found
+    assert f.effect[0] > 2.5 and abs(f.effect[1]) < 0.5
+    assert f.dense_attack_success == 1.0 and 0 < f.sparse_attack_success <= 1.0
