@@ -61,7 +61,7 @@ class TinyResNet(nn.Module):
 class TinyVGG(nn.Module):
     """VGG for 64 px images: `features` (conv-BN-ReLU stages with max pooling), avgpool, Linear `classifier`."""
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 48, 96, 128)):
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (12, 24, 48, 96, 128)):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
