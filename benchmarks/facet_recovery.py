@@ -1,0 +1,197 @@
+"""Facet recovery: does a class unit's SPADE visualisation for a sample of facet A show facet A?
+
+Every testbed class is "facet 0 OR facet 1" (e.g. red discs or green stripes). For each class and facet we take
+samples, visualise the class logit (Lucent, FFT + decorrelated, standard transforms) on the dense model and on
+the SPADE-pruned copy for the sample (late layers only, the paper's setting for feature visualisation, arXiv
+2310.04519 sec. 5), and let two automatic judges say which facet each image shows:
+
+- colour: the two facets of a class always differ in colour; count the visualisation's saturated pixels nearest
+  in hue to each facet's colour (no model involved);
+- features: nearest facet prototype (centred cosine) in the dense model's penultimate features, prototypes
+  being the mean features of generated images of that class and facet.
+
+The dense visualisation of a class is the same for both facets, so it can match at most one (about 50 %).
+
+    python benchmarks/facet_recovery.py [--model testbed_resnet] [--samples 2] [--steps 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spade_engine import featvis, neurons  # noqa: E402
+from spade_engine.models import load_model  # noqa: E402
+from spade_engine.testbed import data  # noqa: E402
+
+Judge = Callable[[np.ndarray, int], int | None]  # (image (H, W, 3), class) -> facet or None (undecided)
+
+
+# -------------------------------------------------------------------------------------------- judges
+
+
+def colour_judge(min_chroma: float = 0.4) -> Judge:
+    """Facet whose colour (testbed palette, nearest hue) covers more vivid pixels (chroma = max - min of RGB
+    above `min_chroma`: the testbed's backgrounds and distractors are muted); None on a tie."""
+    from skimage.color import rgb2hsv
+
+    names = list(data.COLOURS)
+    hues = rgb2hsv(np.array([[data.COLOURS[n] for n in names]]))[0, :, 0]  # (P,)
+
+    def judge(image: np.ndarray, cls: int) -> int | None:
+        rgb = np.clip(image, 0, 1).reshape(-1, 3)  # (H*W, 3)
+        hue = rgb2hsv(rgb[None])[0, rgb.max(1) - rgb.min(1) > min_chroma, 0]
+        dist = np.abs(hue[:, None] - hues[None])  # (n, P)
+        nearest = np.minimum(dist, 1 - dist).argmin(1)
+        counts = [int((nearest == names.index(data.FACETS[cls][f].split()[0])).sum()) for f in (0, 1)]
+        return None if counts[0] == counts[1] else int(np.argmax(counts))
+
+    return judge
+
+
+def penultimate(model: nn.Module, images: torch.Tensor, head: str, batch: int = 256) -> torch.Tensor:
+    """Inputs of the head layer (penultimate features), (N, D)."""
+    feats = []
+    layer = featvis.resolve_layer(model, head)
+    handle = layer.register_forward_hook(lambda m, i, o: feats.append(i[0].detach().flatten(1)))
+    try:
+        with torch.no_grad():
+            for s in range(0, len(images), batch):
+                model(images[s : s + batch])
+    finally:
+        handle.remove()
+    return torch.cat(feats)
+
+
+def feature_judge(model: nn.Module, head: str, size: int, n: int = 1000, seed: int = 7) -> Judge:
+    """Nearest facet prototype (centred cosine) in the dense model's penultimate features."""
+    batch = data.generate(n, seed, image_size=size)
+    feats = penultimate(model, batch.images, head)
+    centre = feats.mean(0)
+    protos = torch.zeros(len(data.CLASS_NAMES), 2, feats.shape[1])
+    for c in range(len(data.CLASS_NAMES)):
+        for f in (0, 1):
+            protos[c, f] = feats[(batch.true_class == c) & (batch.facet == f)].mean(0) - centre
+
+    def judge(image: np.ndarray, cls: int) -> int | None:
+        x = torch.from_numpy(image).permute(2, 0, 1)[None]  # (1, 3, H, W)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        f = penultimate(model, x, head)[0] - centre
+        sims = F.cosine_similarity(protos[cls], f[None], dim=1)
+        return int(sims.argmax())
+
+    return judge
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Row:
+    cls: int
+    facet: int
+    sample_seed: int
+    agrees: bool
+    predictions: dict[str, dict[str, int | None]]  # judge -> {"dense": facet, "spade": facet}
+
+
+def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
+    """Visualise every class on the dense model and on SPADE copies for samples of each facet; judge them."""
+    from spade_engine.engine import SpadeEngine
+
+    loaded = load_model(args.model, args.device)
+    model, size = loaded.model, loaded.info.input_size
+    layers = neurons.list_layers(model, size, args.device)
+    head = layers[-1].name
+    prune = neurons.late_prune_config(layers, args.sparsity, args.stages)
+    judges: dict[str, Judge] = {"colour": colour_judge(), "features": feature_judge(model, head, size)}
+    config = featvis.FeatVisConfig(image_size=size, steps=args.steps, lr=args.lr, seed=args.seed)
+    engine = SpadeEngine(model, args.device)
+    timing = {"featvis": [], "spade": []}
+    rows: list[Row] = []
+    for cls in _classes(args):
+        dense = _visualise(model, cls, config, args, "dense", "dense", timing)
+        for facet in (0, 1):
+            for k in range(args.samples):
+                seed = 1000 + 10 * k
+                x = data.make_sample(cls, facet, seed, image_size=size).images[0].to(args.device)
+                t0 = time.perf_counter()
+                pruned, result = engine.prune(engine.prepare(x, args.n_aug, seed=0), prune)
+                timing["spade"].append(time.perf_counter() - t0)
+                spade = _visualise(pruned, cls, config, args, featvis.sample_hash(x), repr(prune), timing)
+                preds = {name: {"dense": j(dense, cls), "spade": j(spade, cls)} for name, j in judges.items()}
+                rows.append(Row(cls, facet, seed, bool(result.pruned_top5[0][0] == cls), preds))
+                print(f"class {cls} facet {facet} seed {seed}: {preds}", file=sys.stderr)
+    return rows, {"prune": prune, "layers": [n for n, _ in prune.layer_sparsity], **timing}
+
+
+def _classes(args: argparse.Namespace) -> list[int]:
+    return list(range(len(data.CLASS_NAMES))) if args.classes is None else args.classes
+
+
+def _visualise(model, cls, config, args, variant, prune_key, timing) -> np.ndarray:
+    vis = featvis.render_cached(model, featvis.class_target(cls), config, args.device, model_name=args.model,
+                                variant=variant, sparsity=prune_key, directory=args.cache_dir)  # fmt: skip
+    if not vis.from_cache:
+        timing["featvis"].append(vis.seconds)
+    return vis.image
+
+
+# --------------------------------------------------------------------------------------------- table
+
+
+def table(rows: list[Row]) -> str:
+    """Facet accuracy (undecided counts as wrong) per judge, dense vs SPADE."""
+    lines = [f"{'judge':<10} {'network':<8} {'facet acc':>9} {'undecided':>9} {'n':>4}"]
+    for judge in rows[0].predictions:
+        for net in ("dense", "spade"):
+            preds = [r.predictions[judge][net] for r in rows]
+            acc = np.mean([p == r.facet for p, r in zip(preds, rows, strict=True)])
+            und = np.mean([p is None for p in preds])
+            lines.append(f"{judge:<10} {net:<8} {acc:>9.1%} {und:>9.1%} {len(rows):>4}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="testbed_resnet")
+    p.add_argument("--classes", type=int, nargs="*", default=None)
+    p.add_argument("--samples", type=int, default=2, help="samples per class and facet")
+    p.add_argument("--steps", type=int, default=256)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0, help="feature-visualisation seed (same for dense and SPADE)")
+    p.add_argument("--sparsity", type=float, default=0.95)
+    p.add_argument("--stages", type=int, default=2, help="late resolution stages pruned (plus the head)")
+    p.add_argument("--n-aug", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cache-dir", default=None, help="featvis cache (default: featvis.cache_dir())")
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    rows, info = run(args)
+    print(f"model {args.model} · {len(rows)} samples · class-logit visualisations, {args.steps} steps, "
+          f"{config_line(args)} · pruned: {', '.join(info['layers'])} at {args.sparsity:.0%}")  # fmt: skip
+    print(table(rows))
+    print(f"SPADE copy still predicts the class: {np.mean([r.agrees for r in rows]):.1%}")
+    for key in ("featvis", "spade"):
+        if info[key]:
+            print(f"{key}: {np.mean(info[key]):.2f} s per run (n={len(info[key])}, {args.device})")
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+def config_line(args: argparse.Namespace) -> str:
+    return f"lr {args.lr}, seed {args.seed}, FFT + decorrelated, Lucent transforms, {args.n_aug} views"
+
+
+if __name__ == "__main__":
+    main()
