@@ -1,0 +1,114 @@
+"""The three study pages in AppTest: a participant's blinded trials with resume, the results, the designer."""
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from spade_engine.models import TESTBED_DIR
+from spade_engine.study import CONDITIONS, StudyDesign, StudyStore
+from spade_engine.study.samples import patch_items
+from tests.study.factory import open_study
+
+PAGES = Path(__file__).resolve().parents[2] / "pages"
+SHIPPED = "testbed_resnet"
+needs_testbed = pytest.mark.skipif(not (TESTBED_DIR / f"{SHIPPED}.json").exists(),
+                                   reason=f"the shipped testbed model assets/models/{SHIPPED}.json has not landed yet")  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPADE_STUDY_DB", str(tmp_path / "study.db"))
+    monkeypatch.setenv("SPADE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPADE_DEVICE", "cpu")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    s = StudyStore()
+    yield s
+    s.dispose()
+
+
+def page(name: str, **params) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "success", "title") for e in getattr(at, kind)]
+    return " ".join(str(p) for p in parts) + " " + " ".join(b.label for b in at.button)
+
+
+def test_participant_sees_blinded_trials_and_resumes(store):
+    study_id = open_study(store, trials=4)
+    at = page("9_Study_participant.py", participant="ann", study=study_id)
+    assert not at.exception
+    assert "Trial 1 of 4" in at.get("progress")[0].proto.text
+    shown = texts(at).lower()
+    assert all(c.title.lower() not in shown for c in CONDITIONS.values()) and "spade" not in shown and "dense" not in shown
+    at.button(key="choose.left.0").click().run()
+    at.button(key="choose.right.1").click().run()
+    assert [(a.trial_index, a.choice) for a in store.answers(study_id)] == [(0, "left"), (1, "right")]
+
+    again = page("9_Study_participant.py", participant="ann", study=study_id)  # a new browser session
+    assert "Trial 3 of 4" in again.get("progress")[0].proto.text
+    again.button[-1].click().run()  # take a break
+    assert "Paused" in again.info[0].value and "trial 3" in again.info[0].value
+    assert len(store.answers(study_id)) == 2
+
+
+def test_participant_finishes_and_bad_links_get_a_message(store):
+    study_id = open_study(store, trials=2, allow_undecided=False)
+    at = page("9_Study_participant.py", participant="bo", study=study_id)
+    assert "I can't tell" not in texts(at)
+    at.button(key="choose.left.0").click().run()
+    at.button(key="choose.left.1").click().run()
+    assert "Thank you" in at.success[0].value
+    assert "incomplete" in page("9_Study_participant.py", participant="bo").info[0].value
+    assert "no study" in page("9_Study_participant.py", participant="bo", study="nope").info[0].value
+    store.set_status(study_id, "closed")
+    assert "not open" in page("9_Study_participant.py", participant="cy", study=study_id).info[0].value
+
+
+def test_results_page_shows_conditions_test_and_download(store):
+    study_id = open_study(store, trials=4)
+    assert "no answers" in page("10_Study_results.py").info[0].value
+    for code in ("ann", "bo", "cy"):
+        store.ensure_participant(study_id, code)
+        for t in store.trials(study_id, code):
+            store.record_answer(study_id, code, t.index, t.reference_side if t.condition == "spade_vis" else "undecided", 800)
+    at = page("10_Study_results.py")
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+    comparison = next(m.value for m in at.markdown if "Fisher" in m.value)
+    assert "6/6 vs 0/6" in comparison and "+100.0%" in comparison and "— significant" in comparison
+    assert len(at.get("download_button")) == 1
+    assert at.dataframe[-1].value["answers"].tolist() == [4, 4, 4]
+
+
+def test_designer_without_testbed_model_or_with_studies(store):
+    at = page("8_Study_designer.py")
+    assert not at.exception
+    study_id = open_study(store, trials=4)
+    at = page("8_Study_designer.py")
+    [b for b in at.button if b.label == "Create participant ids"][0].click().run()
+    links = at.code[0].value.splitlines()
+    assert len(links) == 5 and all(f"&study={study_id}" in link and "?participant=p" in link for link in links)
+    [b for b in at.button if b.label == "Close the study"][0].click().run()
+    assert store.get_study(study_id).status == "closed"
+
+
+@needs_testbed
+def test_designer_precomputes_and_opens_a_study_on_the_shipped_model(store):
+    design = StudyDesign("shipped", SHIPPED, "patch", ("dense_vis", "spade_vis"), tuple(patch_items(2, 0)), 4,
+                         n_aug=16, vis_steps=8)  # fmt: skip
+    study_id = store.create_study(design)
+    at = page("8_Study_designer.py")
+    [b for b in at.button if b.label.startswith("Pre-compute")][0].click().run()
+    assert not at.exception and store.missing_stimuli(study_id) == []
+    [b for b in at.button if b.label == "Open the study"][0].click().run()
+    assert store.get_study(study_id).status == "open"
+    view = page("9_Study_participant.py", participant="x", study=study_id)
+    assert not view.exception and "Trial 1 of 4" in view.get("progress")[0].proto.text
