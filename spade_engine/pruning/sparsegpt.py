@@ -12,11 +12,11 @@ import torch
 from spade_engine.pruning.inverse import InverseHessian
 
 
-def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Choose which weights of a (G, R, k) block to prune: the lowest OBS saliencies `w^2 / [U]_jj^2`.
+def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, total: int) -> torch.Tensor:
+    """Choose which `total` weights of a (G, R, k) block to prune: the lowest OBS saliencies `w^2 / [U]_jj^2`.
 
-    Weights on dead inputs (no effect on the calibration batch) score 0 and go first. The count is exact
-    over the layer: `round(sparsity * G * R * k)`, spread over groups as evenly as possible.
+    Weights on dead inputs (no effect on the calibration batch) score 0 and go first. The count is spread
+    over groups as evenly as possible.
 
     Returns:
         (G, R, k) bool mask, True = prune.
@@ -24,7 +24,6 @@ def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, spars
     g, r, k = W1.shape
     score = W1.pow(2) / u_diag.pow(2).unsqueeze(1)  # (G, R, k)
     score = score.masked_fill(dead.unsqueeze(1), 0.0).reshape(g, r * k)
-    total = int(round(sparsity * g * r * k))
     counts = torch.full((g, 1), total // g, device=W1.device)
     counts[: total % g] += 1
     ranks = score.argsort(dim=1).argsort(dim=1)  # (G, R*k): 0 = least salient
@@ -57,7 +56,8 @@ def sparsegpt_solve(W: torch.Tensor, hinv: InverseHessian, sparsity: float, bloc
     Args:
         W: (G, R, d) weights (not modified).
         hinv: `inverse_hessian(H)` of the layer's inputs.
-        sparsity: fraction of weights to zero in every block of `blocksize` columns.
+        sparsity: fraction of the layer's weights to zero (exact up to one weight); the mask is chosen
+            block by block (adaptive mask selection), following the running target.
         blocksize: columns per block (lazy update and mask selection).
 
     Returns:
@@ -65,14 +65,17 @@ def sparsegpt_solve(W: torch.Tensor, hinv: InverseHessian, sparsity: float, bloc
     """
     U = hinv.U
     Wf = W.to(U.dtype).clone()
-    d = Wf.shape[-1]
+    g, r, d = Wf.shape
+    pruned = 0  # the count per block follows the running target, so the layer total is exact
     # Rows are independent: chunk them so the (G, R, k, k) triangular systems stay within ~64 MB.
-    rows = max(1, (16 * 2**20) // max(1, Wf.shape[0] * blocksize * blocksize))
+    rows = max(1, (16 * 2**20) // max(1, g * blocksize * blocksize))
     for i1 in range(0, d, blocksize):
         i2 = min(i1 + blocksize, d)
         U1 = U[:, i1:i2, i1:i2]  # (G, k, k)
-        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], sparsity)
-        for r1 in range(0, Wf.shape[1], rows):
+        total = int(round(sparsity * g * r * i2)) - pruned
+        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], total)
+        pruned += total
+        for r1 in range(0, r, rows):
             r2 = r1 + rows
             Q1, E1 = _sweep_block(Wf[:, r1:r2, i1:i2], U1, mask[:, r1:r2])
             Wf[:, r1:r2, i1:i2] = Q1

@@ -16,7 +16,8 @@ def loop_reference(W, hinv, sparsity, blocksize):
         i2 = min(i1 + blocksize, d)
         W1, U1 = W[:, :, i1:i2].clone(), U[:, i1:i2, i1:i2]
         diag = U1.diagonal(dim1=1, dim2=2)
-        mask = block_mask(W1, diag, hinv.dead[:, i1:i2], sparsity)
+        total = int(round(sparsity * W.shape[0] * W.shape[1] * i2)) - int((W[:, :, :i1] == 0).sum())
+        mask = block_mask(W1, diag, hinv.dead[:, i1:i2], total)
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             w = W1[:, :, i]

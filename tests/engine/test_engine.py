@@ -1,0 +1,170 @@
+"""SpadeEngine behaviour on tiny residual, depthwise and Linear-head networks."""
+
+import pytest
+import torch
+from torch import nn
+
+from spade_engine.engine import PruneConfig, SpadeEngine, spade_prune
+from spade_engine.hooks import forward_hooks
+
+from .nets import NETS, sample
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def all_hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.fixture(scope="module", params=list(NETS))
+def setup(request):
+    model = NETS[request.param]()
+    engine = SpadeEngine(model, "cpu", batch_size=16)
+    trace = engine.prepare(sample(), n_aug=48, seed=0)
+    return request.param, model, engine, trace
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.9])
+def test_reached_sparsity_equals_target(setup, sparsity):
+    _, _, engine, trace = setup
+    pruned, result = engine.prune(trace, sparsity)
+    modules = dict(pruned.named_modules())
+    assert result.layer_sparsity, "nothing was pruned"
+    for name, reached in result.layer_sparsity.items():
+        w = modules[name].weight
+        assert reached == pytest.approx(float((w == 0).float().mean()))
+        assert abs(reached - sparsity) <= 1.0 / w.numel() + 1e-9, name
+
+
+def test_dense_model_is_bit_identical_and_hooks_are_gone(setup):
+    _, model, engine, trace = setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pruned, _ = engine.prune(trace, PruneConfig(0.7, sequential=True))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert pruned is not model
+    assert all_hooks(model) == all_hooks(pruned) == all_hooks(engine._work) == 0
+
+
+def test_first_conv_skipped_and_every_other_layer_pruned(setup):
+    _, _, engine, trace = setup
+    _, result = engine.prune(trace, 0.5)
+    assert trace.first_conv not in result.layer_sparsity
+    assert set(result.layer_sparsity) == set(trace.layers) - {trace.first_conv}
+    _, result = engine.prune(trace, PruneConfig(0.5, skip_head=True, layer_sparsity=(("*.3.*", 0.8),)))
+    assert trace.head not in result.layer_sparsity
+    assert all(v == 0.8 for k, v in result.layer_target.items() if ".3." in k)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.8])
+def test_obs_error_below_magnitude_on_every_layer(setup, sparsity):
+    _, _, engine, trace = setup
+    _, obs = engine.prune(trace, PruneConfig(sparsity))
+    _, mag = engine.prune(trace, PruneConfig(sparsity, solver="magnitude"))
+    for name in obs.layer_error:
+        assert obs.layer_error[name] < mag.layer_error[name], name
+
+
+def test_error_matches_outputs_on_calibration_batch(setup):
+    """The Hessian-based error equals ||WX - W_hat X||^2 / ||WX||^2 measured on the layer's real inputs."""
+    _, model, engine, trace = setup
+    pruned, result = engine.prune(trace, 0.6)
+    name = list(result.layer_error)[-1]
+    dense_layer, pruned_layer = dict(engine._work.named_modules())[name], dict(pruned.named_modules())[name]
+    inputs = []
+    with forward_hooks({name: dense_layer}, lambda n, m, i, o: inputs.append(i[0])), torch.no_grad():
+        engine._work(trace.float_views())
+    x = torch.cat(inputs)
+    bias = dense_layer.bias
+    num = (dense_layer(x) - pruned_layer(x)).pow(2).sum()
+    den = (dense_layer(x) - (0 if bias is None else bias.view(-1, *[1] * (x.dim() - 2)))).pow(2).sum()
+    assert result.layer_error[name] == pytest.approx(float(num / den), rel=1e-3)
+
+
+def test_low_sparsity_keeps_logits_close(setup):
+    _, _, engine, trace = setup
+    _, result = engine.prune(trace, 0.1)
+    rel = (result.pruned_logits - result.dense_logits).norm() / result.dense_logits.norm()
+    assert rel < 0.05
+    assert result.agrees
+
+
+def test_reprune_reuses_hessians(setup):
+    _, _, engine, trace = setup
+    passes = engine.stats["hessian_passes"]
+    again = engine.prepare(sample(), n_aug=48, seed=0)
+    assert again is trace
+    _, r1 = engine.prune(trace, 0.42)
+    _, r2 = engine.prune(trace, 0.77)
+    assert engine.stats["hessian_passes"] == passes
+    assert r1.cached_trace and r2.cached_trace
+    assert "hessians" not in r2.timings and r2.timings["inverse"] < 0.05 + r1.timings["inverse"]
+
+
+def test_same_seed_same_masks_other_seed_differs():
+    model = NETS["resnet"]()
+    masks = []
+    for seed in (3, 3, 4):
+        pruned, _ = spade_prune(model, sample(), 0.8, n_aug=32, seed=seed, batch_size=16)
+        masks.append([m.weight == 0 for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
+    assert all(torch.equal(a, b) for a, b in zip(masks[0], masks[1]))
+    assert not all(torch.equal(a, b) for a, b in zip(masks[0], masks[2]))
+
+
+def test_sequential_mode_recomputes_through_pruned_prefix():
+    model = NETS["vgg"]()
+    engine = SpadeEngine(model, batch_size=16)
+    trace = engine.prepare(sample(), n_aug=32, seed=0)
+    passes = engine.stats["hessian_passes"]
+    _, one_pass = engine.prune(trace, 0.8)
+    _, seq = engine.prune(trace, PruneConfig(0.8, sequential=True))
+    assert engine.stats["hessian_passes"] == passes + len(seq.layer_sparsity) - 1
+    first = next(iter(seq.layer_error))
+    assert seq.layer_error[first] == pytest.approx(one_pass.layer_error[first])
+    assert seq.layer_sparsity == pytest.approx(one_pass.layer_sparsity, abs=1e-3)
+
+
+def test_cache_is_bounded_in_bytes():
+    engine = SpadeEngine(NETS["vgg"](), max_cache_bytes=1)
+    for seed in range(3):
+        engine.prepare(sample(seed), n_aug=8, seed=0)
+    info = engine.cache_info()
+    assert info["traces"] == 1 and info["traces_built"] == 3
+
+
+def test_hooks_removed_after_exception():
+    model = NETS["resnet"]()
+    engine = SpadeEngine(model)
+
+    class Boom(Exception):
+        pass
+
+    def explode(name, module, inputs, output):
+        raise Boom
+
+    convs = {n: m for n, m in engine._work.named_modules() if isinstance(m, nn.Conv2d)}
+    with pytest.raises(Boom), forward_hooks(convs, explode):
+        engine._work(sample().unsqueeze(0))
+    assert all_hooks(engine._work) == 0
+
+    class FailOnBatch(nn.Module):  # passes the single-image layer discovery, fails in the Hessian pass
+        def forward(self, x):
+            if x.shape[0] > 1:
+                raise RuntimeError("mid-pass failure")
+            return x
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), FailOnBatch(), nn.Flatten(), nn.LazyLinear(2))
+    model(sample().unsqueeze(0))
+    engine = SpadeEngine(model)
+    with pytest.raises(RuntimeError, match="mid-pass"):
+        engine.prepare(sample(), n_aug=4)
+    assert all_hooks(engine._work) == 0 and all_hooks(model) == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runs_on_device(device):
+    model = NETS["mobilenet"]()
+    pruned, result = spade_prune(model, sample(), 0.5, n_aug=16, device=device)
+    assert next(pruned.parameters()).device.type == device
+    assert next(model.parameters()).device.type == "cpu"
+    assert result.pruned_logits.device.type == "cpu"
