@@ -45,24 +45,33 @@ def _isolated(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def tiny_testbed(monkeypatch, tmp_path):
-    """A random tiny 'testbed' model at 32 px and one testbed example (class 0, facet 1)."""
+def testbed_example(monkeypatch, tmp_path):
+    """One generated testbed example (class 0, facet 1) as the only shipped example; returns its folder."""
     from pages.ui import cache
     from spade_engine.testbed import data
 
-    models_dir, examples_dir = tmp_path / "models", tmp_path / "examples"
-    models_dir.mkdir()
+    examples_dir = tmp_path / "examples"
     examples_dir.mkdir()
+    image = data.make_sample(0, 1, seed=5).images[0]  # (3, 64, 64)
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(examples_dir / "c0f1.png")
+    (examples_dir / "index.json").write_text(json.dumps({"c0f1.png": {"class": data.CLASS_NAMES[0], "facet": 1}}))
+    monkeypatch.setattr(cache, "EXAMPLES_DIR", examples_dir)
+    return examples_dir
+
+
+@pytest.fixture
+def tiny_testbed(monkeypatch, tmp_path, testbed_example):
+    """A random tiny 'testbed' model at 32 px as the only registered model."""
+    from spade_engine.testbed import data
+
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
     torch.save(_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny.pt")
     card = dict(name="fv_tiny", title="Tiny", arch="fv_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
                 weights="fv_tiny.pt")  # fmt: skip
     (models_dir / "fv_tiny.json").write_text(json.dumps(card))
-    image = data.make_sample(0, 1, seed=5, image_size=32).images[0]
-    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(examples_dir / "c0f1.png")
-    (examples_dir / "index.json").write_text(json.dumps({"c0f1.png": {"class": data.CLASS_NAMES[0], "facet": 1}}))
     monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
     monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": _tiny_net})
-    monkeypatch.setattr(cache, "EXAMPLES_DIR", examples_dir)
 
 
 def _app(**state):
@@ -110,6 +119,8 @@ def test_out_of_range_index_gives_a_message(tiny_testbed):
 @pytest.mark.skipif(
     not SHIPPED.exists(), reason="shipped testbed model assets/models/testbed_resnet.json not trained yet"
 )
-def test_page_runs_on_shipped_testbed_model():
-    at = _app(**{keys.WIDGET + keys.MODEL: "testbed_resnet"}).run()
+def test_page_runs_on_shipped_testbed_model(testbed_example):
+    at = _app(**{keys.WIDGET + keys.MODEL: "testbed_resnet", keys.MODEL: "testbed_resnet"}).run()
     _check_page(at, 10)
+    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
+    assert "net.layer4.0.conv2" in " ".join(at.selectbox(key=ui.LAYER).options)
