@@ -64,11 +64,12 @@ def penultimate(model: nn.Module, images: torch.Tensor, head: str, batch: int = 
     """Inputs of the head layer (penultimate features), (N, D)."""
     feats = []
     layer = featvis.resolve_layer(model, head)
-    handle = layer.register_forward_hook(lambda m, i, o: feats.append(i[0].detach().flatten(1)))
+    device = next(model.parameters()).device
+    handle = layer.register_forward_hook(lambda m, i, o: feats.append(i[0].detach().flatten(1).cpu()))
     try:
         with torch.no_grad():
             for s in range(0, len(images), batch):
-                model(images[s : s + batch])
+                model(images[s : s + batch].to(device))
     finally:
         handle.remove()
     return torch.cat(feats)

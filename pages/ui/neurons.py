@@ -104,7 +104,8 @@ def visualise(
     bar = st.empty()
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"{label}: optimising the image, step {done}/{total}")
+        if done == 1 or done == total or done % max(1, total // 50) == 0:  # about 50 updates per run
+            bar.progress(done / total, text=f"{label}: optimising the image, step {done}/{total}")
 
     with cache.model_lock(model_key):
         result = featvis.render_cached(model, target, config, device, model_name=model_key, variant=network,
