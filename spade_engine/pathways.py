@@ -223,6 +223,8 @@ class PathwaySummary:
     sizes: tuple[int, ...]  # neurons per ReLU call
     keep: float
     dense_logit: float
+    gated_logit: float  # target logit of the network gated at `keep`
+    gated_agrees: bool  # ... and whether it still predicts the dense prediction
     curve_keep: np.ndarray  # (P,) keep fractions
     curve_logit: np.ndarray  # (P,) target logit of the gated net
     curve_agrees: np.ndarray  # (P,) bool: the gated net still predicts the dense prediction
@@ -260,6 +262,7 @@ def pathway_summary(
     masks = select(contrib, keep, selection)
     with torch.no_grad():
         dense_pred = int(model(x)[0].argmax())
+    gated_out = _gated_logits(model, x, masks)
     logits, agrees = [], []
     for frac in curve:
         out = _gated_logits(model, x, select(contrib, frac, selection))
@@ -271,6 +274,8 @@ def pathway_summary(
         sizes=tuple(m.numel() for m in masks),
         keep=keep,
         dense_logit=dense_logit,
+        gated_logit=float(gated_out[target]),
+        gated_agrees=int(gated_out.argmax()) == dense_pred,
         curve_keep=np.asarray(curve, float),
         curve_logit=np.asarray(logits),
         curve_agrees=np.asarray(agrees),

@@ -23,7 +23,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +409,12 @@ def fit_sparse_layer(
     return layer, path
 
 
+def at_point(layer: SparseLayer, path: GLMPath, index: int) -> SparseLayer:
+    """The same standardisation and classes with the weights of another path point (a new budget, no refit)."""
+    return replace(layer, weight=path.weights[index], bias=path.biases[index], lam=float(path.lambdas[index]),
+                   val_acc=float(path.val_acc[index]))  # fmt: skip
+
+
 def sparse_head_model(model: nn.Module, layer: SparseLayer) -> nn.Module:
     """A deep copy of `model` whose last Linear is the sparse layer (standardisation folded in).
 
@@ -422,6 +428,18 @@ def sparse_head_model(model: nn.Module, layer: SparseLayer) -> nn.Module:
     parent = new.get_submodule(parent_name) if parent_name else new
     device = head.weight.device
     setattr(parent, attr, layer.as_linear().to(device))
+    return new.eval()
+
+
+def feature_model(model: nn.Module) -> nn.Module:
+    """A deep copy of `model` whose last Linear is an identity: it outputs the penultimate features (B, F).
+
+    Feature `k` is then "logit" `k`, so a feature visualisation of it is `featvis.class_target(k)` on this model.
+    """
+    name, _ = head_linear(model)
+    new = copy.deepcopy(model)
+    parent_name, _, attr = name.rpartition(".")
+    setattr(new.get_submodule(parent_name) if parent_name else new, attr, nn.Identity())
     return new.eval()
 
 

@@ -97,6 +97,9 @@ def test_summary_curve(tiny_model):
     assert sum(s.kept) == pytest.approx(0.15 * sum(s.sizes), abs=1)
     assert s.curve_logit[-1] == pytest.approx(s.dense_logit, abs=1e-5)
     assert s.curve_preserved[-1] == pytest.approx(1.0, abs=1e-5) and s.curve_agrees[-1]
+    path = pathways.critical_pathway(tiny_model, x, 3, keep=0.15)
+    with torch.no_grad(), pathways.gated(tiny_model, path.masks):
+        assert s.gated_logit == pytest.approx(float(tiny_model(x)[0, 3]), abs=1e-5)
 
 
 def test_works_on_torchvision_resnet():

@@ -1,0 +1,87 @@
+"""Sparse decision layer (Wong, Santurkar & Madry, ICML 2021, arXiv 2105.04857): the dense head replaced by an
+elastic-net GLM over standardised penultimate features, so each class is explained by a handful of features."""
+
+import numpy as np
+import streamlit as st
+
+from pages.ui import figures, widgets
+from pages.ui import related as ui
+from spade_engine import sparse_layer as sl
+
+st.title("Sparse decision layer")
+st.caption("A few deep features per class, each shown by the images that activate it most — spurious features "
+           "(such as a trojan patch) become visible as a feature of the class they trigger.")  # fmt: skip
+model = widgets.model_picker()
+info, side = model.loaded.info, st.sidebar
+side.subheader("Sparse layer")
+budget = side.slider("Features per class (budget)", 1, 50, 10, key=ui.SPARSE_BUDGET)
+n_lambdas = side.select_slider("Path points (λ values)", [10, 20, 40, 60, 100], 40, key=ui.SPARSE_LAMBDAS)
+target = None
+if info.family == "testbed":
+    from spade_engine.testbed import data as testbed
+
+    n = side.select_slider("Testbed images", [200, 500, 1000, 2000, 4000], 2000, key=ui.SPARSE_N)
+    frac = side.slider("Trojaned share (as in training)", 0.0, 0.5, float(info.card.get("trojan", {}).get("fraction", 0.1)),
+                       0.05, key=ui.SPARSE_TROJAN)  # fmt: skip
+    batch = ui.testbed_batch(n, ui.TESTBED_SEED, frac)
+    images, labels, names, target = batch.images, batch.labels.numpy(), testbed.CLASS_NAMES, testbed.TROJAN_TARGET
+    truth = {"is_trojan": batch.is_trojan.numpy(), "true_class": batch.true_class.numpy()}
+    source = ("testbed", n, ui.TESTBED_SEED, frac)
+else:
+    folder = side.text_input("Image folder on the server (one sub-folder per class)", key=ui.SPARSE_FOLDER)
+    if not folder:
+        st.info("For this model, give a folder of your images with one sub-folder per class (ImageFolder layout).")
+        st.stop()
+    try:
+        images, labels, names = ui.folder_images(folder, model.key, model.loaded.preprocess)
+    except (OSError, ValueError) as e:
+        st.info(f"Cannot use this folder: {e}")
+        st.stop()
+    truth, source = {}, (folder, len(labels))
+data = ui.features(model.key, source, model.device, model.model, images, labels, names)
+fit = ui.fit(model.key, source, data, truth, n_lambdas, budget)
+same_classes = tuple(names) == tuple(model.class_names)
+
+# ---- accuracy along the path
+cols = st.columns(4)
+cols[0].metric("Dense head accuracy", f"{fit.val.dense_accuracy:.1%}" if same_classes else "—")
+cols[1].metric("Sparse layer accuracy", f"{fit.layer.accuracy(fit.val):.1%}")
+cols[2].metric("Features per class", f"{fit.layer.features_per_class.mean():.1f}")
+cols[3].metric("Features used", int((np.abs(fit.layer.weight) > 1e-5).any(0).sum()), help=f"of {fit.layer.weight.shape[1]}")
+st.plotly_chart(ui.path_figure(fit), width="stretch")
+st.caption(f"Held-out accuracy ({len(fit.val)} images) along the regularisation path; the chosen point (star) is the "
+           f"most accurate one with at most {budget} features per class (λ = {fit.layer.lam:.3g}).")  # fmt: skip
+if target is not None and fit.truth:
+    finding = sl.trojan_finding(fit.layer, fit.val, fit.truth["is_trojan"], fit.truth["true_class"], target)
+    found = ", ".join(f"#{k}" for k in finding.firing) or "none"
+    st.info(f"Trojan target **{names[target]}**: features that fire on trojaned images of other classes: **{found}**. "
+            f"Attack success: dense head {finding.dense_attack_success:.0%}, sparse layer {finding.sparse_attack_success:.0%}.")  # fmt: skip
+
+# ---- per class: its features, their top-activating images and visualisations
+c = st.selectbox("Class", range(len(names)), index=target or 0, format_func=lambda i: names[i], key=ui.SPARSE_CLASS)
+feats = fit.layer.class_features(c)
+if not feats:
+    st.info("This class has no feature at this budget: raise the budget in the sidebar.")
+    st.stop()
+st.plotly_chart(ui.bars_figure([f"#{k}" for k, _ in feats], [w for _, w in feats], "weight on the standardised feature"),
+                width="stretch")  # fmt: skip
+show_vis = ui.featvis_available() and st.checkbox("Feature visualisations (Lucent; slow the first time)", key=ui.SPARSE_FEATVIS)
+for k, w in feats[:6]:
+    left, right = st.columns([1, 4])
+    left.markdown(f"**Feature #{k}** · weight {w:+.2f}")
+    if show_vis:
+        left.image(ui.feature_vis(model.key, model.device, model.model, k, info.input_size, 128), width="stretch")
+    top = sl.top_activating(fit.layer, data, k, n=8)
+    right.image(ui.to_uint8(images[top]), width=72, caption=[names[int(labels[i])] for i in top])
+
+# ---- per sample: contributions W[c, k] * z_k
+sample = widgets.sample_picker(model, stop=False)
+if sample is None:
+    st.stop()
+z = ui.sample_features(model.key, sample.sample_hash, model.device, model.model, sample.batch)
+pred = int(fit.layer.logits(z[None]).argmax())
+contrib = fit.layer.contributions(z)[pred]
+order = [int(k) for k in np.argsort(-np.abs(contrib))[:10] if contrib[k] != 0]
+st.subheader(f"Why this sample is “{figures.class_name(names, pred)}” for the sparse layer")
+st.plotly_chart(ui.bars_figure([f"#{k}" for k in order], [float(contrib[k]) for k in order], "contribution W[c,k]·z_k"),
+                width="stretch")  # fmt: skip

@@ -1,0 +1,301 @@
+"""Cached layer and figures of the related-method pages: sparse decision layer (`pages/5_...`), critical
+pathways (`pages/6_...`) and Sobol regions (`pages/7_...`).
+
+- Cheap results (pathways, features, region maps) use `st.cache_data`; models and testbed batches are shared
+  `st.cache_resource` objects and are never mutated (the engine copies what it changes).
+- Long runs that report progress (the GLM path, Sobol designs) are kept in a small shared LRU (`_memo`) filled
+  outside any `st.cache_*` function, so the progress bar is not recorded for replay; GLM paths also go to disk
+  (`spade_engine.sparse_layer.cache_path`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+from plotly.subplots import make_subplots
+
+from pages.ui import cache, figures
+from spade_engine import pathways, sobol
+from spade_engine import sparse_layer as sl
+
+# Session-state keys of the three pages (namespaced per page).
+SPARSE_N, SPARSE_TROJAN, SPARSE_BUDGET, SPARSE_LAMBDAS = "sparse.n", "sparse.trojan", "sparse.budget", "sparse.lambdas"
+SPARSE_FOLDER, SPARSE_CLASS, SPARSE_FEATVIS = "sparse.folder", "sparse.class", "sparse.featvis"
+PATH_KEEP, PATH_GRAN, PATH_SEL, PATH_TARGET = "pathways.keep", "pathways.granularity", "pathways.selection", "pathways.target"
+SOBOL_PREFIX = "sobol"
+SOBOL_REGIONS, SOBOL_GRID, SOBOL_SEGMENTS, SOBOL_N = "sobol.regions", "sobol.grid", "sobol.segments", "sobol.n"
+SOBOL_PERTURB, SOBOL_TARGET, SOBOL_SPADE, SOBOL_RUN = "sobol.perturb", "sobol.target", "sobol.spade", "sobol.run"
+TESTBED_SEED = 7  # data seed of the sparse-layer fits (not the training seed of the shipped models)
+
+
+# ---------------------------------------------------------------------------------------------- memo
+
+
+class _Memo:
+    """A thread-safe LRU of finished results shared by all sessions."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: tuple):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+            return self.items.get(key)
+
+    def put(self, key: tuple, value) -> None:
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def _memo() -> _Memo:
+    return _Memo()
+
+
+class Bar:
+    """An `st.progress` bar usable as `progress(done, total)` or `progress(phase, done, total)`."""
+
+    def __init__(self, label: str):
+        self.slot, self.label = st.empty(), label
+
+    def __call__(self, *args) -> None:
+        done, total = args[-2:]
+        phase = f" · {args[0]}" if len(args) == 3 else ""
+        self.slot.progress(min(done / max(total, 1), 1.0), text=f"{self.label}{phase} ({done}/{total})")
+
+    def clear(self) -> None:
+        self.slot.empty()
+
+
+# ------------------------------------------------------------------------------------- sparse layer
+
+
+@dataclass(frozen=True)
+class SparseFit:
+    """A fitted path and what the page shows about it (held-out set, ground truth where known)."""
+
+    layer: sl.SparseLayer  # at the chosen point
+    path: sl.GLMPath
+    chosen: int
+    val: sl.FeatureSet
+    truth: dict  # per held-out image: is_trojan, true_class, facet (testbed only; else {})
+    source: str  # "testbed" or the image folder
+
+
+@st.cache_resource(show_spinner="Generating testbed images…", max_entries=2)
+def testbed_batch(n: int, seed: int, trojan_fraction: float):
+    """Generated testbed images with ground truth (`TestbedBatch`), shared read-only."""
+    from spade_engine.testbed import data
+
+    return data.generate(n, seed, trojan_fraction=trojan_fraction)
+
+
+@st.cache_resource(show_spinner="Reading the image folder…", max_entries=2)
+def folder_images(folder: str, model_key: str, _preprocess: Callable):
+    """(images, labels, class names) of an ImageFolder-style folder, preprocessed for the model."""
+    return sl.load_image_folder(folder, _preprocess)
+
+
+@st.cache_data(show_spinner="Extracting penultimate features…", max_entries=8)
+def features(model_key: str, source: tuple, device: str, _model: torch.nn.Module, _images, _labels, _names):
+    """`FeatureSet` of a dataset (`source` identifies it in the cache)."""
+    with cache.model_lock(model_key):
+        return sl.extract_features(_model, _images, _labels, tuple(_names), device=device)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sample_features(model_key: str, sample_hash: str, device: str, _model: torch.nn.Module, _x: torch.Tensor) -> np.ndarray:
+    """Penultimate features (F,) of one sample (the head hook is held under the model's lock)."""
+    with cache.model_lock(model_key):
+        return sl.extract_features(_model, _x, [0], ("",), device=device).features[0]
+
+
+def fit(model_key: str, source: tuple, data: sl.FeatureSet, truth: dict, n_lambdas: int, budget: float) -> SparseFit:
+    """The GLM path of `data` (memory, then disk, then fitted now with a progress bar), at the budget's point."""
+    key = ("sparse", model_key, source, n_lambdas)
+    stored = _memo().get(key)
+    if stored is None:
+        disk = sl.cache_path(repr(key))
+        stored = sl.load_layer(disk) if disk.exists() else None
+        if stored is None or stored[1] is None:
+            tr, va = sl.split_train_val(len(data), 0.2, seed=0)
+            bar = Bar("Fitting the elastic-net path (glm-saga)")
+            layer, path = sl.fit_sparse_layer(data.subset(tr), data.subset(va), budget, n_lambdas=n_lambdas, progress=bar)
+            bar.clear()
+            sl.save_layer(layer, disk, path)
+            stored = (layer, path)
+        _memo().put(key, stored)
+    layer, path = stored
+    chosen = sl.choose_point(path, budget)
+    _, va = sl.split_train_val(len(data), 0.2, seed=0)
+    held = {k: v[va] for k, v in truth.items()}
+    return SparseFit(sl.at_point(layer, path, chosen), path, chosen, data.subset(va), held, str(source[0]))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def feature_network(model_key: str, _model: torch.nn.Module) -> torch.nn.Module:
+    """The model with an identity head (outputs penultimate features), for feature visualisations."""
+    return sl.feature_model(_model)
+
+
+def featvis_available() -> bool:
+    try:
+        import spade_engine.featvis  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def feature_vis(model_key: str, device: str, model: torch.nn.Module, feature: int, size: int, steps: int) -> np.ndarray:
+    """Lucent visualisation of penultimate feature `feature` (disk-cached by `featvis`), (S, S, 3) uint8."""
+    from spade_engine import featvis
+
+    bar = Bar(f"Visualising feature {feature}")
+    net = feature_network(model_key, model)
+    config = featvis.FeatVisConfig(image_size=size, steps=steps, input_size=size)
+    with cache.model_lock(model_key):
+        vis = featvis.render_cached(net, featvis.class_target(feature), config, device,
+                                    model_name=f"{model_key}:penultimate", progress=bar)  # fmt: skip
+    bar.clear()
+    return featvis.to_uint8(vis.image)
+
+
+def path_figure(f: SparseFit) -> go.Figure:
+    """Validation and training accuracy along the path vs features per class; the chosen point and the dense head."""
+    x = np.maximum(f.path.features_per_class, 1e-2)
+    fig = go.Figure()
+    fig.add_scatter(x=x, y=f.path.val_acc, mode="lines+markers", name="validation", customdata=f.path.lambdas,
+                    hovertemplate="%{x:.1f} features/class<br>val acc %{y:.1%}<br>λ %{customdata:.3g}<extra></extra>")  # fmt: skip
+    fig.add_scatter(x=x, y=f.path.train_acc, mode="lines", name="training", line=dict(dash="dot"))
+    fig.add_scatter(x=[x[f.chosen]], y=[f.path.val_acc[f.chosen]], mode="markers", name="chosen",
+                    marker=dict(size=14, color=figures.SPADE_COLOUR, symbol="star"))  # fmt: skip
+    fig.add_hline(y=f.val.dense_accuracy, line_dash="dash", line_color=figures.DENSE_COLOUR, annotation_text="dense head")
+    fig.update_layout(xaxis=dict(type="log", title="non-zero weights per class (mean)"), height=340,
+                      yaxis=dict(title="accuracy", tickformat=".0%"), margin=dict(l=0, r=0, t=10, b=0))  # fmt: skip
+    return fig
+
+
+def bars_figure(labels: list[str], values: list[float], title: str, height: int | None = None) -> go.Figure:
+    """Horizontal signed bars (positive red, negative blue), first label on top."""
+    colours = [figures.SPADE_COLOUR if v > 0 else "#1f77b4" for v in values]
+    fig = go.Figure(go.Bar(y=labels[::-1], x=values[::-1], orientation="h", marker_color=colours[::-1]))
+    fig.update_layout(height=height or 60 + 26 * len(labels), margin=dict(l=0, r=0, t=10, b=0), xaxis_title=title)
+    return fig
+
+
+def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+    """(k, 3, H, W) in [0, 1] -> list of (H, W, 3) uint8."""
+    return list((images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------------------- pathways
+
+
+@st.cache_data(show_spinner="Tracing the critical pathway…", max_entries=64)
+def pathway(model_key: str, sample_hash: str, target: int, keep: float, granularity: str, selection: str,
+            _model: torch.nn.Module, _x: torch.Tensor):  # fmt: skip
+    """(PathwaySummary, |pathway gradient| map (H, W), |plain gradient| map (H, W)) for one sample."""
+    with cache.model_lock(model_key):
+        summary = pathways.pathway_summary(_model, _x, target, keep, granularity, selection)
+        path = pathways.critical_pathway(_model, _x, target, keep, granularity, selection)
+        grad = pathways.pathway_gradient(_model, _x, target, pathway=path)
+        plain = pathways.pathway_gradient(_model, _x, target, keep=1.0)
+    return summary, grad[0].abs().sum(0).numpy(), plain[0].abs().sum(0).numpy()
+
+
+def layers_figure(s: pathways.PathwaySummary) -> go.Figure:
+    """Kept fraction of neurons per ReLU call (bars; kept / total in the hover)."""
+    text = [f"{k} / {n}" for k, n in zip(s.kept, s.sizes, strict=True)]
+    fig = go.Figure(go.Bar(x=list(s.names), y=s.fractions, text=text, marker_color=figures.SPADE_COLOUR,
+                           hovertemplate="%{x}<br>%{y:.1%} kept (%{text})<extra></extra>"))  # fmt: skip
+    fig.update_layout(yaxis=dict(title="neurons kept", tickformat=".0%"), height=320, margin=dict(l=0, r=0, t=10, b=0))
+    return fig
+
+
+def curve_figure(s: pathways.PathwaySummary) -> go.Figure:
+    """Target logit of the gated network (relative to the dense one) vs the pathway size."""
+    colours = ["#2ca02c" if a else figures.SPADE_COLOUR for a in s.curve_agrees]
+    fig = go.Figure(go.Scatter(x=s.curve_keep, y=s.curve_preserved, mode="lines+markers", marker_color=colours,
+                               customdata=s.curve_logit, hovertemplate="keep %{x:.0%}<br>logit %{customdata:.3g}"
+                               " (%{y:.0%} of dense)<extra></extra>"))  # fmt: skip
+    fig.add_vline(x=s.keep, line_dash="dot")
+    fig.update_layout(xaxis=dict(title="pathway size (fraction of neurons kept)", tickformat=".0%", type="log"),
+                      yaxis=dict(title="logit / dense logit", tickformat=".0%"), height=320,
+                      margin=dict(l=0, r=0, t=10, b=0))  # fmt: skip
+    return fig
+
+
+def overlay_figure(image_u8: np.ndarray, panels: list[tuple[str, np.ndarray]], bar_title: str, cols: int = 2,
+                   mask: np.ndarray | None = None) -> go.Figure:  # fmt: skip
+    """Maps over the sample, one shared colour scale (`figures.shared_vmax`), optional trojan box."""
+    rows = -(-len(panels) // cols)
+    fig = make_subplots(rows, cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.04, vertical_spacing=0.08)
+    base, box = figures.base_image(image_u8), figures.mask_box(mask)
+    for i, (_, values) in enumerate(panels):
+        r, c = divmod(i, cols)
+        fig.add_trace(go.Image(z=base, hoverinfo="skip"), r + 1, c + 1)
+        fig.add_trace(go.Heatmap(z=np.clip(values, 0, None), coloraxis="coloraxis",
+                                 hovertemplate="x %{x}, y %{y}<br>%{z:.3g}<extra></extra>"), r + 1, c + 1)  # fmt: skip
+        if box is not None:
+            fig.add_shape(type="rect", x0=box[0] - 0.5, y0=box[1] - 0.5, x1=box[2] + 0.5, y1=box[3] + 0.5,
+                          row=r + 1, col=c + 1, line=dict(color=figures.PATCH_COLOUR, width=2, dash="dot"))  # fmt: skip
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
+    vmax = figures.shared_vmax(*[v for _, v in panels], q=100)
+    fig.update_layout(coloraxis=dict(colorscale=figures.plotly_colorscale(), cmin=0, cmax=vmax,
+                                     colorbar=dict(title=dict(text=bar_title, side="right"), thickness=14)),
+                      height=330 * rows, margin=dict(l=0, r=0, t=36, b=0), plot_bgcolor="white")  # fmt: skip
+    return fig
+
+
+# ------------------------------------------------------------------------------------------- Sobol
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def regions(sample_hash: str, kind: str, size: int, _x: torch.Tensor) -> np.ndarray:
+    """Region label map (H, W): a `size x size` grid or about `size` SLIC superpixels."""
+    h, w = _x.shape[-2:]
+    return sobol.grid_regions(h, w, size) if kind == "grid" else sobol.superpixel_regions(_x, n_segments=size)
+
+
+def sobol_run(model_key: str, variant: str, sample_hash: str, target: int, spec: tuple, n: int, perturbation: str,
+              device: str, model: torch.nn.Module, x: torch.Tensor, labels: np.ndarray) -> sobol.SobolResult:  # fmt: skip
+    """Sobol indices from memory, or computed now with a progress bar (`variant`: "dense" or the SPADE key)."""
+    key = ("sobol", model_key, variant, sample_hash, target, spec, n, perturbation)
+    result = _memo().get(key)
+    if result is None:
+        bar = Bar(f"Sobol design on the {variant.split(':')[0]} network: forward passes")
+        with cache.model_lock(model_key):
+            result = sobol.sobol_regions(model, x, target, labels, n=n, perturbation=perturbation, device=device,
+                                         progress=bar)  # fmt: skip
+        bar.clear()
+        _memo().put(key, result)
+    return result
+
+
+def sobol_done(model_key: str, variant: str, sample_hash: str, target: int, spec: tuple, n: int, perturbation: str) -> bool:
+    """Whether these Sobol indices are already computed (the page then shows them without a click)."""
+    return _memo().get(("sobol", model_key, variant, sample_hash, target, spec, n, perturbation)) is not None
+
+
+def shares_figure(results: dict[str, sobol.SobolResult]) -> go.Figure:
+    """Per region first-order and interaction (`ST - S`) shares, stacked, for each network."""
+    fig = make_subplots(1, len(results), subplot_titles=list(results), shared_yaxes=True)
+    for i, res in enumerate(results.values()):
+        regions_ = [f"r{k}" for k in range(res.d)]
+        fig.add_bar(x=regions_, y=res.first_order, name="first order S", marker_color="#1f77b4",
+                    showlegend=i == 0, row=1, col=i + 1)  # fmt: skip
+        fig.add_bar(x=regions_, y=res.interaction, name="interactions ST − S", marker_color=figures.SPADE_COLOUR,
+                    showlegend=i == 0, row=1, col=i + 1)  # fmt: skip
+    fig.update_layout(barmode="relative", height=300, margin=dict(l=0, r=0, t=30, b=0), yaxis_title="share of Var f")
+    return fig

@@ -1,0 +1,144 @@
+"""The three related-method pages in `streamlit.testing.v1.AppTest`: a tiny seeded testbed-like model (always),
+and the shipped testbed model (once it is trained)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+import torch
+from torch import nn
+
+from pages.ui import keys
+from pages.ui import related as ui
+from spade_engine import models
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = {name: ROOT / "pages" / f"{name}.py" for name in ("5_Sparse_decision_layer", "6_Critical_pathways", "7_Sobol_regions")}
+SHIPPED = "testbed_resnet"
+TROJAN_EXAMPLE = "testbed_c1_f0_trojan.png"
+FAST = {
+    ui.SPARSE_N: 200,
+    ui.SPARSE_LAMBDAS: 10,
+    ui.SOBOL_N: 8,
+    keys.WIDGET + keys.scoped(ui.SOBOL_PREFIX, keys.N_AUG): 8,
+    keys.WIDGET + keys.SAMPLE_EXAMPLE: TROJAN_EXAMPLE,
+    keys.SAMPLE_EXAMPLE: TROJAN_EXAMPLE,
+}
+
+
+def _tiny_net(num_classes: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, num_classes),
+    )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """CPU, offline, caches in tmp, Streamlit caches cleared around each test."""
+    monkeypatch.setenv("SPADE_OFFLINE", "1")
+    monkeypatch.setenv("SPADE_DEVICE", "cpu")
+    monkeypatch.setenv("SPADE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def tiny_testbed(monkeypatch, tmp_path):
+    """A random tiny 'testbed' model at 32 px as the only registered model (shipped examples as samples)."""
+    from spade_engine.testbed import data
+
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    torch.save(_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "rel_tiny.pt")
+    card = dict(name="rel_tiny", title="Tiny", arch="rel_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
+                weights="rel_tiny.pt", trojan={"fraction": 0.2})  # fmt: skip
+    (models_dir / "rel_tiny.json").write_text(json.dumps(card))
+    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
+    monkeypatch.setattr(models, "architectures", lambda: {"rel_tiny": _tiny_net})
+
+
+def _app(page: str, **state):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES[page]), default_timeout=600)
+    for key, value in {**FAST, **state}.items():
+        at.session_state[key] = value
+    return at
+
+
+def _ok(at) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def _text(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_sparse_page(tiny_testbed):
+    at = _app("5_Sparse_decision_layer").run()
+    _ok(at)
+    assert [m.label for m in at.metric][:3] == ["Dense head accuracy", "Sparse layer accuracy", "Features per class"]
+    assert "Trojan target" in _text(at.info)
+    assert len(at.get("plotly_chart")) >= 2  # path and class weights
+    assert len(at.get("imgs")) + len(at.get("image")) >= 1  # top-activating images
+    at.slider(key=ui.SPARSE_BUDGET).set_value(2).run()  # a new budget: a new path point, no refit
+    _ok(at)
+    assert float(at.metric[2].value) <= 2
+
+
+def test_pathways_page(tiny_testbed):
+    at = _app("6_Critical_pathways").run()
+    _ok(at)
+    assert len(at.get("plotly_chart")) == 3
+    assert "trojan patch" in _text(at.caption)
+    at.slider(key=ui.PATH_KEEP).set_value(100).run()
+    _ok(at)
+    assert at.metric[1].value == at.metric[2].value  # keep everything: the gated logit is the dense one
+
+
+def test_sobol_page(tiny_testbed):
+    at = _app("7_Sobol_regions").run()
+    _ok(at)
+    assert "forward passes per network" in _text(at.markdown)  # the cost, before running
+    assert "16 regions, N = 8: 144 forward passes" in _text(at.markdown)
+    at.button(key=ui.SOBOL_RUN).click().run()
+    _ok(at)
+    assert len(at.get("plotly_chart")) == 3
+    assert [m.label.split(":")[0] for m in at.metric] == ["Dense", "SPADE 90%"]
+    at.run()  # computed: shown again without a click
+    _ok(at)
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_pages_without_a_usable_model_do_not_crash(monkeypatch, tmp_path):
+    """A torchvision model without cached weights stops with a message, not a traceback."""
+    monkeypatch.setattr(models, "TESTBED_DIR", tmp_path)  # no testbed models: torchvision first
+    for page in PAGES:
+        at = _app(page).run()
+        assert not at.exception, (page, at.exception)
+
+
+shipped = pytest.mark.skipif(
+    not (models.TESTBED_DIR / f"{SHIPPED}.json").exists(), reason=f"shipped model {SHIPPED} not trained yet"
+)
+
+
+@shipped
+@pytest.mark.parametrize("page", list(PAGES))
+def test_pages_on_shipped_model(page):
+    at = _app(page, **{keys.WIDGET + keys.MODEL: SHIPPED, keys.MODEL: SHIPPED, ui.SPARSE_N: 500}).run()
+    _ok(at)
+    if page.startswith("7"):
+        at.button(key=ui.SOBOL_RUN).click().run()
+        _ok(at)
+        assert len(at.get("plotly_chart")) == 3
