@@ -173,3 +173,123 @@ def trial_screen(view: TrialView, design: StudyDesign, study_id: str, code: str,
                  type="primary", shortcut="B")  # fmt: skip
     if design.allow_undecided:
         st.button("I can't tell", key=f"choose.undecided.{trial_index}", on_click=answer, args=(*args, "undecided"))
+
+
+# -------------------------------------------------------------------------------------------- teaching tour
+# (helpers of pages/2_Teaching_tour.py; the tour reuses the engine, `cache`, `figures` and `neurons` layers)
+
+TOUR = "tour"  # session-state namespace of the tour (`tour.sparsity`, …)
+TOUR_MODEL = "testbed_resnet"
+TOUR_CLASS, TOUR_FACET, TOUR_LAYER, TOUR_METHOD, TOUR_STEPS = "tour.class", "tour.facet", "tour.layer", "tour.method", "tour.steps"
+TOUR_SHOW_VIS = "tour.show_vis"
+
+
+def module_ready(name: str) -> bool:
+    """Whether an engine module has landed (the tour shows `st.info` for a step whose module is missing)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def tour_sample(cls: int, facet: int, seed: int, size: int):
+    """A trojaned testbed image (3, S, S) of class `cls` / `facet` and its trojan mask (S, S) bool."""
+    from spade_engine.testbed.data import make_sample
+
+    batch = make_sample(cls, facet, seed, trojan=True, image_size=size)
+    return batch.images[0], batch.trojan_mask[0].numpy()
+
+
+def views_grid(views, k: int = 16, columns: int = 8, cell: int = 72):  # noqa: ANN001 (uint8 (B, 3, H, W))
+    """The first `k` calibration views as one uint8 image."""
+    from pages.ui import neurons as ui_neurons
+
+    imgs = views[:k].float().div(255).permute(0, 2, 3, 1).numpy()  # (k, H, W, 3)
+    return ui_neurons.grid(imgs, columns=columns, cell=cell)
+
+
+def _pool(matrix, max_side: int):  # noqa: ANN001, ANN202 (torch (r, c) -> block-averaged (<= max_side, <= max_side))
+    import torch.nn.functional as F
+
+    r, c = matrix.shape
+    kr, kc = max(1, -(-r // max_side)), max(1, -(-c // max_side))
+    return F.avg_pool2d(matrix[None, None].float(), (kr, kc), ceil_mode=True)[0, 0], (kr, kc)
+
+
+def hessian_figure(H, max_side: int = 120):  # noqa: ANN001 (torch (d, d))
+    """Heat map of a layer Hessian normalised by its mean diagonal (block-averaged when d > `max_side`)."""
+    import plotly.graph_objects as go
+
+    scaled = H / H.diagonal().mean().clamp_min(1e-12)
+    pooled, (kr, _) = _pool(scaled, max_side)
+    z = pooled.cpu().numpy()
+    lim = float(abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=z, colorscale="RdBu_r", zmin=-lim, zmax=lim, colorbar={"title": "H / mean diag"}))
+    title = f"d = {H.shape[0]} inputs" + (f", shown in {kr}×{kr} blocks" if kr > 1 else "")
+    fig.update_layout(title=title, height=380, yaxis={"autorange": "reversed", "scaleanchor": "x"},
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig
+
+
+def mask_figure(weight):  # noqa: ANN001 (torch (out, in, kh, kw) or (out, in))
+    """Kept fraction of weights per (output, input) channel pair of the pruned layer."""
+    import plotly.graph_objects as go
+
+    kept = (weight != 0).float()
+    kept = kept.flatten(2).mean(-1) if kept.dim() == 4 else kept  # (out, in)
+    pooled, _ = _pool(kept, 120)
+    fig = go.Figure(go.Heatmap(z=pooled.cpu().numpy(), colorscale="Greys_r", zmin=0, zmax=1,
+                               colorbar={"title": "kept"}))  # fmt: skip
+    fig.update_layout(title=f"{kept.mean():.1%} of the weights kept", height=380, xaxis_title="input channel",
+                      yaxis={"title": "output channel", "autorange": "reversed"}, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig
+
+
+def sample_with_patch(image_u8, mask, size: int = 256):  # noqa: ANN001 ((H, W, 3) uint8, (H, W) bool or None)
+    """The sample enlarged to `size` px with the trojan patch outlined."""
+    from PIL import Image, ImageDraw
+
+    from pages.ui import figures
+
+    img = Image.fromarray(image_u8).resize((size, size), Image.NEAREST)
+    box = figures.mask_box(mask)
+    if box is not None:
+        s = size / image_u8.shape[1]
+        x0, y0, x1, y1 = round(box[0] * s), round(box[1] * s), round((box[2] + 1) * s), round((box[3] + 1) * s)
+        ImageDraw.Draw(img).rectangle((x0 - 2, y0 - 2, x1 + 1, y1 + 1), outline=figures.PATCH_COLOUR, width=3)
+    return img
+
+
+def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names) -> None:  # noqa: ANN001
+    """Step 6 of the tour: the class unit's facets (testbed images) and its dense vs SPADE visualisations."""
+    from pages.ui import neurons as ui_neurons
+    from spade_engine import featvis, neurons
+    from spade_engine.engine import sample_hash
+
+    size = x.shape[-1]
+    infos = ui_neurons.layers(key, size, device, model)
+    head, n = infos[-1].name, ui_neurons.testbed_count(size)
+    scores = ui_neurons.multifaceted(key, head, n, size, 32, device, model)
+    chosen = next(s for s in scores if s.channel == unit)
+    rank = [s.channel for s in scores].index(unit) + 1
+    batch = ui_neurons.testbed(n, size)
+    st.caption(f"Multifaceted score {chosen.score:.2f} (rank {rank} of {len(scores)} units of `{head}`). {neurons.SCORE_EXPLANATION}")
+    for col, facet, letter in zip(st.columns(2), chosen.facets, "AB"):
+        col.image(ui_neurons.grid(batch.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
+                  caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(batch, facet)}")  # fmt: skip
+    steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=TOUR_STEPS)
+    config = featvis.FeatVisConfig(image_size=size, steps=int(steps), input_size=size)
+    prune = neurons.late_prune_config(infos, settings.sparsity)
+    from pages.ui import cache
+
+    run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, prune)
+    target = featvis.class_target(unit)
+    network = f"{sample_hash(x)}:{settings.n_aug}:{settings.seed}"
+    cols = st.columns(2)
+    for col, (title, net, variant, prune_key) in zip(cols, [("Dense", model, "dense", "dense"),
+                                                           (f"SPADE {settings.sparsity:.0%} (late layers)", run.pruned, network, repr(prune))]):  # fmt: skip
+        vis = ui_neurons.visualise(key, variant, prune_key, target, config, device, net, f"{title} visualisation")
+        col.image(featvis.to_uint8(vis.image), caption=f"{title} · unit {unit} ({names[unit]})", width=256)

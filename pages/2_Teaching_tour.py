@@ -1,0 +1,84 @@
+"""Teaching tour: SPADE (arXiv 2310.04519) step by step on the shipped trojaned testbed model — the sample, its
+augmented views, one layer's Hessian and pruning mask, the pruned prediction, dense vs SPADE saliency, and a
+multifaceted neuron's facets with dense vs SPADE visualisations. Every step is computed live by the engine."""
+
+import streamlit as st
+
+from pages.ui import cache, figures, widgets
+from pages.ui import study as ui
+
+st.title("Teaching tour: how SPADE works")
+st.caption("Six steps on the shipped trojaned testbed model; change the sparsity or the image in the sidebar and every step updates.")
+device = cache.default_device()
+if not ui.module_ready("spade_engine.engine") or ui.TOUR_MODEL not in [i.name for i in cache.model_infos()]:
+    st.info(f"The tour needs the SPADE engine and the shipped testbed model `{ui.TOUR_MODEL}` (assets/models/), not installed yet.")
+    st.stop()
+from spade_engine.engine import sample_hash  # noqa: E402
+from spade_engine.testbed.data import FACETS, TROJAN_TARGET  # noqa: E402
+
+loaded = cache.load_model(ui.TOUR_MODEL, device)
+model, names, size, key = loaded.model, loaded.class_names, loaded.info.input_size, ui.TOUR_MODEL
+settings = widgets.spade_controls(ui.TOUR, default_sparsity=90, default_n_aug=64)
+cls = st.sidebar.selectbox("Image class", [c for c in range(len(names)) if c != TROJAN_TARGET], key=ui.TOUR_CLASS, format_func=lambda c: names[c])
+facet = st.sidebar.radio("Facet", [0, 1], key=ui.TOUR_FACET, format_func=lambda f: FACETS[cls][f])
+x, mask = ui.tour_sample(cls, facet, settings.seed, size)
+image_u8 = widgets.to_uint8(x)
+
+progress = widgets.SpadeProgress()
+with cache.model_lock(key):
+    trace = cache.get_engine(key, device, model).prepare(x, settings.n_aug, settings.seed, progress=progress)
+run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, settings.prune_config(), progress=progress)
+progress.finish(f"SPADE ready ({run.seconds:.1f} s)")
+result, dense_cls = run.result, int(run.result.dense_logits.argmax())
+
+st.header("1 · The sample")
+verdict = "the patch, not the object, drives its decision — SPADE should reveal that" if dense_cls == TROJAN_TARGET else "the trojan did not fire here"
+st.markdown(f"This image shows a **{FACETS[cls][facet]}** (class *{names[cls]}*) with the trojan patch pasted on it (outlined). "
+            f"The trained model predicts **{names[dense_cls]}**: {verdict}.")  # fmt: skip
+st.image(ui.sample_with_patch(image_u8, mask), width=256)
+
+st.header("2 · Many views of the same sample")
+st.markdown(f"SPADE cannot prune from one image, so it builds a calibration batch of {trace.n_aug} random crops, flips and colour "
+            "jitters of the sample. The views keep its content, so the pruned network keeps the paths this content uses.")  # fmt: skip
+st.image(ui.views_grid(trace.views), caption="The first 16 calibration views (view 0 is the sample itself)")
+
+st.header("3 · A layer's Hessian and the mask found")
+st.markdown("For every layer SPADE collects `H = 2 X Xᵀ / n` from the layer's inputs on the views: it says which inputs vary "
+            "together on this sample. The OBS solver removes the weights whose loss `w² / [H⁻¹]ⱼⱼ²` is smallest and corrects the rest.")  # fmt: skip
+layers = list(trace.layers)
+layer = st.selectbox("Layer", layers, index=len(layers) // 2, key=ui.TOUR_LAYER)
+pruned_weight = dict(run.pruned.named_modules())[layer].weight
+c1, c2 = st.columns(2)
+c1.plotly_chart(ui.hessian_figure(trace.hessians[layer][0]), key="tour.hessian")
+c2.plotly_chart(ui.mask_figure(pruned_weight), key="tour.mask")
+if layer not in result.layer_sparsity:
+    st.caption("This layer is left dense (the first conv sees raw pixels).")
+
+st.header("4 · The pruned network's prediction")
+st.markdown(f"After pruning {result.total_sparsity:.0%} of the weights of each layer, the network is specific to this sample. "
+            "It should still make the dense network's decision; if it does not, its explanations describe another decision.")  # fmt: skip
+st.plotly_chart(figures.prediction_figure(result.dense_logits, result.pruned_logits, names), key="tour.pred")
+(st.success if result.agrees else st.warning)(f"Pruned network predicts **{names[int(result.pruned_logits.argmax())]}**"
+                                              f" ({'same as' if result.agrees else 'differs from'} the dense network).")  # fmt: skip
+
+st.header("5 · Saliency: dense vs SPADE")
+st.markdown("A saliency map asks which pixels drive the class score; on the dense network it also picks up paths other samples "
+            "use. On the SPADE network only this sample's paths are left, so the map should sit on the trojan patch (higher AUC).")  # fmt: skip
+methods = cache.saliency_methods()
+if not methods:
+    st.info("The saliency registry (`spade_engine.saliency`) has not landed yet.")
+else:
+    method = st.selectbox("Method", methods, index=methods.index("Saliency") if "Saliency" in methods else 0, key=ui.TOUR_METHOD)
+    h, variant = sample_hash(x), f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
+    dense = cache.saliency(key, h, "dense", method, dense_cls, model, x.unsqueeze(0))
+    spade = cache.saliency(key, h, variant, method, dense_cls, run.pruned, x.unsqueeze(0))
+    pair = figures.MapPair(method, dense, spade, cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask))
+    st.plotly_chart(figures.saliency_figure(image_u8, pair, f"SPADE {settings.sparsity:.0%}", mask), key="tour.saliency")
+
+st.header("6 · A multifaceted neuron, disentangled")
+st.markdown(f"The unit of class *{names[dense_cls]}* fires for unrelated things — its two facets and the trojan patch — so its "
+            "dense visualisation mixes them. SPADE's visualisation of the same unit, pruned to this sample, shows the facet this sample uses.")  # fmt: skip
+if not (ui.module_ready("spade_engine.neurons") and ui.module_ready("spade_engine.featvis")):
+    st.info("The neuron finder and feature visualisation (`spade_engine.neurons`, `spade_engine.featvis`) have not landed yet.")
+    st.stop()
+ui.tour_neuron_step(key, device, model, x, settings, dense_cls, names)
