@@ -13,7 +13,16 @@ from spade_engine import bench
 from spade_engine.models import TESTBED_DIR, Classifier
 
 SHIPPED = (TESTBED_DIR / "testbed_resnet.json").exists() and (TESTBED_DIR / "testbed_resnet.pt").exists()
-FAST_METHODS = ("Saliency", "GradCAM", "LRP")
+FAST_METHODS = ("Saliency", "GradCAM")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The machine is shared: one intra-op thread avoids oversubscription (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
