@@ -65,7 +65,9 @@ class Sample:
 
 def _predict(model: nn.Module, images: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([model(images[i : i + batch].to(device)).argmax(-1).cpu() for i in range(0, len(images), batch)])
+        return torch.cat(
+            [model(images[i : i + batch].to(device)).argmax(-1).cpu() for i in range(0, len(images), batch)]
+        )
 
 
 def trojan_samples(model: nn.Module, n: int, seed: int, device: str = "cpu") -> list[Sample]:
@@ -125,13 +127,22 @@ def _run(model: nn.Module, samples: Sequence[Sample], cfg: BenchConfig, score: S
             for method in cfg.methods:
                 start = time.perf_counter()
                 sal = attribute(method, net, x, sample.target)
-                row = {"sample": sample.index, "method": method, "model": kind, "sparsity": sparsity,
-                       "target": sample.target, "agrees": agrees, "seconds": time.perf_counter() - start}
+                row = {
+                    "sample": sample.index,
+                    "method": method,
+                    "model": kind,
+                    "sparsity": sparsity,
+                    "target": sample.target,
+                    "agrees": agrees,
+                    "seconds": time.perf_counter() - start,
+                }
                 rows.append(row | score(sal, sample))
     return pd.DataFrame(rows)
 
 
-def run_trojan(cfg: BenchConfig, model: nn.Module | None = None, samples: Sequence[Sample] | None = None) -> pd.DataFrame:
+def run_trojan(
+    cfg: BenchConfig, model: nn.Module | None = None, samples: Sequence[Sample] | None = None
+) -> pd.DataFrame:
     """Trojan AUC / pointing game / rank accuracy of every method, dense vs SPADE (one row per map).
 
     Args:
@@ -142,21 +153,28 @@ def run_trojan(cfg: BenchConfig, model: nn.Module | None = None, samples: Sequen
     samples = samples if samples is not None else trojan_samples(model, cfg.samples, cfg.seed, cfg.device)
 
     def score(sal: np.ndarray, sample: Sample) -> dict[str, float]:
-        return {"auc": metrics.trojan_auc(sal, sample.mask), "pointing": float(metrics.pointing_game(sal, sample.mask)),
-                "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask)}
+        return {
+            "auc": metrics.trojan_auc(sal, sample.mask),
+            "pointing": float(metrics.pointing_game(sal, sample.mask)),
+            "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask),
+        }
 
     return _run(model, samples, cfg, score, "trojan")
 
 
-def run_insertion(cfg: BenchConfig, model: nn.Module | None = None, samples: Sequence[Sample] | None = None) -> pd.DataFrame:
+def run_insertion(
+    cfg: BenchConfig, model: nn.Module | None = None, samples: Sequence[Sample] | None = None
+) -> pd.DataFrame:
     """Insertion (blur) and deletion (black) AUC of every map, all scored on the dense model (args as `run_trojan`)."""
     model = model if model is not None else _load(cfg)
     samples = samples if samples is not None else clean_samples(model, cfg.samples, cfg.seed, cfg.device)
 
     def score(sal: np.ndarray, sample: Sample) -> dict[str, float]:
         x = sample.image.unsqueeze(0).to(cfg.device)
-        return {"insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=cfg.steps),
-                "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=cfg.steps)}
+        return {
+            "insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=cfg.steps),
+            "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=cfg.steps),
+        }
 
     return _run(model, samples, cfg, score, "insertion")
 
@@ -216,15 +234,32 @@ def _bars(summary: pd.DataFrame, title: str, y_title: str, scale: float):
 
     fig = go.Figure()
     first = summary[summary.sparsity == summary.sparsity.iloc[0]]
-    fig.add_bar(name="dense", x=first.method, y=first.dense * scale,
-                error_y={"type": "data", "symmetric": False, "array": (first.dense_hi - first.dense) * scale,
-                         "arrayminus": (first.dense - first.dense_lo) * scale})
+    fig.add_bar(
+        name="dense",
+        x=first.method,
+        y=first.dense * scale,
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": (first.dense_hi - first.dense) * scale,
+            "arrayminus": (first.dense - first.dense_lo) * scale,
+        },
+    )
     for sparsity, g in summary.groupby("sparsity", sort=False):
-        fig.add_bar(name=f"SPADE {sparsity:.0%}", x=g.method, y=g.spade * scale,
-                    error_y={"type": "data", "symmetric": False, "array": (g.spade_hi - g.spade) * scale,
-                             "arrayminus": (g.spade - g.spade_lo) * scale})
-    fig.update_layout(barmode="group", title=title, yaxis_title=y_title, xaxis_title="saliency method",
-                      legend_title="model")
+        fig.add_bar(
+            name=f"SPADE {sparsity:.0%}",
+            x=g.method,
+            y=g.spade * scale,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": (g.spade_hi - g.spade) * scale,
+                "arrayminus": (g.spade - g.spade_lo) * scale,
+            },
+        )
+    fig.update_layout(
+        barmode="group", title=title, yaxis_title=y_title, xaxis_title="saliency method", legend_title="model"
+    )
     return fig
 
 
@@ -239,7 +274,9 @@ def trojan_figure(df_or_rows: pd.DataFrame | Iterable[dict]):
 def insertion_figure(df_or_rows: pd.DataFrame | Iterable[dict], metric: str = "insertion"):
     """Grouped bars of mean insertion (higher is better) or deletion (lower is better) AUC (%)."""
     better = "higher" if metric == "insertion" else "lower"
-    return _bars(summarize(df_or_rows, metric), f"{metric.title()} AUC ({better} is better)", f"{metric} AUC (%)", 100.0)
+    return _bars(
+        summarize(df_or_rows, metric), f"{metric.title()} AUC ({better} is better)", f"{metric} AUC (%)", 100.0
+    )
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -264,8 +301,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    return BenchConfig(args.model, args.samples, tuple(args.sparsity), args.n_aug, tuple(args.methods), args.seed,
-                       args.device, args.steps)
+    return BenchConfig(
+        args.model,
+        args.samples,
+        tuple(args.sparsity),
+        args.n_aug,
+        tuple(args.methods),
+        args.seed,
+        args.device,
+        args.steps,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:

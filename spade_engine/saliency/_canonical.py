@@ -163,5 +163,7 @@ def last_feature_module(canonical: CanonicalCopy) -> str:
     if not conv_idx:
         raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
     spatial = _tensor_shape(nodes[conv_idx[-1]])[-2:]
-    candidates = [n for n in nodes[conv_idx[-1] :] if (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial]
+    candidates = [
+        n for n in nodes[conv_idx[-1] :] if (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial
+    ]
     return candidates[-1].target

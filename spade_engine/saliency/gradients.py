@@ -57,6 +57,11 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     """SmoothGrad: mean of |gradient| over Gaussian-noised copies of x (NoiseTunnel over Saliency)."""
     nt = NoiseTunnel(Saliency(_model(model, x)))
     return nt.attribute(
-        x, nt_type="smoothgrad", nt_samples=SMOOTHGRAD_SAMPLES, nt_samples_batch_size=SMOOTHGRAD_SAMPLES,
-        stdevs=SMOOTHGRAD_STDEV, target=target, abs=True,
+        x,
+        nt_type="smoothgrad",
+        nt_samples=SMOOTHGRAD_SAMPLES,
+        nt_samples_batch_size=SMOOTHGRAD_SAMPLES,
+        stdevs=SMOOTHGRAD_STDEV,
+        target=target,
+        abs=True,
     )

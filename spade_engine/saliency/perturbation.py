@@ -40,8 +40,12 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     window, stride = occlusion_window(x.shape[-1])
     occ = Occlusion(attribution_copy(model, x).module)
     return occ.attribute(
-        x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
-        baselines=0.0, target=target, perturbations_per_eval=OCCLUSION_BATCH,
+        x,
+        sliding_window_shapes=(x.shape[1], window, window),
+        strides=(x.shape[1], stride, stride),
+        baselines=0.0,
+        target=target,
+        perturbations_per_eval=OCCLUSION_BATCH,
     )
 
 
@@ -69,6 +73,10 @@ def lime(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     )
     mask = superpixels(x).expand(1, x.shape[1], *x.shape[-2:])  # (1, 3, H, W)
     return lime_attr.attribute(
-        x, target=target, baselines=0.0, feature_mask=mask, n_samples=LIME_SAMPLES,
+        x,
+        target=target,
+        baselines=0.0,
+        feature_mask=mask,
+        n_samples=LIME_SAMPLES,
         perturbations_per_eval=LIME_BATCH,
     )

@@ -56,7 +56,9 @@ def _rows() -> list[dict]:
     rows = []
     for sample, (d, s) in enumerate([(0.6, 0.9), (0.7, 0.8), (0.5, 0.9)]):
         rows.append({"sample": sample, "method": "M", "model": "dense", "sparsity": math.nan, "auc": d, "agrees": True})
-        rows.append({"sample": sample, "method": "M", "model": "spade", "sparsity": 0.9, "auc": s, "agrees": sample != 1})
+        rows.append(
+            {"sample": sample, "method": "M", "model": "spade", "sparsity": 0.9, "auc": s, "agrees": sample != 1}
+        )
     return rows
 
 
@@ -89,7 +91,23 @@ def test_cli_trojan_on_the_shipped_model_writes_every_method(tmp_path, capsys):
 @pytest.mark.skipif(not SHIPPED, reason="the shipped testbed_resnet model (assets/models) has not landed yet")
 def test_cli_insertion_on_the_shipped_model(tmp_path):
     out = tmp_path / "ins.csv"
-    bench.main(["insertion", "--model", "testbed_resnet", "--samples", "2", "--n-aug", "8", "--methods", "Saliency",
-                "GradCAM", "--steps", "8", "--out", str(out)])
+    bench.main(
+        [
+            "insertion",
+            "--model",
+            "testbed_resnet",
+            "--samples",
+            "2",
+            "--n-aug",
+            "8",
+            "--methods",
+            "Saliency",
+            "GradCAM",
+            "--steps",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     df = pd.read_csv(out)
     assert len(df) == 2 * 2 * 2 and df.insertion.between(0, 1).all() and df.deletion.between(0, 1).all()

@@ -138,7 +138,9 @@ def test_curve_endpoints_and_batching(texture_case):
     black = torch.zeros_like(x)
     curve = perturbation_curve(model, x, black, maps["random"], 1, steps=8, batch_size=3)
     p = torch.softmax(model(torch.cat([x, black])), -1)[:, 1].numpy()
-    assert curve.shape == (9,) and curve[0] == pytest.approx(p[0], abs=1e-6) and curve[-1] == pytest.approx(p[1], abs=1e-6)
+    assert (
+        curve.shape == (9,) and curve[0] == pytest.approx(p[0], abs=1e-6) and curve[-1] == pytest.approx(p[1], abs=1e-6)
+    )
     np.testing.assert_allclose(curve, perturbation_curve(model, x, black, maps["random"], 1, steps=8, batch_size=64))
     assert metrics.curve_auc(np.array([0.0, 1.0])) == 0.5 and metrics.curve_auc(np.ones(5)) == 1.0
 
@@ -149,7 +151,9 @@ def _quantus_curve(model, x, saliency, perturb_func=None, steps=QUANTUS_STEPS):
         features_in_step=3 * H * W // steps, normalise=False, abs=False, disable_warnings=True, **pf_kwargs
     )
     a = saliency[None, None].astype(np.float32)  # (1, 1, H, W), broadcast over channels by quantus
-    curves = metric(model=model, x_batch=x.numpy(), y_batch=np.array([1]), a_batch=a, device="cpu", softmax=True, channel_first=True)
+    curves = metric(
+        model=model, x_batch=x.numpy(), y_batch=np.array([1]), a_batch=a, device="cpu", softmax=True, channel_first=True
+    )
     return np.asarray(curves[0])
 
 

@@ -28,7 +28,11 @@ def test_copy_computes_the_same_function_with_unique_noninplace_relus():
         assert canonical.traced
         torch.testing.assert_close(canonical.module(x), model(x))
         gm = canonical.module
-        relu_calls = [n.target for n in gm.graph.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.ReLU)]
+        relu_calls = [
+            n.target
+            for n in gm.graph.nodes
+            if n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.ReLU)
+        ]
         assert len(relu_calls) == len(set(relu_calls)) == 1 + 2 * 8  # stem + two per BasicBlock
         assert not any(getattr(m, "inplace", False) for m in gm.modules())
     assert model.net.layer1[0].relu.inplace  # the caller's model keeps its inplace ReLUs
