@@ -52,6 +52,15 @@ def test_trojan_run_rows_and_metrics(random_testbed_model):
     assert not np.allclose(spade.xs(0.5, level="sparsity"), spade.xs(0.9, level="sparsity"))  # maps differ
 
 
+def test_insertion_run_scores_maps_on_the_dense_model(random_testbed_model):
+    cfg = bench.BenchConfig(samples=1, sparsities=(0.9,), n_aug=8, methods=("Saliency",), steps=8)
+    samples = bench.clean_samples(random_testbed_model, 1, seed=3)
+    assert samples[0].target == int(random_testbed_model(samples[0].image[None]).argmax())
+    df = bench.run_insertion(cfg, model=random_testbed_model, samples=samples)
+    assert list(df.model) == ["dense", "spade"]
+    assert df.insertion.between(0, 1).all() and df.deletion.between(0, 1).all()
+
+
 def _rows() -> list[dict]:
     rows = []
     for sample, (d, s) in enumerate([(0.6, 0.9), (0.7, 0.8), (0.5, 0.9)]):
