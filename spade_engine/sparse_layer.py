@@ -238,10 +238,10 @@ def fit_glm_path(
     alpha: float = 0.99,
     n_lambdas: int = 40,
     min_ratio: float = 1e-3,
-    lr: float = 0.1,
-    epochs: int = 100,
+    lr: float = 0.2,
+    epochs: int = 60,
     tol: float = 1e-4,
-    batch_size: int = 256,
+    batch_size: int = 512,
     seed: int = 0,
     progress: Progress | None = None,
     threads: int | None = 1,
@@ -385,10 +385,10 @@ def fit_sparse_layer(
     alpha: float = 0.99,
     n_lambdas: int = 40,
     min_ratio: float = 1e-3,
-    lr: float = 0.1,
-    epochs: int = 100,
+    lr: float = 0.2,
+    epochs: int = 60,
     tol: float = 1e-4,
-    batch_size: int = 256,
+    batch_size: int = 512,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> tuple[SparseLayer, GLMPath]:
@@ -490,8 +490,9 @@ def load_layer(path: str | Path) -> tuple[SparseLayer, GLMPath | None]:
 class TrojanFinding:
     """Does the trojan show up as a feature of its target class?
 
-    For each feature of the target class: its weight and its effect size on images of other classes,
-    `(mean z on trojaned - mean z on clean) / std z on clean`; a feature "fires on the trojan" above `threshold`.
+    For each feature of the target class: its weight and its effect on images of other classes,
+    `mean z on trojaned - mean z on clean` in units of the feature's training standard deviation (z is
+    standardised); a feature "fires on the trojan" when that exceeds `threshold`.
     """
 
     target: int
@@ -529,16 +530,13 @@ def trojan_finding(
         data: features of a held-out set containing clean and trojaned images.
         is_trojan, true_class: (N,) per image: trojaned, and the class whose content is drawn.
         target: the trojan's target class.
-        threshold: effect size (in clean standard deviations) above which a feature "fires".
+        threshold: effect (in training standard deviations of the feature) above which a feature "fires".
     """
     others = np.asarray(true_class) != target
     troj, clean = others & np.asarray(is_trojan), others & ~np.asarray(is_trojan)
-    z = layer.standardize(data.features)
+    z = layer.standardize(data.features)  # unit variance over the training set
     feats = layer.class_features(target)
-    effect = []
-    for k, _ in feats:
-        spread = z[clean, k].std() if clean.sum() > 1 else 1.0
-        effect.append(float((z[troj, k].mean() - z[clean, k].mean()) / max(spread, 1e-6)) if troj.any() else 0.0)
+    effect = [float(z[troj, k].mean() - z[clean, k].mean()) if troj.any() and clean.any() else 0.0 for k, _ in feats]
     pred = layer.logits(data.features).argmax(1)
     asr = lambda p: float(np.mean(p[troj] == target)) if troj.any() else float("nan")  # noqa: E731
     return TrojanFinding(target, tuple(k for k, _ in feats), tuple(w for _, w in feats), tuple(effect),
