@@ -6,9 +6,8 @@ import itertools
 import streamlit as st
 
 from pages.ui import study as ui
-from spade_engine.study import CONDITIONS
+from spade_engine.study import CONDITIONS, stats
 from spade_engine.study import figures as study_figures
-from spade_engine.study import stats
 
 st.title("Study results")
 info = ui.study_picker(ui.RESULTS_STUDY)
@@ -50,4 +49,6 @@ st.subheader("Response times")
 st.plotly_chart(study_figures.response_time_figure(df), key="study_results.rt")
 st.subheader("Participants")
 st.dataframe(stats.participant_table(df), hide_index=True)
-st.download_button("Download answers (CSV)", stats.to_csv(df), file_name=f"study_{info.id}_answers.csv", mime="text/csv")
+st.download_button(
+    "Download answers (CSV)", stats.to_csv(df), file_name=f"study_{info.id}_answers.csv", mime="text/csv"
+)

@@ -8,10 +8,14 @@ from pages.ui import cache, figures, widgets
 from pages.ui import study as ui
 
 st.title("Teaching tour: how SPADE works")
-st.caption("Six steps on the shipped trojaned testbed model; change the sparsity or the image in the sidebar and every step updates.")
+st.caption(
+    "Six steps on the shipped trojaned testbed model; change the sparsity or the image in the sidebar and every step updates."
+)
 device = cache.default_device()
 if not ui.module_ready("spade_engine.engine") or ui.TOUR_MODEL not in [i.name for i in cache.model_infos()]:
-    st.info(f"The tour needs the SPADE engine and the shipped testbed model `{ui.TOUR_MODEL}` (assets/models/), not installed yet.")
+    st.info(
+        f"The tour needs the SPADE engine and the shipped testbed model `{ui.TOUR_MODEL}` (assets/models/), not installed yet."
+    )
     st.stop()
 from spade_engine.engine import sample_hash  # noqa: E402
 from spade_engine.testbed.data import FACETS, TROJAN_TARGET  # noqa: E402
@@ -19,7 +23,12 @@ from spade_engine.testbed.data import FACETS, TROJAN_TARGET  # noqa: E402
 loaded = cache.load_model(ui.TOUR_MODEL, device)
 model, names, size, key = loaded.model, loaded.class_names, loaded.info.input_size, ui.TOUR_MODEL
 settings = widgets.spade_controls(ui.TOUR, default_sparsity=90, default_n_aug=64)
-cls = st.sidebar.selectbox("Image class", [c for c in range(len(names)) if c != TROJAN_TARGET], key=ui.TOUR_CLASS, format_func=lambda c: names[c])
+cls = st.sidebar.selectbox(
+    "Image class",
+    [c for c in range(len(names)) if c != TROJAN_TARGET],
+    key=ui.TOUR_CLASS,
+    format_func=lambda c: names[c],
+)
 facet = st.sidebar.radio("Facet", [0, 1], key=ui.TOUR_FACET, format_func=lambda f: FACETS[cls][f])
 x, mask = ui.tour_sample(cls, facet, settings.seed, size)
 image_u8 = widgets.to_uint8(x)
@@ -32,7 +41,11 @@ progress.finish(f"SPADE ready ({run.seconds:.1f} s)")
 result, dense_cls = run.result, int(run.result.dense_logits.argmax())
 
 st.header("1 · The sample")
-verdict = "the patch, not the object, drives its decision — SPADE should reveal that" if dense_cls == TROJAN_TARGET else "the trojan did not fire here"
+verdict = (
+    "the patch, not the object, drives its decision — SPADE should reveal that"
+    if dense_cls == TROJAN_TARGET
+    else "the trojan did not fire here"
+)
 st.markdown(f"This image shows a **{FACETS[cls][facet]}** (class *{names[cls]}*) with the trojan patch pasted on it (outlined). "
             f"The trained model predicts **{names[dense_cls]}**: {verdict}.")  # fmt: skip
 st.image(ui.sample_with_patch(image_u8, mask), width=256)
@@ -68,17 +81,23 @@ methods = cache.saliency_methods()
 if not methods:
     st.info("The saliency registry (`spade_engine.saliency`) has not landed yet.")
 else:
-    method = st.selectbox("Method", methods, index=methods.index("Saliency") if "Saliency" in methods else 0, key=ui.TOUR_METHOD)
+    method = st.selectbox(
+        "Method", methods, index=methods.index("Saliency") if "Saliency" in methods else 0, key=ui.TOUR_METHOD
+    )
     h, variant = sample_hash(x), f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
     dense = cache.saliency(key, h, "dense", method, dense_cls, model, x.unsqueeze(0))
     spade = cache.saliency(key, h, variant, method, dense_cls, run.pruned, x.unsqueeze(0))
     pair = figures.MapPair(method, dense, spade, cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask))
-    st.plotly_chart(figures.saliency_figure(image_u8, pair, f"SPADE {settings.sparsity:.0%}", mask), key="tour.saliency")
+    st.plotly_chart(
+        figures.saliency_figure(image_u8, pair, f"SPADE {settings.sparsity:.0%}", mask), key="tour.saliency"
+    )
 
 st.header("6 · A multifaceted neuron, disentangled")
 st.markdown(f"The unit of class *{names[dense_cls]}* fires for unrelated things — its two facets and the trojan patch — so its "
             "dense visualisation mixes them. SPADE's visualisation of the same unit, pruned to this sample, shows the facet this sample uses.")  # fmt: skip
 if not (ui.module_ready("spade_engine.neurons") and ui.module_ready("spade_engine.featvis")):
-    st.info("The neuron finder and feature visualisation (`spade_engine.neurons`, `spade_engine.featvis`) have not landed yet.")
+    st.info(
+        "The neuron finder and feature visualisation (`spade_engine.neurons`, `spade_engine.featvis`) have not landed yet."
+    )
     st.stop()
 ui.tour_neuron_step(key, device, model, x, settings, dense_cls, names)

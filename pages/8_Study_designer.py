@@ -54,7 +54,7 @@ if not missing:
     with st.expander("Preview stimuli (researcher only)"):
         item = st.number_input("Item", 0, len(d.items) - 1, 0)
         cols = st.columns(len(d.conditions))
-        for col, cond in zip(cols, d.conditions):
+        for col, cond in zip(cols, d.conditions, strict=False):
             stim = store.get_stimulus(info.id, int(item), cond)
             col.image(stim.explanation_png or stim.image_png, caption=CONDITIONS[cond].title, width=200)
         st.json(stim.meta, expanded=False)

@@ -83,7 +83,9 @@ def study_picker(key: str, label: str = "Study") -> StudyInfo | None:
 
 def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDesign | None:
     """The study design form; returns a design when "Create study" is pressed."""
-    question = st.radio("Question", list(QUESTIONS), format_func=lambda q: QUESTIONS[q].title, key="study_designer.question")
+    question = st.radio(
+        "Question", list(QUESTIONS), format_func=lambda q: QUESTIONS[q].title, key="study_designer.question"
+    )
     with st.form("study_designer.form"):
         name = st.text_input("Study name", "SPADE visualisation study")
         model = st.selectbox("Model", model_names)
@@ -180,7 +182,13 @@ def trial_screen(view: TrialView, design: StudyDesign, study_id: str, code: str,
 
 TOUR = "tour"  # session-state namespace of the tour (`tour.sparsity`, …)
 TOUR_MODEL = "testbed_resnet"
-TOUR_CLASS, TOUR_FACET, TOUR_LAYER, TOUR_METHOD, TOUR_STEPS = "tour.class", "tour.facet", "tour.layer", "tour.method", "tour.steps"
+TOUR_CLASS, TOUR_FACET, TOUR_LAYER, TOUR_METHOD, TOUR_STEPS = (
+    "tour.class",
+    "tour.facet",
+    "tour.layer",
+    "tour.method",
+    "tour.steps",
+)
 TOUR_SHOW_VIS = "tour.show_vis"
 
 
@@ -276,8 +284,10 @@ def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names
     chosen = next(s for s in scores if s.channel == unit)
     rank = [s.channel for s in scores].index(unit) + 1
     batch = ui_neurons.testbed(n, size)
-    st.caption(f"Multifaceted score {chosen.score:.2f} (rank {rank} of {len(scores)} units of `{head}`). {neurons.SCORE_EXPLANATION}")
-    for col, facet, letter in zip(st.columns(2), chosen.facets, "AB"):
+    st.caption(
+        f"Multifaceted score {chosen.score:.2f} (rank {rank} of {len(scores)} units of `{head}`). {neurons.SCORE_EXPLANATION}"
+    )
+    for col, facet, letter in zip(st.columns(2), chosen.facets, "AB", strict=False):
         col.image(ui_neurons.grid(batch.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
                   caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(batch, facet)}")  # fmt: skip
     steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=TOUR_STEPS)
@@ -290,6 +300,6 @@ def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names
     network = f"{sample_hash(x)}:{settings.n_aug}:{settings.seed}"
     cols = st.columns(2)
     for col, (title, net, variant, prune_key) in zip(cols, [("Dense", model, "dense", "dense"),
-                                                           (f"SPADE {settings.sparsity:.0%} (late layers)", run.pruned, network, repr(prune))]):  # fmt: skip
+                                                           (f"SPADE {settings.sparsity:.0%} (late layers)", run.pruned, network, repr(prune))], strict=False):  # fmt: skip
         vis = ui_neurons.visualise(key, variant, prune_key, target, config, device, net, f"{title} visualisation")
         col.image(featvis.to_uint8(vis.image), caption=f"{title} · unit {unit} ({names[unit]})", width=256)

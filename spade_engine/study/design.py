@@ -111,7 +111,10 @@ class StudyDesign:
             errors.append("The study needs at least one item (sample).")
         if self.trials_per_participant < 1:
             errors.append("Each participant needs at least one trial.")
-        if any(CONDITIONS[c].kind == "saliency" for c in self.conditions if c in CONDITIONS) and not self.saliency_method:
+        if (
+            any(CONDITIONS[c].kind == "saliency" for c in self.conditions if c in CONDITIONS)
+            and not self.saliency_method
+        ):
             errors.append("Saliency conditions need a saliency method.")
         if self.question == "neuron" and any("other" not in i or "neuron" not in i for i in self.items):
             errors.append("Every item of a 'neuron' study needs an 'other' image and a 'neuron'.")

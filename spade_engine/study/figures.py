@@ -24,7 +24,7 @@ def agreement_figure(summary: pd.DataFrame) -> go.Figure:
         name="Agreement with reference", x=names, y=summary["agreement"], marker_color="#1f77b4",
         error_y={"type": "data", "symmetric": False, "array": summary["ci_high"] - summary["agreement"],
                  "arrayminus": summary["agreement"] - summary["ci_low"]},
-        text=[f"{a:.0%} (n={n})" for a, n in zip(summary["agreement"], summary["n"])], textposition="inside",
+        text=[f"{a:.0%} (n={n})" for a, n in zip(summary["agreement"], summary["n"], strict=False)], textposition="inside",
     )  # fmt: skip
     fig.add_bar(name="Undecided", x=names, y=summary["undecided_rate"], marker_color="#bbbbbb")
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="chance")

@@ -101,7 +101,9 @@ def _patch_base(design, item, x, target, model, loaded, rng) -> ItemBase:  # noq
     image = render.tensor_image(x)
     step = render.DISPLAY / g
     boxes = [[round(c * step), round(r * step), round((c + 1) * step), round((r + 1) * step)] for r, c in cells]
-    crops = [image.crop(tuple(b)).resize((render.DISPLAY // 2, render.DISPLAY // 2), render.Image.NEAREST) for b in boxes]
+    crops = [
+        image.crop(tuple(b)).resize((render.DISPLAY // 2, render.DISPLAY // 2), render.Image.NEAREST) for b in boxes
+    ]
     meta = {
         "sample": describe(item["sample"]), "target": target, "target_name": _class_name(loaded, target),
         "boxes": boxes, "cells": [list(c) for c in cells], "occlusion": [float(scores[r, c]) for r, c in cells],
@@ -163,14 +165,17 @@ def _visualisation_png(design: StudyDesign, condition: str, base: ItemBase, mode
         model, target, config, device, model_name=design.model,
         variant=featvis.sample_hash(base.x) if pruned else "dense", sparsity=design.sparsity if pruned else 0.0,
     )  # fmt: skip
-    return render.to_png(render.Image.fromarray(featvis.to_uint8(vis.image)).resize((render.DISPLAY,) * 2, render.Image.BILINEAR))
+    return render.to_png(
+        render.Image.fromarray(featvis.to_uint8(vis.image)).resize((render.DISPLAY,) * 2, render.Image.BILINEAR)
+    )
 
 
 # ----------------------------------------------------------------------------------------------- driver
 
 
-def precompute(store: StudyStore, study_id: str, device: str = "cpu", progress: Progress | None = None,
-               load=None) -> int:  # noqa: ANN001
+def precompute(
+    store: StudyStore, study_id: str, device: str = "cpu", progress: Progress | None = None, load=None
+) -> int:  # noqa: ANN001
     """Compute and store every missing stimulus of a study, then mark it "ready" (if it was a draft).
 
     Args:
@@ -206,9 +211,22 @@ def precompute(store: StudyStore, study_id: str, device: str = "cpu", progress: 
                     pruned, result = spade_prune(model, base.x, design.sparsity, design.n_aug, design.seed, device)
                     base.meta["pruned_agrees"] = bool(result.agrees)
                 report(done, len(missing), f"Item {item_index + 1}: {CONDITIONS[condition].title}")
-                png = explanation_png(design, condition, base, pruned if CONDITIONS[condition].pruned else model, device)
-                store.put_stimulus(study_id, Stimulus(item_index, condition, base.image_png, base.option_a_png,
-                                                      base.option_b_png, base.reference, png, dict(base.meta)))
+                png = explanation_png(
+                    design, condition, base, pruned if CONDITIONS[condition].pruned else model, device
+                )
+                store.put_stimulus(
+                    study_id,
+                    Stimulus(
+                        item_index,
+                        condition,
+                        base.image_png,
+                        base.option_a_png,
+                        base.option_b_png,
+                        base.reference,
+                        png,
+                        dict(base.meta),
+                    ),
+                )
                 done += 1
                 report(done, len(missing), f"Stored item {item_index + 1}, {condition}")
     if info.status == "draft":

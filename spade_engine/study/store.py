@@ -219,7 +219,11 @@ class StudyStore:
         """(item, condition) pairs of the design that have no stimulus yet."""
         design = self.get_study(study_id).design
         with self._tx() as s:
-            have = set(s.execute(select(StimulusRow.item_index, StimulusRow.condition).where(StimulusRow.study_id == study_id)).all())
+            have = set(
+                s.execute(
+                    select(StimulusRow.item_index, StimulusRow.condition).where(StimulusRow.study_id == study_id)
+                ).all()
+            )
         want = [(i, c) for i in range(len(design.items)) for c in design.conditions]
         return [pair for pair in want if pair not in have]
 
@@ -287,7 +291,9 @@ class StudyStore:
         n = self.get_study(study_id).design.trials_per_participant
         return next((k for k in range(n) if k not in done), None)
 
-    def record_answer(self, study_id: str, code: str, trial_index: int, choice: str, response_ms: int | None = None) -> Answer:
+    def record_answer(
+        self, study_id: str, code: str, trial_index: int, choice: str, response_ms: int | None = None
+    ) -> Answer:
         """Write one answer in its own transaction; answering a trial twice keeps the first answer.
 
         Args:
@@ -307,7 +313,9 @@ class StudyStore:
             raise UnknownParticipantError(f"Participant '{code}' is not registered for this study.")
         trials = self.trials(study_id, code)
         if not 0 <= trial_index < len(trials):
-            raise StudyError(f"Trial {trial_index} does not exist (the study has {len(trials)} trials per participant).")
+            raise StudyError(
+                f"Trial {trial_index} does not exist (the study has {len(trials)} trials per participant)."
+            )
         trial = trials[trial_index]
         stim_id = self.get_stimulus(study_id, trial.item_index, trial.condition).id
         row = AnswerRow(
@@ -325,7 +333,9 @@ class StudyStore:
 
     def _existing_answer(self, pid: int, code: str, trial_index: int) -> Answer:
         with self._tx() as s:
-            row = s.scalar(select(AnswerRow).where(AnswerRow.participant_id == pid, AnswerRow.trial_index == trial_index))
+            row = s.scalar(
+                select(AnswerRow).where(AnswerRow.participant_id == pid, AnswerRow.trial_index == trial_index)
+            )
             return _answer(row, code, duplicate=True)
 
     def _mark_finished(self, pid: int, n_trials: int) -> None:
@@ -333,7 +343,9 @@ class StudyStore:
             n = s.scalar(select(func.count()).select_from(AnswerRow).where(AnswerRow.participant_id == pid))
             if n >= n_trials:
                 s.execute(
-                    update(ParticipantRow).where(ParticipantRow.id == pid, ParticipantRow.finished_at.is_(None)).values(finished_at=utcnow())
+                    update(ParticipantRow)
+                    .where(ParticipantRow.id == pid, ParticipantRow.finished_at.is_(None))
+                    .values(finished_at=utcnow())
                 )
 
     def answers(self, study_id: str) -> list[Answer]:

@@ -34,7 +34,9 @@ def participant_rng(seed: int, participant: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def make_trials(n_items: int, conditions: tuple[str, ...] | list[str], n_trials: int, seed: int, participant: str) -> list[Trial]:
+def make_trials(
+    n_items: int, conditions: tuple[str, ...] | list[str], n_trials: int, seed: int, participant: str
+) -> list[Trial]:
     """The trial list of one participant.
 
     Args:
@@ -97,7 +99,7 @@ def _spread_repeats(items: list[int], conds: list[str]) -> list[str]:
 
 def _first_duplicate(items: list[int], conds: list[str]) -> int | None:
     seen = set()
-    for j, pair in enumerate(zip(items, conds)):
+    for j, pair in enumerate(zip(items, conds, strict=False)):
         if pair in seen:
             return j
         seen.add(pair)
@@ -105,7 +107,7 @@ def _first_duplicate(items: list[int], conds: list[str]) -> int | None:
 
 
 def _n_duplicates(items: list[int], conds: list[str]) -> int:
-    return len(items) - len(set(zip(items, conds)))
+    return len(items) - len(set(zip(items, conds, strict=False)))
 
 
 def _balanced_sides(conds: list[str], conditions: list[str], rng: random.Random) -> list[str]:
@@ -117,7 +119,7 @@ def _balanced_sides(conds: list[str], conditions: list[str], rng: random.Random)
         members = [j for j, c in enumerate(conds) if c == cond]
         group_sides = [SIDES[(start + pos + i) % 2] for i in range(len(members))]
         rng.shuffle(group_sides)
-        for j, side in zip(members, group_sides):
+        for j, side in zip(members, group_sides, strict=False):
             sides[j] = side
         pos += len(members)
     return sides

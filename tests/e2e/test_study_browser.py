@@ -26,7 +26,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
         pytest.fail(f"{CHROMIUM} is missing (CI is set): install it with `apt-get install -y chromium`.")
-    pytest.skip(f"{CHROMIUM} is missing: `apt-get install -y chromium` to run the browser test.", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} is missing: `apt-get install -y chromium` to run the browser test.", allow_module_level=True
+    )
 
 
 def free_port() -> int:
@@ -105,6 +107,8 @@ def test_participant_answers_three_trials_in_the_browser(server):
     answers = store.answers(study_id)
     store.dispose()
     assert [(a.participant, a.trial_index, a.choice) for a in answers] == [
-        ("alice", 0, "left"), ("alice", 1, "right"), ("alice", 2, "undecided")
+        ("alice", 0, "left"),
+        ("alice", 1, "right"),
+        ("alice", 2, "undecided"),
     ]
     assert all(a.response_ms is not None and a.response_ms >= 0 for a in answers)

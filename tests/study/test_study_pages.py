@@ -47,7 +47,9 @@ def test_participant_sees_blinded_trials_and_resumes(store):
     assert not at.exception
     assert "Trial 1 of 4" in at.get("progress")[0].proto.text
     shown = texts(at).lower()
-    assert all(c.title.lower() not in shown for c in CONDITIONS.values()) and "spade" not in shown and "dense" not in shown
+    assert (
+        all(c.title.lower() not in shown for c in CONDITIONS.values()) and "spade" not in shown and "dense" not in shown
+    )
     at.button(key="choose.left.0").click().run()
     at.button(key="choose.right.1").click().run()
     assert [(a.trial_index, a.choice) for a in store.answers(study_id)] == [(0, "left"), (1, "right")]
@@ -78,7 +80,9 @@ def test_results_page_shows_conditions_test_and_download(store):
     for code in ("ann", "bo", "cy"):
         store.ensure_participant(study_id, code)
         for t in store.trials(study_id, code):
-            store.record_answer(study_id, code, t.index, t.reference_side if t.condition == "spade_vis" else "undecided", 800)
+            store.record_answer(
+                study_id, code, t.index, t.reference_side if t.condition == "spade_vis" else "undecided", 800
+            )
     at = page("10_Study_results.py")
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2

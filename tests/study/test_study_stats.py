@@ -25,9 +25,19 @@ def frame(counts: dict[str, tuple[int, int]], undecided: int = 0) -> pd.DataFram
         for i in range(n):
             ok = i < correct
             choice = "left" if ok else ("undecided" if i - correct < undecided else "right")
-            rows.append({"participant": f"p{i % 4}", "trial_index": i, "item_index": i % 5, "condition": cond,
-                         "reference_side": "left", "choice": choice, "correct": ok, "response_ms": 1000 + 10 * i,
-                         "answered_at": None})
+            rows.append(
+                {
+                    "participant": f"p{i % 4}",
+                    "trial_index": i,
+                    "item_index": i % 5,
+                    "condition": cond,
+                    "reference_side": "left",
+                    "choice": choice,
+                    "correct": ok,
+                    "response_ms": 1000 + 10 * i,
+                    "answered_at": None,
+                }
+            )
     return answers_frame(rows)
 
 
@@ -89,7 +99,7 @@ def test_csv_export_matches_the_stored_answers(tmp_path):
     store.dispose()
     assert list(csv.columns) == COLUMNS
     assert len(csv) == 6
-    assert list(zip(csv["participant"], csv["trial_index"], csv["choice"], csv["response_ms"], csv["condition"])) == [
-        (a.participant, a.trial_index, a.choice, a.response_ms, a.condition) for a in answers
-    ]
+    assert list(
+        zip(csv["participant"], csv["trial_index"], csv["choice"], csv["response_ms"], csv["condition"], strict=False)
+    ) == [(a.participant, a.trial_index, a.choice, a.response_ms, a.condition) for a in answers]
     assert list(csv["correct"]) == [a.reference_side == "right" for a in answers]

@@ -27,7 +27,9 @@ def tiny_loaded(name: str = "tiny", size: int = 32) -> LoadedModel:
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, stride=2, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 10),
     )  # fmt: skip
-    info = ModelInfo(name, name, "testbed", "tiny", size, size, tuple(f"class {i}" for i in range(10)), (0.5,) * 3, (0.25,) * 3)
+    info = ModelInfo(
+        name, name, "testbed", "tiny", size, size, tuple(f"class {i}" for i in range(10)), (0.5,) * 3, (0.25,) * 3
+    )
     model = Classifier(net, info.mean, info.std).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -61,7 +63,9 @@ def test_precompute_patch_study_all_conditions(store):
                          saliency_method="Saliency", vis_steps=3, patch_grid=4)  # fmt: skip
     study_id = store.create_study(design)
     calls = []
-    n = precompute(store, study_id, progress=lambda d, t, m: calls.append((d, t)), load=lambda name, dev: tiny_loaded(name))
+    n = precompute(
+        store, study_id, progress=lambda d, t, m: calls.append((d, t)), load=lambda name, dev: tiny_loaded(name)
+    )
     assert n == 10 and calls[-1] == (10, 10)
     assert store.missing_stimuli(study_id) == [] and store.get_study(study_id).status == "ready"
     loaded = tiny_loaded()
@@ -73,7 +77,9 @@ def test_precompute_patch_study_all_conditions(store):
         assert ref.meta["target"] == int(loaded.model(_sample(loaded, design, item)).argmax())
         assert ref.explanation_png is None and all(stims[c].explanation_png for c in design.conditions if c != "none")
         assert len({s.reference for s in stims.values()}) == 1 and len({s.image_png for s in stims.values()}) == 1
-        assert not np.array_equal(_arr(stims["dense_saliency"].explanation_png), _arr(stims["spade_saliency"].explanation_png))
+        assert not np.array_equal(
+            _arr(stims["dense_saliency"].explanation_png), _arr(stims["spade_saliency"].explanation_png)
+        )
         assert not np.array_equal(_arr(stims["dense_vis"].explanation_png), _arr(stims["spade_vis"].explanation_png))
         assert "pruned_agrees" in stims["spade_vis"].meta
     assert precompute(store, study_id, load=lambda name, dev: pytest.fail("all stimuli were cached")) == 0

@@ -145,7 +145,9 @@ def test_concurrent_participants_do_not_interfere(tmp_path):
             store.ensure_participant(study_id, code)
             barrier.wait()
             for t in store.trials(study_id, code):
-                store.record_answer(study_id, code, t.index, "left" if (t.index + k) % 2 else "right", 100 * k + t.index)
+                store.record_answer(
+                    study_id, code, t.index, "left" if (t.index + k) % 2 else "right", 100 * k + t.index
+                )
                 store.record_answer(study_id, code, t.index, "left")  # double click: must not duplicate
         except Exception as e:  # noqa: BLE001
             errors.append(e)
