@@ -148,9 +148,11 @@ def _adds_to_sums(gm: fx.GraphModule) -> None:
 def last_feature_module(canonical: CanonicalCopy) -> str:
     """Name of the module whose output GradCAM should explain: the last spatial feature map.
 
-    That is the last module, in execution order, whose output is 4-D with the spatial size of the last
-    Conv2d's output (for a ResNet: the last block's final ReLU, after the residual add; for a VGG: the ReLU
-    after the last conv). Untraced copies fall back to the last registered Conv2d.
+    That is the last node, in execution order, whose output is 4-D with the spatial size of the last Conv2d's
+    output (for a ResNet: the last block's final ReLU, after the residual add; for a VGG: the ReLU after the
+    last conv). When that node is a function (e.g. a residual `+` with no activation after it) an
+    `nn.Identity` is inserted after it in the copy's graph, so Captum has a module to hook. Untraced copies
+    fall back to the last registered Conv2d.
     """
     module = canonical.module
     if not canonical.traced:
@@ -158,12 +160,27 @@ def last_feature_module(canonical: CanonicalCopy) -> str:
         if not convs:
             raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
         return convs[-1]
-    nodes = [n for n in module.graph.nodes if n.op == "call_module"]
-    conv_idx = [i for i, n in enumerate(nodes) if isinstance(module.get_submodule(n.target), nn.Conv2d)]
-    if not conv_idx:
-        raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
-    spatial = _tensor_shape(nodes[conv_idx[-1]])[-2:]
-    candidates = [
-        n for n in nodes[conv_idx[-1] :] if (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial
+    nodes = list(module.graph.nodes)
+    convs = [
+        i
+        for i, n in enumerate(nodes)
+        if n.op == "call_module" and isinstance(module.get_submodule(n.target), nn.Conv2d)
     ]
-    return candidates[-1].target
+    if not convs:
+        raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
+    spatial = _tensor_shape(nodes[convs[-1]])[-2:]
+    last = [n for n in nodes[convs[-1] :] if (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial][
+        -1
+    ]
+    return last.target if last.op == "call_module" else _anchor_after(module, last)
+
+
+def _anchor_after(gm: fx.GraphModule, node: fx.Node) -> str:
+    name = "_gradcam_anchor"
+    gm.add_submodule(name, nn.Identity())
+    with gm.graph.inserting_after(node):
+        anchor = gm.graph.call_module(name, (node,))
+    node.replace_all_uses_with(anchor, delete_user_cb=lambda user: user is not anchor)
+    anchor.meta = dict(node.meta)
+    gm.recompile()
+    return name

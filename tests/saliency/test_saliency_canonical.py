@@ -73,3 +73,33 @@ def test_gradcam_layer_is_the_last_block_output():
     name = last_feature_module(canonical)
     assert isinstance(canonical.module.get_submodule(name), nn.ReLU)
     assert name.startswith("net_layer4_1_relu")  # the block's second relu call, after the residual add
+
+
+class EndsInResidualAdd(nn.Module):
+    """The last feature map is a functional `+` with no module after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x))
+        h = h + self.conv2(h)
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def test_gradcam_layer_anchors_a_functional_last_feature_map():
+    torch.manual_seed(0)
+    model = frozen_classifier(EndsInResidualAdd())
+    x = torch.rand(1, 3, 8, 8)
+    canonical = attribution_copy(model, x)
+    name = last_feature_module(canonical)
+    assert isinstance(canonical.module.get_submodule(name), nn.Identity)
+    seen = []
+    handle = canonical.module.get_submodule(name).register_forward_hook(lambda m, i, o: seen.append(o))
+    torch.testing.assert_close(canonical.module(x), model(x))
+    handle.remove()
+    h = torch.relu(model.net.conv1(model.normalize(x)))
+    torch.testing.assert_close(seen[0], h + model.net.conv2(h))
