@@ -70,7 +70,7 @@ for k, w in feats[:6]:
     left, right = st.columns([1, 4])
     left.markdown(f"**Feature #{k}** · weight {w:+.2f}")
     if show_vis:
-        left.image(ui.feature_vis(model.key, model.device, model.model, k, info.input_size, 128), width="stretch")
+        left.image(ui.feature_vis(model.key, model.device, model.model, k, info.input_size, ui.FEATVIS_STEPS), width="stretch")
     top = sl.top_activating(fit.layer, data, k, n=8)
     right.image(ui.to_uint8(images[top]), width=72, caption=[names[int(labels[i])] for i in top])
 

@@ -33,6 +33,7 @@ SOBOL_PREFIX = "sobol"
 SOBOL_REGIONS, SOBOL_GRID, SOBOL_SEGMENTS, SOBOL_N = "sobol.regions", "sobol.grid", "sobol.segments", "sobol.n"
 SOBOL_PERTURB, SOBOL_TARGET, SOBOL_SPADE, SOBOL_RUN = "sobol.perturb", "sobol.target", "sobol.spade", "sobol.run"
 TESTBED_SEED = 7  # data seed of the sparse-layer fits (not the training seed of the shipped models)
+FEATVIS_STEPS = 128  # optimisation steps of a penultimate-feature visualisation
 
 
 # ---------------------------------------------------------------------------------------------- memo

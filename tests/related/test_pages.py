@@ -90,10 +90,20 @@ def test_sparse_page(tiny_testbed):
     assert [m.label for m in at.metric][:3] == ["Dense head accuracy", "Sparse layer accuracy", "Features per class"]
     assert "Trojan target" in _text(at.info)
     assert len(at.get("plotly_chart")) >= 2  # path and class weights
-    assert len(at.get("imgs")) + len(at.get("image")) >= 1  # top-activating images
+    assert len(at.get("image")) >= 1  # top-activating images
     at.slider(key=ui.SPARSE_BUDGET).set_value(2).run()  # a new budget: a new path point, no refit
     _ok(at)
     assert float(at.metric[2].value) <= 2
+
+
+def test_sparse_page_feature_visualisations(tiny_testbed, monkeypatch):
+    monkeypatch.setattr(ui, "FEATVIS_STEPS", 4)
+    at = _app("5_Sparse_decision_layer", **{ui.SPARSE_BUDGET: 2}).run()
+    _ok(at)
+    n_images = len(at.get("image"))
+    at.checkbox(key=ui.SPARSE_FEATVIS).check().run()
+    _ok(at)
+    assert len(at.get("image")) > n_images  # one visualisation per shown feature
 
 
 def test_pathways_page(tiny_testbed):

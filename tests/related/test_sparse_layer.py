@@ -151,3 +151,14 @@ def test_trojan_finding_on_synthetic_features():
     assert f.features == (5, 2) and f.firing == (5,) and f.found
     assert f.effect[0] > 2.5 and abs(f.effect[1]) < 0.5
     assert f.dense_attack_success == 1.0 and 0 < f.sparse_attack_success <= 1.0
+
+
+def test_head_hook_removed_after_an_exception(tiny_model):
+    with pytest.raises(RuntimeError):
+        with sl.capture_head_inputs(tiny_model) as store:
+            tiny_model(torch.rand(2, 3, 16, 16))
+            assert store[0].shape == (2, 16)
+            raise RuntimeError("boom")
+    assert all(not m._forward_hooks for m in tiny_model.modules())
+    assert sl.head_linear(tiny_model)[0] == "net.7"
+    assert sl.feature_model(tiny_model)(torch.rand(2, 3, 16, 16)).shape == (2, 16)
