@@ -48,6 +48,32 @@ class BenchConfig:
     seed: int = 0
     device: str = "cpu"
     steps: int = 32  # insertion / deletion steps
+    only_layers: tuple[str, ...] = ()  # fnmatch patterns of the layers to prune (others stay dense); () = all
+    skip_head: bool = False
+    sequential: bool = False  # SparseGPT's sequential mode
+    solver: str = "sparsegpt"
+
+    def prune_config(self, sparsity: float):
+        """The engine's `PruneConfig` for one sparsity of this run."""
+        from spade_engine.engine import PruneConfig
+
+        per_layer = tuple((p, sparsity) for p in self.only_layers) + ((("*", 0.0),) if self.only_layers else ())
+        return PruneConfig(
+            sparsity=sparsity,
+            layer_sparsity=per_layer,
+            skip_head=self.skip_head,
+            sequential=self.sequential,
+            solver=self.solver,
+        )
+
+    @property
+    def prune_label(self) -> str:
+        """Short description of the pruning setup, written to the CSV."""
+        layers = ",".join(self.only_layers) or "all"
+        extra = "".join(
+            f" {flag}" for flag, on in (("skip_head", self.skip_head), ("sequential", self.sequential)) if on
+        )
+        return f"{self.solver} n_aug={self.n_aug} layers={layers}{extra}"
 
 
 @dataclass(frozen=True)
@@ -103,7 +129,7 @@ def pruned_models(engine, sample: Sample, cfg: BenchConfig) -> dict[float, tuple
     trace = engine.prepare(sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index)
     out = {}
     for s in cfg.sparsities:
-        pruned, result = engine.prune(trace, s)
+        pruned, result = engine.prune(trace, cfg.prune_config(s))
         out[s] = (pruned.eval(), int(result.pruned_logits.argmax()) == sample.target)
     return out
 
@@ -135,6 +161,7 @@ def _run(model: nn.Module, samples: Sequence[Sample], cfg: BenchConfig, score: S
                     "target": sample.target,
                     "agrees": agrees,
                     "seconds": time.perf_counter() - start,
+                    "prune": cfg.prune_label if kind == "spade" else "",
                 }
                 rows.append(row | score(sal, sample))
     return pd.DataFrame(rows)
@@ -296,6 +323,12 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--device", default="cpu")
         s.add_argument("--steps", type=int, default=32, help="insertion/deletion steps")
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+        s.add_argument(
+            "--only-layers", nargs="+", default=[], help="fnmatch patterns of layers to prune, e.g. 'net.layer4*'"
+        )
+        s.add_argument("--skip-head", action="store_true", help="leave the classifier head dense")
+        s.add_argument("--sequential", action="store_true", help="SparseGPT sequential mode")
+        s.add_argument("--solver", default="sparsegpt")
         s.add_argument("--out", default=f"{name}_results.csv")
     return p
 
@@ -310,6 +343,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         args.seed,
         args.device,
         args.steps,
+        tuple(args.only_layers),
+        args.skip_head,
+        args.sequential,
+        args.solver,
     )
 
 
@@ -321,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     cfg = config_from_args(args)
     df = run_trojan(cfg) if args.command == "trojan" else run_insertion(cfg)
     df.to_csv(args.out, index=False)
-    print(f"{len(df)} rows -> {args.out}  ({cfg.model}, {df['sample'].nunique()} samples, n_aug {cfg.n_aug})")
+    print(f"{len(df)} rows -> {args.out}  ({cfg.model}, {df['sample'].nunique()} samples, {cfg.prune_label})")
     for metric in ("auc",) if args.command == "trojan" else ("insertion", "deletion"):
         print(f"\n{metric} (%), mean [95% t-interval], delta = SPADE - dense (paired)")
         print(format_table(summarize(df, metric), metric))

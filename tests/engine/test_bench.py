@@ -120,3 +120,15 @@ def test_cli_insertion_on_the_shipped_model(tmp_path):
     )
     df = pd.read_csv(out)
     assert len(df) == 2 * 2 * 2 and df.insertion.between(0, 1).all() and df.deletion.between(0, 1).all()
+
+
+def test_prune_config_restricts_layers():
+    layers = ["net.conv1", "net.layer3.0.conv1", "net.layer4.0.conv1", "net.fc"]
+    late = bench.BenchConfig(only_layers=("net.layer4*", "net.fc")).prune_config(0.8)
+    assert late.targets(layers, first_conv="net.conv1", head="net.fc") == {"net.layer4.0.conv1": 0.8, "net.fc": 0.8}
+    every = bench.BenchConfig(skip_head=True).prune_config(0.8)
+    assert every.targets(layers, first_conv="net.conv1", head="net.fc") == {
+        "net.layer3.0.conv1": 0.8,
+        "net.layer4.0.conv1": 0.8,
+    }
+    assert "layers=net.layer4*,net.fc" in bench.BenchConfig(only_layers=("net.layer4*", "net.fc")).prune_label
