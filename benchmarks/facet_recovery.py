@@ -103,8 +103,17 @@ class Row:
     cls: int
     facet: int
     sample_seed: int
-    agrees: bool
-    predictions: dict[str, dict[str, int | None]]  # judge -> {"dense": facet, "spade": facet}
+    agrees: dict[str, bool]  # prune setting -> the SPADE copy still predicts the class
+    predictions: dict[str, dict[str, int | None]]  # judge -> {network: facet or None}, network "dense"/"spade-…"
+
+
+def prune_settings(args: argparse.Namespace, layers: list[neurons.LayerInfo]) -> dict:
+    """The SPADE prune configurations compared: "late" (last resolution stages + head) and/or "all" layers."""
+    from spade_engine.engine import PruneConfig
+
+    made = {"late": lambda: neurons.late_prune_config(layers, args.sparsity, args.stages),
+            "all": lambda: PruneConfig(sparsity=args.sparsity)}  # fmt: skip
+    return {name: made[name]() for name in args.prune}
 
 
 def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
@@ -114,12 +123,11 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
     loaded = load_model(args.model, args.device)
     model, size = loaded.model, loaded.info.input_size
     layers = neurons.list_layers(model, size, args.device)
-    head = layers[-1].name
-    prune = neurons.late_prune_config(layers, args.sparsity, args.stages)
-    judges: dict[str, Judge] = {"colour": colour_judge(), "features": feature_judge(model, head, size)}
+    prunes = prune_settings(args, layers)
+    judges: dict[str, Judge] = {"colour": colour_judge(), "features": feature_judge(model, layers[-1].name, size)}
     config = featvis.FeatVisConfig(image_size=size, steps=args.steps, lr=args.lr, seed=args.seed)
     engine = SpadeEngine(model, args.device)
-    timing = {"featvis": [], "spade": []}
+    timing: dict[str, list[float]] = {"featvis": [], "spade": []}
     rows: list[Row] = []
     for cls in _classes(args):
         dense = _visualise(model, cls, config, args, "dense", "dense", timing)
@@ -127,14 +135,19 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
             for k in range(args.samples):
                 seed = 1000 + 10 * k
                 x = data.make_sample(cls, facet, seed, image_size=size).images[0].to(args.device)
-                t0 = time.perf_counter()
-                pruned, result = engine.prune(engine.prepare(x, args.n_aug, seed=0), prune)
-                timing["spade"].append(time.perf_counter() - t0)
-                spade = _visualise(pruned, cls, config, args, featvis.sample_hash(x), repr(prune), timing)
-                preds = {name: {"dense": j(dense, cls), "spade": j(spade, cls)} for name, j in judges.items()}
-                rows.append(Row(cls, facet, seed, bool(result.pruned_top5[0][0] == cls), preds))
+                images, agrees = {"dense": dense}, {}
+                for name, prune in prunes.items():
+                    t0 = time.perf_counter()
+                    pruned, result = engine.prune(engine.prepare(x, args.n_aug, seed=0), prune)
+                    timing["spade"].append(time.perf_counter() - t0)
+                    images[f"spade-{name}"] = _visualise(
+                        pruned, cls, config, args, featvis.sample_hash(x), repr(prune), timing
+                    )
+                    agrees[name] = bool(result.pruned_top5[0][0] == cls)
+                preds = {j: {net: judge(img, cls) for net, img in images.items()} for j, judge in judges.items()}
+                rows.append(Row(cls, facet, seed, agrees, preds))
                 print(f"class {cls} facet {facet} seed {seed}: {preds}", file=sys.stderr)
-    return rows, {"prune": prune, "layers": [n for n, _ in prune.layer_sparsity], **timing}
+    return rows, {"prunes": prunes, **timing}
 
 
 def _classes(args: argparse.Namespace) -> list[int]:
@@ -153,14 +166,14 @@ def _visualise(model, cls, config, args, variant, prune_key, timing) -> np.ndarr
 
 
 def table(rows: list[Row]) -> str:
-    """Facet accuracy (undecided counts as wrong) per judge, dense vs SPADE."""
-    lines = [f"{'judge':<10} {'network':<8} {'facet acc':>9} {'undecided':>9} {'n':>4}"]
-    for judge in rows[0].predictions:
-        for net in ("dense", "spade"):
+    """Facet accuracy (undecided counts as wrong) per judge and network (dense, SPADE settings)."""
+    lines = [f"{'judge':<10} {'network':<12} {'facet acc':>9} {'undecided':>9} {'n':>4}"]
+    for judge, by_net in rows[0].predictions.items():
+        for net in by_net:
             preds = [r.predictions[judge][net] for r in rows]
             acc = np.mean([p == r.facet for p, r in zip(preds, rows, strict=True)])
             und = np.mean([p is None for p in preds])
-            lines.append(f"{judge:<10} {net:<8} {acc:>9.1%} {und:>9.1%} {len(rows):>4}")
+            lines.append(f"{judge:<10} {net:<12} {acc:>9.1%} {und:>9.1%} {len(rows):>4}")
     return "\n".join(lines)
 
 
@@ -174,19 +187,28 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="feature-visualisation seed (same for dense and SPADE)")
     p.add_argument("--sparsity", type=float, default=0.95)
     p.add_argument("--stages", type=int, default=2, help="late resolution stages pruned (plus the head)")
+    p.add_argument("--prune", nargs="+", choices=["late", "all"], default=["late"], help="SPADE settings compared")
     p.add_argument("--n-aug", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", default=None, help="featvis cache (default: featvis.cache_dir())")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     rows, info = run(args)
-    print(f"model {args.model} · {len(rows)} samples · class-logit visualisations, {args.steps} steps, "
-          f"{config_line(args)} · pruned: {', '.join(info['layers'])} at {args.sparsity:.0%}")  # fmt: skip
+    print(
+        f"model {args.model} · {len(rows)} samples · class-logit visualisations, {args.steps} steps, {config_line(args)}"
+    )
+    for name, prune in info["prunes"].items():
+        pruned = ", ".join(n for n, _ in prune.layer_sparsity) or "every conv/linear except the first conv"
+        agree = np.mean([r.agrees[name] for r in rows])
+        print(f"spade-{name}: {pruned} at {args.sparsity:.0%}; still predicts the class on {agree:.0%} of samples")
     print(table(rows))
-    print(f"SPADE copy still predicts the class: {np.mean([r.agrees for r in rows]):.1%}")
     for key in ("featvis", "spade"):
         if info[key]:
-            print(f"{key}: {np.mean(info[key]):.2f} s per run (n={len(info[key])}, {args.device})")
+            print(
+                f"{key}: {np.mean(info[key]):.2f} s per run (n={len(info[key])}, {args.device}, {args.threads} thread(s))"
+            )
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 
