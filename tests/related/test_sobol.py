@@ -103,3 +103,18 @@ def test_sobol_regions_on_tiny_cnn(tiny_model):
     res = sobol.sobol_regions(tiny_model, x, 1, sobol.grid_regions(16, 16, 3), n=8)
     assert res.first_order.shape == res.total_order.shape == (9,)
     assert np.isfinite(res.first_order).all() and (res.total_order >= 0).all()
+
+
+def test_perturb_moves_regions_between_baseline_and_image():
+    x = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.as_tensor(sobol.grid_regions(8, 8, 2))
+    for kind in ("blur", "mean"):
+        base = sobol.baseline_image(x, kind, sigma=2.0)
+        assert base.shape == x.shape and not torch.allclose(base, x)
+        out = sobol.perturb(x, base, labels, torch.tensor([[1.0, 1, 1, 1], [0.0, 0, 0, 0], [1.0, 0, 0, 0.5]]))
+        torch.testing.assert_close(out[0], x)
+        torch.testing.assert_close(out[1], base)
+        torch.testing.assert_close(out[2][:, :4, :4], x[:, :4, :4])  # region 0 kept
+        torch.testing.assert_close(out[2][:, :4, 4:], base[:, :4, 4:])  # region 1 perturbed
+        torch.testing.assert_close(out[2][:, 4:, 4:], (x + base)[:, 4:, 4:] / 2)  # region 3 half-way
+    torch.testing.assert_close(sobol.baseline_image(x, "mean")[:, 0, 0], x.mean((1, 2)))
