@@ -184,7 +184,9 @@ def check_target(model: nn.Module, target: Target, input_size: int, device: str 
         raise ValueError(
             f"{target.layer} has {shape[0]} channels: neuron {target.index} is out of range (0–{shape[0] - 1})."
         )
-    if target.kind == "unit" and target.position is not None and len(shape) == 3:
+    if target.kind == "unit" and target.position is not None:
+        if len(shape) != 3:
+            raise ValueError(f"{target.layer} has no spatial positions: use a channel objective (position None).")
         row, col = target.position
         if not (0 <= row < shape[1] and 0 <= col < shape[2]):
             raise ValueError(f"{target.layer} is {shape[1]}×{shape[2]}: position {target.position} is outside it.")

@@ -52,6 +52,8 @@ def test_lucent_style_names_and_range_errors(tiny_model):
         fv.check_target(tiny_model, fv.channel_target("net.2", 8), 24)
     with pytest.raises(ValueError, match="outside"):
         fv.check_target(tiny_model, fv.unit_target("net.2", 0, (30, 0)), 24)
+    with pytest.raises(ValueError, match="no spatial positions"):
+        fv.check_target(tiny_model, fv.unit_target("net.6", 0, (0, 0)), 24)
     with pytest.raises(KeyError, match="Unknown layer"):
         fv.resolve_layer(tiny_model, "net.9")
 
