@@ -86,6 +86,7 @@ class StudyDesign:
     n_aug: int = 64
     saliency_method: str = ""
     vis_steps: int = 128
+    vis_late_layers: bool = True  # visualisation conditions prune only the late layers (the reference's setting)
     patch_grid: int = 4
     allow_undecided: bool = True
     notes: str = ""

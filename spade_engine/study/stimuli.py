@@ -161,13 +161,25 @@ def _visualisation_png(design: StudyDesign, condition: str, base: ItemBase, mode
         target = featvis.class_target(base.target)
     pruned = CONDITIONS[condition].pruned
     config = featvis.FeatVisConfig(image_size=base.x.shape[-1], steps=design.vis_steps, seed=design.seed)
+    network = f"{featvis.sample_hash(base.x)}:{design.n_aug}:{design.seed}" if pruned else "dense"
+    prune_key = f"{design.sparsity}:{'late' if design.vis_late_layers else 'all'}" if pruned else "dense"
     vis = featvis.render_cached(
-        model, target, config, device, model_name=design.model,
-        variant=featvis.sample_hash(base.x) if pruned else "dense", sparsity=design.sparsity if pruned else 0.0,
-    )  # fmt: skip
-    return render.to_png(
-        render.Image.fromarray(featvis.to_uint8(vis.image)).resize((render.DISPLAY,) * 2, render.Image.BILINEAR)
+        model, target, config, device, model_name=design.model, variant=network, sparsity=prune_key
     )
+    image = render.Image.fromarray(featvis.to_uint8(vis.image))
+    return render.to_png(image.resize((render.DISPLAY,) * 2, render.Image.BILINEAR))
+
+
+def prune_config(design: StudyDesign, kind: str, model: nn.Module, size: int, device: str):  # noqa: ANN201
+    """The SPADE configuration of a condition kind: visualisations prune only the late layers when
+    `design.vis_late_layers` (the reference's setting for feature visualisation), saliency prunes every layer."""
+    from spade_engine.engine import PruneConfig
+
+    if kind == "vis" and design.vis_late_layers:
+        from spade_engine import neurons
+
+        return neurons.late_prune_config(neurons.list_layers(model, size, device), design.sparsity)
+    return PruneConfig(sparsity=design.sparsity)
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -177,6 +189,8 @@ def precompute(
     store: StudyStore, study_id: str, device: str = "cpu", progress: Progress | None = None, load=None
 ) -> int:  # noqa: ANN001
     """Compute and store every missing stimulus of a study, then mark it "ready" (if it was a draft).
+
+    Work already stored is kept, so an interrupted pre-computation continues where it stopped.
 
     Args:
         store: the study store.
@@ -188,7 +202,7 @@ def precompute(
     Returns:
         The number of stimuli computed (0 when all were cached already).
     """
-    from spade_engine.engine import spade_prune
+    from spade_engine.engine import SpadeEngine
     from spade_engine.models import load_model
 
     info = store.get_study(study_id)
@@ -196,39 +210,44 @@ def precompute(
     report = progress or (lambda done, total, message: None)
     if missing:
         loaded = (load or load_model)(design.model, device)
-        model = loaded.model
+        engine = SpadeEngine(loaded.model, device, max_pruned=2)
         by_item: dict[int, list[str]] = {}
         for item_index, condition in missing:
             by_item.setdefault(item_index, []).append(condition)
         done = 0
         for item_index, conditions in by_item.items():
-            report(done, len(missing), f"Item {item_index + 1}/{len(design.items)}: sample and reference answer")
-            base = item_base(design, item_index, model, loaded)
-            pruned = None
-            for condition in conditions:
-                if CONDITIONS[condition].pruned and pruned is None:
-                    report(done, len(missing), f"Item {item_index + 1}: SPADE pruning at {design.sparsity:.0%}")
-                    pruned, result = spade_prune(model, base.x, design.sparsity, design.n_aug, design.seed, device)
-                    base.meta["pruned_agrees"] = bool(result.agrees)
-                report(done, len(missing), f"Item {item_index + 1}: {CONDITIONS[condition].title}")
-                png = explanation_png(
-                    design, condition, base, pruned if CONDITIONS[condition].pruned else model, device
-                )
-                store.put_stimulus(
-                    study_id,
-                    Stimulus(
-                        item_index,
-                        condition,
-                        base.image_png,
-                        base.option_a_png,
-                        base.option_b_png,
-                        base.reference,
-                        png,
-                        dict(base.meta),
-                    ),
-                )
-                done += 1
-                report(done, len(missing), f"Stored item {item_index + 1}, {condition}")
+            done = _precompute_item(store, study_id, design, item_index, conditions, loaded, engine, device,
+                                    lambda k, m: report(k, len(missing), m), done)  # fmt: skip
     if info.status == "draft":
         store.set_status(study_id, "ready")
     return len(missing)
+
+
+def _precompute_item(store, study_id, design, item_index, conditions, loaded, engine, device, report, done) -> int:  # noqa: ANN001
+    model, label = loaded.model, f"Item {item_index + 1}/{len(design.items)}"
+    report(done, f"{label}: sample and reference answer")
+    base = item_base(design, item_index, model, loaded)
+    trace = None
+    for condition in conditions:
+        cond, net = CONDITIONS[condition], model
+        if cond.pruned:
+            report(done, f"{label}: SPADE pruning at {design.sparsity:.0%} for the {cond.kind} condition")
+            trace = trace or engine.prepare(base.x, design.n_aug, design.seed)
+            net, result = engine.prune(trace, prune_config(design, cond.kind, model, base.x.shape[-1], device))
+            base.meta[f"pruned_agrees_{cond.kind}"] = bool(result.agrees)
+        report(done, f"{label}: {cond.title}")
+        png = explanation_png(design, condition, base, net, device)
+        stim = Stimulus(
+            item_index,
+            condition,
+            base.image_png,
+            base.option_a_png,
+            base.option_b_png,
+            base.reference,
+            png,
+            dict(base.meta),
+        )
+        store.put_stimulus(study_id, stim)
+        done += 1
+        report(done, f"Stored {label}, {cond.title}")
+    return done

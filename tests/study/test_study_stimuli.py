@@ -81,7 +81,7 @@ def test_precompute_patch_study_all_conditions(store):
             _arr(stims["dense_saliency"].explanation_png), _arr(stims["spade_saliency"].explanation_png)
         )
         assert not np.array_equal(_arr(stims["dense_vis"].explanation_png), _arr(stims["spade_vis"].explanation_png))
-        assert "pruned_agrees" in stims["spade_vis"].meta
+        assert {"pruned_agrees_vis", "pruned_agrees_saliency"} <= set(stims["spade_saliency"].meta)
     assert precompute(store, study_id, load=lambda name, dev: pytest.fail("all stimuli were cached")) == 0
 
 
