@@ -7,8 +7,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from spade_engine.models import TESTBED_DIR
-from spade_engine.study import CONDITIONS, StudyDesign, StudyStore
-from spade_engine.study.samples import patch_items
+from spade_engine.study import CONDITIONS, StudyStore
 from tests.study.factory import open_study
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -105,14 +104,23 @@ def test_designer_without_testbed_model_or_with_studies(store):
 
 
 @needs_testbed
-def test_designer_precomputes_and_opens_a_study_on_the_shipped_model(store):
-    design = StudyDesign("shipped", SHIPPED, "patch", ("dense_vis", "spade_vis"), tuple(patch_items(2, 0)), 4,
-                         n_aug=16, vis_steps=8)  # fmt: skip
-    study_id = store.create_study(design)
+def test_designer_creates_precomputes_and_opens_a_study_on_the_shipped_model(store):
     at = page("8_Study_designer.py")
+    at.text_input[0].set_value("Shipped model study")
+    at.number_input[0].set_value(2)  # items
+    at.number_input[1].set_value(4)  # trials per participant
+    at.select_slider[0].set_value(16)  # augmented views
+    at.select_slider[1].set_value(32)  # visualisation steps
+    [b for b in at.button if b.label == "Create study"][0].click().run()
+    assert not at.exception
+    (info,) = store.list_studies()
+    d = info.design
+    assert (d.name, d.model, d.question, len(d.items), d.trials_per_participant) == ("Shipped model study", SHIPPED, "patch", 2, 4)
+    assert d.conditions == ("dense_vis", "spade_vis") and d.n_aug == 16 and d.vis_steps == 32
     [b for b in at.button if b.label.startswith("Pre-compute")][0].click().run()
-    assert not at.exception and store.missing_stimuli(study_id) == []
+    assert not at.exception and store.missing_stimuli(info.id) == []
     [b for b in at.button if b.label == "Open the study"][0].click().run()
-    assert store.get_study(study_id).status == "open"
-    view = page("9_Study_participant.py", participant="x", study=study_id)
+    assert store.get_study(info.id).status == "open"
+    view = page("9_Study_participant.py", participant="x", study=info.id)
     assert not view.exception and "Trial 1 of 4" in view.get("progress")[0].proto.text
+    assert "The network classified this image as" in texts(view)
