@@ -99,7 +99,7 @@ def saliency_figure(image_u8: np.ndarray, pair: MapPair, spade_label: str, mask:
     fig.update_yaxes(scaleanchor="x2", row=1, col=2)
     fig.update_layout(
         coloraxis=dict(colorscale=plotly_colorscale(), cmin=0, cmax=vmax,
-                       colorbar=dict(title=dict(text="saliency", side="right"), thickness=14)),
+                       colorbar=dict(title=dict(text="saliency", side="right"), thickness=14, tickformat=".2~g")),
         margin=dict(l=0, r=0, t=36, b=0), height=360, plot_bgcolor="white",
     )  # fmt: skip
     return fig

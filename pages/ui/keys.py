@@ -1,7 +1,7 @@
 """Session-state keys, one constant per key, namespaced per page (`"debugger.sparsity"`).
 
 Keys under `shared.` belong to widgets every page reuses (model and sample pickers): their values survive
-page switches. Widget keys get the `WIDGET` prefix; `widgets.persist` mirrors them into the plain key.
+page switches. Widget keys get the `WIDGET` prefix; `widgets.persisted` mirrors their values into the plain key.
 """
 
 from __future__ import annotations

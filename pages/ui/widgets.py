@@ -93,29 +93,30 @@ class SpadeSettings:
 # ------------------------------------------------------------------------------------------ persistence
 
 
-def persist(key: str, default, valid: Callable[[object], bool] = lambda v: True) -> str:
-    """Prepare a widget whose value survives page switches; returns the widget key to pass to it.
+def persisted(widget: Callable, key: str, default, *args, valid: Callable[[object], bool] = lambda v: True,
+              options: list | None = None, **kwargs):
+    """Render `widget` so its value survives page switches, and return the value.
 
-    Streamlit forgets a widget's state when a page without it runs; the value is mirrored into `key`
-    (plain session state) by `remember`, and the widget is re-seeded from there.
+    Streamlit forgets a widget's state when a page without it runs (widget ids include the page). The value is
+    mirrored into the plain session-state key `key` and handed back to the widget as its initial value; the
+    widget itself uses the key `keys.WIDGET + key`.
+
+    Args:
+        widget: e.g. `st.sidebar.slider`.
+        key: the persistent session-state key (`keys.MODEL`, `"debugger.sparsity"` …).
+        default: initial value when nothing is stored (or the stored value is no longer `valid`).
+        *args, **kwargs: passed to the widget (label, options, min/max …).
+        options: for index-based widgets (selectbox, radio): their options; the value is passed as `index`.
     """
-    wkey = keys.WIDGET + key
     value = st.session_state.get(key, default)
-    if wkey not in st.session_state or not valid(st.session_state[wkey]):
-        st.session_state[wkey] = value if valid(value) else default
-    return wkey
-
-
-def remember(key: str) -> None:
-    """on_change callback: copy the widget's value into the persistent key."""
-    st.session_state[key] = st.session_state[keys.WIDGET + key]
-
-
-def _persisted(widget: Callable, key: str, default, *args, valid=lambda v: True, **kwargs):
-    wkey = persist(key, default, valid)
-    value = widget(*args, key=wkey, on_change=remember, args=(key,), **kwargs)
-    st.session_state[key] = value
-    return value
+    value = value if valid(value) else default
+    wkey = keys.WIDGET + key
+    if wkey in st.session_state and not valid(st.session_state[wkey]):
+        del st.session_state[wkey]
+    initial = {"index": options.index(value)} if options is not None else {"value": value}
+    out = widget(*args, *([options] if options is not None else []), key=wkey, **initial, **kwargs)
+    st.session_state[key] = out
+    return out
 
 
 # ------------------------------------------------------------------------------------------ model picker
@@ -134,8 +135,8 @@ def model_picker(device: str | None = None, stop: bool = True) -> ModelChoice | 
     device = device or cache.default_device()
     infos = {i.name: i for i in cache.model_infos()}
     options = [*infos, CHECKPOINT]
-    name = _persisted(
-        st.sidebar.selectbox, keys.MODEL, options[0], "Model", options,
+    name = persisted(
+        st.sidebar.selectbox, keys.MODEL, options[0], "Model", options=options,
         valid=lambda v: v in options, format_func=lambda n: _model_label(infos.get(n)),
         help="Shipped testbed models have ground truth (facets, trojan patch); torchvision models need their "
         "ImageNet weights in the torch cache.",
@@ -163,12 +164,12 @@ def _checkpoint_model(device: str) -> ModelChoice | None:
     side = st.sidebar
     upload = side.file_uploader("Checkpoint (.pt, .pth, TorchScript)", type=["pt", "pth", "ckpt", "bin", "ts"], key=keys.CKPT_FILE)
     archs = cache.architecture_names()
-    arch = _persisted(side.selectbox, keys.CKPT_ARCH, archs[0], "Architecture (ignored for TorchScript)", archs, valid=lambda v: v in archs)
+    arch = persisted(side.selectbox, keys.CKPT_ARCH, archs[0], "Architecture (ignored for TorchScript)", options=archs, valid=lambda v: v in archs)
     with side.expander("Checkpoint preprocessing and classes"):
-        size = _persisted(st.number_input, keys.CKPT_SIZE, 224, "Input size (px)", min_value=16, max_value=1024, step=8)
-        mean = _persisted(st.text_input, keys.CKPT_MEAN, "0.485, 0.456, 0.406", "Mean (R, G, B)")
-        std = _persisted(st.text_input, keys.CKPT_STD, "0.229, 0.224, 0.225", "Std (R, G, B)")
-        names = _persisted(st.text_area, keys.CKPT_CLASSES, "", "Class names (one per line, optional)")
+        size = persisted(st.number_input, keys.CKPT_SIZE, 224, "Input size (px)", min_value=16, max_value=1024, step=8)
+        mean = persisted(st.text_input, keys.CKPT_MEAN, "0.485, 0.456, 0.406", "Mean (R, G, B)")
+        std = persisted(st.text_input, keys.CKPT_STD, "0.229, 0.224, 0.225", "Std (R, G, B)")
+        names = persisted(st.text_area, keys.CKPT_CLASSES, "", "Class names (one per line, optional)")
     if upload is None:
         st.info("Upload a checkpoint in the sidebar: a `state_dict` saved with `torch.save(model.state_dict(), path)` "
                 "for one of the listed architectures, or a TorchScript file (`torch.jit.save`).", icon="📦")  # fmt: skip
@@ -203,7 +204,7 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
     """
     examples = cache.examples()
     sources = [EXAMPLE, UPLOAD] if examples else [UPLOAD]
-    source = _persisted(st.sidebar.radio, keys.SAMPLE_SOURCE, sources[0], "Sample", sources, horizontal=True, valid=lambda v: v in sources)
+    source = persisted(st.sidebar.radio, keys.SAMPLE_SOURCE, sources[0], "Sample", options=sources, horizontal=True, valid=lambda v: v in sources)
     try:
         name, data, meta = _example_choice(examples) if source == EXAMPLE else _upload_choice(examples)
         sample = None if data is None else make_sample(model.loaded, name, data, meta)
@@ -223,7 +224,7 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
 
 def _example_choice(examples: dict[str, dict]) -> tuple[str, bytes, dict]:
     files = list(examples)
-    file = _persisted(st.sidebar.selectbox, keys.SAMPLE_EXAMPLE, files[0], "Example", files,
+    file = persisted(st.sidebar.selectbox, keys.SAMPLE_EXAMPLE, files[0], "Example", options=files,
                       valid=lambda v: v in files, format_func=lambda f: example_label(f, examples[f]))  # fmt: skip
     return file, cache.example_bytes(file), examples[file]
 
@@ -295,15 +296,15 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, defa
     """
     side, k = st.sidebar, lambda name: keys.scoped(prefix, name)
     side.subheader("SPADE")
-    sparsity = _persisted(side.slider, k(keys.SPARSITY), default_sparsity, "Sparsity per layer (%)", 0, 99, step=1,
+    sparsity = persisted(side.slider, k(keys.SPARSITY), default_sparsity, "Sparsity per layer (%)", 0, 99, step=1,
                           help="Fraction of each pruned layer's weights removed for this sample.")  # fmt: skip
-    n_aug = _persisted(side.select_slider, k(keys.N_AUG), default_n_aug, "Augmented views", N_AUG_CHOICES,
+    n_aug = persisted(side.select_slider, k(keys.N_AUG), default_n_aug, "Augmented views", N_AUG_CHOICES,
                        valid=lambda v: v in N_AUG_CHOICES, help="Calibration batch: random crops, flips and colour jitter of the sample.")  # fmt: skip
-    seed = _persisted(side.number_input, k(keys.SEED), 0, "Seed", min_value=0, max_value=2**31 - 1, step=1)
+    seed = persisted(side.number_input, k(keys.SEED), 0, "Seed", min_value=0, max_value=2**31 - 1, step=1)
     with side.expander("Advanced"):
-        skip_first = _persisted(st.checkbox, k(keys.SKIP_FIRST), True, "Keep the first conv dense")
-        skip_head = _persisted(st.checkbox, k(keys.SKIP_HEAD), False, "Keep the classifier head dense")
-        damp = _persisted(st.number_input, k(keys.DAMP), 0.01, "Dampening (fraction of mean diag H)",
+        skip_first = persisted(st.checkbox, k(keys.SKIP_FIRST), True, "Keep the first conv dense")
+        skip_head = persisted(st.checkbox, k(keys.SKIP_HEAD), False, "Keep the classifier head dense")
+        damp = persisted(st.number_input, k(keys.DAMP), 0.01, "Dampening (fraction of mean diag H)",
                           min_value=1e-4, max_value=1.0, step=0.005, format="%.4f")  # fmt: skip
     return SpadeSettings(sparsity / 100, int(n_aug), int(seed), bool(skip_first), bool(skip_head), float(damp))
 
