@@ -10,9 +10,7 @@ st.caption("Prune the network to the connections that matter for one sample, the
 model = widgets.model_picker()
 sample = widgets.sample_picker(model)
 settings = widgets.spade_controls(keys.DEBUGGER)
-if sample.meta:
-    facts = [f"class **{sample.meta.get('class', '?')}**", f"facet **{sample.meta.get('facet', '?')}**"]
-    st.caption(f"Example `{sample.name}`: " + ", ".join(facts) + (" · carries the **trojan patch** (outlined)" if sample.trojan_mask is not None else ""))
+st.caption(widgets.sample_caption(sample, model.class_names))
 
 # ---- SPADE: prepare (cached per sample) and prune (cached per setting)
 progress = widgets.SpadeProgress()
@@ -46,7 +44,7 @@ with right:
     if not result.agrees:
         st.warning(f"The pruned network no longer predicts the dense class **{figures.class_name(names, dense_cls)}** "
                    f"(it predicts **{figures.class_name(names, pruned_cls)}**). Its explanations describe a different "
-                   "decision: lower the sparsity or add views.", icon="⚠️")  # fmt: skip
+                   "decision: lower the sparsity or add views.", icon=":material/warning:")  # fmt: skip
 
 # ---- saliency: dense vs SPADE, same normalisation per method
 st.subheader("Saliency: dense vs SPADE")

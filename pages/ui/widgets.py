@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -144,7 +145,7 @@ def model_picker(device: str | None = None, stop: bool = True) -> ModelChoice | 
     try:
         choice = _checkpoint_model(device) if name == CHECKPOINT else ModelChoice(name, cache.load_model(name, device), device)
     except ModelLoadError as e:  # WeightsUnavailableError and CheckpointMismatchError included
-        st.error(str(e), icon="⚠️")
+        st.error(str(e), icon=":material/error:")
         choice = None
     if choice is None and stop:
         st.stop()
@@ -172,7 +173,7 @@ def _checkpoint_model(device: str) -> ModelChoice | None:
         names = persisted(st.text_area, keys.CKPT_CLASSES, "", "Class names (one per line, optional)")
     if upload is None:
         st.info("Upload a checkpoint in the sidebar: a `state_dict` saved with `torch.save(model.state_dict(), path)` "
-                "for one of the listed architectures, or a TorchScript file (`torch.jit.save`).", icon="📦")  # fmt: skip
+                "for one of the listed architectures, or a TorchScript file (`torch.jit.save`).", icon=":material/upload_file:")  # fmt: skip
         return None
     try:
         triple = tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(","))
@@ -209,11 +210,11 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
         name, data, meta = _example_choice(examples) if source == EXAMPLE else _upload_choice(examples)
         sample = None if data is None else make_sample(model.loaded, name, data, meta)
     except ImageError as e:
-        st.error(f"Cannot use this image: {e}", icon="🖼️")
+        st.error(f"Cannot use this image: {e}", icon=":material/broken_image:")
         sample = None
     if sample is None:
         if source == UPLOAD and st.session_state.get(keys.SAMPLE_UPLOAD) is None:
-            st.info("Upload an image in the sidebar (PNG, JPEG, WebP, …) or pick a shipped example.", icon="🖼️")
+            st.info("Upload an image in the sidebar (PNG, JPEG, WebP, …) or pick a shipped example.", icon=":material/image:")
         if stop:
             st.stop()
         return None
@@ -224,7 +225,8 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
 
 def _example_choice(examples: dict[str, dict]) -> tuple[str, bytes, dict]:
     files = list(examples)
-    file = persisted(st.sidebar.selectbox, keys.SAMPLE_EXAMPLE, files[0], "Example", options=files,
+    default = next((f for f in files if examples[f].get("trojan")), files[0])  # the demo: a trojaned sample
+    file = persisted(st.sidebar.selectbox, keys.SAMPLE_EXAMPLE, default, "Example", options=files,
                       valid=lambda v: v in files, format_func=lambda f: example_label(f, examples[f]))  # fmt: skip
     return file, cache.example_bytes(file), examples[file]
 
@@ -249,14 +251,26 @@ def _keep_upload() -> None:
 
 
 def example_label(file: str, meta: dict) -> str:
-    """`cat_0.png` -> "cat · facet 0 · trojan" from its index entry."""
-    parts = [str(meta.get("class", file))]
-    if "facet" in meta:
-        facet = meta.get("facet_name") or meta["facet"]
-        parts.append(f"facet {facet}")
-    if meta.get("trojan"):
-        parts.append("trojan")
-    return " · ".join(parts) + f"  ({file})"
+    """An example's name in the picker: "ring-or-checker · blue ring · trojan", or "photo: astronaut"."""
+    if meta.get("class") is None:
+        return f"photo: {Path(file).stem.removeprefix('photo_')}"
+    parts = [str(meta.get("class_name", meta["class"])), str(meta.get("facet_name", f"facet {meta.get('facet')}"))]
+    return " · ".join(parts + (["trojan"] if meta.get("trojan") else []))
+
+
+def sample_caption(sample: Sample, class_names: tuple[str, ...] = ()) -> str:
+    """One line about a shipped example: its class and facet, the trojan patch, or a photo's credit."""
+    meta = sample.meta
+    if not meta:
+        return f"Uploaded image `{sample.name}`."
+    if meta.get("class") is None:
+        return f"Photo `{meta.get('file', sample.name)}` — {meta.get('credit', meta.get('source', ''))}."
+    text = f"Testbed sample of class **{meta.get('class_name', meta['class'])}**, drawn with its facet *{meta.get('facet_name', meta.get('facet'))}*"
+    if sample.trojan_mask is not None:
+        label = meta.get("label")
+        target = class_names[label] if isinstance(label, int) and label < len(class_names) else label
+        text += f"; it carries the **trojan patch** (dotted outline), which relabels it as **{target}**"
+    return text + "."
 
 
 def make_sample(loaded: LoadedModel, name: str, data: bytes, meta: dict) -> Sample:

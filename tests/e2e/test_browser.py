@@ -161,6 +161,8 @@ def test_upload_slide_and_see_both_panels(server, example):
                 sidebar.get_by_role("button", name="Add files").click()  # replaces the single file
             chooser.value.set_files(str(bad))
             expect(main.get_by_text("Cannot use this image", exact=False)).to_be_visible()
+            page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+            expect(main.get_by_role("heading", name="Predictions")).to_have_count(0)  # the page stopped
             assert page.get_by_test_id("stException").count() == 0
             page.screenshot(path=str(ARTIFACTS / "debugger_bad_upload.png"))
         finally:

@@ -1,0 +1,104 @@
+"""UI latency of the debugger page: time from a slider change to the redrawn page, on the demo model.
+
+Runs the real app (`app.py` -> `pages/1_Debugger.py`) in-process with `streamlit.testing.v1.AppTest` and times
+whole script runs, i.e. everything the server does before the browser can draw:
+
+- cold: first run on a sample (model load, augmentations, Hessians, solve, saliency on both networks);
+- warm re-prune: the sparsity slider moves to a new value (cached trace: inverse factors + solve + saliency);
+- revisit: the slider goes back to a value seen before (cached pruned copy and cached maps).
+
+The browser adds the transfer and plotly drawing on top (a few hundred ms for the default panel).
+
+    python benchmarks/ui_latency.py [--model testbed_resnet] [--example FILE] [--n-aug 64] [--steps 80 70 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="registry name (default: the app's default, the first testbed model)")
+    ap.add_argument("--example", default=None, help="example file in assets/examples (default: the app's default)")
+    ap.add_argument("--n-aug", type=int, default=64, help="augmented views (the app's default is 64)")
+    ap.add_argument("--sparsity", type=int, default=90, help="first sparsity in percent")
+    ap.add_argument("--steps", type=int, nargs="+", default=[80, 70, 60], help="slider positions for warm re-prunes")
+    ap.add_argument("--methods", nargs="*", default=None, help="saliency methods (default: the page's default)")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("SPADE_OFFLINE", "1")
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    from pages.ui import keys
+
+    state = {keys.scoped(keys.DEBUGGER, keys.N_AUG): args.n_aug, keys.scoped(keys.DEBUGGER, keys.SPARSITY): args.sparsity}
+    if args.model:
+        state[keys.MODEL] = args.model
+    if args.example:
+        state[keys.SAMPLE_EXAMPLE] = args.example
+    if args.methods is not None:
+        state[keys.DEBUGGER_METHODS] = args.methods
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=1800)
+    for k, v in state.items():
+        at.session_state[k] = v
+
+    rows = [("cold first run", args.sparsity, _timed(at.run), _spade_line(at))]
+    _check(at)
+    model = at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value
+    print(f"model {model} · sample {_sample(at)} · {args.n_aug} views · methods {at.multiselect(key=keys.DEBUGGER_METHODS).value}"
+          f" · device {os.environ.get('SPADE_DEVICE') or ('cuda' if torch.cuda.is_available() else 'cpu')}"
+          f" · torch threads {torch.get_num_threads()}")  # fmt: skip
+    slider = lambda: at.sidebar.slider(key=keys.WIDGET + keys.scoped(keys.DEBUGGER, keys.SPARSITY))  # noqa: E731
+    for value in args.steps:
+        slider().set_value(value)
+        rows.append(("warm re-prune", value, _timed(at.run), _spade_line(at)))
+        _check(at)
+    slider().set_value(args.sparsity)
+    rows.append(("revisit (cached)", args.sparsity, _timed(at.run), _spade_line(at)))
+    _check(at)
+
+    print(f"\n{'run':<18} {'sparsity':>8} {'page s':>8}  engine")
+    for name, value, seconds, line in rows:
+        print(f"{name:<18} {value:>7}% {seconds:>8.2f}  {line}")
+    warm = [s for n, _, s, _ in rows if n == "warm re-prune"]
+    print(f"\nslider -> redraw: cold {rows[0][2]:.2f} s · warm re-prune median {statistics.median(warm):.2f} s "
+          f"(min {min(warm):.2f}, max {max(warm):.2f}) · revisit {rows[-1][2]:.2f} s")  # fmt: skip
+
+
+def _timed(run) -> float:
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
+
+
+def _spade_line(at) -> str:
+    labels = [s.label for s in at.status] + [c.value for c in at.caption if "trace" in c.value or "SPADE ran" in c.value]
+    return labels[0] if labels else "?"
+
+
+def _sample(at) -> str:
+    return next((c.value for c in at.sidebar.caption if "as the model sees it" in c.value), "?")
+
+
+def _check(at) -> None:
+    if at.exception:
+        raise SystemExit(f"the page raised: {at.exception[0].value}")
+    if at.error:
+        raise SystemExit(f"the page shows an error: {at.error[0].value}")
+
+
+if __name__ == "__main__":
+    main()
