@@ -190,7 +190,8 @@ def bars_figure(labels: list[str], values: list[float], title: str, height: int 
     """Horizontal signed bars (positive red, negative blue), first label on top."""
     colours = [figures.SPADE_COLOUR if v > 0 else "#1f77b4" for v in values]
     fig = go.Figure(go.Bar(y=labels[::-1], x=values[::-1], orientation="h", marker_color=colours[::-1]))
-    fig.update_layout(height=height or 60 + 26 * len(labels), margin=dict(l=0, r=0, t=10, b=0), xaxis_title=title)
+    fig.update_layout(height=height or 60 + 26 * len(labels), margin=dict(l=0, r=0, t=10, b=0), xaxis_title=title,
+                      yaxis=dict(type="category"))  # fmt: skip
     return fig
 
 
@@ -217,7 +218,7 @@ def pathway(model_key: str, sample_hash: str, target: int, keep: float, granular
 def layers_figure(s: pathways.PathwaySummary) -> go.Figure:
     """Kept fraction of neurons per ReLU call (bars; kept / total in the hover)."""
     text = [f"{k} / {n}" for k, n in zip(s.kept, s.sizes, strict=True)]
-    fig = go.Figure(go.Bar(x=list(s.names), y=s.fractions, text=text, marker_color=figures.SPADE_COLOUR,
+    fig = go.Figure(go.Bar(x=list(s.names), y=s.fractions, text=text, textposition="none", marker_color=figures.SPADE_COLOUR,
                            hovertemplate="%{x}<br>%{y:.1%} kept (%{text})<extra></extra>"))  # fmt: skip
     fig.update_layout(yaxis=dict(title="neurons kept", tickformat=".0%"), height=320, margin=dict(l=0, r=0, t=10, b=0))
     return fig

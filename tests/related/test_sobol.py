@@ -25,6 +25,13 @@ def test_ishigami_indices(seed):
     assert 1 - s.sum() == pytest.approx(0.244, abs=TOL)  # only x1-x3 interact
 
 
+def test_estimators_are_shift_invariant():
+    s, st = sobol.sobol_indices(ishigami, 2**8, 3, seed=0)
+    s_shift, st_shift = sobol.sobol_indices(lambda u: ishigami(u) + 1e4, 2**8, 3, seed=0)
+    np.testing.assert_allclose(s_shift, s, atol=1e-6)
+    np.testing.assert_allclose(st_shift, st, atol=1e-6)
+
+
 def test_additive_function_has_no_interactions():
     c = np.array([1.0, 2.0, 3.0, 0.0])
     s, st = sobol.sobol_indices(lambda u: np.cos(u) @ c, 2**12, 4, seed=0)
