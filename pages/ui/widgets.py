@@ -163,7 +163,7 @@ def _model_label(info) -> str:
 def _checkpoint_model(device: str) -> ModelChoice | None:
     """Upload form for a user checkpoint: a state_dict for a known architecture, or a TorchScript file."""
     side = st.sidebar
-    upload = side.file_uploader("Checkpoint (.pt, .pth, TorchScript)", type=["pt", "pth", "ckpt", "bin", "ts"], key=keys.CKPT_FILE)
+    upload = kept_upload("Checkpoint (.pt, .pth, TorchScript)", ["pt", "pth", "ckpt", "bin", "ts"], keys.CKPT_FILE)
     archs = cache.architecture_names()
     arch = persisted(side.selectbox, keys.CKPT_ARCH, archs[0], "Architecture (ignored for TorchScript)", options=archs, valid=lambda v: v in archs)
     with side.expander("Checkpoint preprocessing and classes"):
@@ -180,10 +180,10 @@ def _checkpoint_model(device: str) -> ModelChoice | None:
         assert len(triple[0]) == len(triple[1]) == 3
     except (ValueError, AssertionError):
         raise ModelLoadError("Mean and std need three comma-separated numbers each, e.g. `0.5, 0.5, 0.5`.") from None
-    data = upload.getvalue()
+    filename, data = upload
     digest = hashlib.sha256(data).hexdigest()[:16]
     class_names = tuple(n.strip() for n in names.splitlines() if n.strip())
-    loaded = cache.load_checkpoint(digest, arch, class_names, int(size), *triple, upload.name, device, _data=data)
+    loaded = cache.load_checkpoint(digest, arch, class_names, int(size), *triple, filename, device, _data=data)
     return ModelChoice(f"checkpoint:{digest}:{loaded.info.arch}:{int(size)}:{mean}:{std}", loaded, device)
 
 
@@ -232,22 +232,31 @@ def _example_choice(examples: dict[str, dict]) -> tuple[str, bytes, dict]:
 
 
 def _upload_choice(examples: dict[str, dict]) -> tuple[str, bytes | None, dict]:
-    wkey = keys.WIDGET + keys.SAMPLE_UPLOAD
-    upload = st.sidebar.file_uploader("Image file", type=IMAGE_TYPES, key=wkey, on_change=_keep_upload)
-    if upload is not None:  # the uploader forgets its file on page switches; the bytes are kept in plain state
-        st.session_state[keys.SAMPLE_UPLOAD] = (upload.name, upload.getvalue())
-    kept = st.session_state.get(keys.SAMPLE_UPLOAD)
-    if kept is None:
+    upload = kept_upload("Image file", IMAGE_TYPES, keys.SAMPLE_UPLOAD)
+    if upload is None:
         return "", None, {}
-    name, data = kept
+    name, data = upload
     meta = cache.example_by_digest().get(hashlib.sha256(data).hexdigest(), {})  # an uploaded shipped example
     return name, data, meta
 
 
-def _keep_upload() -> None:
-    """on_change of the image uploader: a removed file is forgotten (a page switch does not call this)."""
-    if st.session_state.get(keys.WIDGET + keys.SAMPLE_UPLOAD) is None:
-        st.session_state[keys.SAMPLE_UPLOAD] = None
+def kept_upload(label: str, types: list[str], key: str) -> tuple[str, bytes] | None:
+    """A sidebar file uploader whose file survives page switches: returns (file name, bytes) or None.
+
+    The uploader forgets its file when another page runs; the bytes are kept under `key` in session state
+    and dropped only when the user removes the file.
+    """
+    wkey = keys.WIDGET + key
+    upload = st.sidebar.file_uploader(label, type=types, key=wkey, on_change=_forget_removed, args=(key,))
+    if upload is not None:
+        st.session_state[key] = (upload.name, upload.getvalue())
+    return st.session_state.get(key)
+
+
+def _forget_removed(key: str) -> None:
+    """on_change of a kept uploader: a removed file is forgotten (a page switch does not call this)."""
+    if st.session_state.get(keys.WIDGET + key) is None:
+        st.session_state[key] = None
 
 
 def example_label(file: str, meta: dict) -> str:

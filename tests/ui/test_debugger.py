@@ -106,7 +106,7 @@ def test_checkpoint_mismatch_lists_keys(tiny_assets):
 
     buf = io.BytesIO()
     torch.save({"0.weight": torch.zeros(4, 3, 3, 3), "8.weight": torch.zeros(3, 16)}, buf)  # wrong shape, keys missing
-    at.sidebar.file_uploader(key=keys.CKPT_FILE).set_value(("bad.pt", buf.getvalue(), "application/octet-stream")).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(("bad.pt", buf.getvalue(), "application/octet-stream")).run()
     assert not at.exception, at.exception
     message = _texts(at.error)
     assert "does not match" in message and "0.weight" in message and "missing keys" in message
@@ -119,3 +119,19 @@ def test_default_demo_model_with_example():
     assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
     assert len(at.get("plotly_chart")) >= 2
     assert APP.exists()
+
+
+def test_checkpoint_upload_runs_the_page(tiny_assets):
+    import io
+
+    from tests.ui.conftest import tiny_net
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": tiny_net(5).state_dict()}, buf)  # wrapped, 5 classes read from the head
+    at = make_app(**FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "ui_tiny_arch", keys.CKPT_SIZE: 32}).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(("mine.pt", buf.getvalue(), "application/octet-stream"))
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, _texts(at.error)
+    target = next(w for w in at.selectbox if (w.key or "").startswith(keys.DEBUGGER_TARGET))
+    assert len(target.options) == 5 and target.options[0].startswith("class 0")
