@@ -159,21 +159,21 @@ def class_name(class_names: tuple[str, ...], index: int) -> str:
 def panel_png(image_u8: np.ndarray, pairs: list[MapPair], spade_label: str, header: str,
               mask: np.ndarray | None = None, cell: int = 256) -> bytes:
     """The saliency panel as a PNG: one row per method, dense | SPADE | colour bar, composed with PIL."""
-    font, small = _font(18), _font(14)
-    pad, title_h, bar_w = 12, 28, 70
-    width = 2 * cell + bar_w + 4 * pad
-    height = 44 + len(pairs) * (cell + title_h + pad) + pad
-    canvas = Image.new("RGB", (width, height), "white")
+    big, font, small = _font(18), _font(16), _font(14)
+    pad, head_h, row_head_h, bar_w = 12, 40, 48, 70
+    width = max(2 * cell + bar_w + 4 * pad, int(big.getlength(header)) + 2 * pad)
+    row_h = row_head_h + cell + pad
+    canvas = Image.new("RGB", (width, head_h + len(pairs) * row_h + pad), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((pad, pad), header, fill="black", font=font)
+    draw.text((pad, pad), header, fill="black", font=big)
     for i, pair in enumerate(pairs):
-        top = 44 + i * (cell + title_h + pad)
-        for j, (label, values, auc) in enumerate(((f"{pair.method} · Dense", pair.dense, pair.dense_auc),
-                                                   (f"{pair.method} · {spade_label}", pair.spade, pair.spade_auc))):  # fmt: skip
+        top = head_h + i * row_h
+        draw.text((pad, top), pair.method, fill="black", font=font)
+        for j, (label, values, auc) in enumerate((("Dense", pair.dense, pair.dense_auc), (spade_label, pair.spade, pair.spade_auc))):
             left = pad + j * (cell + pad)
-            draw.text((left, top), _panel_title(label, auc), fill="black", font=small)
-            canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell), (left, top + title_h))
-        _colour_bar(draw, (pad + 2 * (cell + pad), top + title_h), cell, pair.vmax, small)
+            draw.text((left, top + 24), _panel_title(label, auc), fill="#444444", font=small)
+            canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell), (left, top + row_head_h))
+        _colour_bar(draw, (pad + 2 * (cell + pad), top + row_head_h), cell, pair.vmax, small)
     out = io.BytesIO()
     canvas.save(out, format="PNG")
     return out.getvalue()
