@@ -65,3 +65,5 @@ for title, attr in (("First order S (alone)", "first_order_map"), ("Total order 
     st.plotly_chart(ui.overlay_figure(image, panels, title.split(" (")[0], mask=sample.trojan_mask), width="stretch")
 st.subheader("Per region: first order and interactions")
 st.plotly_chart(ui.shares_figure(results), width="stretch")
+st.caption("Monte-Carlo estimates: with a small N, first-order indices (Saltelli) are noisy and can dip below 0, "
+           "so 1 − ΣS can too; total order (Jansen) is steadier. Raise N to tighten them.")  # fmt: skip
