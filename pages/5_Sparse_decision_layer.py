@@ -4,7 +4,7 @@ elastic-net GLM over standardised penultimate features, so each class is explain
 import numpy as np
 import streamlit as st
 
-from pages.ui import figures, widgets
+from pages.ui import cache, figures, widgets
 from pages.ui import related as ui
 from spade_engine import sparse_layer as sl
 
@@ -85,3 +85,13 @@ order = [int(k) for k in np.argsort(-np.abs(contrib))[:10] if contrib[k] != 0]
 st.subheader(f"Why this sample is “{figures.class_name(names, pred)}” for the sparse layer")
 st.plotly_chart(ui.bars_figure([f"#{k}" for k in order], [float(contrib[k]) for k in order], "contribution W[c,k]·z_k"),
                 width="stretch")  # fmt: skip
+methods = cache.saliency_methods() if same_classes else []
+if methods:
+    st.subheader("Saliency through the dense head vs through the sparse FC")
+    method = st.selectbox("Saliency method", methods, key=ui.SPARSE_METHOD)
+    fit_key = (source, n_lambdas, fit.chosen)
+    maps = ui.sparse_fc_saliency(model.key, fit_key, sample.sample_hash, method, pred, model.model, fit.layer,
+                                 sample.batch.to(model.device))  # fmt: skip
+    panels = [("Dense head", maps[0]), ("Sparse FC", maps[1])]
+    st.plotly_chart(ui.overlay_figure(widgets.to_uint8(sample.image), panels, "saliency", mask=sample.trojan_mask),
+                    width="stretch")  # fmt: skip

@@ -28,6 +28,7 @@ from spade_engine import sparse_layer as sl
 # Session-state keys of the three pages (namespaced per page).
 SPARSE_N, SPARSE_TROJAN, SPARSE_BUDGET, SPARSE_LAMBDAS = "sparse.n", "sparse.trojan", "sparse.budget", "sparse.lambdas"
 SPARSE_FOLDER, SPARSE_CLASS, SPARSE_FEATVIS = "sparse.folder", "sparse.class", "sparse.featvis"
+SPARSE_METHOD = "sparse.method"
 PATH_KEEP, PATH_GRAN, PATH_SEL, PATH_TARGET = "pathways.keep", "pathways.granularity", "pathways.selection", "pathways.target"
 SOBOL_PREFIX = "sobol"
 SOBOL_REGIONS, SOBOL_GRID, SOBOL_SEGMENTS, SOBOL_N = "sobol.regions", "sobol.grid", "sobol.segments", "sobol.n"
@@ -169,6 +170,23 @@ def feature_vis(model_key: str, device: str, model: torch.nn.Module, feature: in
                                     model_name=f"{model_key}:penultimate", progress=bar)  # fmt: skip
     bar.clear()
     return featvis.to_uint8(vis.image)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def sparse_network(model_key: str, fit_key: tuple, _model: torch.nn.Module, _layer: sl.SparseLayer) -> torch.nn.Module:
+    """The model with the sparse layer as its head (`fit_key` identifies the fit and the path point)."""
+    return sl.sparse_head_model(_model, _layer)
+
+
+@st.cache_data(show_spinner="Saliency through the dense head and the sparse FC…", max_entries=64)
+def sparse_fc_saliency(model_key: str, fit_key: tuple, sample_hash: str, method: str, target: int, _model, _layer,
+                       _x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(H, W) maps of `method` on the dense model and on the model with the sparse head (the paper's Sparse FC)."""
+    from spade_engine.saliency import attribute
+
+    sparse = sparse_network(model_key, fit_key, _model, _layer)
+    with cache.model_lock(model_key):
+        return attribute(method, _model, _x, target), attribute(method, sparse, _x, target)
 
 
 def path_figure(f: SparseFit) -> go.Figure:

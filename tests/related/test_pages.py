@@ -91,9 +91,12 @@ def test_sparse_page(tiny_testbed):
     assert "Trojan target" in _text(at.info)
     assert len(at.get("plotly_chart")) >= 2  # path and class weights
     assert len(at.get("image")) >= 1  # top-activating images
+    assert at.selectbox(key=ui.SPARSE_METHOD).value == "Saliency"  # dense head vs sparse FC maps
+    n_charts = len(at.get("plotly_chart"))
     at.slider(key=ui.SPARSE_BUDGET).set_value(2).run()  # a new budget: a new path point, no refit
     _ok(at)
     assert float(at.metric[2].value) <= 2
+    assert len(at.get("plotly_chart")) == n_charts
 
 
 def test_sparse_page_feature_visualisations(tiny_testbed, monkeypatch):
