@@ -9,7 +9,7 @@ from pages.ui import study as ui
 from spade_engine.study import CONDITIONS, QUESTIONS, StudyError
 
 st.title("Study designer")
-st.caption("Participants see an image with two marked patches and an explanation (dense or SPADE, never named) "
+st.caption("In the paper's design participants see an image with two marked patches and an explanation (dense or SPADE, never named) "
            "and choose which patch drove the decision. Reference answers come from an occlusion score on the "
            "dense model (the paper used Score-CAM).")  # fmt: skip
 store = ui.store()
@@ -38,17 +38,16 @@ st.markdown(f"**{QUESTIONS[d.question].title}** · model `{d.model}` · {len(d.i
             + ", ".join(CONDITIONS[c].title for c in d.conditions))  # fmt: skip
 
 missing = store.missing_stimuli(info.id)
-c1, c2, c3 = st.columns(3)
-if missing and c1.button(f"Pre-compute {len(missing)} stimuli", type="primary"):
-    ui.precompute_with_progress(info.id, cache.default_device())
+st.caption(f"Status: **{info.status}** · stimuli {info.n_stimuli}/{len(d.items) * len(d.conditions)}")
+if missing and st.button(f"Pre-compute {len(missing)} stimuli", type="primary"):
+    ui.precompute_with_progress(info.id, cache.default_device())  # stored one by one: an interruption loses nothing
     st.rerun()
-if not missing and info.status in ("draft", "ready", "closed") and c2.button("Open the study", type="primary"):
+if not missing and info.status != "open" and st.button("Open the study", type="primary"):
     store.set_status(info.id, "open")
     st.rerun()
-if info.status == "open" and c3.button("Close the study"):
+if info.status == "open" and st.button("Close the study"):
     store.set_status(info.id, "closed")
     st.rerun()
-st.caption(f"Status: **{info.status}** · stimuli {info.n_stimuli}/{len(d.items) * len(d.conditions)}")
 
 if not missing:
     with st.expander("Preview stimuli (researcher only)"):
