@@ -44,7 +44,10 @@ def main() -> None:
 
     from pages.ui import keys
 
-    state = {keys.scoped(keys.DEBUGGER, keys.N_AUG): args.n_aug, keys.scoped(keys.DEBUGGER, keys.SPARSITY): args.sparsity}
+    state = {
+        keys.scoped(keys.DEBUGGER, keys.N_AUG): args.n_aug,
+        keys.scoped(keys.DEBUGGER, keys.SPARSITY): args.sparsity,
+    }
     if args.model:
         state[keys.MODEL] = args.model
     if args.example:
@@ -85,7 +88,9 @@ def _timed(run) -> float:
 
 
 def _spade_line(at) -> str:
-    labels = [s.label for s in at.status] + [c.value for c in at.caption if "trace" in c.value or "SPADE ran" in c.value]
+    labels = [s.label for s in at.status] + [
+        c.value for c in at.caption if "trace" in c.value or "SPADE ran" in c.value
+    ]
     return labels[0] if labels else "?"
 
 

@@ -63,8 +63,17 @@ def load_model(name: str, device: str) -> models.LoadedModel:
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=4)
-def load_checkpoint(digest: str, arch: str, class_names: tuple[str, ...], input_size: int, mean: tuple[float, ...],
-                    std: tuple[float, ...], filename: str, device: str, _data: bytes) -> models.LoadedModel:
+def load_checkpoint(
+    digest: str,
+    arch: str,
+    class_names: tuple[str, ...],
+    input_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    filename: str,
+    device: str,
+    _data: bytes,
+) -> models.LoadedModel:
     """A user checkpoint (`digest` = hash of `_data`), shared by all sessions (read-only!)."""
     name = Path(filename).stem or "checkpoint"
     return models.load_checkpoint(_data, arch, None, class_names, input_size, mean, std, name=name, device=device)
@@ -142,9 +151,28 @@ class SpadeRun:
     pruned_now: bool  # the solver ran now (False: the engine had this pruned copy cached)
     seconds: float  # wall time of this call
 
+    def summary(self) -> str:
+        """One line: what was computed or reused, and how long it took."""
+        t = self.result.timings
+        if self.built_trace:
+            phases = f"augment {t.get('augment', 0):.1f} s · Hessians {t.get('hessians', 0):.1f} s · solve {t.get('solve', 0):.1f} s"
+            return f"SPADE ran in {self.seconds:.1f} s ({phases})"
+        if self.pruned_now:
+            phases = f"inverse {t.get('inverse', 0):.2f} s · solve {t.get('solve', 0):.2f} s"
+            return f"Reused cached trace · re-pruned in {self.seconds:.2f} s ({phases})"
+        return f"Reused cached trace and pruned network ({self.seconds * 1000:.0f} ms)"
 
-def run_spade(model_key: str, device: str, model: torch.nn.Module, x: torch.Tensor, n_aug: int, seed: int,
-              config, progress: Progress | None = None) -> SpadeRun:
+
+def run_spade(
+    model_key: str,
+    device: str,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    n_aug: int,
+    seed: int,
+    config,
+    progress: Progress | None = None,
+) -> SpadeRun:
     """Prepare (cached per sample by the engine) and prune (cached per config) for one sample.
 
     Args:
@@ -189,8 +217,9 @@ def saliency_methods() -> list[str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def saliency(model_key: str, sample_hash: str, variant: str, method: str, target: int,
-             _model: torch.nn.Module, _x: torch.Tensor) -> np.ndarray:
+def saliency(
+    model_key: str, sample_hash: str, variant: str, method: str, target: int, _model: torch.nn.Module, _x: torch.Tensor
+) -> np.ndarray:
     """A saliency map (H, W), cached per (model, sample, variant, method, target).
 
     Args:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from PIL import Image, ImageDraw, ImageFont
+from plotly.subplots import make_subplots
 
 # Heat map for overlays: (position, (r, g, b, alpha)); low saliency is transparent so the image shows through.
 HEAT = [
@@ -89,7 +89,11 @@ def saliency_figure(image_u8: np.ndarray, pair: MapPair, spade_label: str, mask:
     base, box = base_image(image_u8), mask_box(mask)
     for col, values in ((1, pair.dense), (2, pair.spade)):
         fig.add_trace(go.Image(z=base, hoverinfo="skip"), 1, col)
-        fig.add_trace(go.Heatmap(z=values, coloraxis="coloraxis", hovertemplate="x %{x}, y %{y}<br>%{z:.3g}<extra></extra>"), 1, col)
+        fig.add_trace(
+            go.Heatmap(z=values, coloraxis="coloraxis", hovertemplate="x %{x}, y %{y}<br>%{z:.3g}<extra></extra>"),
+            1,
+            col,
+        )
         if box is not None:
             x0, y0, x1, y1 = box
             fig.add_shape(type="rect", x0=x0 - 0.5, y0=y0 - 0.5, x1=x1 + 0.5, y1=y1 + 0.5, row=1, col=col,
@@ -125,8 +129,9 @@ def prediction_figure(dense_logits, pruned_logits, class_names: tuple[str, ...],
     return fig
 
 
-def layer_figure(layer_sparsity: dict[str, float], layer_error: dict[str, float],
-                 layer_target: dict[str, float] | None = None) -> go.Figure:
+def layer_figure(
+    layer_sparsity: dict[str, float], layer_error: dict[str, float], layer_target: dict[str, float] | None = None
+) -> go.Figure:
     """Per-layer reached sparsity (bars, target as markers) and relative reconstruction error (log scale)."""
     names = list(layer_sparsity)
     fig = make_subplots(2, 1, shared_xaxes=True, vertical_spacing=0.06,
@@ -156,8 +161,14 @@ def class_name(class_names: tuple[str, ...], index: int) -> str:
 # ------------------------------------------------------------------------------------------- PNG export
 
 
-def panel_png(image_u8: np.ndarray, pairs: list[MapPair], spade_label: str, header: str,
-              mask: np.ndarray | None = None, cell: int = 256) -> bytes:
+def panel_png(
+    image_u8: np.ndarray,
+    pairs: list[MapPair],
+    spade_label: str,
+    header: str,
+    mask: np.ndarray | None = None,
+    cell: int = 256,
+) -> bytes:
     """The saliency panel as a PNG: one row per method, dense | SPADE | colour bar, composed with PIL."""
     big, font, small = _font(18), _font(16), _font(14)
     pad, head_h, row_head_h, bar_w = 12, 40, 48, 70
@@ -169,7 +180,9 @@ def panel_png(image_u8: np.ndarray, pairs: list[MapPair], spade_label: str, head
     for i, pair in enumerate(pairs):
         top = head_h + i * row_h
         draw.text((pad, top), pair.method, fill="black", font=font)
-        for j, (label, values, auc) in enumerate((("Dense", pair.dense, pair.dense_auc), (spade_label, pair.spade, pair.spade_auc))):
+        for j, (label, values, auc) in enumerate(
+            (("Dense", pair.dense, pair.dense_auc), (spade_label, pair.spade, pair.spade_auc))
+        ):
             left = pad + j * (cell + pad)
             draw.text((left, top + 24), _panel_title(label, auc), fill="#444444", font=small)
             canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell), (left, top + row_head_h))
@@ -179,7 +192,9 @@ def panel_png(image_u8: np.ndarray, pairs: list[MapPair], spade_label: str, head
     return out.getvalue()
 
 
-def overlay_image(image_u8: np.ndarray, values: np.ndarray, vmax: float, mask: np.ndarray | None, cell: int) -> Image.Image:
+def overlay_image(
+    image_u8: np.ndarray, values: np.ndarray, vmax: float, mask: np.ndarray | None, cell: int
+) -> Image.Image:
     """One map over the sample, scaled to `cell` px (nearest for small images), patch outlined."""
     rgba = colorize(values, vmax)  # (H, W, 4)
     base = base_image(image_u8).astype(np.float64) / 255
@@ -193,7 +208,9 @@ def overlay_image(image_u8: np.ndarray, values: np.ndarray, vmax: float, mask: n
     if box is not None:
         sx, sy = img.width / w, img.height / h
         x0, y0, x1, y1 = box
-        ImageDraw.Draw(img).rectangle([x0 * sx, y0 * sy, (x1 + 1) * sx - 1, (y1 + 1) * sy - 1], outline=PATCH_COLOUR, width=2)
+        ImageDraw.Draw(img).rectangle(
+            [x0 * sx, y0 * sy, (x1 + 1) * sx - 1, (y1 + 1) * sy - 1], outline=PATCH_COLOUR, width=2
+        )
     return img
 
 
@@ -248,7 +265,9 @@ def report_csv(rep: dict) -> str:
     """The report as one tidy table: section, item, variant, value."""
     rows = [("setting", k, "", v) for k, v in rep["settings"].items()]
     for variant in ("dense", "pruned"):
-        rows += [(f"top5_{variant}", e["class"], variant, e["probability"]) for e in rep["predictions"][f"{variant}_top5"]]
+        rows += [
+            (f"top5_{variant}", e["class"], variant, e["probability"]) for e in rep["predictions"][f"{variant}_top5"]
+        ]
     rows += [("trojan_auc", m, v, a) for m, aucs in rep["trojan_auc"].items() for v, a in aucs.items()]
     for layer in rep["layers"]:
         rows += [("layer_sparsity", layer["layer"], "spade", layer["sparsity"]),

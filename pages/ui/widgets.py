@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages.ui import cache, keys
+from pages.ui import cache, figures, keys
 from spade_engine.images import ImageError, load_image
 from spade_engine.models import LoadedModel, ModelLoadError
 
@@ -94,8 +94,15 @@ class SpadeSettings:
 # ------------------------------------------------------------------------------------------ persistence
 
 
-def persisted(widget: Callable, key: str, default, *args, valid: Callable[[object], bool] = lambda v: True,
-              options: list | None = None, **kwargs):
+def persisted(
+    widget: Callable,
+    key: str,
+    default,
+    *args,
+    valid: Callable[[object], bool] = lambda v: True,
+    options: list | None = None,
+    **kwargs,
+):
     """Render `widget` so its value survives page switches, and return the value.
 
     Streamlit forgets a widget's state when a page without it runs (widget ids include the page). The value is
@@ -143,7 +150,11 @@ def model_picker(device: str | None = None, stop: bool = True) -> ModelChoice | 
         "ImageNet weights in the torch cache.",
     )  # fmt: skip
     try:
-        choice = _checkpoint_model(device) if name == CHECKPOINT else ModelChoice(name, cache.load_model(name, device), device)
+        choice = (
+            _checkpoint_model(device)
+            if name == CHECKPOINT
+            else ModelChoice(name, cache.load_model(name, device), device)
+        )
     except ModelLoadError as e:  # WeightsUnavailableError and CheckpointMismatchError included
         st.error(str(e), icon=":material/error:")
         choice = None
@@ -165,7 +176,14 @@ def _checkpoint_model(device: str) -> ModelChoice | None:
     side = st.sidebar
     upload = kept_upload("Checkpoint (.pt, .pth, TorchScript)", ["pt", "pth", "ckpt", "bin", "ts"], keys.CKPT_FILE)
     archs = cache.architecture_names()
-    arch = persisted(side.selectbox, keys.CKPT_ARCH, archs[0], "Architecture (ignored for TorchScript)", options=archs, valid=lambda v: v in archs)
+    arch = persisted(
+        side.selectbox,
+        keys.CKPT_ARCH,
+        archs[0],
+        "Architecture (ignored for TorchScript)",
+        options=archs,
+        valid=lambda v: v in archs,
+    )
     with side.expander("Checkpoint preprocessing and classes"):
         size = persisted(st.number_input, keys.CKPT_SIZE, 224, "Input size (px)", min_value=16, max_value=1024, step=8)
         mean = persisted(st.text_input, keys.CKPT_MEAN, "0.485, 0.456, 0.406", "Mean (R, G, B)")
@@ -205,7 +223,15 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
     """
     examples = cache.examples()
     sources = [EXAMPLE, UPLOAD] if examples else [UPLOAD]
-    source = persisted(st.sidebar.radio, keys.SAMPLE_SOURCE, sources[0], "Sample", options=sources, horizontal=True, valid=lambda v: v in sources)
+    source = persisted(
+        st.sidebar.radio,
+        keys.SAMPLE_SOURCE,
+        sources[0],
+        "Sample",
+        options=sources,
+        horizontal=True,
+        valid=lambda v: v in sources,
+    )
     try:
         name, data, meta = _example_choice(examples) if source == EXAMPLE else _upload_choice(examples)
         sample = None if data is None else make_sample(model.loaded, name, data, meta)
@@ -214,7 +240,10 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
         sample = None
     if sample is None:
         if source == UPLOAD and st.session_state.get(keys.SAMPLE_UPLOAD) is None:
-            st.info("Upload an image in the sidebar (PNG, JPEG, WebP, …) or pick a shipped example.", icon=":material/image:")
+            st.info(
+                "Upload an image in the sidebar (PNG, JPEG, WebP, …) or pick a shipped example.",
+                icon=":material/image:",
+            )
         if stop:
             st.stop()
         return None
@@ -359,8 +388,52 @@ class SpadeProgress:
         counter = f" ({done + 1}/{total})" if total > 1 and done < total else ""
         self._bar.progress(min(done / max(total, 1), 1.0), text=text + counter)
 
-    def finish(self, label: str) -> bool:
-        """Collapse the status into one line; returns False when there was nothing to show (fully cached)."""
+    def finish(self, label: str) -> None:
+        """Collapse the status into the line `label` (a caption when nothing ran: everything was cached)."""
         if self._status is not None:
             self._status.update(label=label, state="complete", expanded=False)
-        return self._status is not None
+        else:
+            self._slot.caption(label)
+
+
+# ------------------------------------------------------------------------------------------ result blocks
+
+
+def show_predictions(result, class_names: tuple[str, ...], spade_label: str) -> None:
+    """Dense vs pruned predictions: a top-5 bar chart, the two top classes, and a warning when they differ.
+
+    Args:
+        result: the engine's `PruneResult`.
+        class_names: the model's class names.
+        spade_label: how the pruned network is called ("SPADE 90%").
+    """
+    name = lambda c: figures.class_name(class_names, c)  # noqa: E731
+    (dense_cls, dense_p), (pruned_cls, pruned_p) = result.dense_top5[0], result.pruned_top5[0]
+    left, right = st.columns([3, 2], gap="large")
+    left.subheader("Predictions")
+    left.plotly_chart(
+        figures.prediction_figure(result.dense_logits, result.pruned_logits, class_names), key="predictions"
+    )
+    right.subheader("Pruned network")
+    a, b = right.columns(2)
+    quiet = dict(delta_color="off", delta_arrow="off")
+    a.metric("Dense predicts", name(dense_cls), f"{dense_p:.1%}", **quiet)
+    b.metric(f"{spade_label} predicts", name(pruned_cls), f"{pruned_p:.1%}", **quiet)
+    layers = f"{len(result.layer_sparsity)} layers pruned"
+    right.metric("Weights removed (mean over pruned layers)", f"{result.total_sparsity:.1%}", layers, **quiet)
+    if not result.agrees:
+        right.warning(
+            f"The pruned network no longer predicts the dense class **{name(dense_cls)}** (it predicts "
+            f"**{name(pruned_cls)}**), so its explanations describe a different decision: lower the sparsity "
+            "or add views.",
+            icon=":material/warning:",
+        )
+
+
+def download_buttons(stem: str, png: bytes | None, csv_text: str, json_text: str) -> None:
+    """PNG of the figure panel, and the numbers as CSV and JSON, side by side (no rerun on click)."""
+    common = dict(on_click="ignore", width="stretch", icon=":material/download:")
+    cols = st.columns(3)
+    cols[0].download_button("Panel (PNG)", png or b"", f"{stem}.png", "image/png", disabled=not png, **common)
+    cols[1].download_button("Numbers (CSV)", csv_text, f"{stem}.csv", "text/csv", **common)
+    cols[2].download_button("Numbers (JSON)", json_text, f"{stem}.json", "application/json", **common)

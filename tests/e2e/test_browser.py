@@ -128,7 +128,9 @@ def test_upload_slide_and_see_both_panels(server, example):
             # upload the example through the browser's file chooser
             sidebar.get_by_test_id("stRadio").get_by_text("Upload", exact=True).click()
             with page.expect_file_chooser() as chooser:
-                sidebar.get_by_test_id("stFileUploaderDropzone").get_by_role("button", name="Upload", exact=True).click()
+                sidebar.get_by_test_id("stFileUploaderDropzone").get_by_role(
+                    "button", name="Upload", exact=True
+                ).click()
             chooser.value.set_files(str(example))
             expect(sidebar.get_by_text(f"{example.name} as the model sees it", exact=False)).to_be_visible()
             _wait_idle(page)

@@ -77,7 +77,7 @@ def tiny_assets(monkeypatch, tmp_path):
     return examples_dir
 
 
-def make_app(**state) -> "AppTest":  # noqa: F821
+def make_app(**state) -> AppTest:  # noqa: F821
     """AppTest of app.py with session state preset (e.g. fewer views for speed)."""
     from streamlit.testing.v1 import AppTest
 

@@ -44,9 +44,15 @@ def test_debugger_is_the_default_page_and_device_is_shown(tiny_assets):
     assert any(c.value == "Device: **CPU**" for c in at.sidebar.caption)
 
 
-def test_participant_query_without_study_page_keeps_the_app(tiny_assets):
+def test_participant_link_shows_only_the_study_page(tiny_assets):
+    app = _app_module()
+    study = app.participant_page(app.discover_pages())
     at = make_app(**{"debugger.n_aug": 8})
     at.query_params["participant"] = "p01"
     at.run()
     assert not at.exception, at.exception
-    assert at.title  # either the study page (when shipped) or the debugger, never a crash
+    titles = [t.value for t in at.title]
+    if study is None:  # no study page shipped: the normal app
+        assert titles == ["SPADE Debugger"]
+    else:  # only the study page: no debugger, no model picker, no device line
+        assert "SPADE Debugger" not in titles and not at.sidebar.selectbox and not at.sidebar.caption

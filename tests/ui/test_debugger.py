@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pages.ui import cache, keys
-from tests.ui.conftest import APP, PATCH, ROOT, TINY, make_app
+from tests.ui.conftest import APP, ROOT, TINY, make_app
 
 FEW_VIEWS = {keys.scoped(keys.DEBUGGER, keys.N_AUG): 16}
 
@@ -27,7 +27,7 @@ def test_page_runs_on_tiny_model_and_example(tiny_assets):
     methods = at.multiselect(key=keys.DEBUGGER_METHODS)
     assert methods.value and set(methods.options) == set(cache.saliency_methods())
     charts = {c.key for c in at.get("plotly_chart")}
-    assert {"debugger.pred_chart", "debugger.layers"} <= charts
+    assert {"predictions", "debugger.layers"} <= charts
     assert {k for k in charts if k.startswith("debugger.sal.")} == {f"debugger.sal.{m}" for m in methods.value}
     assert len(at.get("download_button")) == 3
     assert "SPADE ran in" in _status_labels(at)
@@ -74,7 +74,9 @@ def test_bad_upload_shows_error_not_traceback(tiny_assets):
     at = make_app(**FEW_VIEWS, **{keys.SAMPLE_SOURCE: "Upload"}).run()
     assert not at.exception
     assert any("Upload an image" in i.value for i in at.info)
-    at.sidebar.file_uploader(key=keys.WIDGET + keys.SAMPLE_UPLOAD).set_value(("notes.png", b"this is not an image", "image/png"))
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.SAMPLE_UPLOAD).set_value(
+        ("notes.png", b"this is not an image", "image/png")
+    )
     at.run()
     assert not at.exception, at.exception
     assert any("Cannot use this image" in e.value and "not an image" in e.value for e in at.error)
@@ -106,7 +108,9 @@ def test_checkpoint_mismatch_lists_keys(tiny_assets):
 
     buf = io.BytesIO()
     torch.save({"0.weight": torch.zeros(4, 3, 3, 3), "8.weight": torch.zeros(3, 16)}, buf)  # wrong shape, keys missing
-    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(("bad.pt", buf.getvalue(), "application/octet-stream")).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
+        ("bad.pt", buf.getvalue(), "application/octet-stream")
+    ).run()
     assert not at.exception, at.exception
     message = _texts(at.error)
     assert "does not match" in message and "0.weight" in message and "missing keys" in message
@@ -128,8 +132,12 @@ def test_checkpoint_upload_runs_the_page(tiny_assets):
 
     buf = io.BytesIO()
     torch.save({"state_dict": tiny_net(5).state_dict()}, buf)  # wrapped, 5 classes read from the head
-    at = make_app(**FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "ui_tiny_arch", keys.CKPT_SIZE: 32}).run()
-    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(("mine.pt", buf.getvalue(), "application/octet-stream"))
+    at = make_app(
+        **FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "ui_tiny_arch", keys.CKPT_SIZE: 32}
+    ).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
+        ("mine.pt", buf.getvalue(), "application/octet-stream")
+    )
     at.run()
     assert not at.exception, at.exception
     assert not at.error, _texts(at.error)

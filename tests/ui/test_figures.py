@@ -61,7 +61,7 @@ def test_panel_png_has_one_row_per_method():
 def _result():
     dense = torch.tensor([2.0, 0.5, 0.1])
     pruned = torch.tensor([0.1, 2.5, 0.3])
-    top5 = lambda z: [(int(i), float(p)) for p, i in zip(*z.softmax(-1).sort(descending=True))]  # noqa: E731
+    top5 = lambda z: [(int(i), float(p)) for p, i in zip(*z.softmax(-1).sort(descending=True), strict=False)]  # noqa: E731
     return SimpleNamespace(dense_logits=dense, pruned_logits=pruned, dense_top5=top5(dense), pruned_top5=top5(pruned),
                            agrees=False, layer_target={"a": 0.9, "b": 0.9}, layer_sparsity={"a": 0.9, "b": 0.89},
                            layer_error={"a": 0.01, "b": 0.2}, timings={"solve": 0.5})  # fmt: skip

@@ -16,8 +16,15 @@ def streamlit_imports(source: str) -> list[int]:
             lines += [node.lineno for a in node.names if a.name.split(".")[0] == "streamlit"]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "streamlit":
             lines.append(node.lineno)
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in ("import_module", "__import__"):
-            if node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).split(".")[0] == "streamlit":
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in (
+            "import_module",
+            "__import__",
+        ):
+            if (
+                node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).split(".")[0] == "streamlit"
+            ):
                 lines.append(node.lineno)
     return lines
 
