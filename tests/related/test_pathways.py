@@ -116,3 +116,21 @@ def test_works_on_torchvision_resnet():
     assert len(names) == 1 + 2 * 8 and "net.layer1.0.relu#1" in names
     torch.testing.assert_close(pathways.pathway_gradient(model, x, 0, keep=1.0), _plain_gradient(model, x, 0))
     assert pathways.pathway_gradient(model, x, 0, keep=0.15).abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", ["tb_resnet", "tb_vgg", "tb_mobilenet"])
+def test_testbed_architectures(arch):
+    from spade_engine.models import Classifier
+    from spade_engine.testbed.archs import ARCHS
+
+    torch.manual_seed(0)
+    model = Classifier(ARCHS[arch](10), (0.5,) * 3, (0.25,) * 3).eval().requires_grad_(False)
+    x = torch.rand(1, 3, 64, 64)
+    path = pathways.critical_pathway(model, x, 3, keep=1.0, granularity="channel")
+    dense = model(x)
+    with torch.no_grad(), pathways.gated(model, path.masks):
+        torch.testing.assert_close(model(x), dense)
+    torch.testing.assert_close(pathways.pathway_gradient(model, x, 3, keep=1.0), _plain_gradient(model, x, 3))
+    s = pathways.pathway_summary(model, x, 3, keep=0.15, curve=(0.15, 1.0))
+    assert s.curve_logit[-1] == pytest.approx(s.dense_logit, abs=1e-4)
+    assert _no_hooks(model)
