@@ -10,12 +10,13 @@ from torch import nn
 from spade_engine.pruning.hessian import HessianAccumulator, grouped_weight, ungroup_weight
 from spade_engine.pruning.inverse import InverseHessian, inverse_hessian
 from spade_engine.pruning.magnitude import magnitude_solve
+from spade_engine.pruning.obc import obc_solve
 from spade_engine.pruning.sparsegpt import sparsegpt_solve
 
 Solver = Callable[[torch.Tensor, InverseHessian, float, int], torch.Tensor]
 
-# Solver registry: name -> solve(W (G,R,d), hinv, sparsity, blocksize) -> W_hat. "obc" is added by obc.py.
-SOLVERS: dict[str, Solver] = {"sparsegpt": sparsegpt_solve, "magnitude": magnitude_solve}
+# Solver registry: name -> solve(W (G,R,d), hinv, sparsity, blocksize) -> W_hat.
+SOLVERS: dict[str, Solver] = {"sparsegpt": sparsegpt_solve, "obc": obc_solve, "magnitude": magnitude_solve}
 
 
 def reconstruction_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> float:
