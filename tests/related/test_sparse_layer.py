@@ -162,3 +162,19 @@ def test_head_hook_removed_after_an_exception(tiny_model):
     assert all(not m._forward_hooks for m in tiny_model.modules())
     assert sl.head_linear(tiny_model)[0] == "net.7"
     assert sl.feature_model(tiny_model)(torch.rand(2, 3, 16, 16)).shape == (2, 16)
+
+
+def test_load_image_folder(tmp_path):
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    for cls, colour in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.new("RGB", (20 + i, 16), colour).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dogs" / "notes.txt").write_text("not an image")
+    images, labels, names = sl.load_image_folder(tmp_path, lambda im: TF.to_tensor(TF.resize(im, [8, 8])))
+    assert names == ("cats", "dogs") and list(labels) == [0, 0, 1, 1]
+    assert images.shape == (4, 3, 8, 8) and images[0, 0].mean() > 0.9 and images[3, 2].mean() > 0.9
+    with pytest.raises(ValueError):
+        sl.load_image_folder(tmp_path / "cats", lambda im: TF.to_tensor(im))
