@@ -1,0 +1,239 @@
+"""The SPADE paper's full saliency protocol (arXiv 2310.04519, Tables 1-2) on a shipped testbed model.
+
+Rows are saliency methods, columns are the networks the maps are computed on:
+
+- Dense: the trained model.
+- SPADE-exact: per-sample SPADE with the exact OBC solver (the paper's "SPADE").
+- SPADE-sweep: per-sample SPADE with the SparseGPT column sweep (the paper's "FastSPADE").
+- SPADE-tuned: the sweep with per-block sparsities tuned on calibration images (FastSPADE*), from a profile.
+- Sparse FC: the dense model with its head replaced by a sparse decision layer (Wong et al. 2021).
+
+Trojan AUC (and pointing game, rank accuracy) on trojaned samples the dense model assigns to the trojan target;
+insertion / deletion AUC on clean samples, every map scored on the dense model. `run_protocol` returns one row
+per sample x method x column; `tables` turns them into the paper-style tables (mean and 95% CI).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from spade_engine import metrics
+from spade_engine.bench import Sample, clean_samples, trojan_samples
+from spade_engine.engine import PruneConfig, SpadeEngine
+from spade_engine.saliency import METHODS, attribute
+
+COLUMNS = ("Dense", "SPADE-exact", "SPADE-sweep", "SPADE-tuned", "Sparse FC")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """One run of the protocol. `exact_samples` caps the samples of the (slow) exact-OBC column."""
+
+    model: str = "testbed_resnet"
+    trojan_samples: int = 100
+    clean_samples: int = 100
+    sparsity: float = 0.9
+    n_aug: int = 64
+    methods: tuple[str, ...] = tuple(METHODS)
+    columns: tuple[str, ...] = COLUMNS
+    exact_samples: int | None = None
+    tuned_profile: str | None = None  # path of a profile JSON; default: assets/profiles/<model>-tuned.json
+    sparse_fc_features: float = 10.0  # features-per-class budget of the sparse decision layer
+    seed: int = 1000  # evaluation images are generated from this seed (tuning uses others)
+    steps: int = 32
+    device: str = "cpu"
+    metrics: tuple[str, ...] = ("trojan", "insertion")
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+# ------------------------------------------------------------------------------------------ columns
+
+
+def tuned_config(cfg: ProtocolConfig) -> PruneConfig:
+    """The tuned profile's PruneConfig (raises FileNotFoundError with a hint when it has not been tuned yet)."""
+    from spade_engine.profiles import PROFILE_DIR, load_profile
+
+    path = cfg.tuned_profile or PROFILE_DIR / f"{cfg.model}-tuned.json"
+    try:
+        return load_profile(path).config
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"No tuned profile at {path}: run `python benchmarks/tune_profile.py "
+                                f"--model {cfg.model}` first.") from e
+
+
+def sparse_fc_model(model: nn.Module, cfg: ProtocolConfig, n_train: int = 4000) -> nn.Module:
+    """The dense model with a sparse decision layer fitted on testbed features (cached on disk by key)."""
+    from spade_engine import sparse_layer as sl
+
+    key = f"protocol:{cfg.model}:{n_train}:{cfg.sparse_fc_features}"
+    path = sl.cache_path(key)
+    if path.exists():
+        layer, _ = sl.load_layer(path)
+    else:
+        feats, _ = sl.testbed_features(model, n_train, seed=7, trojan_fraction=0.1, device=cfg.device)
+        tr, va = sl.split_train_val(len(feats), 0.2, seed=0)
+        layer, glm_path = sl.fit_sparse_layer(feats.subset(tr), feats.subset(va), cfg.sparse_fc_features)
+        sl.save_layer(layer, path, glm_path)
+    return sl.sparse_head_model(model, layer)
+
+
+def column_models(model: nn.Module, engine: SpadeEngine, sample: Sample, cfg: ProtocolConfig,
+                  columns: Sequence[str], fixed: dict[str, nn.Module]) -> dict[str, tuple[nn.Module, bool]]:
+    """column -> (network to explain `sample` on, whether it predicts the dense target)."""
+    prune_cfgs = {"SPADE-exact": PruneConfig(cfg.sparsity, solver="obc"), "SPADE-sweep": PruneConfig(cfg.sparsity)}
+    if "SPADE-tuned" in columns:
+        prune_cfgs["SPADE-tuned"] = tuned_config(cfg)
+    out: dict[str, tuple[nn.Module, bool]] = {}
+    trace = None
+    for col in columns:
+        if col in fixed:
+            net = fixed[col]
+            with torch.no_grad():
+                pred = int(net(sample.image[None].to(cfg.device)).argmax())
+            out[col] = (net, pred == sample.target)
+        else:
+            trace = trace or engine.prepare(sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index)
+            pruned, result = engine.prune(trace, prune_cfgs[col])
+            out[col] = (pruned, int(result.pruned_logits.argmax()) == sample.target)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def _scores(kind: str, model: nn.Module, sal: np.ndarray, sample: Sample, cfg: ProtocolConfig) -> dict[str, float]:
+    if kind == "trojan":
+        return {"auc": metrics.trojan_auc(sal, sample.mask), "pointing": float(metrics.pointing_game(sal, sample.mask)),
+                "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask)}
+    x = sample.image[None].to(cfg.device)
+    return {"insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=cfg.steps),
+            "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=cfg.steps)}
+
+
+def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: Progress | None = None) -> pd.DataFrame:
+    """Every method on every column for the configured samples; one row per (kind, sample, method, column).
+
+    Args:
+        cfg: the run.
+        model: the dense model (default: `load_model(cfg.model)`).
+        progress: `progress(phase, done, total)`.
+    """
+    from spade_engine.models import load_model
+
+    model = model if model is not None else load_model(cfg.model, cfg.device).model
+    fixed = {"Dense": model}
+    if "Sparse FC" in cfg.columns:
+        fixed["Sparse FC"] = sparse_fc_model(model, cfg)
+    engine = SpadeEngine(model, cfg.device, max_cache_bytes=256 * 2**20)
+    rows = []
+    for kind in cfg.metrics:
+        samples = (trojan_samples(model, cfg.trojan_samples, cfg.seed, cfg.device) if kind == "trojan"
+                   else clean_samples(model, cfg.clean_samples, cfg.seed + 1, cfg.device))
+        for i, sample in enumerate(samples):
+            if progress:
+                progress(kind, i, len(samples))
+            cols = [c for c in cfg.columns if c != "SPADE-exact" or cfg.exact_samples is None or i < cfg.exact_samples]
+            for col, (net, agrees) in column_models(model, engine, sample, cfg, cols, fixed).items():
+                for method in cfg.methods:
+                    t0 = time.perf_counter()
+                    sal = attribute(method, net, sample.image[None].to(cfg.device), sample.target)
+                    rows.append({"kind": kind, "sample": sample.index, "method": method, "column": col,
+                                 "agrees": agrees, "seconds": time.perf_counter() - t0,
+                                 **_scores(kind, model, sal, sample, cfg)})
+        if progress:
+            progress(kind, len(samples), len(samples))
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------- tables
+
+
+def tables(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
+    """Paper-style tables: metric -> rows = methods (+ "average"), columns = networks, cells "mean [lo, hi]".
+
+    Also an "agreement" table: the share of samples on which each column predicts the dense class.
+    """
+    out = {}
+    metric_kinds = {"auc": "trojan", "pointing": "trojan", "insertion": "insertion", "deletion": "insertion"}
+    for metric, kind in metric_kinds.items():
+        sub = df[df["kind"] == kind] if "kind" in df else df
+        if sub.empty or metric not in sub:
+            continue
+        cells = {}
+        for (method, col), g in sub.groupby(["method", "column"], sort=False):
+            cells.setdefault(method, {})[col] = _cell(g[metric].to_numpy(), scale)
+        avg = sub.groupby(["column", "sample"], sort=False)[metric].mean().reset_index()
+        cells["average"] = {col: _cell(g[metric].to_numpy(), scale) for col, g in avg.groupby("column", sort=False)}
+        out[metric] = pd.DataFrame(cells).T[[c for c in COLUMNS if c in sub["column"].unique()]]
+    per_sample = df.groupby(["kind", "column", "sample"])["agrees"].first().reset_index()
+    out["agreement"] = per_sample.pivot_table(index="kind", columns="column", values="agrees", aggfunc="mean")
+    return out
+
+
+def _cell(values: np.ndarray, scale: float) -> str:
+    mean, lo, hi = metrics.mean_ci(values[~np.isnan(values)])
+    return f"{mean * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}] (n={np.sum(~np.isnan(values))})"
+
+
+def figure(df: pd.DataFrame, metric: str = "auc"):
+    """Grouped bar chart (methods x columns) of one metric's means with 95% CIs, for the Benchmarks page."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    sub = df.dropna(subset=[metric]) if metric in df else df.iloc[:0]
+    for col in [c for c in COLUMNS if c in set(sub["column"])]:
+        g = sub[sub["column"] == col].groupby("method", sort=False)[metric]
+        stats = {m: metrics.mean_ci(v.to_numpy()) for m, v in g}
+        names = list(stats)
+        means = np.array([stats[m][0] for m in names]) * 100
+        fig.add_bar(name=col, x=names, y=means,
+                    error_y=dict(type="data", symmetric=False,
+                                 array=np.array([stats[m][2] for m in names]) * 100 - means,
+                                 arrayminus=means - np.array([stats[m][1] for m in names]) * 100))
+    labels = {"auc": "Trojan ROC AUC (%)", "insertion": "Insertion AUC (%) ↑", "deletion": "Deletion AUC (%) ↓",
+              "pointing": "Pointing game (%)"}
+    fig.update_layout(barmode="group", yaxis_title=labels.get(metric, metric), legend_title="network",
+                      margin=dict(t=30, b=10), height=420)
+    return fig
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: `python -m spade_engine.protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="testbed_resnet")
+    ap.add_argument("--trojan", type=int, default=100)
+    ap.add_argument("--clean", type=int, default=100)
+    ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--n-aug", type=int, default=64)
+    ap.add_argument("--exact-samples", type=int, default=None)
+    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--columns", nargs="*", default=list(COLUMNS))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    cfg = ProtocolConfig(args.model, args.trojan, args.clean, args.sparsity, args.n_aug, tuple(args.methods),
+                         tuple(args.columns), args.exact_samples)
+
+    def show(phase: str, done: int, total: int) -> None:
+        print(f"\r{phase}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    df = run_protocol(cfg, progress=show)
+    if args.out:
+        df.to_csv(args.out, index=False)
+    for name, table in tables(df).items():
+        print(f"\n== {name} ({cfg.model}, sparsity {cfg.sparsity:.0%}, n_aug {cfg.n_aug})")
+        print(table.to_string())
+
+
+if __name__ == "__main__":
+    main()
