@@ -1,0 +1,42 @@
+"""The paper-style saliency tables for every shipped testbed model (rows = methods, columns = networks).
+
+    python benchmarks/paper_tables.py [--models testbed_resnet testbed_vgg] [--trojan 100] [--clean 100]
+                                      [--exact-samples 20] [--methods ...]
+
+Writes assets/benchmarks/<model>_protocol.csv (shown by the app's Benchmarks page) and prints the tables:
+trojan AUC, pointing game, insertion and deletion AUC (mean [95% CI]) and prediction agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from spade_engine import protocol
+from spade_engine.models import list_models
+from spade_engine.saliency import METHODS
+
+OUT_DIR = protocol.__file__.rsplit("/", 2)[0] + "/assets/benchmarks"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=[m.name for m in list_models() if m.family == "testbed"])
+    ap.add_argument("--trojan", type=int, default=100)
+    ap.add_argument("--clean", type=int, default=100)
+    ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--n-aug", type=int, default=64)
+    ap.add_argument("--exact-samples", type=int, default=None, help="cap for the slow exact-OBC column")
+    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--columns", nargs="*", default=list(protocol.COLUMNS))
+    args = ap.parse_args()
+    for model in args.models:
+        argv = ["--model", model, "--trojan", str(args.trojan), "--clean", str(args.clean), "--sparsity",
+                str(args.sparsity), "--n-aug", str(args.n_aug), "--out", f"{OUT_DIR}/{model}_protocol.csv",
+                "--methods", *args.methods, "--columns", *args.columns]
+        if args.exact_samples is not None:
+            argv += ["--exact-samples", str(args.exact_samples)]
+        protocol.main(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Benchmarks: the SPADE paper's saliency protocol on the shipped testbed models, stored results and live runs."""
+
+import streamlit as st
+
+from pages.ui import benchmarks as ui
+from pages.ui import cache
+from spade_engine import protocol
+from spade_engine.saliency import METHODS
+
+st.title("Benchmarks")
+st.caption("The SPADE paper's saliency tables, reproduced on our trojaned testbed: rows are saliency methods, "
+           "columns the network the map is computed on. Trojan AUC: how well a map separates the trojan patch "
+           "from the rest on trojaned images (the patch is the ground truth). Insertion ↑ / deletion ↓ AUC: the "
+           "dense model's class probability as the map's most salient pixels are inserted / deleted.")
+testbed = [m.name for m in cache.model_infos() if m.family == "testbed"]
+if not testbed:
+    st.info("No shipped testbed model found in assets/models: the benchmarks need one.")
+    st.stop()
+model = st.selectbox("Model", testbed, key=ui.MODEL)
+
+
+def show(df, note: str) -> None:
+    st.caption(note)
+    tabs = st.tabs(["Trojan AUC", "Insertion", "Deletion", "Pointing game", "Agreement"])
+    for tab, metric in zip(tabs[:4], ["auc", "insertion", "deletion", "pointing"]):
+        with tab:
+            if metric not in df or df[metric].isna().all():
+                st.info("Not measured in this run.")
+                continue
+            st.plotly_chart(protocol.figure(df, metric), width="stretch")
+            st.dataframe(protocol.tables(df)[metric], width="stretch")
+    with tabs[4]:
+        st.caption("Share of samples on which the network still predicts the dense model's class.")
+        st.dataframe(protocol.tables(df)["agreement"].style.format("{:.0%}"), width="stretch")
+
+
+stored = ui.latest(model)
+st.subheader("Latest stored results")
+if stored is None:
+    st.info(f"No stored run for {model} yet: `python benchmarks/paper_tables.py --model {model}` writes one.")
+else:
+    n = stored.groupby("kind")["sample"].nunique().to_dict()
+    show(stored, f"{ui.results_file(model).name}: " + ", ".join(f"{v} {k} samples" for k, v in n.items()))
+
+st.subheader("Run a small benchmark now")
+left, mid, right = st.columns(3)
+samples = left.slider("Samples per metric", 1, 10, 2, key=ui.SAMPLES)
+methods = mid.multiselect("Methods", list(METHODS), ["Saliency", "InputXGradient", "GradCAM"], key=ui.METHODS)
+columns = right.multiselect("Columns", list(protocol.COLUMNS), ["Dense", "SPADE-sweep"], key=ui.COLUMNS)
+cost = samples * 2 * len(methods) * len(columns)
+if st.button(f"Run ({cost} saliency maps)", disabled=not (methods and columns), type="primary"):
+    cfg = protocol.ProtocolConfig(model, samples, samples, methods=tuple(methods), columns=tuple(columns),
+                                  n_aug=32, device=cache.default_device())
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(phase: str, done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"{phase}: sample {done} of {total}")
+
+    try:
+        loaded = cache.load_model(model, cache.default_device())
+        with cache.model_lock(model):
+            st.session_state[ui.LIVE] = protocol.run_protocol(cfg, loaded.model, progress)
+    except FileNotFoundError as e:  # SPADE-tuned without a tuned profile
+        st.error(str(e))
+    bar.empty()
+if ui.LIVE in st.session_state:
+    show(st.session_state[ui.LIVE], "This session's live run (not stored).")
