@@ -415,10 +415,9 @@ def show_predictions(result, class_names: tuple[str, ...], spade_label: str) -> 
         figures.prediction_figure(result.dense_logits, result.pruned_logits, class_names), key="predictions"
     )
     right.subheader("Pruned network")
-    a, b = right.columns(2)
-    quiet = dict(delta_color="off", delta_arrow="off")
-    a.metric("Dense predicts", name(dense_cls), f"{dense_p:.1%}", **quiet)
-    b.metric(f"{spade_label} predicts", name(pruned_cls), f"{pruned_p:.1%}", **quiet)
+    quiet = dict(delta_color="off", delta_arrow="off")  # class names can be long: one metric per row
+    right.metric("Dense predicts", name(dense_cls), f"{dense_p:.1%}", **quiet)
+    right.metric(f"{spade_label} predicts", name(pruned_cls), f"{pruned_p:.1%}", **quiet)
     layers = f"{len(result.layer_sparsity)} layers pruned"
     right.metric("Weights removed (mean over pruned layers)", f"{result.total_sparsity:.1%}", layers, **quiet)
     if not result.agrees:
