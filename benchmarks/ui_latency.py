@@ -95,7 +95,10 @@ def _spade_line(at) -> str:
 
 
 def _sample(at) -> str:
-    return next((c.value for c in at.sidebar.caption if "as the model sees it" in c.value), "?")
+    from pages.ui import keys
+
+    pickers = [w for w in at.sidebar.selectbox if w.key == keys.WIDGET + keys.SAMPLE_EXAMPLE]
+    return pickers[0].value if pickers else "upload"
 
 
 def _check(at) -> None:
