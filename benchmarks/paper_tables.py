@@ -30,9 +30,24 @@ def main() -> None:
     ap.add_argument("--columns", nargs="*", default=list(protocol.COLUMNS))
     args = ap.parse_args()
     for model in args.models:
-        argv = ["--model", model, "--trojan", str(args.trojan), "--clean", str(args.clean), "--sparsity",
-                str(args.sparsity), "--n-aug", str(args.n_aug), "--out", f"{OUT_DIR}/{model}_protocol.csv",
-                "--methods", *args.methods, "--columns", *args.columns]
+        argv = [
+            "--model",
+            model,
+            "--trojan",
+            str(args.trojan),
+            "--clean",
+            str(args.clean),
+            "--sparsity",
+            str(args.sparsity),
+            "--n-aug",
+            str(args.n_aug),
+            "--out",
+            f"{OUT_DIR}/{model}_protocol.csv",
+            "--methods",
+            *args.methods,
+            "--columns",
+            *args.columns,
+        ]
         if args.exact_samples is not None:
             argv += ["--exact-samples", str(args.exact_samples)]
         protocol.main(argv)

@@ -34,9 +34,14 @@ def run(arch: str, device: str, n_aug: int, size: int, max_columns: int | None) 
         torch.cuda.synchronize()
     warm_total = time.perf_counter() - t0
     return {
-        "augment": cold.timings["augment"], "hessians": cold.timings["hessians"],
-        "inverse": cold.timings["inverse"], "solve": cold.timings["solve"], "cold": cold_total,
-        "warm_solve": warm.timings["solve"], "warm": warm_total, "ratio": cold_total / warm_total,
+        "augment": cold.timings["augment"],
+        "hessians": cold.timings["hessians"],
+        "inverse": cold.timings["inverse"],
+        "solve": cold.timings["solve"],
+        "cold": cold_total,
+        "warm_solve": warm.timings["solve"],
+        "warm": warm_total,
+        "ratio": cold_total / warm_total,
         "cache_MB": engine.cache_info()["trace_bytes"] / 2**20,
     }
 

@@ -42,23 +42,41 @@ def main() -> None:
     for prof in standard_profiles(engine, calib[0][0], args.model):
         print("wrote", prof.save())
     t0 = time.perf_counter()
-    result = tune_profile(engine, calib, objective, candidates=args.candidates, n_aug=args.n_aug,
-                          name=f"{args.model}-tuned", model_name=args.model,
-                          progress=lambda d, t: print(f"\rsearch {d}/{t}", end="", flush=True))
-    print(f"\nsearch: {time.perf_counter() - t0:.0f} s; calibration insertion AUC uniform 90% "
-          f"{result.uniform_score:.3f} -> tuned {result.score:.3f}")
+    result = tune_profile(
+        engine,
+        calib,
+        objective,
+        candidates=args.candidates,
+        n_aug=args.n_aug,
+        name=f"{args.model}-tuned",
+        model_name=args.model,
+        progress=lambda d, t: print(f"\rsearch {d}/{t}", end="", flush=True),
+    )
+    print(
+        f"\nsearch: {time.perf_counter() - t0:.0f} s; calibration insertion AUC uniform 90% "
+        f"{result.uniform_score:.3f} -> tuned {result.score:.3f}"
+    )
     print("blocks:", result.profile.meta["blocks"])
 
     def heldout(cfg: PruneConfig) -> float:
-        return float(np.mean([objective(engine.prune(engine.prepare(x, n_aug=args.n_aug, seed=50 + i), cfg)[0], x, y)
-                              for i, (x, y) in enumerate(held)]))
+        return float(
+            np.mean(
+                [
+                    objective(engine.prune(engine.prepare(x, n_aug=args.n_aug, seed=50 + i), cfg)[0], x, y)
+                    for i, (x, y) in enumerate(held)
+                ]
+            )
+        )
 
     dense = float(np.mean([objective(model, x, y) for x, y in held]))
     uni, tuned = heldout(PruneConfig(0.9)), heldout(result.profile.config)
-    result.profile.meta.update(heldout_dense=dense, heldout_uniform=uni, heldout_tuned=tuned, method=args.method,
-                               n_heldout=len(held))
-    print(f"held-out insertion AUC ({args.method}, {len(held)} images): dense {dense:.3f}, uniform 90% {uni:.3f}, "
-          f"tuned {tuned:.3f}")
+    result.profile.meta.update(
+        heldout_dense=dense, heldout_uniform=uni, heldout_tuned=tuned, method=args.method, n_heldout=len(held)
+    )
+    print(
+        f"held-out insertion AUC ({args.method}, {len(held)} images): dense {dense:.3f}, uniform 90% {uni:.3f}, "
+        f"tuned {tuned:.3f}"
+    )
     print("wrote", result.profile.save())
 
 

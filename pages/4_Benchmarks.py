@@ -8,10 +8,12 @@ from spade_engine import protocol
 from spade_engine.saliency import METHODS
 
 st.title("Benchmarks")
-st.caption("The SPADE paper's saliency tables, reproduced on our trojaned testbed: rows are saliency methods, "
-           "columns the network the map is computed on. Trojan AUC: how well a map separates the trojan patch "
-           "from the rest on trojaned images (the patch is the ground truth). Insertion ↑ / deletion ↓ AUC: the "
-           "dense model's class probability as the map's most salient pixels are inserted / deleted.")
+st.caption(
+    "The SPADE paper's saliency tables, reproduced on our trojaned testbed: rows are saliency methods, "
+    "columns the network the map is computed on. Trojan AUC: how well a map separates the trojan patch "
+    "from the rest on trojaned images (the patch is the ground truth). Insertion ↑ / deletion ↓ AUC: the "
+    "dense model's class probability as the map's most salient pixels are inserted / deleted."
+)
 testbed = [m.name for m in cache.model_infos() if m.family == "testbed"]
 if not testbed:
     st.info("No shipped testbed model found in assets/models: the benchmarks need one.")
@@ -22,7 +24,7 @@ model = st.selectbox("Model", testbed, key=ui.MODEL)
 def show(df, note: str) -> None:
     st.caption(note)
     tabs = st.tabs(["Trojan AUC", "Insertion", "Deletion", "Pointing game", "Agreement"])
-    for tab, metric in zip(tabs[:4], ["auc", "insertion", "deletion", "pointing"]):
+    for tab, metric in zip(tabs[:4], ["auc", "insertion", "deletion", "pointing"], strict=False):
         with tab:
             if metric not in df or df[metric].isna().all():
                 st.info("Not measured in this run.")
@@ -49,8 +51,9 @@ methods = mid.multiselect("Methods", list(METHODS), ["Saliency", "InputXGradient
 columns = right.multiselect("Columns", list(protocol.COLUMNS), ["Dense", "SPADE-sweep"], key=ui.COLUMNS)
 cost = samples * 2 * len(methods) * len(columns)
 if st.button(f"Run ({cost} saliency maps)", disabled=not (methods and columns), type="primary"):
-    cfg = protocol.ProtocolConfig(model, samples, samples, methods=tuple(methods), columns=tuple(columns),
-                                  n_aug=32, device=cache.default_device())
+    cfg = protocol.ProtocolConfig(
+        model, samples, samples, methods=tuple(methods), columns=tuple(columns), n_aug=32, device=cache.default_device()
+    )
     bar = st.progress(0.0, text="Starting…")
 
     def progress(phase: str, done: int, total: int) -> None:

@@ -134,7 +134,7 @@ class PruneResult:
 def _top5(logits: torch.Tensor) -> list[tuple[int, float]]:
     p = logits.float().softmax(-1)
     v, i = p.topk(min(5, p.numel()))
-    return [(int(a), float(b)) for a, b in zip(i, v)]
+    return [(int(a), float(b)) for a, b in zip(i, v, strict=False)]
 
 
 def sample_hash(x: torch.Tensor) -> str:
@@ -157,9 +157,16 @@ class SpadeEngine:
     Thread-safe: one lock serialises prepare/prune, so several UI sessions can share an engine.
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", batch_size: int = 64,
-                 max_columns: int | None = 32768, hessian_dtype: torch.dtype = torch.float32,
-                 max_cache_bytes: int = 2 * 2**30, max_pruned: int = 4):
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        max_columns: int | None = 32768,
+        hessian_dtype: torch.dtype = torch.float32,
+        max_cache_bytes: int = 2 * 2**30,
+        max_pruned: int = 4,
+    ):
         self.model = model
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -175,8 +182,14 @@ class SpadeEngine:
 
     # ------------------------------------------------------------------------------------ prepare
 
-    def prepare(self, x: torch.Tensor, n_aug: int = 64, seed: int = 0, augment_config: AugmentConfig | None = None,
-                progress: Progress | None = None) -> Trace:
+    def prepare(
+        self,
+        x: torch.Tensor,
+        n_aug: int = 64,
+        seed: int = 0,
+        augment_config: AugmentConfig | None = None,
+        progress: Progress | None = None,
+    ) -> Trace:
         """Build (or fetch from the cache) the sample's trace: views, Hessians, dense logits.
 
         Args:
@@ -214,16 +227,24 @@ class SpadeEngine:
         modules = dict(self._work.named_modules())
         first_conv = next((n for n in layers if isinstance(modules[n], nn.Conv2d)), None)
         head = layers[-1] if layers and isinstance(modules[layers[-1]], nn.Linear) else None
-        return Trace(key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings,
-                     first_conv, head)
+        return Trace(
+            key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, first_conv, head
+        )
 
     def _prunable_layers(self, x: torch.Tensor) -> list[str]:
         with torch.no_grad():
             order, shared = execution_order(self._work, x.unsqueeze(0).to(self.device), PRUNABLE)
         return [n for n in order if n not in shared]
 
-    def _accumulate(self, model: nn.Module, layers: list[str], views: torch.Tensor, seed: int,
-                    progress: Progress, stop_after: str | None = None) -> dict[str, torch.Tensor]:
+    def _accumulate(
+        self,
+        model: nn.Module,
+        layers: list[str],
+        views: torch.Tensor,
+        seed: int,
+        progress: Progress,
+        stop_after: str | None = None,
+    ) -> dict[str, torch.Tensor]:
         """One pass of the views through `model`, filling the Hessians of `layers` (hooks removed after)."""
         modules = dict(model.named_modules())
         gen = torch.Generator().manual_seed(int(seed) + 1)
@@ -264,8 +285,9 @@ class SpadeEngine:
 
     # -------------------------------------------------------------------------------------- prune
 
-    def prune(self, trace: Trace, config: float | PruneConfig = 0.9,
-              progress: Progress | None = None) -> tuple[nn.Module, PruneResult]:
+    def prune(
+        self, trace: Trace, config: float | PruneConfig = 0.9, progress: Progress | None = None
+    ) -> tuple[nn.Module, PruneResult]:
         """Prune a copy of the model for the trace's sample.
 
         Args:
@@ -321,8 +343,9 @@ class SpadeEngine:
         result = PruneResult(cfg, targets, reached, errors, trace.dense_logits, pruned_logits, timings, cached)
         return pruned, result
 
-    def _layer_hessian(self, trace: Trace, pruned: nn.Module, name: str, cfg: PruneConfig, fresh: bool,
-                       timings: dict[str, float]) -> tuple[torch.Tensor, InverseHessian | None]:
+    def _layer_hessian(
+        self, trace: Trace, pruned: nn.Module, name: str, cfg: PruneConfig, fresh: bool, timings: dict[str, float]
+    ) -> tuple[torch.Tensor, InverseHessian | None]:
         """The layer's Hessian (cached dense pass, or re-accumulated through the pruned prefix) and its inverse."""
         t0 = time.perf_counter()
         if fresh:  # sequential mode: inputs come from the already-pruned prefix
@@ -343,8 +366,15 @@ class SpadeEngine:
         return trace.inverses[key]
 
 
-def spade_prune(model: nn.Module, x: torch.Tensor, sparsity: float | PruneConfig = 0.9, n_aug: int = 64,
-                seed: int = 0, device: str | torch.device = "cpu", **engine_kwargs) -> tuple[nn.Module, PruneResult]:
+def spade_prune(
+    model: nn.Module,
+    x: torch.Tensor,
+    sparsity: float | PruneConfig = 0.9,
+    n_aug: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    **engine_kwargs,
+) -> tuple[nn.Module, PruneResult]:
     """One-shot SPADE: prune a copy of `model` for the sample `x` (3, H, W) in [0, 1]. No caching across calls."""
     engine = SpadeEngine(model, device, **engine_kwargs)
     return engine.prune(engine.prepare(x, n_aug, seed), sparsity)

@@ -55,7 +55,9 @@ def load_image(source: bytes | str | Path, background: tuple[int, int, int] = (2
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"The image file is damaged or truncated ({e}).") from e
     if min(img.size) < MIN_SIDE:
-        raise ImageError(f"The image is {img.size[0]}x{img.size[1]} pixels; it needs at least {MIN_SIDE} pixels per side.")
+        raise ImageError(
+            f"The image is {img.size[0]}x{img.size[1]} pixels; it needs at least {MIN_SIDE} pixels per side."
+        )
     img = ImageOps.exif_transpose(img)
     return to_rgb(img, background)
 

@@ -265,7 +265,9 @@ def _read_state_dict(source: bytes | str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(buf, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ModelLoadError(f"Could not read the checkpoint as a weights-only state_dict ({type(e).__name__}: {e}).") from e
+        raise ModelLoadError(
+            f"Could not read the checkpoint as a weights-only state_dict ({type(e).__name__}: {e})."
+        ) from e
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -281,7 +283,11 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], arch: str) -> N
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         raise CheckpointMismatchError(arch, missing, unexpected, shapes)
     net.load_state_dict(state)
@@ -337,7 +343,9 @@ def load_checkpoint(
         net = builders[arch](num_classes)
         _load_strict(net, state, arch)
     names = tuple(class_names) if len(class_names) == num_classes else tuple(f"class {i}" for i in range(num_classes))
-    info = ModelInfo(name, f"{name} ({arch})", "checkpoint", arch, input_size, input_size, names, tuple(mean), tuple(std))
+    info = ModelInfo(
+        name, f"{name} ({arch})", "checkpoint", arch, input_size, input_size, names, tuple(mean), tuple(std)
+    )
     return LoadedModel(info, _wrap(net, info)).to(device)
 
 

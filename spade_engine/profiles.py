@@ -35,8 +35,10 @@ class SparsityProfile:
         cfg = asdict(self.config)
         cfg["layer_sparsity"] = [list(p) for p in self.config.layer_sparsity]
         cfg["skip"] = list(self.config.skip)
-        return json.dumps({"name": self.name, "description": self.description, "model": self.model,
-                           "config": cfg, "meta": self.meta}, indent=2)
+        return json.dumps(
+            {"name": self.name, "description": self.description, "model": self.model, "config": cfg, "meta": self.meta},
+            indent=2,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> SparsityProfile:
@@ -111,11 +113,20 @@ class TuneResult:
     history: list[tuple[str, float, float]]  # (block, sparsity tried, mean objective)
 
 
-def tune_profile(engine: SpadeEngine, samples: Sequence[tuple[torch.Tensor, int]], objective: Objective,
-                 candidates: Sequence[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99), start: float = 0.9,
-                 base: PruneConfig | None = None, n_aug: int = 32, seed: int = 0, rounds: int = 1,
-                 name: str = "tuned", model_name: str = "",
-                 progress: Callable[[int, int], None] | None = None) -> TuneResult:
+def tune_profile(
+    engine: SpadeEngine,
+    samples: Sequence[tuple[torch.Tensor, int]],
+    objective: Objective,
+    candidates: Sequence[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99),
+    start: float = 0.9,
+    base: PruneConfig | None = None,
+    n_aug: int = 32,
+    seed: int = 0,
+    rounds: int = 1,
+    name: str = "tuned",
+    model_name: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> TuneResult:
     """Coordinate search over per-block sparsities maximising the mean `objective` on calibration samples.
 
     Each sample's trace (views + Hessians) is prepared once and reused for every configuration tried, so each
@@ -139,7 +150,7 @@ def tune_profile(engine: SpadeEngine, samples: Sequence[tuple[torch.Tensor, int]
 
     def evaluate(sparsities: dict[str, float]) -> float:
         cfg = block_config(blocks, sparsities, base)
-        scores = [objective(engine.prune(t, cfg)[0], x, y) for t, (x, y) in zip(traces, samples)]
+        scores = [objective(engine.prune(t, cfg)[0], x, y) for t, (x, y) in zip(traces, samples, strict=False)]
         return float(np.mean(scores))
 
     best = uniform = evaluate(current)
@@ -156,10 +167,13 @@ def tune_profile(engine: SpadeEngine, samples: Sequence[tuple[torch.Tensor, int]
                 history.append((block, s, score))
                 if score > best:
                     best, current = score, {**current, block: s}
-    profile = SparsityProfile(name, "Per-block sparsities tuned on calibration images to maximise insertion AUC "
-                              "(FastSPADE*).", block_config(blocks, current, base), model_name,
-                              {"blocks": current, "calibration_score": best, "uniform_score": uniform,
-                               "n_calibration": len(samples)})
+    profile = SparsityProfile(
+        name,
+        "Per-block sparsities tuned on calibration images to maximise insertion AUC (FastSPADE*).",
+        block_config(blocks, current, base),
+        model_name,
+        {"blocks": current, "calibration_score": best, "uniform_score": uniform, "n_calibration": len(samples)},
+    )
     return TuneResult(profile, best, uniform, history)
 
 
@@ -180,13 +194,26 @@ def standard_profiles(engine: SpadeEngine, x: torch.Tensor, model_name: str) -> 
     late = {b: (0.95 if i >= len(body) // 2 else 0.0) for i, b in enumerate(body)}
     late.update({b: 0.95 for b in names if b not in late})
     return [
-        SparsityProfile("uniform-90", "Every layer but the first conv at 90% (FastSPADE's uniform setting).",
-                        PruneConfig(sparsity=0.9)),
-        SparsityProfile(f"{model_name}-per-block", "Later blocks pruned harder: " + _describe(ramp) + ".",
-                        block_config(blocks, ramp, PruneConfig()), model_name, {"blocks": ramp}),
-        SparsityProfile(f"{model_name}-late-only", "Only the last blocks and the head, at 95% (the paper's "
-                        "feature-visualisation setting): " + _describe(late) + ".",
-                        block_config(blocks, late, PruneConfig()), model_name, {"blocks": late}),
+        SparsityProfile(
+            "uniform-90",
+            "Every layer but the first conv at 90% (FastSPADE's uniform setting).",
+            PruneConfig(sparsity=0.9),
+        ),
+        SparsityProfile(
+            f"{model_name}-per-block",
+            "Later blocks pruned harder: " + _describe(ramp) + ".",
+            block_config(blocks, ramp, PruneConfig()),
+            model_name,
+            {"blocks": ramp},
+        ),
+        SparsityProfile(
+            f"{model_name}-late-only",
+            "Only the last blocks and the head, at 95% (the paper's "
+            "feature-visualisation setting): " + _describe(late) + ".",
+            block_config(blocks, late, PruneConfig()),
+            model_name,
+            {"blocks": late},
+        ),
     ]
 
 

@@ -66,8 +66,9 @@ def tuned_config(cfg: ProtocolConfig) -> PruneConfig:
     try:
         return load_profile(path).config
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"No tuned profile at {path}: run `python benchmarks/tune_profile.py "
-                                f"--model {cfg.model}` first.") from e
+        raise FileNotFoundError(
+            f"No tuned profile at {path}: run `python benchmarks/tune_profile.py --model {cfg.model}` first."
+        ) from e
 
 
 def sparse_fc_model(model: nn.Module, cfg: ProtocolConfig, n_train: int = 4000) -> nn.Module:
@@ -86,8 +87,14 @@ def sparse_fc_model(model: nn.Module, cfg: ProtocolConfig, n_train: int = 4000) 
     return sl.sparse_head_model(model, layer)
 
 
-def column_models(model: nn.Module, engine: SpadeEngine, sample: Sample, cfg: ProtocolConfig,
-                  columns: Sequence[str], fixed: dict[str, nn.Module]) -> dict[str, tuple[nn.Module, bool]]:
+def column_models(
+    model: nn.Module,
+    engine: SpadeEngine,
+    sample: Sample,
+    cfg: ProtocolConfig,
+    columns: Sequence[str],
+    fixed: dict[str, nn.Module],
+) -> dict[str, tuple[nn.Module, bool]]:
     """column -> (network to explain `sample` on, whether it predicts the dense target)."""
     prune_cfgs = {"SPADE-exact": PruneConfig(cfg.sparsity, solver="obc"), "SPADE-sweep": PruneConfig(cfg.sparsity)}
     if "SPADE-tuned" in columns:
@@ -112,11 +119,16 @@ def column_models(model: nn.Module, engine: SpadeEngine, sample: Sample, cfg: Pr
 
 def _scores(kind: str, model: nn.Module, sal: np.ndarray, sample: Sample, cfg: ProtocolConfig) -> dict[str, float]:
     if kind == "trojan":
-        return {"auc": metrics.trojan_auc(sal, sample.mask), "pointing": float(metrics.pointing_game(sal, sample.mask)),
-                "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask)}
+        return {
+            "auc": metrics.trojan_auc(sal, sample.mask),
+            "pointing": float(metrics.pointing_game(sal, sample.mask)),
+            "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask),
+        }
     x = sample.image[None].to(cfg.device)
-    return {"insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=cfg.steps),
-            "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=cfg.steps)}
+    return {
+        "insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=cfg.steps),
+        "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=cfg.steps),
+    }
 
 
 def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: Progress | None = None) -> pd.DataFrame:
@@ -136,8 +148,11 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
     engine = SpadeEngine(model, cfg.device, max_cache_bytes=256 * 2**20)
     rows = []
     for kind in cfg.metrics:
-        samples = (trojan_samples(model, cfg.trojan_samples, cfg.seed, cfg.device) if kind == "trojan"
-                   else clean_samples(model, cfg.clean_samples, cfg.seed + 1, cfg.device))
+        samples = (
+            trojan_samples(model, cfg.trojan_samples, cfg.seed, cfg.device)
+            if kind == "trojan"
+            else clean_samples(model, cfg.clean_samples, cfg.seed + 1, cfg.device)
+        )
         for i, sample in enumerate(samples):
             if progress:
                 progress(kind, i, len(samples))
@@ -146,9 +161,17 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
                 for method in cfg.methods:
                     t0 = time.perf_counter()
                     sal = attribute(method, net, sample.image[None].to(cfg.device), sample.target)
-                    rows.append({"kind": kind, "sample": sample.index, "method": method, "column": col,
-                                 "agrees": agrees, "seconds": time.perf_counter() - t0,
-                                 **_scores(kind, model, sal, sample, cfg)})
+                    rows.append(
+                        {
+                            "kind": kind,
+                            "sample": sample.index,
+                            "method": method,
+                            "column": col,
+                            "agrees": agrees,
+                            "seconds": time.perf_counter() - t0,
+                            **_scores(kind, model, sal, sample, cfg),
+                        }
+                    )
         if progress:
             progress(kind, len(samples), len(samples))
     return pd.DataFrame(rows)
@@ -195,14 +218,30 @@ def figure(df: pd.DataFrame, metric: str = "auc"):
         stats = {m: metrics.mean_ci(v.to_numpy()) for m, v in g}
         names = list(stats)
         means = np.array([stats[m][0] for m in names]) * 100
-        fig.add_bar(name=col, x=names, y=means,
-                    error_y=dict(type="data", symmetric=False,
-                                 array=np.array([stats[m][2] for m in names]) * 100 - means,
-                                 arrayminus=means - np.array([stats[m][1] for m in names]) * 100))
-    labels = {"auc": "Trojan ROC AUC (%)", "insertion": "Insertion AUC (%) ↑", "deletion": "Deletion AUC (%) ↓",
-              "pointing": "Pointing game (%)"}
-    fig.update_layout(barmode="group", yaxis_title=labels.get(metric, metric), legend_title="network",
-                      margin=dict(t=30, b=10), height=420)
+        fig.add_bar(
+            name=col,
+            x=names,
+            y=means,
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=np.array([stats[m][2] for m in names]) * 100 - means,
+                arrayminus=means - np.array([stats[m][1] for m in names]) * 100,
+            ),
+        )
+    labels = {
+        "auc": "Trojan ROC AUC (%)",
+        "insertion": "Insertion AUC (%) ↑",
+        "deletion": "Deletion AUC (%) ↓",
+        "pointing": "Pointing game (%)",
+    }
+    fig.update_layout(
+        barmode="group",
+        yaxis_title=labels.get(metric, metric),
+        legend_title="network",
+        margin=dict(t=30, b=10),
+        height=420,
+    )
     return fig
 
 
@@ -221,8 +260,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--columns", nargs="*", default=list(COLUMNS))
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    cfg = ProtocolConfig(args.model, args.trojan, args.clean, args.sparsity, args.n_aug, tuple(args.methods),
-                         tuple(args.columns), args.exact_samples)
+    cfg = ProtocolConfig(
+        args.model,
+        args.trojan,
+        args.clean,
+        args.sparsity,
+        args.n_aug,
+        tuple(args.methods),
+        tuple(args.columns),
+        args.exact_samples,
+    )
 
     def show(phase: str, done: int, total: int) -> None:
         print(f"\r{phase}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)

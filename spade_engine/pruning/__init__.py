@@ -5,7 +5,7 @@ Solvers share one interface, `solve(W, hinv, sparsity, blocksize) -> W_hat`, ove
 d = in_channels_per_group * kh * kw columns.
 """
 
-from spade_engine.pruning.hessian import HessianAccumulator, layer_columns, grouped_weight, ungroup_weight
+from spade_engine.pruning.hessian import HessianAccumulator, grouped_weight, layer_columns, ungroup_weight
 from spade_engine.pruning.inverse import InverseHessian, inverse_hessian
 from spade_engine.pruning.layer import SOLVERS, LayerPruner, reconstruction_error
 

@@ -51,8 +51,13 @@ class HessianAccumulator:
         generator: seeded generator for the column subsample (determinism).
     """
 
-    def __init__(self, layer: nn.Module, dtype: torch.dtype = torch.float32, max_columns: int | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        layer: nn.Module,
+        dtype: torch.dtype = torch.float32,
+        max_columns: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
         self.layer = layer
         w = grouped_weight(layer)
         self.H = torch.zeros(w.shape[0], w.shape[2], w.shape[2], dtype=dtype, device=w.device)  # (G, d, d)

@@ -41,8 +41,13 @@ class LayerPruner:
         max_columns: column subsample per batch (None: all).
     """
 
-    def __init__(self, layer: nn.Module, dtype: torch.dtype = torch.float32, max_columns: int | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        layer: nn.Module,
+        dtype: torch.dtype = torch.float32,
+        max_columns: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
         self.layer = layer
         self.acc = HessianAccumulator(layer, dtype, max_columns, generator)
 

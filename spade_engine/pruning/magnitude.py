@@ -7,7 +7,9 @@ import torch
 from spade_engine.pruning.inverse import InverseHessian
 
 
-def magnitude_solve(W: torch.Tensor, hinv: InverseHessian | None, sparsity: float, blocksize: int = 128) -> torch.Tensor:
+def magnitude_solve(
+    W: torch.Tensor, hinv: InverseHessian | None, sparsity: float, blocksize: int = 128
+) -> torch.Tensor:
     """Zero exactly `round(sparsity * numel)` weights of smallest magnitude over the whole layer.
 
     Same signature as `sparsegpt_solve`; `hinv` and `blocksize` are unused.

@@ -17,7 +17,9 @@ from spade_engine.pruning.inverse import InverseHessian
 CHUNK_FLOATS = 2**25  # rows per greedy chunk are chosen so that (rows, d, d) stays near 128 MB (float32)
 
 
-def _greedy_order(w: torch.Tensor, Hi: torch.Tensor, dead: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _greedy_order(
+    w: torch.Tensor, Hi: torch.Tensor, dead: torch.Tensor, steps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy OBS on a chunk of rows sharing one inverse Hessian.
 
     Args:

@@ -18,9 +18,14 @@ def tiny_resnet(num_classes: int = 5, seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
     ds = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False), nn.BatchNorm2d(16))
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        BasicBlock(8, 8), BasicBlock(8, 16, stride=2, downsample=ds),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        BasicBlock(8, 8),
+        BasicBlock(8, 16, stride=2, downsample=ds),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
     )
     _randomise_bn(net)
     return _wrap(net)
@@ -31,14 +36,23 @@ def tiny_mobilenet(num_classes: int = 5, seed: int = 0) -> Classifier:
 
     def dw_sep(cin, cout, stride):
         return nn.Sequential(
-            nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
-            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(),
+            nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+            nn.BatchNorm2d(cin),
+            nn.ReLU6(),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(),
         )
 
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
-        dw_sep(8, 16, 1), dw_sep(16, 24, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, num_classes),
+        nn.Conv2d(3, 8, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        dw_sep(8, 16, 1),
+        dw_sep(16, 24, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(24, num_classes),
     )
     _randomise_bn(net)
     return _wrap(net)
@@ -47,9 +61,16 @@ def tiny_mobilenet(num_classes: int = 5, seed: int = 0) -> Classifier:
 def tiny_vgg(num_classes: int = 5, seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, num_classes),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 8 * 8, 32),
+        nn.ReLU(),
+        nn.Linear(32, num_classes),
     )
     return _wrap(net)
 

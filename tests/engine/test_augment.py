@@ -24,6 +24,19 @@ def test_global_rng_untouched_and_config_respected():
     torch.manual_seed(0)
     augment(x, 8, seed=5)
     assert torch.equal(torch.rand(3), expected)
-    plain = augment(x, 4, seed=0, config=AugmentConfig(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0, brightness=0,
-                                                         contrast=0, saturation=0, hue=0, include_original=False))
+    plain = augment(
+        x,
+        4,
+        seed=0,
+        config=AugmentConfig(
+            scale=(1.0, 1.0),
+            ratio=(1.0, 1.0),
+            flip=0.0,
+            brightness=0,
+            contrast=0,
+            saturation=0,
+            hue=0,
+            include_original=False,
+        ),
+    )
     assert torch.allclose(plain, x.expand(4, -1, -1, -1), atol=1e-5)

@@ -107,8 +107,8 @@ def test_same_seed_same_masks_other_seed_differs():
     for seed in (3, 3, 4):
         pruned, _ = spade_prune(model, sample(), 0.8, n_aug=32, seed=seed, batch_size=16)
         masks.append([m.weight == 0 for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
-    assert all(torch.equal(a, b) for a, b in zip(masks[0], masks[1]))
-    assert not all(torch.equal(a, b) for a, b in zip(masks[0], masks[2]))
+    assert all(torch.equal(a, b) for a, b in zip(masks[0], masks[1], strict=False))
+    assert not all(torch.equal(a, b) for a, b in zip(masks[0], masks[2], strict=False))
 
 
 def test_sequential_mode_recomputes_through_pruned_prefix():

@@ -27,7 +27,15 @@ def empty_torch_home(tmp_path, monkeypatch):
 
 def test_registry_lists_required_torchvision_models_with_preprocessing():
     names = {m.name: m for m in models.list_models()}
-    for required in ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "vgg16", "densenet121", "convnext_tiny"):
+    for required in (
+        "resnet18",
+        "resnet50",
+        "mobilenet_v2",
+        "mobilenet_v3_large",
+        "vgg16",
+        "densenet121",
+        "convnext_tiny",
+    ):
         info = names[required]
         assert info.family == "torchvision" and len(info.class_names) == 1000
         assert info.input_size == 224 and info.resize >= 224

@@ -67,4 +67,6 @@ def test_tuned_profile_beats_uniform_and_reloads(tmp_path):
     for block, names in blocks.items():
         for n in names:
             assert applied.layer_target.get(n, 0.0) == chosen[block]
-    torch.testing.assert_close(float(applied.pruned_logits[samples[0][1]]), objective(engine.prune(trace, reloaded.config)[0], *samples[0]))
+    torch.testing.assert_close(
+        float(applied.pruned_logits[samples[0][1]]), objective(engine.prune(trace, reloaded.config)[0], *samples[0])
+    )
