@@ -21,10 +21,10 @@ def layer_columns(layer: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
     inp = F.pad(inp, layer._reversed_padding_repeated_twice, mode=mode)
     cols = F.unfold(inp, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)  # (B, C*kh*kw, L)
-    b, cd, l = cols.shape
+    b, cd, n_pos = cols.shape
     g = layer.groups
-    cols = cols.view(b, g, cd // g, l).permute(1, 2, 0, 3)  # (G, d, B, L)
-    return cols.reshape(g, cd // g, b * l)
+    cols = cols.view(b, g, cd // g, n_pos).permute(1, 2, 0, 3)  # (G, d, B, L)
+    return cols.reshape(g, cd // g, b * n_pos)
 
 
 def grouped_weight(layer: nn.Module) -> torch.Tensor:
