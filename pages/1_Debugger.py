@@ -15,9 +15,13 @@ st.caption(widgets.sample_caption(sample, model.class_names))
 # ---- SPADE: prepare (the engine caches the trace per sample) and prune (cached per setting)
 progress = widgets.SpadeProgress()
 config = settings.prune_config()
-run = cache.run_spade(
-    model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed, config, progress
-)
+try:
+    run = cache.run_spade(
+        model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed, config, progress
+    )
+except Exception as e:  # an architecture the engine cannot prune: say so instead of a traceback
+    st.error(f"SPADE could not prune this model: {type(e).__name__}: {e}", icon=":material/error:")
+    st.stop()
 progress.finish(run.summary())
 result, names = run.result, model.class_names
 spade_label = f"SPADE {settings.sparsity:.0%}"
@@ -42,9 +46,13 @@ target = right.selectbox(
 variant = f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
 image_u8, mask, pairs = widgets.to_uint8(sample.image), sample.trojan_mask, []
 for method in chosen:
-    with st.spinner(f"Computing {method} on the dense and the pruned network…"):
-        dense = cache.saliency(model.key, sample.sample_hash, "dense", method, target, model.model, sample.batch)
-        spade = cache.saliency(model.key, sample.sample_hash, variant, method, target, run.pruned, sample.batch)
+    try:
+        with st.spinner(f"Computing {method} on the dense and the pruned network…"):
+            dense = cache.saliency(model.key, sample.sample_hash, "dense", method, target, model.model, sample.batch)
+            spade = cache.saliency(model.key, sample.sample_hash, variant, method, target, run.pruned, sample.batch)
+    except Exception as e:  # a method may not support this model (e.g. TorchScript): say so, keep the others
+        st.error(f"{method} failed on this model: {type(e).__name__}: {e}", icon=":material/error:")
+        continue
     pair = figures.MapPair(method, dense, spade, cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask))
     pairs.append(pair)
     st.markdown(f"**{method}**")

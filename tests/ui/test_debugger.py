@@ -143,3 +143,22 @@ def test_checkpoint_upload_runs_the_page(tiny_assets):
     assert not at.error, _texts(at.error)
     target = next(w for w in at.selectbox if (w.key or "").startswith(keys.DEBUGGER_TARGET))
     assert len(target.options) == 5 and target.options[0].startswith("class 0")
+
+
+def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets):
+    import io
+
+    from tests.ui.conftest import tiny_net
+
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(tiny_net(4)), buf)
+    at = make_app(**FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_SIZE: 32}).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
+        ("m.ts", buf.getvalue(), "application/octet-stream")
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert "SPADE ran in" in _status_labels(at)
+    charts, errors = {c.key for c in at.get("plotly_chart")}, _texts(at.error)
+    for method in at.multiselect(key=keys.DEBUGGER_METHODS).value:  # a map, or a message naming the method
+        assert f"debugger.sal.{method}" in charts or f"{method} failed on this model" in errors
