@@ -134,14 +134,15 @@ def layer_figure(
 ) -> go.Figure:
     """Per-layer reached sparsity (bars, target as markers) and relative reconstruction error (log scale)."""
     names = list(layer_sparsity)
-    fig = make_subplots(2, 1, shared_xaxes=True, vertical_spacing=0.06,
+    labels = [n.removeprefix("net.") for n in names]  # the Classifier wrapper's prefix says nothing
+    fig = make_subplots(2, 1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=["Sparsity reached per layer", "Relative reconstruction error ‖WX − ŴX‖² / ‖WX‖²"])  # fmt: skip
-    fig.add_bar(x=names, y=[layer_sparsity[n] for n in names], name="reached", marker_color=SPADE_COLOUR, row=1, col=1)
+    fig.add_bar(x=labels, y=[layer_sparsity[n] for n in names], name="reached", marker_color=SPADE_COLOUR, row=1, col=1)
     if layer_target:
-        fig.add_scatter(x=names, y=[layer_target.get(n) for n in names], mode="markers", name="target",
+        fig.add_scatter(x=labels, y=[layer_target.get(n) for n in names], mode="markers", name="target",
                         marker=dict(symbol="line-ew-open", size=14, color="black"), row=1, col=1)  # fmt: skip
     errors = [max(float(layer_error.get(n, 0.0)), 1e-12) for n in names]
-    fig.add_bar(x=names, y=errors, name="error", marker_color="#1f77b4", row=2, col=1)
+    fig.add_bar(x=labels, y=errors, name="error", marker_color="#1f77b4", row=2, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=1)
     fig.update_yaxes(type="log", row=2, col=1)
     fig.update_layout(height=520, margin=dict(l=0, r=0, t=30, b=0), showlegend=False, bargap=0.15)
