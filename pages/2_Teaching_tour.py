@@ -59,7 +59,7 @@ st.header("3 · A layer's Hessian and the mask found")
 st.markdown("For every layer SPADE collects `H = 2 X Xᵀ / n` from the layer's inputs on the views: it says which inputs vary "
             "together on this sample. The OBS solver removes the weights whose loss `w² / [H⁻¹]ⱼⱼ²` is smallest and corrects the rest.")  # fmt: skip
 layers = list(trace.layers)
-layer = st.selectbox("Layer", layers, index=len(layers) // 2, key=ui.TOUR_LAYER)
+layer = st.selectbox("Layer", layers, index=ui.default_layer(layers), key=ui.TOUR_LAYER)
 pruned_weight = dict(run.pruned.named_modules())[layer].weight
 c1, c2 = st.columns(2)
 c1.plotly_chart(ui.hessian_figure(trace.hessians[layer][0]), key="tour.hessian")
@@ -93,7 +93,8 @@ else:
     )
 
 st.header("6 · A multifaceted neuron, disentangled")
-st.markdown(f"The unit of class *{names[dense_cls]}* fires for unrelated things — its two facets and the trojan patch — so its "
+things = "its two facets and the trojan patch" if dense_cls == TROJAN_TARGET else "its two facets"
+st.markdown(f"The unit of class *{names[dense_cls]}* fires for unrelated things — {things} — so its "
             "dense visualisation mixes them. SPADE's visualisation of the same unit, pruned to this sample, shows the facet this sample uses.")  # fmt: skip
 if not (ui.module_ready("spade_engine.neurons") and ui.module_ready("spade_engine.featvis")):
     st.info(

@@ -211,6 +211,12 @@ def tour_sample(cls: int, facet: int, seed: int, size: int):
     return batch.images[0], batch.trojan_mask[0].numpy()
 
 
+def default_layer(layers: list[str]) -> int:
+    """Index of the tour's default layer: a 3x3 conv (not a 1x1 shortcut) half-way through the network."""
+    convs = [i for i, n in enumerate(layers) if "conv" in n and "downsample" not in n] or list(range(len(layers)))
+    return convs[len(convs) // 2]
+
+
 def views_grid(views, k: int = 16, columns: int = 8, cell: int = 72):  # noqa: ANN001 (uint8 (B, 3, H, W))
     """The first `k` calibration views as one uint8 image."""
     from pages.ui import neurons as ui_neurons
