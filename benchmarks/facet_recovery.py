@@ -177,6 +177,22 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def per_class(rows: list[Row], judge: str) -> str:
+    """Facets found per class by one judge: e.g. "dense 0 0 | spade-late 0 1" for facet-0 and facet-1 samples."""
+    lines = []
+    for cls in sorted({r.cls for r in rows}):
+        mine = sorted((r for r in rows if r.cls == cls), key=lambda r: r.facet)
+        nets = mine[0].predictions[judge]
+        cells = [
+            f"{net} "
+            + " ".join("-" if r.predictions[judge][net] is None else str(r.predictions[judge][net]) for r in mine)
+            for net in nets
+        ]
+        truth = " ".join(str(r.facet) for r in mine)
+        lines.append(f"{data.CLASS_NAMES[cls]:<20} truth {truth} | " + " | ".join(cells))
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="testbed_resnet")
@@ -191,6 +207,9 @@ def main() -> None:
     p.add_argument("--n-aug", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", default=None, help="featvis cache (default: featvis.cache_dir())")
+    p.add_argument(
+        "--judge-detail", default="colour", choices=["colour", "features"], help="judge of the per-class table"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -204,6 +223,8 @@ def main() -> None:
         agree = np.mean([r.agrees[name] for r in rows])
         print(f"spade-{name}: {pruned} at {args.sparsity:.0%}; still predicts the class on {agree:.0%} of samples")
     print(table(rows))
+    print(f"\nper class, {args.judge_detail} judge (facet found per sample; - undecided):")
+    print(per_class(rows, args.judge_detail))
     for key in ("featvis", "spade"):
         if info[key]:
             print(
