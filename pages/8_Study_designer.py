@@ -52,10 +52,12 @@ if info.status == "open" and st.button("Close the study"):
 if not missing:
     with st.expander("Preview stimuli (researcher only)"):
         item = st.number_input("Item", 0, len(d.items) - 1, 0)
-        cols = st.columns(len(d.conditions))
-        for col, cond in zip(cols, d.conditions, strict=False):
+        cols = st.columns(len(d.conditions) + 1)
+        for col, cond in zip(cols[1:], d.conditions, strict=True):
             stim = store.get_stimulus(info.id, int(item), cond)
             col.image(stim.explanation_png or stim.image_png, caption=CONDITIONS[cond].title, width=200)
+        view = ui.reference_view(stim, d.question)
+        cols[0].image(view.image or view.left, caption="Reference answer: A (orange)", width=200)
         st.json(stim.meta, expanded=False)
 
 st.subheader("Participant links")

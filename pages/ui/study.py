@@ -47,6 +47,13 @@ def cached_trial_view(url: str, study_id: str, code: str, trial_index: int) -> T
     return trial_view(s.get_stimulus(study_id, trial.item_index, trial.condition), trial, design.question)
 
 
+def reference_view(stimulus, question: str) -> TrialView:  # noqa: ANN001 (store.Stimulus)
+    """The trial view with the reference answer on the left ("A"), for the researcher's preview."""
+    from spade_engine.study.trials import Trial
+
+    return trial_view(stimulus, Trial(0, stimulus.item_index, stimulus.condition, "left"), question)
+
+
 def participant_link(base_url: str, study_id: str, code: str) -> str:
     """`<base>/?participant=<code>&study=<id>`."""
     parts = urlsplit(base_url or "http://localhost:8501")
