@@ -177,6 +177,29 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def finder_purity(model: nn.Module, head: str, size: int, n: int = 512, top_k: int = 32) -> str:
+    """The multifaceted-neuron finder on the class units: do its two clusters match the true facets?
+
+    Purity = balanced accuracy of cluster vs facet over the unit's top images of its own class, under the best
+    matching of clusters to facets: 50 % when the clusters ignore the facets, 100 % when they are the facets.
+    """
+    batch = data.generate(n, 2024, image_size=size)
+    scores = neurons.find_multifaceted(model, batch.images, head, top_k=top_k)
+    lines, purities = [], []
+    for s in sorted(scores, key=lambda s: s.channel):
+        counts = np.zeros((2, 2))  # (facet, cluster)
+        for g, members in enumerate(s.facets):
+            for i in members:
+                if int(batch.true_class[i]) == s.channel:
+                    counts[int(batch.facet[i]), g] += 1
+        rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # per facet: share in each cluster
+        purity = max(rates[0, 0] + rates[1, 1], rates[0, 1] + rates[1, 0]) / 2 if counts.sum(1).all() else float("nan")
+        purities.append(purity)
+        own = f"{int(counts[0].sum())}+{int(counts[1].sum())}/{top_k} own class (facet 0+1)"
+        lines.append(f"{data.CLASS_NAMES[s.channel]:<20} score {s.score:.2f}  purity {purity:.0%}  {own}")
+    return "\n".join([*lines, f"mean purity {np.nanmean(purities):.0%} (50 % = clusters unrelated to facets)"])
+
+
 def per_class(rows: list[Row], judge: str) -> str:
     """Facets found per class by one judge: e.g. "dense 0 0 | spade-late 0 1" for facet-0 and facet-1 samples."""
     lines = []
@@ -210,6 +233,7 @@ def main() -> None:
     p.add_argument(
         "--judge-detail", default="colour", choices=["colour", "features"], help="judge of the per-class table"
     )
+    p.add_argument("--finder", action="store_true", help="also check the finder's clusters against the facets")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -223,6 +247,11 @@ def main() -> None:
         agree = np.mean([r.agrees[name] for r in rows])
         print(f"spade-{name}: {pruned} at {args.sparsity:.0%}; still predicts the class on {agree:.0%} of samples")
     print(table(rows))
+    if args.finder:
+        loaded = load_model(args.model, args.device)
+        head = neurons.list_layers(loaded.model, loaded.info.input_size, args.device)[-1].name
+        print("\nmultifaceted-neuron finder on the class units (top 32 of 512 testbed images):")
+        print(finder_purity(loaded.model, head, loaded.info.input_size))
     print(f"\nper class, {args.judge_detail} judge (facet found per sample; - undecided):")
     print(per_class(rows, args.judge_detail))
     for key in ("featvis", "spade"):
