@@ -97,3 +97,17 @@ def test_only_featvis_imports_lucent():
             if any(n.split(".")[0] == "lucent" for n in names) and path.name != "featvis.py":
                 offenders.append(str(path))
     assert not offenders
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        fv.FeatVisConfig(image_size=24, steps=24, fft=False, decorrelate=False, transforms=False, lr=0.1),
+        fv.FeatVisConfig(image_size=20, steps=24, input_size=32),  # optimised at 20 px, seen by the model at 32
+    ],
+    ids=["pixels-plain", "resized-input"],
+)
+def test_other_parameterisations(tiny_model, config):
+    result = fv.render(tiny_model, fv.channel_target("net.2", 5), config)
+    assert result.image.shape == (config.image_size, config.image_size, 3)
+    assert result.trace[-4:].mean() < result.trace[:4].mean()
