@@ -14,20 +14,24 @@ st.caption(
 model = widgets.model_picker()
 sample = widgets.sample_picker(model)
 settings = widgets.spade_controls(ui.PREFIX, default_sparsity=95)
-late_only = st.sidebar.checkbox("Prune only late layers (reference setting for visualisations)", True, key=ui.LATE_ONLY)
+late_only = widgets.persisted(
+    st.sidebar.checkbox, ui.LATE_ONLY, True, "Prune only late layers (reference setting for visualisations)"
+)
 size = model.loaded.info.input_size
 with st.sidebar.expander("Feature visualisation"):
-    steps = st.select_slider("Steps", [8, 32, 64, 128, 256, 512], 128, key=ui.STEPS)
-    vis_size = st.number_input("Image size (px)", 16, 512, size, step=8, key=ui.SIZE)
-    lr = st.number_input("Learning rate", 0.001, 1.0, 0.05, format="%.3f", key=ui.LR)
-    vis_seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=ui.VIS_SEED)
+    steps = widgets.persisted(
+        st.select_slider, ui.STEPS, 128, "Steps", ui.STEP_CHOICES, valid=lambda v: v in ui.STEP_CHOICES
+    )
+    vis_size = widgets.persisted(st.number_input, ui.SIZE, size, "Image size (px)", 16, 512, step=8)
+    lr = widgets.persisted(st.number_input, ui.LR, 0.05, "Learning rate", 0.001, 1.0, format="%.3f")
+    vis_seed = widgets.persisted(st.number_input, ui.VIS_SEED, 0, "Seed", 0, 2**31 - 1)
 config = featvis.FeatVisConfig(int(vis_size), int(steps), float(lr), int(vis_seed), input_size=size)
 
 # ---- layer and neuron
 infos = ui.layers(model.key, size, model.device, model.model)
 by_name = {i.name: i for i in infos}
-layer = st.selectbox("Layer", list(by_name), index=len(infos) - 1, key=ui.LAYER,
-                     format_func=lambda n: f"{n} ({by_name[n].kind}, {by_name[n].channels} neurons)")  # fmt: skip
+layer = widgets.persisted(st.selectbox, ui.LAYER, infos[-1].name, "Layer", options=list(by_name), valid=lambda v: v in by_name,
+                          format_func=lambda n: f"{n} ({by_name[n].kind}, {by_name[n].channels} neurons)")  # fmt: skip
 info, is_head = by_name[layer], layer == infos[-1].name
 ranking = ui.ranking(model.key, sample.sample_hash, layer, model.device, model.model, sample.image)
 name = lambda c: f"{c} · {figures.class_name(model.class_names, c)}" if is_head else f"neuron {c}"  # noqa: E731

@@ -34,6 +34,7 @@ STEPS, SIZE, LR, VIS_SEED, FACET_NEURON = (
 )
 TESTBED_SEED = 2024
 PICKS = ("Most activated", "Most attributed", "By index")
+STEP_CHOICES = [8, 32, 64, 128, 256, 512]
 
 
 def testbed_count(image_size: int) -> int:

@@ -19,7 +19,7 @@ from spade_engine import models
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "pages" / "3_Neuron_explorer.py"
 SHIPPED = models.TESTBED_DIR / "testbed_resnet.json"
-FAST = {ui.STEPS: 8, keys.WIDGET + keys.scoped(ui.PREFIX, keys.N_AUG): 8}
+FAST = {ui.STEPS: 8, keys.scoped(ui.PREFIX, keys.N_AUG): 8}
 
 
 def _tiny_net(num_classes: int) -> nn.Module:
@@ -94,7 +94,7 @@ def _check_page(at, n_classes: int) -> None:
     assert len(images) >= 5  # dense, SPADE, patches, two facet grids
     assert len(at.get("plotly_chart")) == 1
     assert "Multifaceted score" in _texts(at.caption)
-    layer = at.selectbox(key=ui.LAYER)
+    layer = at.selectbox(key=keys.WIDGET + ui.LAYER)
     assert layer.options[-1].startswith(f"{layer.value} (linear, {n_classes} neurons")  # the head by default
     assert len(at.selectbox(key=f"{ui.FACET_NEURON}.{layer.value}").options) == min(20, n_classes)
 
@@ -120,7 +120,7 @@ def test_out_of_range_index_gives_a_message(tiny_testbed):
     not SHIPPED.exists(), reason="shipped testbed model assets/models/testbed_resnet.json not trained yet"
 )
 def test_page_runs_on_shipped_testbed_model(testbed_example):
-    at = _app(**{keys.WIDGET + keys.MODEL: "testbed_resnet", keys.MODEL: "testbed_resnet"}).run()
+    at = _app(**{keys.MODEL: "testbed_resnet"}).run()
     _check_page(at, 10)
     assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
-    assert "net.layer4.0.conv2" in " ".join(at.selectbox(key=ui.LAYER).options)
+    assert "net.layer4.0.conv2" in " ".join(at.selectbox(key=keys.WIDGET + ui.LAYER).options)
