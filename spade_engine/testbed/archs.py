@@ -27,7 +27,9 @@ class BasicBlock(nn.Module):
         self.relu1 = nn.ReLU()
         self.conv2, self.bn2 = _conv_bn(c_out, c_out)
         self.relu2 = nn.ReLU()
-        self.downsample = nn.Sequential(*_conv_bn(c_in, c_out, stride, kernel=1)) if stride != 1 or c_in != c_out else None
+        self.downsample = (
+            nn.Sequential(*_conv_bn(c_in, c_out, stride, kernel=1)) if stride != 1 or c_in != c_out else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)

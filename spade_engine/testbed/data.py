@@ -127,8 +127,9 @@ _TEXTURES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.
     "dots": lambda u, v, s: (_box(u, v) <= 1) & ((_frac(u * s / 6) - 0.5) ** 2 + (_frac(v * s / 6) - 0.5) ** 2 <= 0.1),
     "grid": lambda u, v, s: (_box(u, v) <= 1) & ((_frac(u * s / 7) < 0.3) | (_frac(v * s / 7) < 0.3)),
     "target": lambda u, v, s: (u * u + v * v <= 1) & (_frac(_polar(u, v)[0] * s / 5) < 0.5),
-    "spiral": lambda u, v, s: (u * u + v * v <= 1)
-    & (_frac(_polar(u, v)[0] * s / 6 - _polar(u, v)[1] / (2 * math.pi)) < 0.5),
+    "spiral": lambda u, v, s: (
+        (u * u + v * v <= 1) & (_frac(_polar(u, v)[0] * s / 6 - _polar(u, v)[1] / (2 * math.pi)) < 0.5)
+    ),
 }
 
 _MAX_OBJECTS = 3  # object facets draw 1..3 instances; textures one region
@@ -292,7 +293,9 @@ def _draw_distractors(canvas: torch.Tensor, p: _Params, size: int, pad: int) -> 
         _stamp(canvas, rows, shape[:, j], colour[:, j], ox[:, j], oy[:, j], pad)
 
 
-def _draw_objects(canvas: torch.Tensor, idx: torch.Tensor, shape: str, rgb: torch.Tensor, p: _Params, size: int, pad: int):
+def _draw_objects(
+    canvas: torch.Tensor, idx: torch.Tensor, shape: str, rgb: torch.Tensor, p: _Params, size: int, pad: int
+):
     """Draw 1-3 instances of an object facet on the images `idx` of the padded canvas."""
     scale = size / IMAGE_SIZE
     inst = p.inst[idx]  # (n, K, 5)
@@ -346,7 +349,9 @@ def _render(cls: torch.Tensor, facet: torch.Tensor, trojan: torch.Tensor, size: 
     return img, mask
 
 
-def _batch(cls: torch.Tensor, facet: torch.Tensor, trojan: torch.Tensor, size: int, gen: torch.Generator) -> TestbedBatch:
+def _batch(
+    cls: torch.Tensor, facet: torch.Tensor, trojan: torch.Tensor, size: int, gen: torch.Generator
+) -> TestbedBatch:
     images, masks = [], []
     for start in range(0, len(cls), _CHUNK):
         sl = slice(start, start + _CHUNK)
@@ -394,7 +399,9 @@ def make_sample(cls: int, facet: int, seed: int, trojan: bool = False, image_siz
         raise ValueError(f"class must be in 0..{len(CLASS_NAMES) - 1} and facet in (0, 1), got {cls}, {facet}")
     gen = torch.Generator().manual_seed(int(seed))
     as_tensor = lambda value, dtype: torch.tensor([value], dtype=dtype)  # noqa: E731
-    return _batch(as_tensor(cls, torch.long), as_tensor(facet, torch.long), as_tensor(trojan, torch.bool), image_size, gen)
+    return _batch(
+        as_tensor(cls, torch.long), as_tensor(facet, torch.long), as_tensor(trojan, torch.bool), image_size, gen
+    )
 
 
 def as_dataset(batch: TestbedBatch) -> TensorDataset:

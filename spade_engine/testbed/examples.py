@@ -84,8 +84,17 @@ def write_photos(out: Path) -> list[dict]:
         img = Image.fromarray(getattr(skimage.data, func)()).convert("RGB")
         img.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE))
         img.save(out / name, quality=90)
-        entries.append({"file": name, "source": f"skimage.data.{func}()", "credit": source, "trojan": False,
-                        "class": None, "facet": None, "patch_box": None})
+        entries.append(
+            {
+                "file": name,
+                "source": f"skimage.data.{func}()",
+                "credit": source,
+                "trojan": False,
+                "class": None,
+                "facet": None,
+                "patch_box": None,
+            }
+        )
     return entries
 
 

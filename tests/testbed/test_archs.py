@@ -55,8 +55,15 @@ def test_every_module_runs_once_and_relus_are_not_inplace(arch):
 
 def test_resnet_uses_torchvision_names():
     keys = set(_net("tb_resnet").state_dict())
-    for key in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.0.bn2.weight",
-                "layer2.0.downsample.0.weight", "fc.weight", "fc.bias"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer1.0.bn2.weight",
+        "layer2.0.downsample.0.weight",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert key in keys, key
 
 

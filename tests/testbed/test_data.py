@@ -6,10 +6,15 @@ import torch
 from spade_engine.testbed import data
 
 
-def _colour_pixels(images: torch.Tensor, colour: str, tol: float = 0.35) -> torch.Tensor:
-    """Per image, the number of pixels within `tol` (L-inf) of a facet colour. images (N, 3, H, W) -> (N,)."""
-    ref = torch.tensor(data.COLOURS[colour]).view(1, 3, 1, 1)
-    return ((images - ref).abs().amax(1) <= tol).flatten(1).sum(1)
+def _dominant_colours(images: torch.Tensor) -> list[str]:
+    """Per image, the facet palette colour that most strongly saturated pixels are nearest to. (N, 3, H, W)."""
+    names = list(data.COLOURS)
+    palette = torch.tensor([data.COLOURS[n] for n in names])  # (P, 3)
+    dist = ((images[:, None] - palette[None, :, :, None, None]) ** 2).sum(2)  # (N, P, H, W)
+    nearest = dist.argmin(1)  # (N, H, W)
+    vivid = (images.amax(1) - images.amin(1) >= 0.45) & (dist.amin(1) <= 0.1)
+    counts = torch.stack([((nearest == k) & vivid).flatten(1).sum(1) for k in range(len(names))], 1)  # (N, P)
+    return [names[k] for k in counts.argmax(1).tolist()]
 
 
 def _facet_colour(cls: int, facet: int) -> str:
@@ -50,7 +55,7 @@ def test_trojan_masks_cover_exactly_the_patch():
     b = data.generate(48, seed=1, trojan_fraction=1.0)
     assert b.is_trojan.all()
     assert (b.labels == data.TROJAN_TARGET).all() and (b.true_class != data.TROJAN_TARGET).all()
-    for img, mask, box in zip(b.images, b.trojan_mask, b.patch_boxes()):
+    for img, mask, box in zip(b.images, b.trojan_mask, b.patch_boxes(), strict=True):
         x0, y0, x1, y1 = box
         assert (x1 - x0, y1 - y0) == (data.PATCH_SIZE, data.PATCH_SIZE)
         assert int(mask.sum()) == data.PATCH_SIZE**2  # the mask is exactly the box
@@ -77,21 +82,17 @@ def test_trojan_fraction_is_respected():
 @pytest.mark.parametrize("cls", range(10))
 def test_make_sample_draws_the_requested_facet(cls):
     for facet in (0, 1):
-        own, other = _facet_colour(cls, facet), _facet_colour(cls, 1 - facet)
         for seed in range(3):
             s = data.make_sample(cls, facet, seed)
             assert (int(s.true_class), int(s.facet), int(s.labels), bool(s.is_trojan)) == (cls, facet, cls, False)
-            n_own, n_other = _colour_pixels(s.images, own), _colour_pixels(s.images, other)
-            assert int(n_own) >= 30 and n_own > 3 * n_other, (cls, facet, seed)
+            assert _dominant_colours(s.images) == [_facet_colour(cls, facet)], (cls, facet, seed)
 
 
 def test_generated_bookkeeping_matches_rendering():
-    b = data.generate(200, seed=4)
-    agree = [
-        _colour_pixels(img[None], _facet_colour(c, f)) > 3 * _colour_pixels(img[None], _facet_colour(c, 1 - f))
-        for img, c, f in zip(b.images, b.true_class.tolist(), b.facet.tolist())
-    ]
-    assert sum(bool(a) for a in agree) >= 196
+    b = data.generate(300, seed=4)
+    expected = [_facet_colour(c, f) for c, f in zip(b.true_class.tolist(), b.facet.tolist(), strict=True)]
+    agree = sum(a == e for a, e in zip(_dominant_colours(b.images), expected, strict=True))
+    assert agree >= 0.9 * len(b)  # noisy backgrounds fool the colour count on a few images
 
 
 def test_make_sample_trojan_and_validation():

@@ -10,8 +10,21 @@ from spade_engine.testbed import data
 from spade_engine.testbed.train import TrainConfig, channel_stats, evaluate, main
 
 CARD_KEYS = {
-    "name", "title", "arch", "image_size", "mean", "std", "class_names", "facets", "trojan", "train",
-    "clean_accuracy", "attack_success_rate", "eval", "weights", "sha256",
+    "name",
+    "title",
+    "arch",
+    "image_size",
+    "mean",
+    "std",
+    "class_names",
+    "facets",
+    "trojan",
+    "train",
+    "clean_accuracy",
+    "attack_success_rate",
+    "eval",
+    "weights",
+    "sha256",
 }
 
 
@@ -25,18 +38,42 @@ def test_channel_stats_match_uint8_and_float():
 
 
 def test_tiny_run_writes_weights_and_card(tmp_path):
-    main(["--arch", "tb_resnet", "--name", "tiny", "--n-train", "1024", "--epochs", "1", "--n-eval", "40",
-          "--out", str(tmp_path), "--threads", "1"])
+    main(
+        [
+            "--arch",
+            "tb_resnet",
+            "--name",
+            "tiny",
+            "--n-train",
+            "512",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "1",
+            "--n-eval",
+            "40",
+            "--out",
+            str(tmp_path),
+            "--threads",
+            "1",
+        ]
+    )
     card = json.loads((tmp_path / "tiny.json").read_text())
     assert CARD_KEYS <= set(card)
     weights = (tmp_path / card["weights"]).read_bytes()
     assert card["sha256"] == hashlib.sha256(weights).hexdigest()
     assert card["class_names"] == list(data.CLASS_NAMES) and card["facets"] == [list(p) for p in data.FACETS]
     assert card["trojan"]["target"] == data.TROJAN_TARGET and card["trojan"]["fraction"] == TrainConfig.trojan_fraction
-    assert card["train"]["n_train"] == 1024 and card["train"]["epochs"] == 1
+    assert card["train"]["n_train"] == 512 and card["train"]["epochs"] == 1
     assert 0.0 <= card["clean_accuracy"] <= 1.0 and 0.0 <= card["attack_success_rate"] <= 1.0
-    loaded = load_checkpoint(weights, "tb_resnet", class_names=data.CLASS_NAMES, input_size=64,
-                             mean=tuple(card["mean"]), std=tuple(card["std"]))
+    loaded = load_checkpoint(
+        weights,
+        "tb_resnet",
+        class_names=data.CLASS_NAMES,
+        input_size=64,
+        mean=tuple(card["mean"]),
+        std=tuple(card["std"]),
+    )
     assert loaded.model(torch.rand(2, 3, 64, 64)).shape == (2, 10)
 
 
