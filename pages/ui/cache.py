@@ -155,7 +155,7 @@ class SpadeRun:
         """One line: what was computed or reused, and how long it took."""
         t = self.result.timings
         if self.built_trace:
-            phases = f"augment {t.get('augment', 0):.1f} s · Hessians {t.get('hessians', 0):.1f} s · solve {t.get('solve', 0):.1f} s"
+            phases = " · ".join(f"{k} {t.get(k, 0):.1f} s" for k in ("augment", "hessians", "inverse", "solve"))
             return f"SPADE ran in {self.seconds:.1f} s ({phases})"
         if self.pruned_now:
             phases = f"inverse {t.get('inverse', 0):.2f} s · solve {t.get('solve', 0):.2f} s"
