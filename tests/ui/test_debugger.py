@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pages.ui import cache, keys
-from tests.ui.conftest import APP, ROOT, TINY, make_app
+from tests.ui.conftest import ROOT, TINY, make_app
 
 FEW_VIEWS = {keys.scoped(keys.DEBUGGER, keys.N_AUG): 16}
 
@@ -118,11 +118,24 @@ def test_checkpoint_mismatch_lists_keys(tiny_assets):
 
 @pytest.mark.skipif(not (ROOT / "assets/models/testbed_resnet.json").exists(), reason="testbed models not shipped yet")
 def test_default_demo_model_with_example():
+    from PIL import Image
+
+    from spade_engine.models import load_model
+
     at = make_app(**FEW_VIEWS).run()
     assert not at.exception, at.exception
+    assert not at.error, _texts(at.error)
     assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
-    assert len(at.get("plotly_chart")) >= 2
-    assert APP.exists()
+    example = at.sidebar.selectbox(key=keys.WIDGET + keys.SAMPLE_EXAMPLE).value
+    assert "trojan" in example  # the demo opens on a trojaned sample
+    loaded = load_model("testbed_resnet")
+    x = loaded.preprocess(Image.open(ROOT / "assets/examples" / example))
+    with torch.no_grad():
+        dense_cls = int(loaded.model(x[None]).argmax())
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Dense predicts"] == loaded.class_names[dense_cls]  # the page shows the model's real prediction
+    saliency = [c for c in at.get("plotly_chart") if c.key.startswith("debugger.sal.")]
+    assert saliency and all("trojan AUC" in c.proto.spec for c in saliency)
 
 
 def test_checkpoint_upload_runs_the_page(tiny_assets):
