@@ -52,6 +52,13 @@ class BenchConfig:
     skip_head: bool = False
     sequential: bool = False  # SparseGPT's sequential mode
     solver: str = "sparsegpt"
+    crop_scale: tuple[float, float] | None = None  # RandomResizedCrop area range of the views; None = engine default
+
+    def augment_config(self):
+        """The engine's `AugmentConfig` for the calibration views (None: the engine's default)."""
+        from spade_engine.augment import AugmentConfig
+
+        return None if self.crop_scale is None else AugmentConfig(scale=tuple(self.crop_scale))
 
     def prune_config(self, sparsity: float):
         """The engine's `PruneConfig` for one sparsity of this run."""
@@ -73,7 +80,8 @@ class BenchConfig:
         extra = "".join(
             f" {flag}" for flag, on in (("skip_head", self.skip_head), ("sequential", self.sequential)) if on
         )
-        return f"{self.solver} n_aug={self.n_aug} layers={layers}{extra}"
+        crop = "" if self.crop_scale is None else f" crop={self.crop_scale[0]}-{self.crop_scale[1]}"
+        return f"{self.solver} n_aug={self.n_aug} layers={layers}{extra}{crop}"
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,9 @@ def pruned_models(engine, sample: Sample, cfg: BenchConfig) -> dict[float, tuple
     Args:
         engine: a `SpadeEngine` over the dense model.
     """
-    trace = engine.prepare(sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index)
+    trace = engine.prepare(
+        sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index, augment_config=cfg.augment_config()
+    )
     out = {}
     for s in cfg.sparsities:
         pruned, result = engine.prune(trace, cfg.prune_config(s))
@@ -329,6 +339,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--skip-head", action="store_true", help="leave the classifier head dense")
         s.add_argument("--sequential", action="store_true", help="SparseGPT sequential mode")
         s.add_argument("--solver", default="sparsegpt")
+        s.add_argument("--crop-scale", type=float, nargs=2, default=None, help="view crop area range, e.g. 0.6 1.0")
         s.add_argument("--out", default=f"{name}_results.csv")
     return p
 
@@ -347,6 +358,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         args.skip_head,
         args.sequential,
         args.solver,
+        tuple(args.crop_scale) if args.crop_scale else None,
     )
 
 

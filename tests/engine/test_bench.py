@@ -13,7 +13,7 @@ from spade_engine import bench
 from spade_engine.models import TESTBED_DIR, Classifier
 
 SHIPPED = (TESTBED_DIR / "testbed_resnet.json").exists() and (TESTBED_DIR / "testbed_resnet.pt").exists()
-FAST_METHODS = ("Saliency", "GradCAM")
+FAST_METHODS = ("Saliency", "GradCAM")  # cheap maps; the CLI test covers every method
 
 
 @pytest.fixture(scope="module", autouse=True)
