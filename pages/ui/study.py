@@ -99,7 +99,9 @@ def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDes
         options = conditions_for(question)
         conditions = st.multiselect("Conditions (hidden from participants)", options, default=options[:2],
                                     format_func=lambda c: CONDITIONS[c].title)  # fmt: skip
-        method = st.selectbox("Saliency method (saliency conditions)", saliency_methods or [""])
+        method = st.selectbox(
+            "Saliency method (saliency conditions)", saliency_methods or [""], key="study_designer.method"
+        )
         c1, c2, c3 = st.columns(3)
         n_items = c1.number_input("Items (testbed samples)", 2, 200, 12)
         trials = c2.number_input("Trials per participant", 1, 400, 10)

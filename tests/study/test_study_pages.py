@@ -110,13 +110,20 @@ def test_designer_creates_precomputes_and_opens_a_study_on_the_shipped_model(sto
     at.number_input[0].set_value(2)  # items
     at.number_input[1].set_value(4)  # trials per participant
     at.select_slider[0].set_value(16)  # augmented views
-    at.select_slider[1].set_value(32)  # visualisation steps
+    at.multiselect[0].set_value(["none", "spade_saliency"])  # cheap conditions (visualisations: test_study_stimuli)
+    at.selectbox(key="study_designer.method").set_value("Saliency")
     [b for b in at.button if b.label == "Create study"][0].click().run()
     assert not at.exception
     (info,) = store.list_studies()
     d = info.design
-    assert (d.name, d.model, d.question, len(d.items), d.trials_per_participant) == ("Shipped model study", SHIPPED, "patch", 2, 4)
-    assert d.conditions == ("dense_vis", "spade_vis") and d.n_aug == 16 and d.vis_steps == 32
+    assert (d.name, d.model, d.question, len(d.items), d.trials_per_participant) == (
+        "Shipped model study",
+        SHIPPED,
+        "patch",
+        2,
+        4,
+    )
+    assert d.conditions == ("none", "spade_saliency") and d.n_aug == 16 and d.saliency_method == "Saliency"
     [b for b in at.button if b.label.startswith("Pre-compute")][0].click().run()
     assert not at.exception and store.missing_stimuli(info.id) == []
     [b for b in at.button if b.label == "Open the study"][0].click().run()

@@ -25,7 +25,7 @@ def fast(tmp_path, monkeypatch):
 
 def tour(**state) -> AppTest:
     at = AppTest.from_file(str(TOUR), default_timeout=600)
-    at.session_state["tour.n_aug"] = 16  # fewer views and visualisation steps: the test checks wiring, not quality
+    at.session_state["tour.n_aug"] = 8  # fewer views and visualisation steps: the test checks wiring, not quality
     at.session_state["tour.steps"] = 8
     for k, v in state.items():
         at.session_state[k] = v
