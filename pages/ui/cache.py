@@ -155,7 +155,8 @@ class SpadeRun:
         """One line: what was computed or reused, and how long it took."""
         t = self.result.timings
         if self.built_trace:
-            phases = " · ".join(f"{k} {t.get(k, 0):.1f} s" for k in ("augment", "hessians", "inverse", "solve"))
+            names = {"augment": "augment", "hessians": "Hessians", "inverse": "inverse", "solve": "solve"}
+            phases = " · ".join(f"{name} {t.get(k, 0):.1f} s" for k, name in names.items())
             return f"SPADE ran in {self.seconds:.1f} s ({phases})"
         if self.pruned_now:
             phases = f"inverse {t.get('inverse', 0):.2f} s · solve {t.get('solve', 0):.2f} s"
