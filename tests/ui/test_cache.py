@@ -1,0 +1,48 @@
+"""pages/ui/cache.py: shared resources, the per-model lock around saliency, cache keys."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import torch
+
+from pages.ui import cache
+from tests.ui.conftest import tiny_net
+
+
+def test_one_lock_and_one_engine_per_model():
+    assert cache.model_lock("a") is cache.model_lock("a")
+    assert cache.model_lock("a") is not cache.model_lock("b")
+    model = tiny_net(3).eval()
+    engine = cache.get_engine("m", "cpu", model)
+    assert cache.get_engine("m", "cpu", tiny_net(3)) is engine  # keyed by name and device, not by the object
+
+
+def test_saliency_runs_under_the_model_lock_and_is_cached(monkeypatch):
+    import spade_engine.saliency as saliency
+
+    calls, overlap, running = [], [], threading.Event()
+
+    def fake_attribute(name, model, x, target):
+        assert cache.model_lock("m")._is_owned()  # noqa: SLF001 - the lock is held by this thread
+        overlap.append(running.is_set())
+        running.set()
+        time.sleep(0.05)
+        running.clear()
+        calls.append((name, target))
+        return np.full(x.shape[-2:], float(target), np.float32)
+
+    monkeypatch.setattr(saliency, "attribute", fake_attribute)
+    model, x = tiny_net(3).eval(), torch.rand(1, 3, 8, 8)
+    threads = [
+        threading.Thread(target=cache.saliency, args=("m", "h", v, "Saliency", 1, model, x)) for v in ("dense", "spade")
+    ]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not any(overlap), "two saliency runs on one model overlapped"
+    again = cache.saliency("m", "h", "dense", "Saliency", 1, model, x)
+    assert len(calls) == 2 and again.shape == (8, 8) and float(again[0, 0]) == 1.0  # third call from the cache
+    cache.saliency("m", "h", "dense", "Saliency", 2, model, x)
+    assert len(calls) == 3  # another target is another entry
