@@ -42,12 +42,13 @@ def glm_figures(model: torch.nn.Module, card: dict, n: int, n_lambdas: int) -> N
     dense_clean = float(np.mean(val.dense_pred[clean] == val.labels[clean]))
     print(f"dense head: held-out acc {val.dense_accuracy:.3f}, clean acc {dense_clean:.3f}")
     print(f"{'budget':>7} {'feat/class':>10} {'lambda':>9} {'val acc':>8} {'clean acc':>9} {'sparse ASR':>10} "
-          f"{'dense ASR':>9} trojan features of target (effect)")  # fmt: skip
+          f"{'dense ASR':>9} trojan features of the target (top-k trojaned share)")  # fmt: skip
     for budget in (2, 5, 10, 20, 50):
         lay = sl.at_point(layer, path, sl.choose_point(path, budget))
         pred = lay.logits(val.features).argmax(1)
         f = sl.trojan_finding(lay, val, truth["is_trojan"][va], truth["true_class"][va], testbed.TROJAN_TARGET)
-        effects = ", ".join(f"#{k}:{e:+.1f}" for k, e in zip(f.features, f.effect, strict=True) if k in f.firing)
+        shares = dict(zip(f.features, f.top_trojan_share, strict=True))
+        effects = ", ".join(f"#{k}:{shares[k]:.0%}" for k in f.trojan_features)
         print(f"{budget:>7} {lay.features_per_class.mean():>10.1f} {lay.lam:>9.3g} {lay.val_acc:>8.3f} "
               f"{np.mean(pred[clean] == val.labels[clean]):>9.3f} {f.sparse_attack_success:>10.3f} "
               f"{f.dense_attack_success:>9.3f} {effects or 'none'}")  # fmt: skip

@@ -53,9 +53,12 @@ st.caption(f"Held-out accuracy ({len(fit.val)} images) along the regularisation 
            f"most accurate one with at most {budget} features per class (λ = {fit.layer.lam:.3g}).")  # fmt: skip
 if target is not None and fit.truth:
     finding = sl.trojan_finding(fit.layer, fit.val, fit.truth["is_trojan"], fit.truth["true_class"], target)
-    found = ", ".join(f"#{k}" for k in finding.firing) or "none"
-    st.info(f"Trojan target **{names[target]}**: features that fire on trojaned images of other classes: **{found}**. "
-            f"Attack success: dense head {finding.dense_attack_success:.0%}, sparse layer {finding.sparse_attack_success:.0%}.")  # fmt: skip
+    shares = dict(zip(finding.features, finding.top_trojan_share, strict=True))
+    found = ", ".join(f"#{k} ({shares[k]:.0%})" for k in finding.trojan_features) or "none"
+    st.info(f"Trojan target **{names[target]}**: its features whose {finding.top_n} top-activating held-out images are "
+            f"mostly trojaned: **{found}**; {len(finding.firing)} of its {len(finding.features)} features fire on trojaned "
+            f"images of other classes. Attack success: dense head {finding.dense_attack_success:.0%}, sparse layer "
+            f"{finding.sparse_attack_success:.0%}.")  # fmt: skip
 
 # ---- per class: its features, their top-activating images and visualisations
 c = st.selectbox("Class", range(len(names)), index=target or 0, format_func=lambda i: names[i], key=ui.SPARSE_CLASS)

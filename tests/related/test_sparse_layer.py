@@ -148,8 +148,9 @@ def test_trojan_finding_on_synthetic_features():
                            ("a", "b", "c"))  # fmt: skip
     data = sl.FeatureSet(feats, np.where(is_trojan, target, true_class), np.full(n, target), ("a", "b", "c"))
     f = sl.trojan_finding(layer, data, is_trojan, true_class, target)
-    assert f.features == (5, 2) and f.firing == (5,) and f.found
+    assert f.features == (5, 2) and f.firing == (5,) and f.trojan_features == (5,) and f.found
     assert f.effect[0] > 2.5 and abs(f.effect[1]) < 0.5
+    assert f.top_trojan_share[0] > 0.9 and f.top_trojan_share[1] < 0.5
     assert f.dense_attack_success == 1.0 and 0 < f.sparse_attack_success <= 1.0
 
 
