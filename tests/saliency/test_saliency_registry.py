@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from spade_engine.metrics import trojan_auc
+from spade_engine.models import TESTBED_DIR
 from spade_engine.saliency import METHODS, PAPER_METHODS, SaliencyMethod, attribute, explain
 
 HAS_PATHWAYS = importlib.util.find_spec("spade_engine.pathways") is not None
@@ -104,3 +105,17 @@ def test_unknown_method_and_bad_shape_raise(tiny_resnet, image):
         attribute("Nope", tiny_resnet, image, 0)
     with pytest.raises(ValueError):
         attribute("Saliency", tiny_resnet, image.repeat(2, 1, 1, 1), 0)
+
+
+@pytest.mark.skipif(
+    not (TESTBED_DIR / "testbed_resnet.pt").exists(), reason="the shipped testbed_resnet model has not landed yet"
+)
+@pytest.mark.parametrize("name", ["Saliency", "LRP", "Occlusion"])
+def test_map_peaks_on_the_trojan_of_the_shipped_model(name):
+    from spade_engine.bench import trojan_samples
+    from spade_engine.models import load_model
+
+    model = load_model("testbed_resnet").model
+    sample = trojan_samples(model, 1, seed=0)[0]
+    sal = attribute(name, model, sample.image, sample.target)
+    assert trojan_auc(sal, sample.mask) > 0.9
