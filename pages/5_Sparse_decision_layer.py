@@ -75,7 +75,7 @@ for k, w in feats[:6]:
     if show_vis:
         left.image(ui.feature_vis(model.key, model.device, model.model, k, info.input_size, ui.FEATVIS_STEPS), width="stretch")
     top = sl.top_activating(fit.layer, data, k, n=8)
-    right.image(ui.to_uint8(images[top]), width=72, caption=[names[int(labels[i])] for i in top])
+    right.image(ui.to_uint8(images[top]), width=64, caption=[ui.image_caption(names, labels, truth, i) for i in top])
 
 # ---- per sample: contributions W[c, k] * z_k
 sample = widgets.sample_picker(model, stop=False)

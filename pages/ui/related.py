@@ -213,6 +213,13 @@ def bars_figure(labels: list[str], values: list[float], title: str, height: int 
     return fig
 
 
+def image_caption(names: tuple[str, ...], labels: np.ndarray, truth: dict, i: int) -> str:
+    """A dataset image's caption: its label, or for testbed images the class drawn and whether it is trojaned."""
+    if "true_class" not in truth:
+        return names[int(labels[i])]
+    return names[int(truth["true_class"][i])] + (" · TROJAN" if truth["is_trojan"][i] else "")
+
+
 def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
     """(k, 3, H, W) in [0, 1] -> list of (H, W, 3) uint8."""
     return list((images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
