@@ -278,7 +278,7 @@ def overlay_figure(image_u8: np.ndarray, panels: list[tuple[str, np.ndarray]], b
                           row=r + 1, col=c + 1, line=dict(color=figures.PATCH_COLOUR, width=2, dash="dot"))  # fmt: skip
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
-    vmax = figures.shared_vmax(*[v for _, v in panels], q=100)
+    vmax = figures.shared_vmax(*[v for _, v in panels])
     fig.update_layout(coloraxis=dict(colorscale=figures.plotly_colorscale(), cmin=0, cmax=vmax,
                                      colorbar=dict(title=dict(text=bar_title, side="right"), thickness=14)),
                       height=330 * rows, margin=dict(l=0, r=0, t=36, b=0), plot_bgcolor="white")  # fmt: skip
