@@ -56,3 +56,14 @@ def test_participant_link_shows_only_the_study_page(tiny_assets):
         assert titles == ["SPADE Debugger"]
     else:  # only the study page: no debugger, no model picker, no device line
         assert "SPADE Debugger" not in titles and not at.sidebar.selectbox and not at.sidebar.caption
+
+
+def test_device_label_names_the_gpu(monkeypatch):
+    import torch
+
+    app = _app_module()
+    monkeypatch.setenv("SPADE_DEVICE", "cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100")
+    assert app.device_label() == "GPU · NVIDIA H100"
+    monkeypatch.setenv("SPADE_DEVICE", "cpu")
+    assert app.device_label() == "CPU"
