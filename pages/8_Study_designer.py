@@ -57,6 +57,7 @@ if not missing:
             stim = store.get_stimulus(info.id, int(item), cond)
             col.image(stim.explanation_png or stim.image_png, caption=CONDITIONS[cond].title, width=200)
         view = ui.reference_view(stim, d.question)
+        st.caption(ui.agreement_note(info.id, d))
         cols[0].image(view.image or view.left, caption="Reference answer: A (orange)", width=200)
         st.json(stim.meta, expanded=False)
 

@@ -107,7 +107,7 @@ def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDes
         trials = c2.number_input("Trials per participant", 1, 400, 10)
         seed = c3.number_input("Seed", 0, 10**6, 0)
         c1, c2, c3 = st.columns(3)
-        sparsity = c1.slider("SPADE sparsity", 0.5, 0.99, 0.9)
+        sparsity = c1.slider("SPADE sparsity", 0.5, 0.99, 0.8)
         n_aug = c2.select_slider("Augmented views", [16, 32, 64, 128, 256], 64)
         steps = c3.select_slider("Visualisation steps", [32, 64, 128, 256, 512], 128)
         if question == "patch":
@@ -127,6 +127,18 @@ def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDes
     return StudyDesign(name=name, model=model, question=question, conditions=tuple(conditions), items=tuple(items),
                        trials_per_participant=int(trials), seed=int(seed), sparsity=float(sparsity), n_aug=int(n_aug),
                        saliency_method=method, vis_steps=int(steps), allow_undecided=undecided, **extra)  # fmt: skip
+
+
+def agreement_note(study_id: str, design: StudyDesign) -> str:
+    """How many items' SPADE networks kept the dense decision (from the stored stimuli's metadata)."""
+    s, notes = store(), []
+    for cond in [c for c in design.conditions if CONDITIONS[c].pruned]:
+        kind = CONDITIONS[cond].kind
+        flags = [s.get_stimulus(study_id, i, cond).meta.get(f"pruned_agrees_{kind}") for i in range(len(design.items))]
+        notes.append(
+            f"{CONDITIONS[cond].title}: SPADE kept the dense decision on {sum(map(bool, flags))}/{len(flags)} items"
+        )
+    return "; ".join(notes)
 
 
 def precompute_with_progress(study_id: str, device: str) -> None:

@@ -126,6 +126,7 @@ def test_designer_creates_precomputes_and_opens_a_study_on_the_shipped_model(sto
     assert d.conditions == ("none", "spade_saliency") and d.n_aug == 16 and d.saliency_method == "Saliency"
     [b for b in at.button if b.label.startswith("Pre-compute")][0].click().run()
     assert not at.exception and store.missing_stimuli(info.id) == []
+    assert any("kept the dense decision on" in c.value and "/2 items" in c.value for c in at.caption)
     [b for b in at.button if b.label == "Open the study"][0].click().run()
     assert store.get_study(info.id).status == "open"
     view = page("9_Study_participant.py", participant="x", study=info.id)
