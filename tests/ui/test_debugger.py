@@ -31,6 +31,7 @@ def test_page_runs_on_tiny_model_and_example(tiny_assets):
     assert {k for k in charts if k.startswith("debugger.sal.")} == {f"debugger.sal.{m}" for m in methods.value}
     assert len(at.get("download_button")) == 3
     assert "SPADE ran in" in _status_labels(at)
+    assert any(type(c).__name__ == "Progress" for c in at.status[0].children.values())  # st.status + st.progress
 
 
 def test_slider_reprunes_from_cached_trace(tiny_assets):
