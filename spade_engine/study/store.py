@@ -8,6 +8,7 @@ the INSERT, so participants answering at the same time wait for each other inste
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -362,8 +363,6 @@ def _check_code(code: str, what: str) -> None:
 
 
 def _design_dict(design: StudyDesign) -> dict:
-    import json
-
     return json.loads(design.to_json())
 
 

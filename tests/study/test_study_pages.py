@@ -91,7 +91,7 @@ def test_results_page_shows_conditions_test_and_download(store):
     assert at.dataframe[-1].value["answers"].tolist() == [4, 4, 4]
 
 
-def test_designer_without_testbed_model_or_with_studies(store):
+def test_designer_hands_out_participant_links_and_closes_the_study(store):
     at = page("8_Study_designer.py")
     assert not at.exception
     study_id = open_study(store, trials=4)
