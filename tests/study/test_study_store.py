@@ -130,16 +130,17 @@ def test_closed_studies_unknown_participants_and_bad_choices_are_refused(store):
         store.ensure_participant(study_id, "p2")
 
 
-def test_concurrent_participants_do_not_interfere(tmp_path):
+@pytest.mark.parametrize("shared", [False, True], ids=["store-per-thread", "shared-store"])
+def test_concurrent_participants_do_not_interfere(tmp_path, shared):
     url = str(tmp_path / "study.db")
     setup = StudyStore(url)
     study_id = open_study(setup, n_items=12, trials=12)
-    setup.dispose()
     n_threads, errors = 6, []
     barrier = threading.Barrier(n_threads)
 
     def participant(k: int) -> None:
-        store = StudyStore(url)  # one engine per thread, as separate server sessions would have
+        # separate engines (separate server processes) or one shared store (Streamlit sessions share the cached one)
+        store = setup if shared else StudyStore(url)
         try:
             code = f"p{k}"
             store.ensure_participant(study_id, code)
@@ -152,13 +153,15 @@ def test_concurrent_participants_do_not_interfere(tmp_path):
         except Exception as e:  # noqa: BLE001
             errors.append(e)
         finally:
-            store.dispose()
+            if not shared:
+                store.dispose()
 
     threads = [threading.Thread(target=participant, args=(k,)) for k in range(n_threads)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
+    setup.dispose()
     assert errors == []
     check = StudyStore(url)
     answers = check.answers(study_id)
