@@ -13,6 +13,16 @@ the SPADE-pruned copy for the sample (late layers only, the paper's setting for 
 The dense visualisation of a class is the same for both facets, so it can match at most one (about 50 %).
 
     python benchmarks/facet_recovery.py [--model testbed_resnet] [--samples 2] [--steps 256]
+
+Measured (testbed_resnet, 4 epochs, 93.8 % clean accuracy; 40 samples = 10 classes x 2 facets x 2; 256 steps;
+64 views; facet accuracy colour / features judge; dense is 50.0 % / 50.0 % by construction):
+    sparsity   SPADE late layers (layer3, layer4, fc)   SPADE all layers but conv1
+    0.80       60.0 % / 72.5 %                          67.5 % / 70.0 %
+    0.90       55.0 % / 60.0 %                          52.5 % / 65.0 %
+    0.95       62.5 % / 62.5 %                          65.0 % / 57.5 %
+With n = 40 (two samples per class and facet, correlated within a class) differences of ~10 points are noise;
+SPADE beats the dense 50 % in every cell. Timing on the shared 2-core CPU, 1 torch thread: 2.2 s per
+256-step visualisation, 0.5 s per SPADE prune (trace cached per sample).
 """
 
 from __future__ import annotations
