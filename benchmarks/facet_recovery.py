@@ -22,7 +22,7 @@ Measured (testbed_resnet, 4 epochs, 93.8 % clean accuracy; 40 samples = 10 class
     0.95       62.5 % / 62.5 %                          65.0 % / 57.5 %
 With n = 40 (two samples per class and facet, correlated within a class) differences of ~10 points are noise;
 SPADE beats the dense 50 % in every cell. Timing on the shared 2-core CPU, 1 torch thread: 2.2 s per
-256-step visualisation, 0.5 s per SPADE prune (trace cached per sample).
+256-step visualisation, 0.5 s per SPADE run (prepare + prune, mean; one trace serves both settings).
 """
 
 from __future__ import annotations
