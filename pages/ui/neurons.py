@@ -119,7 +119,7 @@ def grid(images: np.ndarray, columns: int = 4, cell: int = 64) -> np.ndarray:
     """(k, h, w, 3) floats in [0, 1] -> one uint8 image, `columns` wide, each cell resized to `cell` px."""
     cells = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (k, 3, h, w)
     cells = torch.nn.functional.interpolate(cells, size=(cell, cell), mode="nearest")
-    rows = -(-len(cells) // columns)
+    rows = max(1, -(-len(cells) // columns))  # an empty facet gives one blank row
     out = torch.ones((3, rows * (cell + 2), columns * (cell + 2)))
     for i, c in enumerate(cells):
         r, k = divmod(i, columns)
