@@ -7,9 +7,11 @@ whole script runs, i.e. everything the server does before the browser can draw:
 - warm re-prune: the sparsity slider moves to a new value (cached trace: inverse factors + solve + saliency);
 - revisit: the slider goes back to a value seen before (cached pruned copy and cached maps).
 
-The browser adds the transfer and plotly drawing on top (a few hundred ms for the default panel).
+With `--browser` the same is timed end to end in headless Chromium (`streamlit run app.py` on a free port): from
+the key press on the slider to the page being idle again with all plotly charts drawn.
 
     python benchmarks/ui_latency.py [--model testbed_resnet] [--example FILE] [--n-aug 64] [--steps 80 70 60]
+    python benchmarks/ui_latency.py --browser      # needs /usr/bin/chromium and playwright
 """
 
 from __future__ import annotations
@@ -31,14 +33,23 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--example", default=None, help="example file in assets/examples (default: the app's default)")
     ap.add_argument("--n-aug", type=int, default=64, help="augmented views (the app's default is 64)")
     ap.add_argument("--sparsity", type=int, default=90, help="first sparsity in percent")
-    ap.add_argument("--steps", type=int, nargs="+", default=[80, 70, 60], help="slider positions for warm re-prunes")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[80, 70, 60],
+        help="slider positions for warm re-prunes (--browser: one key press per entry)",
+    )
     ap.add_argument("--methods", nargs="*", default=None, help="saliency methods (default: the page's default)")
+    ap.add_argument("--browser", action="store_true", help="time in headless Chromium instead of AppTest")
     return ap.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     os.environ.setdefault("SPADE_OFFLINE", "1")
+    if args.browser:
+        return browser_latency(args)
     import torch
     from streamlit.testing.v1 import AppTest
 
@@ -79,6 +90,57 @@ def main() -> None:
     warm = [s for n, _, s, _ in rows if n == "warm re-prune"]
     print(f"\nslider -> redraw: cold {rows[0][2]:.2f} s · warm re-prune median {statistics.median(warm):.2f} s "
           f"(min {min(warm):.2f}, max {max(warm):.2f}) · revisit {rows[-1][2]:.2f} s")  # fmt: skip
+
+
+def browser_latency(args: argparse.Namespace) -> None:
+    """Slider key press -> idle page with charts drawn, in Chromium (default model, example and views)."""
+    import socket
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    streamlit = Path(sys.executable).parent / "streamlit"
+    cmd = [str(streamlit), "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+           "--server.address", "127.0.0.1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    idle = (
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3"
+    )
+    args_chromium = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                     "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args_chromium)
+            page = browser.new_page(viewport={"width": 1440, "height": 2000})
+            page.set_default_timeout(1_800_000)
+            t0 = time.perf_counter()
+            for _ in range(120):  # the server needs a moment to listen
+                try:
+                    page.goto(f"http://127.0.0.1:{port}")
+                    break
+                except Exception:
+                    time.sleep(0.5)
+            page.wait_for_selector("text=Saliency: dense vs SPADE")
+            page.wait_for_function(idle)
+            print(f"cold: page load -> first SPADE panel drawn {time.perf_counter() - t0:.2f} s")
+            thumb = page.get_by_test_id("stSidebar").get_by_test_id("stSlider").first.get_by_role("slider")
+            value = int(thumb.input_value())
+            for _ in args.steps:  # one key press per step: value - 1, value - 2, ...
+                thumb.focus()
+                t0 = time.perf_counter()
+                thumb.press("ArrowLeft")
+                value -= 1
+                page.locator(".js-plotly-plot text", has_text=f"SPADE {value}%").first.wait_for()
+                page.wait_for_function(idle)
+                print(f"warm re-prune to {value}%: key press -> redrawn {time.perf_counter() - t0:.2f} s")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 def _timed(run) -> float:
