@@ -1,6 +1,6 @@
 """Testbed figures of the three related methods (issue 6); prints, asserts nothing.
 
-    python benchmarks/related_methods.py [--model testbed_resnet] [--n 4000] [--quick]
+    python benchmarks/related_methods.py [--model testbed_resnet] [--n 4000] [--quick] [--parts glm,pathways,sobol]
 
 1. Sparse decision layer (Wong et al. 2021): dense vs sparse held-out accuracy (all / clean / attack success),
    features per class along the path, and whether the trojan shows up as a feature of its target class.
@@ -53,13 +53,12 @@ def glm_figures(model: torch.nn.Module, card: dict, n: int, n_lambdas: int) -> N
               f"{np.mean(pred[clean] == val.labels[clean]):>9.3f} {f.sparse_attack_success:>10.3f} "
               f"{f.dense_attack_success:>9.3f} {effects or 'none'}")  # fmt: skip
     f = sl.trojan_finding(layer, val, truth["is_trojan"][va], truth["true_class"][va], testbed.TROJAN_TARGET)
-    print(
-        f"budget 10: target '{testbed.CLASS_NAMES[f.target]}' features "
-        + ", ".join(
-            f"#{k} (w {w:+.2f}, effect {e:+.1f})" for k, w, e in zip(f.features, f.weights, f.effect, strict=True)
-        )
-    )
-    print(f"trojan found as a target-class feature: {f.found} (firing: {f.firing})")
+    print(f"budget 10: target '{testbed.CLASS_NAMES[f.target]}' features (weight, effect on trojaned images of other "
+          f"classes in training sd, trojaned share of the top {f.top_n} activating held-out images):")  # fmt: skip
+    for k, w, e, share in zip(f.features, f.weights, f.effect, f.top_trojan_share, strict=True):
+        print(f"  #{k:<4} w {w:+.2f}  effect {e:+.1f}  top-{f.top_n} trojaned {share:.0%}")
+    print(f"trojan found as a target-class feature: {f.found} (trojan features {f.trojan_features}; "
+          f"{len(f.firing)}/{len(f.features)} fire with effect > {f.threshold})")  # fmt: skip
 
 
 def pathway_figures(model: torch.nn.Module, n: int) -> None:
@@ -111,6 +110,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4000, help="testbed images for the sparse layer")
     parser.add_argument("--lambdas", type=int, default=40)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", default="glm,pathways,sobol", help="comma-separated subset of glm,pathways,sobol")
     args = parser.parse_args()
     try:
         loaded = models.load_model(args.model)
@@ -119,9 +119,13 @@ def main() -> None:
     model = loaded.model
     print(f"model {args.model}: card clean accuracy {loaded.info.card.get('clean_accuracy')}, "
           f"attack success {loaded.info.card.get('attack_success_rate')}; torch threads {torch.get_num_threads()}")  # fmt: skip
-    glm_figures(model, loaded.info.card, 1000 if args.quick else args.n, 20 if args.quick else args.lambdas)
-    pathway_figures(model, 8 if args.quick else 32)
-    sobol_figures(model, args.quick)
+    parts = args.parts.split(",")
+    if "glm" in parts:
+        glm_figures(model, loaded.info.card, 1000 if args.quick else args.n, 20 if args.quick else args.lambdas)
+    if "pathways" in parts:
+        pathway_figures(model, 8 if args.quick else 32)
+    if "sobol" in parts:
+        sobol_figures(model, args.quick)
 
 
 if __name__ == "__main__":
