@@ -364,9 +364,25 @@ def sample_hash(x: torch.Tensor) -> str:
     return hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()[:16]
 
 
-def cache_key(model_name: str, target: Target, variant: str, sparsity: float | str, config: FeatVisConfig) -> str:
-    """File stem for (model, layer, neuron, sample hash or "dense", sparsity, settings)."""
+def weights_fingerprint(model: nn.Module) -> str:
+    """A cheap fingerprint of the weights (shapes, sums and a few values per tensor), so that a retrained or
+    re-shipped model under the same name does not hit stale cache entries."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            flat = t.detach().flatten().double()
+            stats = [flat.sum(), flat.abs().sum(), (flat * flat).sum()] if flat.numel() else []
+            h.update(f"{name}{tuple(t.shape)}{[round(float(v), 9) for v in stats]}".encode())
+            h.update(flat[:8].cpu().numpy().tobytes() + flat[-8:].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(
+    model_name: str, target: Target, variant: str, sparsity: float | str, config: FeatVisConfig, weights: str = ""
+) -> str:
+    """File stem for (model, weights fingerprint, layer, neuron, sample hash or "dense", sparsity, settings)."""
     key = {"model": model_name, "target": asdict(target), "variant": variant, "sparsity": str(sparsity)}
+    key["weights"] = weights
     key["config"] = asdict(replace(config, input_size=config.input_size or config.image_size))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -387,14 +403,16 @@ def render_cached(
 
     Args:
         model_name, variant, sparsity: identify the network: variant "dense" or the sample hash of the
-            SPADE sample; sparsity a number or a description of the prune configuration.
+            SPADE sample; sparsity a number or a description of the prune configuration. A fingerprint of
+            the weights joins the key, so a retrained model never gets stale images.
         directory: cache folder (`cache_dir()` when None).
 
     Returns:
         FeatVis; `from_cache` tells whether it was loaded.
     """
     target = replace(target, layer=canonical_layer(model, target.layer))
-    path = cache_dir(directory) / f"{cache_key(model_name, target, variant, sparsity, config)}.npz"
+    key = cache_key(model_name, target, variant, sparsity, config, weights_fingerprint(model))
+    path = cache_dir(directory) / f"{key}.npz"
     if path.exists():
         try:
             with np.load(path) as z:

@@ -80,6 +80,16 @@ def test_cache_returns_identical_image_without_optimising(tiny_model, tmp_path):
     assert len(steps) == 2 * CFG.steps  # another network variant is another entry
 
 
+def test_cache_misses_when_weights_change(tiny_model, tmp_path):
+    steps = []
+    kw = dict(model_name="tiny", directory=tmp_path, progress=lambda d, t: steps.append(d))
+    fv.render_cached(tiny_model, fv.channel_target("net.2", 1), CFG, **kw)
+    with torch.no_grad():
+        tiny_model.net[0].weight[0, 0, 0, 0] += 0.5  # "retrained" under the same name
+    again = fv.render_cached(tiny_model, fv.channel_target("net.2", 1), CFG, **kw)
+    assert not again.from_cache and len(steps) == 2 * CFG.steps
+
+
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SPADE_CACHE_DIR", str(tmp_path))
     assert fv.cache_dir() == tmp_path / "featvis"
