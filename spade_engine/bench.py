@@ -11,6 +11,12 @@ each pruned model for that class, and scored against the patch mask (trojan AUC,
 `insertion`: clean testbed images; every map (dense or SPADE) is scored by insertion/deletion AUC **on the
 dense model**: the question is which map explains the original model's decision better.
 
+Calibration views matter for the trojan benchmark: on the testbed the trigger is an 8 px bit pattern, and the
+engine's default RandomResizedCrop (area 0.2-1) rescales or cuts it, so most views no longer fire the trojan
+(measured: 3-36 % of views keep the trojan prediction). SPADE then reconstructs the clean-image computation,
+prunes the trojan path and the pruned model changes its prediction (see the `agrees` column). `--crop-scale 1 1`
+(flips and colour jitter only) keeps the trigger in every view.
+
 Both write one CSV row per sample x method x model (model "dense" or "spade" with its sparsity), print a
 summary table, and offer plotly figures for the app (`trojan_figure`, `insertion_figure`).
 """
