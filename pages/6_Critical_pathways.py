@@ -47,6 +47,9 @@ right.markdown("**Output preserved vs pathway size** (green: the gated net still
 right.plotly_chart(ui.curve_figure(summary), width="stretch")
 
 st.subheader("Pathway gradient vs plain gradient")
+if summary.keeps_all_contributing:
+    st.warning(f"Only {summary.contributing:,} neurons contribute at all (active and on a gradient path), so a pathway "
+               f"of {total_kept:,} keeps all of them and its gradient is the plain gradient: lower the kept share.")  # fmt: skip
 panels = [("Plain gradient |∂y/∂x|", plain), (f"Pathway gradient (keep {keep:.0%})", grad)]
 image = widgets.to_uint8(sample.image)
 st.plotly_chart(ui.overlay_figure(image, panels, "|gradient|", mask=sample.trojan_mask), width="stretch")

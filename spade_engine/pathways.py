@@ -221,6 +221,7 @@ class PathwaySummary:
     names: tuple[str, ...]
     kept: tuple[int, ...]  # neurons (units or channels) kept per ReLU call at `keep`
     sizes: tuple[int, ...]  # neurons per ReLU call
+    contributing: int  # neurons with a non-zero contribution (active and on a gradient path)
     keep: float
     dense_logit: float
     gated_logit: float  # target logit of the network gated at `keep`
@@ -232,6 +233,11 @@ class PathwaySummary:
     @property
     def fractions(self) -> np.ndarray:
         return np.asarray(self.kept) / np.maximum(np.asarray(self.sizes), 1)
+
+    @property
+    def keeps_all_contributing(self) -> bool:
+        """The pathway holds every neuron with a non-zero contribution: its gradient is the plain gradient."""
+        return sum(self.kept) >= self.contributing
 
     @property
     def curve_preserved(self) -> np.ndarray:
@@ -272,6 +278,7 @@ def pathway_summary(
         names=tuple(names),
         kept=tuple(int(m.sum()) for m in masks),
         sizes=tuple(m.numel() for m in masks),
+        contributing=int(sum(int((c > 0).sum()) for c in contrib)),
         keep=keep,
         dense_logit=dense_logit,
         gated_logit=float(gated_out[target]),

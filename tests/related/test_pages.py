@@ -117,6 +117,7 @@ def test_pathways_page(tiny_testbed):
     at.slider(key=ui.PATH_KEEP).set_value(100).run()
     _ok(at)
     assert at.metric[1].value == at.metric[2].value  # keep everything: the gated logit is the dense one
+    assert "its gradient is the plain gradient" in _text(at.warning)
 
 
 def test_sobol_page(tiny_testbed):

@@ -95,6 +95,7 @@ def test_summary_curve(tiny_model):
     s = pathways.pathway_summary(tiny_model, x, 3, keep=0.15, curve=(0.05, 0.5, 1.0))
     assert len(s.names) == len(s.kept) == len(s.sizes) == 4
     assert sum(s.kept) == pytest.approx(0.15 * sum(s.sizes), abs=1)
+    assert 0 < s.contributing <= sum(s.sizes) and s.keeps_all_contributing == (sum(s.kept) >= s.contributing)
     assert s.curve_logit[-1] == pytest.approx(s.dense_logit, abs=1e-5)
     assert s.curve_preserved[-1] == pytest.approx(1.0, abs=1e-5) and s.curve_agrees[-1]
     path = pathways.critical_pathway(tiny_model, x, 3, keep=0.15)
