@@ -73,9 +73,15 @@ def trojan_auc(saliency: np.ndarray, mask: np.ndarray) -> float:
 
 
 def pointing_game(saliency: np.ndarray, mask: np.ndarray) -> bool:
-    """Hit when the map's maximum lies inside the mask: max inside > max outside (ties count as a miss)."""
+    """Hit when the map's maximum lies inside the mask.
+
+    Coarse maps (upsampled GradCAM, LIME superpixels) peak on a plateau of tied pixels: the hit then needs
+    more than half of the maximal pixels inside the mask (a unique maximum: the usual definition; a constant
+    map: a miss).
+    """
     sal, gt = _flat(saliency, mask)
-    return bool(sal[gt].max() > sal[~gt].max())
+    at_max = sal == sal.max()
+    return bool((at_max & gt).sum() * 2 > at_max.sum())
 
 
 def relevance_rank_accuracy(saliency: np.ndarray, mask: np.ndarray) -> float:

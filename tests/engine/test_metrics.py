@@ -66,7 +66,13 @@ def test_pointing_game(mask):
     assert pointing_game(sal, mask)
     sal[0, 0] = 2.0
     assert not pointing_game(sal, mask)
-    assert not pointing_game(np.ones((H, W)), mask)  # a tie between inside and outside is a miss
+    assert not pointing_game(np.ones((H, W)), mask)  # a constant map is a miss
+    plateau = np.zeros((H, W))
+    plateau[3:6, 4] = 1.0  # three maximal pixels inside, one outside: mostly inside
+    plateau[0, 0] = 1.0
+    assert pointing_game(plateau, mask)
+    plateau[0, 1:3] = 1.0  # now half inside, half outside
+    assert not pointing_game(plateau, mask)
 
 
 def test_relevance_rank_accuracy(mask):
