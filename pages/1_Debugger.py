@@ -9,7 +9,7 @@ st.title("SPADE Debugger")
 st.caption("Prune the network to the connections that matter for one sample, then explain that sparse network.")
 model = widgets.model_picker()
 sample = widgets.sample_picker(model)
-settings = widgets.spade_controls(keys.DEBUGGER)
+settings = widgets.spade_controls(keys.DEBUGGER, model_name=model.loaded.info.name)
 st.caption(widgets.sample_caption(sample, model.class_names))
 
 # ---- SPADE: prepare (the engine caches the trace per sample) and prune (cached per setting)
@@ -24,7 +24,7 @@ except Exception as e:  # an architecture the engine cannot prune: say so instea
     st.stop()
 progress.finish(run.summary())
 result, names = run.result, model.class_names
-spade_label = f"SPADE {settings.sparsity:.0%}"
+spade_label = settings.label
 widgets.show_predictions(result, names, spade_label)
 
 # ---- saliency: dense vs SPADE side by side, one colour scale per method

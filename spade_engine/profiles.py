@@ -48,7 +48,8 @@ class SparsityProfile:
         cfg["skip"] = tuple(cfg.get("skip", ()))
         return cls(d["name"], d.get("description", ""), PruneConfig(**cfg), d.get("model", ""), d.get("meta", {}))
 
-    def save(self, directory: Path = PROFILE_DIR) -> Path:
+    def save(self, directory: Path | None = None) -> Path:
+        directory = directory or PROFILE_DIR
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{self.name}.json"
         path.write_text(self.to_json() + "\n")
@@ -60,9 +61,9 @@ def load_profile(path: str | Path) -> SparsityProfile:
     return SparsityProfile.from_json(Path(path).read_text())
 
 
-def list_profiles(model: str | None = None, directory: Path = PROFILE_DIR) -> list[SparsityProfile]:
-    """Profiles in `directory` usable for `model` (its own and the generic ones), sorted by name."""
-    out = [load_profile(p) for p in sorted(directory.glob("*.json"))]
+def list_profiles(model: str | None = None, directory: Path | None = None) -> list[SparsityProfile]:
+    """Profiles in `directory` (default `PROFILE_DIR`) usable for `model` (its own and generic ones), by name."""
+    out = [load_profile(p) for p in sorted((directory or PROFILE_DIR).glob("*.json"))]
     return [p for p in out if model is None or p.model in ("", model)]
 
 

@@ -27,6 +27,8 @@ SEED = "seed"
 SKIP_FIRST = "skip_first"
 SKIP_HEAD = "skip_head"
 DAMP = "damp"
+SOLVER = "solver"
+PROFILE = "profile"
 
 # ---- debugger page (pages/1_Debugger.py)
 DEBUGGER = "debugger"

@@ -79,16 +79,33 @@ class SpadeSettings:
     skip_first: bool = True
     skip_head: bool = False
     damp: float = 0.01
+    solver: str = "sparsegpt"
+    profile: str = ""  # a sparsity profile's name (assets/profiles); "" = the slider's uniform sparsity
 
     def prune_config(self):
-        from spade_engine.engine import PruneConfig
+        from dataclasses import replace
 
-        return PruneConfig(sparsity=self.sparsity, skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp)
+        from spade_engine.engine import PruneConfig
+        from spade_engine.profiles import PROFILE_DIR, load_profile
+
+        if self.profile:
+            base = load_profile(PROFILE_DIR / f"{self.profile}.json").config
+            return replace(
+                base, skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp, solver=self.solver
+            )
+        return PruneConfig(sparsity=self.sparsity, skip_first=self.skip_first, skip_head=self.skip_head,
+                           damp=self.damp, solver=self.solver)  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        """Short name of the pruned network for titles: "SPADE 90%" or "SPADE <profile>"."""
+        return f"SPADE {self.profile}" if self.profile else f"SPADE {self.sparsity:.0%}"
 
     @property
     def prune_key(self) -> tuple:
         """Everything the pruned network depends on besides the model, sample, views and seed."""
-        return (round(self.sparsity, 4), self.skip_first, self.skip_head, round(self.damp, 6))
+        sparsity = self.profile or round(self.sparsity, 4)
+        return (sparsity, self.skip_first, self.skip_head, round(self.damp, 6), self.solver)
 
 
 # ------------------------------------------------------------------------------------------ persistence
@@ -335,13 +352,19 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- SPADE controls
 
 
-def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, default_n_aug: int = 64) -> SpadeSettings:
+SOLVERS = {"sparsegpt": "SparseGPT sweep (FastSPADE)", "obc": "Exact OBC (SPADE; slow, exact up to 300 columns)",
+           "magnitude": "Magnitude (baseline, no OBS update)"}  # fmt: skip
+
+
+def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, default_n_aug: int = 64,
+                   model_name: str | None = None) -> SpadeSettings:  # fmt: skip
     """Sidebar SPADE controls: sparsity slider (0–99 %), number of augmented views, seed; advanced options.
 
     Args:
         prefix: session-state namespace of the calling page (`keys.DEBUGGER`…), so pages keep their own values.
         default_sparsity: initial slider value in percent.
         default_n_aug: initial number of views.
+        model_name: when given, the sparsity profiles (assets/profiles) made for this model are offered.
 
     Returns:
         The settings.
@@ -358,7 +381,18 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, defa
         skip_head = persisted(st.checkbox, k(keys.SKIP_HEAD), False, "Keep the classifier head dense")
         damp = persisted(st.number_input, k(keys.DAMP), 0.01, "Dampening (fraction of mean diag H)",
                           min_value=1e-4, max_value=1.0, step=0.005, format="%.4f")  # fmt: skip
-    return SpadeSettings(sparsity / 100, int(n_aug), int(seed), bool(skip_first), bool(skip_head), float(damp))
+        solver = persisted(st.selectbox, k(keys.SOLVER), "sparsegpt", "Layer solver", options=list(SOLVERS),
+                           valid=lambda v: v in SOLVERS, format_func=SOLVERS.get)  # fmt: skip
+        profile = ""
+        if model_name is not None:
+            from spade_engine.profiles import list_profiles
+
+            names = [""] + [p.name for p in list_profiles(model_name)]
+            profile = persisted(st.selectbox, k(keys.PROFILE), "", "Sparsity profile", options=names,
+                                valid=lambda v: v in names, format_func=lambda n: n or "uniform (the slider)",
+                                help="Per-block sparsities from assets/profiles; overrides the slider.")  # fmt: skip
+    return SpadeSettings(sparsity / 100, int(n_aug), int(seed), bool(skip_first), bool(skip_head), float(damp),
+                         str(solver), str(profile))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- progress
