@@ -26,6 +26,11 @@ progress.finish(run.summary())
 result, names = run.result, model.class_names
 spade_label = settings.label
 widgets.show_predictions(result, names, spade_label)
+if result.view_agreement < 0.5:
+    st.warning(f"Only {result.view_agreement:.0%} of the calibration views keep the dense prediction: SPADE then "
+               "reconstructs what the network does on the *other* views, not the evidence for this prediction "
+               "(e.g. crops that cut away a small trigger). Fewer crops or a lower sparsity keep it closer.",
+               icon=":material/crop:")  # fmt: skip
 
 # ---- saliency: dense vs SPADE side by side, one colour scale per method
 st.subheader("Saliency: dense vs SPADE")

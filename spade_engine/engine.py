@@ -86,6 +86,7 @@ class Trace:
     head: str | None = None  # last layer executed, when it is a Linear
     inverses: dict[tuple[str, float], InverseHessian] = field(default_factory=dict)
     prunes: int = 0  # how many prunes have used this trace
+    view_agreement: float = 1.0  # share of calibration views the dense model gives the sample's class
 
     @property
     def n_aug(self) -> int:
@@ -112,6 +113,7 @@ class PruneResult:
     pruned_logits: torch.Tensor  # (K,)
     timings: dict[str, float]  # seconds per phase of this call (cold calls include prepare's phases)
     cached_trace: bool  # True when the Hessians came from the cache (a warm re-prune)
+    view_agreement: float = 1.0  # share of calibration views on which the dense model predicts the sample's class
 
     @property
     def total_sparsity(self) -> float:
@@ -219,7 +221,8 @@ class SpadeEngine:
         timings["augment"] = time.perf_counter() - t0
         layers = self._prunable_layers(x)
         t0 = time.perf_counter()
-        hessians = self._accumulate(self._work, layers, views, seed, progress)
+        view_preds: list[torch.Tensor] = []
+        hessians = self._accumulate(self._work, layers, views, seed, progress, predictions=view_preds)
         timings["hessians"] = time.perf_counter() - t0
         with torch.no_grad():
             dense_logits = self._work(x.unsqueeze(0).to(self.device))[0].float().cpu()
@@ -227,9 +230,11 @@ class SpadeEngine:
         modules = dict(self._work.named_modules())
         first_conv = next((n for n in layers if isinstance(modules[n], nn.Conv2d)), None)
         head = layers[-1] if layers and isinstance(modules[layers[-1]], nn.Linear) else None
+        agreement = float((torch.cat(view_preds) == dense_logits.argmax()).float().mean())
         return Trace(
-            key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, first_conv, head
-        )
+            key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, first_conv, head,
+            view_agreement=agreement,
+        )  # fmt: skip
 
     def _prunable_layers(self, x: torch.Tensor) -> list[str]:
         with torch.no_grad():
@@ -244,8 +249,12 @@ class SpadeEngine:
         seed: int,
         progress: Progress,
         stop_after: str | None = None,
+        predictions: list[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """One pass of the views through `model`, filling the Hessians of `layers` (hooks removed after)."""
+        """One pass of the views through `model`, filling the Hessians of `layers` (hooks removed after).
+
+        `predictions`, if given, receives each batch's predicted classes (CPU) from the same pass.
+        """
         modules = dict(model.named_modules())
         gen = torch.Generator().manual_seed(int(seed) + 1)
         accs = {n: HessianAccumulator(modules[n], self.hessian_dtype, self.max_columns, gen) for n in layers}
@@ -260,9 +269,11 @@ class SpadeEngine:
             for b, batch in enumerate(batches):
                 progress("hessians", b, len(batches))
                 try:
-                    model(batch.to(self.device).float() / 255.0)
+                    out = model(batch.to(self.device).float() / 255.0)
                 except StopForward:
-                    pass
+                    continue
+                if predictions is not None:
+                    predictions.append(out.argmax(-1).cpu())
         self.stats["hessian_passes"] += 1
         return {n: a.H for n, a in accs.items()}
 
@@ -340,7 +351,9 @@ class SpadeEngine:
         with torch.no_grad():
             pruned_logits = pruned(trace.sample.unsqueeze(0).to(self.device))[0].float().cpu()
         timings["prune_total"] = time.perf_counter() - t_start
-        result = PruneResult(cfg, targets, reached, errors, trace.dense_logits, pruned_logits, timings, cached)
+        result = PruneResult(
+            cfg, targets, reached, errors, trace.dense_logits, pruned_logits, timings, cached, trace.view_agreement
+        )
         return pruned, result
 
     def _layer_hessian(

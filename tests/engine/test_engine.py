@@ -168,3 +168,14 @@ def test_runs_on_device(device):
     assert next(pruned.parameters()).device.type == device
     assert next(model.parameters()).device.type == "cpu"
     assert result.pruned_logits.device.type == "cpu"
+
+
+def test_view_agreement_counts_views_that_keep_the_dense_class():
+    model = NETS["vgg"]()
+    engine = SpadeEngine(model, batch_size=8)
+    trace = engine.prepare(sample(), n_aug=24, seed=0)
+    with torch.no_grad():
+        preds = model(trace.float_views()).argmax(-1)
+    expected = float((preds == trace.dense_logits.argmax()).float().mean())
+    assert trace.view_agreement == pytest.approx(expected)
+    assert engine.prune(trace, 0.5)[1].view_agreement == trace.view_agreement
