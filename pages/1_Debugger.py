@@ -17,8 +17,9 @@ progress = widgets.SpadeProgress()
 config = settings.prune_config()
 try:
     run = cache.run_spade(
-        model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed, config, progress
-    )
+        model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed, config, progress,
+        settings.augment_config(),
+    )  # fmt: skip
 except Exception as e:  # an architecture the engine cannot prune: say so instead of a traceback
     st.error(f"SPADE could not prune this model: {type(e).__name__}: {e}", icon=":material/error:")
     st.stop()

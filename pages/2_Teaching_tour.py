@@ -35,8 +35,11 @@ image_u8 = widgets.to_uint8(x)
 
 progress = widgets.SpadeProgress()
 with cache.model_lock(key):
-    trace = cache.get_engine(key, device, model).prepare(x, settings.n_aug, settings.seed, progress=progress)
-run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, settings.prune_config(), progress=progress)
+    trace = cache.get_engine(key, device, model).prepare(
+        x, settings.n_aug, settings.seed, augment_config=settings.augment_config(), progress=progress
+    )
+run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, settings.prune_config(), progress=progress,
+                      augment_config=settings.augment_config())  # fmt: skip
 progress.finish(f"SPADE ready ({run.seconds:.1f} s)")
 result, dense_cls = run.result, int(run.result.dense_logits.argmax())
 

@@ -59,7 +59,15 @@ target = featvis.Target(kind, featvis.LOGITS if kind == "class" else layer, int(
 prune = neurons.late_prune_config(infos, settings.sparsity) if late_only else settings.prune_config()
 progress = widgets.SpadeProgress()
 run = cache.run_spade(
-    model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed, prune, progress=progress
+    model.key,
+    model.device,
+    model.model,
+    sample.image,
+    settings.n_aug,
+    settings.seed,
+    prune,
+    progress=progress,
+    augment_config=settings.augment_config(),
 )
 progress.finish(f"SPADE network ready ({run.seconds:.1f} s)")
 if not run.result.agrees:
@@ -67,7 +75,7 @@ if not run.result.agrees:
 
 # ---- dense vs SPADE visualisation, top testbed patches
 spade_label = f"SPADE {settings.sparsity:.0%}" + (" (late layers)" if late_only else "")
-network = f"{sample.sample_hash}:{settings.n_aug}:{settings.seed}"
+network = f"{sample.sample_hash}:{settings.n_aug}:{settings.seed}:crop{settings.crop_min:g}"
 cols = st.columns(3)
 for col, (title, net, key, prune_key) in zip(cols, [("Dense", model.model, "dense", "dense"),
                                                     (spade_label, run.pruned, network, repr(prune))], strict=False):  # fmt: skip

@@ -47,7 +47,9 @@ cols = st.columns(4)
 cols[0].metric("Dense head accuracy", f"{fit.val.dense_accuracy:.1%}" if same_classes else "—")
 cols[1].metric("Sparse layer accuracy", f"{fit.layer.accuracy(fit.val):.1%}")
 cols[2].metric("Features per class", f"{fit.layer.features_per_class.mean():.1f}")
-cols[3].metric("Features used", int((np.abs(fit.layer.weight) > 1e-5).any(0).sum()), help=f"of {fit.layer.weight.shape[1]}")
+cols[3].metric(
+    "Features used", int((np.abs(fit.layer.weight) > 1e-5).any(0).sum()), help=f"of {fit.layer.weight.shape[1]}"
+)
 st.plotly_chart(ui.path_figure(fit), width="stretch")
 st.caption(f"Held-out accuracy ({len(fit.val)} images) along the regularisation path; the chosen point (star) is the "
            f"most accurate one with at most {budget} features per class (λ = {fit.layer.lam:.3g}).")  # fmt: skip
@@ -68,12 +70,16 @@ if not feats:
     st.stop()
 st.plotly_chart(ui.bars_figure([f"#{k}" for k, _ in feats], [w for _, w in feats], "weight on the standardised feature"),
                 width="stretch")  # fmt: skip
-show_vis = ui.featvis_available() and st.checkbox("Feature visualisations (Lucent; slow the first time)", key=ui.SPARSE_FEATVIS)
+show_vis = ui.featvis_available() and st.checkbox(
+    "Feature visualisations (Lucent; slow the first time)", key=ui.SPARSE_FEATVIS
+)
 for k, w in feats[:6]:
     left, right = st.columns([1, 4])
     left.markdown(f"**Feature #{k}** · weight {w:+.2f}")
     if show_vis:
-        left.image(ui.feature_vis(model.key, model.device, model.model, k, info.input_size, ui.FEATVIS_STEPS), width="stretch")
+        left.image(
+            ui.feature_vis(model.key, model.device, model.model, k, info.input_size, ui.FEATVIS_STEPS), width="stretch"
+        )
     top = sl.top_activating(fit.layer, data, k, n=8)
     right.image(ui.to_uint8(images[top]), width=64, caption=[ui.image_caption(names, labels, truth, i) for i in top])
 

@@ -48,7 +48,7 @@ if not done and not st.button("Run the Sobol design", type="primary", key=ui.SOB
 if settings is not None:
     progress = widgets.SpadeProgress()
     run = cache.run_spade(model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed,
-                          settings.prune_config(), progress=progress)  # fmt: skip
+                          settings.prune_config(), progress=progress, augment_config=settings.augment_config())  # fmt: skip
     progress.finish(f"SPADE network ready ({run.seconds:.1f} s)")
     variants[f"SPADE {settings.sparsity:.0%}"] = (spade_key, run.pruned)
 results = {name: ui.sobol_run(model.key, key, sample.sample_hash, target, spec, n, perturbation, model.device, net,
@@ -59,7 +59,10 @@ for col, (name, res) in zip(cols, results.items(), strict=True):
     col.metric(f"{name}: interaction share 1 − ΣS", f"{res.interaction_share:.1%}",
                help=f"Var f = {res.variance:.3g}; logit of the unperturbed image {res.score:.3g}")  # fmt: skip
 image = widgets.to_uint8(sample.image)
-for title, attr in (("First order S (alone)", "first_order_map"), ("Total order ST (alone and in interactions)", "total_order_map")):
+for title, attr in (
+    ("First order S (alone)", "first_order_map"),
+    ("Total order ST (alone and in interactions)", "total_order_map"),
+):
     st.subheader(title)
     panels = [(name, getattr(res, attr)) for name, res in results.items()]
     st.plotly_chart(ui.overlay_figure(image, panels, title.split(" (")[0], mask=sample.trojan_mask), width="stretch")

@@ -173,6 +173,7 @@ def run_spade(
     seed: int,
     config,
     progress: Progress | None = None,
+    augment_config=None,
 ) -> SpadeRun:
     """Prepare (cached per sample by the engine) and prune (cached per config) for one sample.
 
@@ -183,6 +184,7 @@ def run_spade(
         n_aug, seed: calibration views and their seed.
         config: `PruneConfig`.
         progress: `progress(phase, done, total)`; called only for work actually done.
+        augment_config: `AugmentConfig` of the calibration views (default: the engine's).
 
     Returns:
         The run; `built_trace` / `pruned_now` tell what had to be computed.
@@ -200,7 +202,7 @@ def run_spade(
 
     t0 = time.perf_counter()
     with model_lock(model_key):
-        trace = engine.prepare(x, n_aug=n_aug, seed=seed, progress=watch("prepare"))
+        trace = engine.prepare(x, n_aug=n_aug, seed=seed, augment_config=augment_config, progress=watch("prepare"))
         pruned, result = engine.prune(trace, config, progress=watch("prune"))
     return SpadeRun(pruned, result, did["prepare"], did["prune"], time.perf_counter() - t0)
 

@@ -28,6 +28,7 @@ SKIP_FIRST = "skip_first"
 SKIP_HEAD = "skip_head"
 DAMP = "damp"
 SOLVER = "solver"
+CROP_MIN = "crop_min"
 PROFILE = "profile"
 
 # ---- debugger page (pages/1_Debugger.py)

@@ -29,7 +29,12 @@ from spade_engine import sparse_layer as sl
 SPARSE_N, SPARSE_TROJAN, SPARSE_BUDGET, SPARSE_LAMBDAS = "sparse.n", "sparse.trojan", "sparse.budget", "sparse.lambdas"
 SPARSE_FOLDER, SPARSE_CLASS, SPARSE_FEATVIS = "sparse.folder", "sparse.class", "sparse.featvis"
 SPARSE_METHOD = "sparse.method"
-PATH_KEEP, PATH_GRAN, PATH_SEL, PATH_TARGET = "pathways.keep", "pathways.granularity", "pathways.selection", "pathways.target"
+PATH_KEEP, PATH_GRAN, PATH_SEL, PATH_TARGET = (
+    "pathways.keep",
+    "pathways.granularity",
+    "pathways.selection",
+    "pathways.target",
+)
 SOBOL_PREFIX = "sobol"
 SOBOL_REGIONS, SOBOL_GRID, SOBOL_SEGMENTS, SOBOL_N = "sobol.regions", "sobol.grid", "sobol.segments", "sobol.n"
 SOBOL_PERTURB, SOBOL_TARGET, SOBOL_SPADE, SOBOL_RUN = "sobol.perturb", "sobol.target", "sobol.spade", "sobol.run"
@@ -116,7 +121,9 @@ def features(model_key: str, source: tuple, device: str, _model: torch.nn.Module
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def sample_features(model_key: str, sample_hash: str, device: str, _model: torch.nn.Module, _x: torch.Tensor) -> np.ndarray:
+def sample_features(
+    model_key: str, sample_hash: str, device: str, _model: torch.nn.Module, _x: torch.Tensor
+) -> np.ndarray:
     """Penultimate features (F,) of one sample (the head hook is held under the model's lock)."""
     with cache.model_lock(model_key):
         return sl.extract_features(_model, _x, [0], ("",), device=device).features[0]
@@ -132,7 +139,9 @@ def fit(model_key: str, source: tuple, data: sl.FeatureSet, truth: dict, n_lambd
         if stored is None or stored[1] is None:
             tr, va = sl.split_train_val(len(data), 0.2, seed=0)
             bar = Bar("Fitting the elastic-net path (glm-saga)")
-            layer, path = sl.fit_sparse_layer(data.subset(tr), data.subset(va), budget, n_lambdas=n_lambdas, progress=bar)
+            layer, path = sl.fit_sparse_layer(
+                data.subset(tr), data.subset(va), budget, n_lambdas=n_lambdas, progress=bar
+            )
             bar.clear()
             sl.save_layer(layer, disk, path)
             stored = (layer, path)
@@ -198,7 +207,9 @@ def path_figure(f: SparseFit) -> go.Figure:
     fig.add_scatter(x=x, y=f.path.train_acc, mode="lines", name="training", line=dict(dash="dot"))
     fig.add_scatter(x=[x[f.chosen]], y=[f.path.val_acc[f.chosen]], mode="markers", name="chosen",
                     marker=dict(size=14, color=figures.SPADE_COLOUR, symbol="star"))  # fmt: skip
-    fig.add_hline(y=f.val.dense_accuracy, line_dash="dash", line_color=figures.DENSE_COLOUR, annotation_text="dense head")
+    fig.add_hline(
+        y=f.val.dense_accuracy, line_dash="dash", line_color=figures.DENSE_COLOUR, annotation_text="dense head"
+    )
     fig.update_layout(xaxis=dict(type="log", title="non-zero weights per class (mean)"), height=340,
                       yaxis=dict(title="accuracy", tickformat=".0%"), margin=dict(l=0, r=0, t=10, b=0))  # fmt: skip
     return fig
@@ -266,7 +277,9 @@ def overlay_figure(image_u8: np.ndarray, panels: list[tuple[str, np.ndarray]], b
                    mask: np.ndarray | None = None) -> go.Figure:  # fmt: skip
     """Maps over the sample, one shared colour scale (`figures.shared_vmax`), optional trojan box."""
     rows = -(-len(panels) // cols)
-    fig = make_subplots(rows, cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.04, vertical_spacing=0.08)
+    fig = make_subplots(
+        rows, cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.04, vertical_spacing=0.08
+    )
     base, box = figures.base_image(image_u8), figures.mask_box(mask)
     for i, (_, values) in enumerate(panels):
         r, c = divmod(i, cols)
@@ -310,7 +323,9 @@ def sobol_run(model_key: str, variant: str, sample_hash: str, target: int, spec:
     return result
 
 
-def sobol_done(model_key: str, variant: str, sample_hash: str, target: int, spec: tuple, n: int, perturbation: str) -> bool:
+def sobol_done(
+    model_key: str, variant: str, sample_hash: str, target: int, spec: tuple, n: int, perturbation: str
+) -> bool:
     """Whether these Sobol indices are already computed (the page then shows them without a click)."""
     return _memo().get(("sobol", model_key, variant, sample_hash, target, spec, n, perturbation)) is not None
 

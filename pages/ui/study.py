@@ -322,9 +322,10 @@ def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names
     prune = neurons.late_prune_config(infos, settings.sparsity)
     from pages.ui import cache
 
-    run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, prune)
+    run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, prune,
+                          augment_config=settings.augment_config())  # fmt: skip
     target = featvis.class_target(unit)
-    network = f"{sample_hash(x)}:{settings.n_aug}:{settings.seed}"
+    network = f"{sample_hash(x)}:{settings.n_aug}:{settings.seed}:crop{settings.crop_min:g}"
     cols = st.columns(2)
     for col, (title, net, variant, prune_key) in zip(cols, [("Dense", model, "dense", "dense"),
                                                            (f"SPADE {settings.sparsity:.0%} (late layers)", run.pruned, network, repr(prune))], strict=False):  # fmt: skip

@@ -81,6 +81,12 @@ class SpadeSettings:
     damp: float = 0.01
     solver: str = "sparsegpt"
     profile: str = ""  # a sparsity profile's name (assets/profiles); "" = the slider's uniform sparsity
+    crop_min: float = 0.2  # smallest random crop, as a share of the image area (the reference's 0.2)
+
+    def augment_config(self):
+        from spade_engine.augment import AugmentConfig
+
+        return AugmentConfig(scale=(self.crop_min, 1.0))
 
     def prune_config(self):
         from dataclasses import replace
@@ -105,7 +111,7 @@ class SpadeSettings:
     def prune_key(self) -> tuple:
         """Everything the pruned network depends on besides the model, sample, views and seed."""
         sparsity = self.profile or round(self.sparsity, 4)
-        return (sparsity, self.skip_first, self.skip_head, round(self.damp, 6), self.solver)
+        return (sparsity, self.skip_first, self.skip_head, round(self.damp, 6), self.solver, round(self.crop_min, 3))
 
 
 # ------------------------------------------------------------------------------------------ persistence
@@ -377,6 +383,9 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, defa
                        valid=lambda v: v in N_AUG_CHOICES, help="Calibration batch: random crops, flips and colour jitter of the sample.")  # fmt: skip
     seed = persisted(side.number_input, k(keys.SEED), 0, "Seed", min_value=0, max_value=2**31 - 1, step=1)
     with side.expander("Advanced"):
+        crop_min = persisted(st.slider, k(keys.CROP_MIN), 0.2, "Smallest crop (share of the image)", 0.05, 1.0,
+                             step=0.05, help="Calibration views are random crops of at least this area. Larger "
+                             "crops keep small evidence (a trojan patch) in every view.")  # fmt: skip
         skip_first = persisted(st.checkbox, k(keys.SKIP_FIRST), True, "Keep the first conv dense")
         skip_head = persisted(st.checkbox, k(keys.SKIP_HEAD), False, "Keep the classifier head dense")
         damp = persisted(st.number_input, k(keys.DAMP), 0.01, "Dampening (fraction of mean diag H)",
@@ -392,7 +401,7 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, defa
                                 valid=lambda v: v in names, format_func=lambda n: n or "uniform (the slider)",
                                 help="Per-block sparsities from assets/profiles; overrides the slider.")  # fmt: skip
     return SpadeSettings(sparsity / 100, int(n_aug), int(seed), bool(skip_first), bool(skip_head), float(damp),
-                         str(solver), str(profile))  # fmt: skip
+                         str(solver), str(profile), float(crop_min))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- progress
