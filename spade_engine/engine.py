@@ -141,7 +141,8 @@ def _top5(logits: torch.Tensor) -> list[tuple[int, float]]:
 
 def sample_hash(x: torch.Tensor) -> str:
     """Stable content hash of an image tensor (cache key)."""
-    return hashlib.sha1(x.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()[:16]
 
 
 class SpadeEngine:

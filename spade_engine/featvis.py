@@ -39,6 +39,8 @@ from lucent.optvis import objectives as lucent_objectives
 from lucent.optvis.param.color import color_correlation_normalized
 from torch import nn
 
+from spade_engine.engine import sample_hash  # noqa: F401  (re-exported: one content hash for every cache key)
+
 Progress = Callable[[int, int], None]
 LOGITS = "logits"  # layer name of the model's output (class logits)
 DEFAULT_CACHE_DIR = Path("~/.cache/spade_debugger/featvis")
@@ -356,12 +358,6 @@ def cache_dir(override: str | Path | None = None) -> Path:
         return Path(override).expanduser()
     root = os.environ.get("SPADE_CACHE_DIR")
     return Path(root).expanduser() / "featvis" if root else DEFAULT_CACHE_DIR.expanduser()
-
-
-def sample_hash(x: torch.Tensor) -> str:
-    """A short content hash of an image tensor (for cache keys)."""
-    arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()[:16]
 
 
 def weights_fingerprint(model: nn.Module) -> str:
