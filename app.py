@@ -63,7 +63,9 @@ def main() -> None:
     if study is not None:
         current = st.navigation([st.Page(study, title=page_title(study), default=True)], position="hidden")
     else:
-        entries = [st.Page(p, title=page_title(p), default=p.name == DEFAULT_PAGE) for p in pages]
+        # The participant page is reached only through its link (the designer makes them), not from the menu.
+        listed = [p for p in pages if p != participant_page(pages)]
+        entries = [st.Page(p, title=page_title(p), default=p.name == DEFAULT_PAGE) for p in listed]
         current = st.navigation(entries)
         st.sidebar.caption(f"Device: **{device_label()}**")
     current.run()
