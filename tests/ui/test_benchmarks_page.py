@@ -1,0 +1,48 @@
+"""The Benchmarks page: stored protocol tables and a small live run, on the shipped testbed model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages.ui import benchmarks as ui
+from spade_engine.models import TESTBED_DIR
+from tests.ui.conftest import ROOT
+
+PAGE = str(ROOT / "pages" / "4_Benchmarks.py")
+pytestmark = pytest.mark.skipif(not (TESTBED_DIR / "testbed_resnet.json").exists(), reason="no shipped model")
+
+
+def rows(column: str, auc: float) -> list[dict]:
+    return [{"kind": "trojan", "sample": s, "method": "Saliency", "column": column, "agrees": True, "auc": auc + s / 100,
+             "pointing": 1.0} for s in range(3)]  # fmt: skip
+
+
+def test_stored_results_are_shown(tmp_path, monkeypatch):
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    pd.DataFrame(rows("Dense", 0.9) + rows("SPADE-sweep", 0.8)).to_csv(tmp_path / "testbed_resnet_protocol.csv")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    tables = [df.value for df in at.dataframe]
+    trojan = next(t for t in tables if "Dense" in getattr(t, "columns", []))
+    assert trojan.loc["Saliency", "Dense"].startswith("91.0") and trojan.loc["Saliency", "SPADE-sweep"].startswith(
+        "81.0"
+    )
+    assert "3 trojan samples" in " ".join(c.value for c in at.caption)
+
+
+def test_missing_results_say_how_to_make_them_and_live_run_works(tmp_path, monkeypatch):
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    at = AppTest.from_file(PAGE, default_timeout=600).run()
+    assert not at.exception, at.exception
+    assert any("paper_tables.py" in i.value for i in at.info)
+    at.slider(key=ui.SAMPLES).set_value(1)
+    at.multiselect(key=ui.METHODS).set_value(["Saliency"])
+    at.multiselect(key=ui.COLUMNS).set_value(["Dense", "SPADE-sweep"])
+    at.run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    live = at.session_state[ui.LIVE]
+    assert set(live["column"]) == {"Dense", "SPADE-sweep"} and set(live["kind"]) == {"trojan", "insertion"}
+    assert live["auc"].dropna().between(0, 1).all() and len(at.get("plotly_chart")) >= 1
