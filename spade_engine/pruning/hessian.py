@@ -27,6 +27,30 @@ def layer_columns(layer: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     return cols.reshape(g, cd // g, b * n_pos)
 
 
+def sampled_columns(layer: nn.Conv2d, inp: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Columns `index` of `layer_columns(layer, inp)` without unfolding the whole input: (G, d, len(index)).
+
+    Column `i` is output position `i % L` of image `i // L` (L positions per image), as in `layer_columns`.
+    The patches are gathered straight from the padded input, so early convs with millions of positions cost
+    only what the sample needs.
+    """
+    mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
+    padded = F.pad(inp, layer._reversed_padding_repeated_twice, mode=mode)  # (B, C, Hp, Wp)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    h_out = (padded.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    w_out = (padded.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    b, pos = index // (h_out * w_out), index % (h_out * w_out)
+    dy = (torch.arange(kh, device=inp.device) * dh).repeat_interleave(kw)  # (K,) kernel offsets, row-major
+    dx = (torch.arange(kw, device=inp.device) * dw).repeat(kh)
+    ys = (pos // w_out * sh).unsqueeze(1) + dy  # (N, K)
+    xs = (pos % w_out * sw).unsqueeze(1) + dx
+    patches = padded[b.unsqueeze(1), :, ys, xs]  # (N, K, C)
+    n, k, c = patches.shape
+    cols = patches.permute(2, 1, 0).reshape(c * k, n)  # (C*K, N), channel-major like unfold
+    g = layer.groups
+    return cols.view(g, c * k // g, n)
+
+
 def grouped_weight(layer: nn.Module) -> torch.Tensor:
     """Layer weight as (G, R, d): rows are output units of group g, columns match `layer_columns`."""
     w = layer.weight.detach()
@@ -67,13 +91,29 @@ class HessianAccumulator:
 
     def add_batch(self, inp: torch.Tensor) -> None:
         """Fold one batch of layer inputs into the running Hessian."""
-        x = layer_columns(self.layer, inp.detach()).to(self.H.dtype)  # (G, d, N)
-        n = x.shape[-1]
+        inp = inp.detach()
+        n = self._n_columns(inp)
         if self.max_columns is not None and n > self.max_columns:
-            idx = torch.randperm(n, generator=self.generator)[: self.max_columns].to(x.device)
-            x = x[..., idx]
+            idx = torch.randperm(n, generator=self.generator)[: self.max_columns].to(inp.device)
+            if isinstance(self.layer, nn.Conv2d):
+                x = sampled_columns(self.layer, inp, idx)
+            else:
+                x = layer_columns(self.layer, inp)[..., idx]
             n = self.max_columns
+        else:
+            x = layer_columns(self.layer, inp)  # (G, d, N)
+        x = x.to(self.H.dtype)
         total = self.nsamples + n
         self.H.mul_(self.nsamples / total)
         self.H.baddbmm_(x, x.transpose(1, 2), alpha=2.0 / total)
         self.nsamples = total
+
+    def _n_columns(self, inp: torch.Tensor) -> int:
+        if isinstance(self.layer, nn.Linear):
+            return inp.numel() // inp.shape[-1]
+        c = self.layer
+        hp = inp.shape[2] + sum(c._reversed_padding_repeated_twice[2:])
+        wp = inp.shape[3] + sum(c._reversed_padding_repeated_twice[:2])
+        h_out = (hp - c.dilation[0] * (c.kernel_size[0] - 1) - 1) // c.stride[0] + 1
+        w_out = (wp - c.dilation[1] * (c.kernel_size[1] - 1) - 1) // c.stride[1] + 1
+        return inp.shape[0] * h_out * w_out
