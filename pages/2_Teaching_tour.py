@@ -22,7 +22,9 @@ from spade_engine.testbed.data import FACETS, TROJAN_TARGET  # noqa: E402
 
 loaded = cache.load_model(ui.TOUR_MODEL, device)
 model, names, size, key = loaded.model, loaded.class_names, loaded.info.input_size, ui.TOUR_MODEL
-settings = widgets.spade_controls(ui.TOUR, default_sparsity=80, default_n_aug=64)  # 90 % flips some trojaned samples
+settings = widgets.spade_controls(
+    ui.TOUR, default_sparsity=80, default_n_aug=64, model_name=key, profiles=False
+)  # 90 % flips some trojaned samples
 cls = st.sidebar.selectbox(
     "Image class",
     [c for c in range(len(names)) if c != TROJAN_TARGET],

@@ -13,7 +13,7 @@ st.caption(
 )
 model = widgets.model_picker()
 sample = widgets.sample_picker(model)
-settings = widgets.spade_controls(ui.PREFIX, default_sparsity=95)
+settings = widgets.spade_controls(ui.PREFIX, default_sparsity=95, model_name=model.loaded.info.name)
 late_only = widgets.persisted(
     st.sidebar.checkbox, ui.LATE_ONLY, True, "Prune only late layers (reference setting for visualisations)"
 )

@@ -23,7 +23,7 @@ else:
 n = side.select_slider("N (base samples, power of two)", [8, 16, 32, 64, 128, 256], 32, key=ui.SOBOL_N)
 perturbation = side.radio("Perturb towards", ["blur", "mean"], horizontal=True, key=ui.SOBOL_PERTURB)
 with_spade = side.checkbox("Also on the SPADE-pruned network", True, key=ui.SOBOL_SPADE)
-settings = widgets.spade_controls(ui.SOBOL_PREFIX) if with_spade else None
+settings = widgets.spade_controls(ui.SOBOL_PREFIX, model_name=model.loaded.info.name) if with_spade else None
 
 labels = ui.regions(sample.sample_hash, kind, int(size), sample.image)
 d = sobol.n_regions(labels)

@@ -20,6 +20,7 @@ import streamlit as st
 import torch
 
 from pages.ui import cache, figures, keys
+from spade_engine import models
 from spade_engine.images import ImageError, load_image
 from spade_engine.models import LoadedModel, ModelLoadError
 
@@ -362,15 +363,28 @@ SOLVERS = {"sparsegpt": "SparseGPT sweep (FastSPADE)", "obc": "Exact OBC (SPADE;
            "magnitude": "Magnitude (baseline, no OBS update)"}  # fmt: skip
 
 
+def calibration_crop(model_name: str | None) -> float:
+    """Default smallest crop for a model's calibration views: its card's `spade.crop_min`, else the reference's 0.2.
+
+    The shipped testbed models were trained without scale augmentation, so rescaled crops break their 8 px
+    trojan trigger (7% of views keep the trojan prediction at 0.2, 99% at 1.0); their cards say 1.0.
+    """
+    try:
+        return float(models.get_info(model_name).card.get("spade", {}).get("crop_min", 0.2)) if model_name else 0.2
+    except models.ModelLoadError:
+        return 0.2
+
+
 def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, default_n_aug: int = 64,
-                   model_name: str | None = None) -> SpadeSettings:  # fmt: skip
+                   model_name: str | None = None, profiles: bool = True) -> SpadeSettings:  # fmt: skip
     """Sidebar SPADE controls: sparsity slider (0–99 %), number of augmented views, seed; advanced options.
 
     Args:
         prefix: session-state namespace of the calling page (`keys.DEBUGGER`…), so pages keep their own values.
         default_sparsity: initial slider value in percent.
         default_n_aug: initial number of views.
-        model_name: when given, the sparsity profiles (assets/profiles) made for this model are offered.
+        model_name: the model's registry name: sets the default smallest crop (`calibration_crop`) and, with
+            `profiles`, offers the sparsity profiles (assets/profiles) made for this model.
 
     Returns:
         The settings.
@@ -383,7 +397,8 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, defa
                        valid=lambda v: v in N_AUG_CHOICES, help="Calibration batch: random crops, flips and colour jitter of the sample.")  # fmt: skip
     seed = persisted(side.number_input, k(keys.SEED), 0, "Seed", min_value=0, max_value=2**31 - 1, step=1)
     with side.expander("Advanced"):
-        crop_min = persisted(st.slider, k(keys.CROP_MIN), 0.2, "Smallest crop (share of the image)", 0.05, 1.0,
+        crop_min = persisted(st.slider, k(f"{keys.CROP_MIN}.{model_name}"), calibration_crop(model_name),
+                             "Smallest crop (share of the image)", 0.05, 1.0,
                              step=0.05, help="Calibration views are random crops of at least this area. Larger "
                              "crops keep small evidence (a trojan patch) in every view.")  # fmt: skip
         skip_first = persisted(st.checkbox, k(keys.SKIP_FIRST), True, "Keep the first conv dense")
@@ -393,7 +408,7 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, defa
         solver = persisted(st.selectbox, k(keys.SOLVER), "sparsegpt", "Layer solver", options=list(SOLVERS),
                            valid=lambda v: v in SOLVERS, format_func=SOLVERS.get)  # fmt: skip
         profile = ""
-        if model_name is not None:
+        if model_name is not None and profiles:
             from spade_engine.profiles import list_profiles
 
             names = [""] + [p.name for p in list_profiles(model_name)]
