@@ -363,25 +363,31 @@ SOLVERS = {"sparsegpt": "SparseGPT sweep (FastSPADE)", "obc": "Exact OBC (SPADE;
            "magnitude": "Magnitude (baseline, no OBS update)"}  # fmt: skip
 
 
-def calibration_crop(model_name: str | None) -> float:
-    """Default smallest crop for a model's calibration views: its card's `spade.crop_min`, else the reference's 0.2.
+def card_default(model_name: str | None, key: str, fallback: float) -> float:
+    """A SPADE default from the model card's `spade` section (testbed models), else `fallback`.
 
     The shipped testbed models were trained without scale augmentation, so rescaled crops break their 8 px
-    trojan trigger (7% of views keep the trojan prediction at 0.2, 99% at 1.0); their cards say 1.0.
+    trojan trigger (7% of views keep the trojan prediction at crop 0.2, 99% at 1.0): their cards say
+    `crop_min: 1.0`, and `sparsity: 0.8` (at 0.9 some trojaned samples flip class).
     """
     try:
-        return float(models.get_info(model_name).card.get("spade", {}).get("crop_min", 0.2)) if model_name else 0.2
+        return float(models.get_info(model_name).card.get("spade", {}).get(key, fallback)) if model_name else fallback
     except models.ModelLoadError:
-        return 0.2
+        return fallback
 
 
-def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, default_n_aug: int = 64,
+def calibration_crop(model_name: str | None) -> float:
+    """Default smallest crop of the calibration views: the card's, else the SPADE reference's 0.2."""
+    return card_default(model_name, "crop_min", 0.2)
+
+
+def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = None, default_n_aug: int = 64,
                    model_name: str | None = None, profiles: bool = True) -> SpadeSettings:  # fmt: skip
     """Sidebar SPADE controls: sparsity slider (0–99 %), number of augmented views, seed; advanced options.
 
     Args:
         prefix: session-state namespace of the calling page (`keys.DEBUGGER`…), so pages keep their own values.
-        default_sparsity: initial slider value in percent.
+        default_sparsity: initial slider value in percent; default: the model card's, else 90 (the reference's).
         default_n_aug: initial number of views.
         model_name: the model's registry name: sets the default smallest crop (`calibration_crop`) and, with
             `profiles`, offers the sparsity profiles (assets/profiles) made for this model.
@@ -390,6 +396,8 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int = 90, defa
         The settings.
     """
     side, k = st.sidebar, lambda name: keys.scoped(prefix, name)
+    if default_sparsity is None:
+        default_sparsity = round(100 * card_default(model_name, "sparsity", 0.9))
     side.subheader("SPADE")
     sparsity = persisted(side.slider, k(keys.SPARSITY), default_sparsity, "Sparsity per layer (%)", 0, 99, step=1,
                           help="Fraction of each pruned layer's weights removed for this sample.")  # fmt: skip

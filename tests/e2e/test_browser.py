@@ -26,6 +26,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
 EXAMPLES = ROOT / "assets" / "examples"
 TIMEOUT_MS = 300_000  # a cold SPADE run on 2 shared CPU cores
+# the slider starts at the default model's card default (testbed_resnet: 80 %) and the test moves it 10 points down
+START = round(100 * json.loads((ROOT / "assets" / "models" / "testbed_resnet.json").read_text())["spade"]["sparsity"])
+MOVED = START - 10
 
 
 def _require_browser() -> None:
@@ -135,13 +138,14 @@ def test_upload_slide_and_see_both_panels(server, example):
             expect(sidebar.get_by_text(f"{example.name} as the model sees it", exact=False)).to_be_visible()
             _wait_idle(page)
 
-            # move the sparsity slider with the keyboard: 90 % -> 80 %
+            # move the sparsity slider with the keyboard: the model card's default -> 10 points lower
             thumb = sidebar.get_by_test_id("stSlider").first.get_by_role("slider")
+            expect(thumb).to_have_value(str(START))
             thumb.focus()
             for _ in range(10):
                 thumb.press("ArrowLeft")
-            expect(thumb).to_have_value("80")
-            expect(page.get_by_text("SPADE 80%", exact=False).first).to_be_visible()
+            expect(thumb).to_have_value(str(MOVED))
+            expect(page.get_by_text(f"SPADE {MOVED}%", exact=False).first).to_be_visible()
             _wait_idle(page)
 
             main = page.get_by_test_id("stMain")
@@ -150,8 +154,10 @@ def test_upload_slide_and_see_both_panels(server, example):
             panels = main.locator(".js-plotly-plot")
             titles = panels.locator("text.gtitle, g.annotation-text-g text")
             expect(titles.filter(has_text="Dense").first).to_be_visible()
-            expect(titles.filter(has_text="SPADE 80%").first).to_be_visible()
-            assert titles.filter(has_text="Dense").count() >= 1 and titles.filter(has_text="SPADE 80%").count() >= 1
+            expect(titles.filter(has_text=f"SPADE {MOVED}%").first).to_be_visible()
+            assert (
+                titles.filter(has_text="Dense").count() >= 1 and titles.filter(has_text=f"SPADE {MOVED}%").count() >= 1
+            )
             expect(main.get_by_text("Dense predicts")).to_be_visible()
             expect(main.get_by_role("button", name="Panel (PNG)")).to_be_enabled()
             page.screenshot(path=str(ARTIFACTS / "debugger.png"))

@@ -9,3 +9,5 @@ def test_card_sets_the_crop_and_unknown_models_get_the_reference_default():
     assert widgets.calibration_crop("resnet18") == 0.2  # torchvision models: the SPADE reference's 0.2
     assert widgets.calibration_crop("no_such_model") == 0.2
     assert widgets.calibration_crop(None) == 0.2
+    assert widgets.card_default("testbed_resnet", "sparsity", 0.9) == 0.8
+    assert widgets.card_default("resnet18", "sparsity", 0.9) == 0.9
