@@ -8,22 +8,13 @@ except under CI (env CI set), where it fails.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, ROOT, require_browser, streamlit_app
+
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
 EXAMPLES = ROOT / "assets" / "examples"
 TIMEOUT_MS = 300_000  # a cold SPADE run on 2 shared CPU cores
 # the slider starts at the default model's card default (testbed_resnet: 80 %) and the test moves it 10 points down
@@ -31,78 +22,23 @@ START = round(100 * json.loads((ROOT / "assets" / "models" / "testbed_resnet.jso
 MOVED = START - 10
 
 
-def _require_browser() -> None:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
-
-
 def _example() -> Path:
-    """A shipped example, preferring one with a trojan patch (the panels then show the outline and AUCs)."""
-    index = EXAMPLES / "index.json"
-    if not index.exists():
-        pytest.skip("assets/examples/index.json not shipped yet")
-    raw = json.loads(index.read_text())
-    raw = raw.get("examples", raw) if isinstance(raw, dict) else raw
-    entries = list(raw.items()) if isinstance(raw, dict) else [(e.get("file") or e.get("path"), e) for e in raw]
-    files = [(Path(f).name, m) for f, m in entries if (EXAMPLES / Path(f).name).exists()]
-    if not files:
-        pytest.skip("no example images shipped yet")
-    trojan = [f for f, m in files if m.get("trojan")]
-    return EXAMPLES / (trojan or [files[0][0]])[0]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """The first shipped trojaned example (the panels then show the patch outline and AUCs)."""
+    entries = json.loads((EXAMPLES / "index.json").read_text())["examples"]
+    return EXAMPLES / next(e["file"] for e in entries if e["trojan"])
 
 
 @pytest.fixture
 def example() -> Path:
-    _require_browser()
+    require_browser()
     return _example()
 
 
 @pytest.fixture
 def server(example):
-    """`streamlit run app.py` on a free loopback port; yields its URL; always killed afterwards."""
-    port = _free_port()
-    streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
-    cmd = [streamlit, "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
-    env = {**os.environ, "SPADE_OFFLINE": "1"}
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit_e2e.log", "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc)
+    """`streamlit run app.py` on a free loopback port; yields its URL; always stopped afterwards."""
+    with streamlit_app({"SPADE_OFFLINE": "1"}, ARTIFACTS / "streamlit_e2e.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}; see artifacts/streamlit_e2e.log")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("streamlit did not become healthy")
 
 
 def _wait_idle(page) -> None:
@@ -120,7 +56,7 @@ def test_upload_slide_and_see_both_panels(server, example):
 
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 2400})
             page.set_default_timeout(TIMEOUT_MS)
