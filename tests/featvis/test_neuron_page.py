@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from PIL import Image
 from torch import nn
@@ -31,17 +30,8 @@ def _tiny_net(num_classes: int) -> nn.Module:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    """CPU, offline, featvis cache in tmp, Streamlit caches cleared around each test."""
-    monkeypatch.setenv("SPADE_OFFLINE", "1")
-    monkeypatch.setenv("SPADE_DEVICE", "cpu")
-    monkeypatch.setenv("SPADE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def _isolated(isolated_app):
+    """Every test here runs in `isolated_app` (tests/conftest.py)."""
 
 
 @pytest.fixture

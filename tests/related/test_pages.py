@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
 import torch
 from torch import nn
 
@@ -16,7 +15,10 @@ from pages.ui import related as ui
 from spade_engine import models
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = {name: ROOT / "pages" / f"{name}.py" for name in ("5_Sparse_decision_layer", "6_Critical_pathways", "7_Sobol_regions")}
+PAGES = {
+    name: ROOT / "pages" / f"{name}.py"
+    for name in ("5_Sparse_decision_layer", "6_Critical_pathways", "7_Sobol_regions")
+}
 SHIPPED = "testbed_resnet"
 TROJAN_EXAMPLE = "testbed_c1_f0_trojan.png"
 FAST = {
@@ -38,17 +40,8 @@ def _tiny_net(num_classes: int) -> nn.Module:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    """CPU, offline, caches in tmp, Streamlit caches cleared around each test."""
-    monkeypatch.setenv("SPADE_OFFLINE", "1")
-    monkeypatch.setenv("SPADE_DEVICE", "cpu")
-    monkeypatch.setenv("SPADE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def _isolated(isolated_app):
+    """Every test here runs in `isolated_app` (tests/conftest.py)."""
 
 
 @pytest.fixture

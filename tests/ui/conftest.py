@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from PIL import Image
 from torch import nn
@@ -51,16 +50,8 @@ def write_tiny_assets(root: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """No network, CPU, an empty torch cache; Streamlit caches cleared around each test."""
-    monkeypatch.setenv("SPADE_OFFLINE", "1")
-    monkeypatch.setenv("SPADE_DEVICE", "cpu")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def _offline(isolated_app):
+    """Every test here runs in `isolated_app` (tests/conftest.py)."""
 
 
 @pytest.fixture
