@@ -16,15 +16,6 @@ SHIPPED = (TESTBED_DIR / "testbed_resnet.json").exists() and (TESTBED_DIR / "tes
 FAST_METHODS = ("Saliency", "GradCAM")  # cheap maps; the CLI test covers every method
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread avoids oversubscription (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def random_testbed_model() -> Classifier:
     from spade_engine.testbed.archs import ARCHS

@@ -26,15 +26,6 @@ REGION = (slice(3, 8), slice(4, 9))
 QUANTUS_STEPS = 36  # 4 pixels = 12 (C, H, W) entries per step
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread avoids oversubscription (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def mask() -> np.ndarray:
     m = np.zeros((H, W), dtype=bool)

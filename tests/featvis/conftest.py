@@ -28,12 +28,3 @@ def tiny_model() -> Classifier:
 @pytest.fixture
 def or_model() -> Classifier:
     return build_or_model()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the shared CPU is oversubscribed, where 2 OpenMP threads run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -49,15 +49,6 @@ def tiny_classifier(num_classes: int = 4, seed: int = 0) -> nn.Module:
     return model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors on 2 shared cores: one intra-op thread avoids oversubscription (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_model() -> nn.Module:
     return tiny_classifier()

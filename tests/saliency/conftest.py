@@ -78,15 +78,6 @@ def frozen_classifier(net: nn.Module) -> Classifier:
     return model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread avoids oversubscription (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_resnet() -> Classifier:
     torch.manual_seed(0)
