@@ -25,10 +25,9 @@ from spade_engine.pruning import (
     SOLVERS,
     HessianAccumulator,
     InverseHessian,
-    grouped_weight,
     inverse_hessian,
+    prune_layer,
     reconstruction_error,
-    ungroup_weight,
 )
 from spade_engine.pruning.hessian import PRUNABLE
 
@@ -341,9 +340,7 @@ class SpadeEngine:
             H, hinv = self._layer_hessian(trace, pruned, name, cfg, fresh=cfg.sequential and i > 0, timings=timings)
             layer = modules[name]
             t0 = time.perf_counter()
-            W = grouped_weight(layer).clone()
-            W_hat = SOLVERS[cfg.solver](W, hinv, sparsity, cfg.blocksize)
-            layer.weight.data.copy_(ungroup_weight(layer, W_hat))
+            W, W_hat = prune_layer(layer, hinv, sparsity, cfg.solver, cfg.blocksize)
             timings["solve"] += time.perf_counter() - t0
             reached[name] = float((W_hat == 0).float().mean())
             errors[name] = reconstruction_error(W, W_hat, H)

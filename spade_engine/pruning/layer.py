@@ -1,4 +1,4 @@
-"""`LayerPruner`: SparseGPT's per-layer lifecycle over a solver registry, and the layer reconstruction error."""
+"""The solver registry, the per-layer solve step (`prune_layer`) and the layer reconstruction error."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from spade_engine.pruning.hessian import HessianAccumulator, grouped_weight, ungroup_weight
-from spade_engine.pruning.inverse import InverseHessian, inverse_hessian
+from spade_engine.pruning.hessian import grouped_weight, ungroup_weight
+from spade_engine.pruning.inverse import InverseHessian
 from spade_engine.pruning.magnitude import magnitude_solve
 from spade_engine.pruning.obc import obc_solve
 from spade_engine.pruning.sparsegpt import sparsegpt_solve
@@ -32,34 +32,20 @@ def reconstruction_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) 
     return float(num / den.clamp_min(1e-30))
 
 
-class LayerPruner:
-    """One layer through SparseGPT's lifecycle: `add_batch(inp)` from a hook → `prune(sparsity)` → `free()`.
+def prune_layer(
+    layer: nn.Module, hinv: InverseHessian | None, sparsity: float, solver: str = "sparsegpt", blocksize: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prune a Conv2d/Linear in place with a registered solver (the solve step of SparseGPT's lifecycle).
 
     Args:
-        layer: a Conv2d (grouped/depthwise included) or Linear; `prune` writes the new weight into it.
-        dtype: Hessian precision; see `HessianAccumulator`.
-        max_columns: column subsample per batch (None: all).
+        layer: the layer whose weight is replaced.
+        hinv: `inverse_hessian` of its inputs' Hessian (`HessianAccumulator`); None for "magnitude".
+        sparsity, solver, blocksize: see `SOLVERS`.
+
+    Returns:
+        (dense, pruned) grouped weights (G, R, d), e.g. for `reconstruction_error`.
     """
-
-    def __init__(
-        self,
-        layer: nn.Module,
-        dtype: torch.dtype = torch.float32,
-        max_columns: int | None = None,
-        generator: torch.Generator | None = None,
-    ):
-        self.layer = layer
-        self.acc = HessianAccumulator(layer, dtype, max_columns, generator)
-
-    def add_batch(self, inp: torch.Tensor, out: torch.Tensor | None = None) -> None:
-        self.acc.add_batch(inp)
-
-    def prune(self, sparsity: float, damp: float = 0.01, blocksize: int = 128, solver: str = "sparsegpt") -> float:
-        """Prune the layer in place; returns the relative reconstruction error."""
-        W = grouped_weight(self.layer).clone()
-        W_hat = SOLVERS[solver](W, inverse_hessian(self.acc.H, damp), sparsity, blocksize)
-        self.layer.weight.data.copy_(ungroup_weight(self.layer, W_hat))
-        return reconstruction_error(W, W_hat, self.acc.H)
-
-    def free(self) -> None:
-        self.acc = None
+    W = grouped_weight(layer).clone()
+    W_hat = SOLVERS[solver](W, hinv, sparsity, blocksize)
+    layer.weight.data.copy_(ungroup_weight(layer, W_hat))
+    return W, W_hat
