@@ -15,8 +15,6 @@ from spade_engine import protocol
 from spade_engine.models import list_models
 from spade_engine.saliency import METHODS
 
-OUT_DIR = protocol.__file__.rsplit("/", 2)[0] + "/assets/benchmarks"
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +40,7 @@ def main() -> None:
             "--n-aug",
             str(args.n_aug),
             "--out",
-            f"{OUT_DIR}/{model}_protocol.csv",
+            str(protocol.RESULTS_DIR / f"{model}_protocol.csv"),
             "--methods",
             *args.methods,
             "--columns",

@@ -183,6 +183,24 @@ def _run(model: nn.Module, samples: Sequence[Sample], cfg: BenchConfig, score: S
     return pd.DataFrame(rows)
 
 
+def trojan_scores(sal: np.ndarray, sample: Sample) -> dict[str, float]:
+    """Trojan localisation of one map: ROC AUC, pointing game and relevance rank accuracy against the patch."""
+    return {
+        "auc": metrics.trojan_auc(sal, sample.mask),
+        "pointing": float(metrics.pointing_game(sal, sample.mask)),
+        "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask),
+    }
+
+
+def insertion_scores(model: nn.Module, sal: np.ndarray, sample: Sample, steps: int, device: str) -> dict[str, float]:
+    """Insertion (from blur) and deletion (to black) AUC of one map, scored on `model` (the dense one)."""
+    x = sample.image.unsqueeze(0).to(device)
+    return {
+        "insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=steps),
+        "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=steps),
+    }
+
+
 def run_trojan(
     cfg: BenchConfig, model: nn.Module | None = None, samples: Sequence[Sample] | None = None
 ) -> pd.DataFrame:
@@ -194,15 +212,7 @@ def run_trojan(
     """
     model = model if model is not None else _load(cfg)
     samples = samples if samples is not None else trojan_samples(model, cfg.samples, cfg.seed, cfg.device)
-
-    def score(sal: np.ndarray, sample: Sample) -> dict[str, float]:
-        return {
-            "auc": metrics.trojan_auc(sal, sample.mask),
-            "pointing": float(metrics.pointing_game(sal, sample.mask)),
-            "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask),
-        }
-
-    return _run(model, samples, cfg, score, "trojan")
+    return _run(model, samples, cfg, trojan_scores, "trojan")
 
 
 def run_insertion(
@@ -213,11 +223,7 @@ def run_insertion(
     samples = samples if samples is not None else clean_samples(model, cfg.samples, cfg.seed, cfg.device)
 
     def score(sal: np.ndarray, sample: Sample) -> dict[str, float]:
-        x = sample.image.unsqueeze(0).to(cfg.device)
-        return {
-            "insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=cfg.steps),
-            "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=cfg.steps),
-        }
+        return insertion_scores(model, sal, sample, cfg.steps, cfg.device)
 
     return _run(model, samples, cfg, score, "insertion")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,10 +26,12 @@ import torch
 from torch import nn
 
 from spade_engine import metrics
-from spade_engine.bench import Sample, clean_samples, trojan_samples
+from spade_engine.bench import Sample, clean_samples, insertion_scores, trojan_samples, trojan_scores
 from spade_engine.engine import PruneConfig, SpadeEngine
+from spade_engine.models import ASSETS
 from spade_engine.saliency import METHODS, attribute
 
+RESULTS_DIR = ASSETS / "benchmarks"  # <model>_protocol.csv, shown by the Benchmarks page
 COLUMNS = ("Dense", "SPADE-exact", "SPADE-sweep", "SPADE-tuned", "Sparse FC")
 Progress = Callable[[str, int, int], None]
 
@@ -52,7 +54,6 @@ class ProtocolConfig:
     steps: int = 32
     device: str = "cpu"
     metrics: tuple[str, ...] = ("trojan", "insertion")
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 # ------------------------------------------------------------------------------------------ columns
@@ -117,20 +118,6 @@ def column_models(
 # ---------------------------------------------------------------------------------------------- run
 
 
-def _scores(kind: str, model: nn.Module, sal: np.ndarray, sample: Sample, cfg: ProtocolConfig) -> dict[str, float]:
-    if kind == "trojan":
-        return {
-            "auc": metrics.trojan_auc(sal, sample.mask),
-            "pointing": float(metrics.pointing_game(sal, sample.mask)),
-            "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask),
-        }
-    x = sample.image[None].to(cfg.device)
-    return {
-        "insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=cfg.steps),
-        "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=cfg.steps),
-    }
-
-
 def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: Progress | None = None) -> pd.DataFrame:
     """Every method on every column for the configured samples; one row per (kind, sample, method, column).
 
@@ -169,7 +156,11 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
                             "column": col,
                             "agrees": agrees,
                             "seconds": time.perf_counter() - t0,
-                            **_scores(kind, model, sal, sample, cfg),
+                            **(
+                                trojan_scores(sal, sample)
+                                if kind == "trojan"
+                                else insertion_scores(model, sal, sample, cfg.steps, cfg.device)
+                            ),
                         }
                     )
         if progress:

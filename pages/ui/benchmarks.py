@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from spade_engine import models
+from spade_engine import protocol
 
-RESULTS_DIR = models.ASSETS / "benchmarks"
+RESULTS_DIR = protocol.RESULTS_DIR
 MODEL = "benchmarks.model"
 METHODS = "benchmarks.methods"
 COLUMNS = "benchmarks.columns"
