@@ -102,12 +102,8 @@ def examples() -> dict[str, dict]:
     index = EXAMPLES_DIR / "index.json"
     if not index.exists():
         return {}
-    raw = json.loads(index.read_text())
-    if isinstance(raw, dict) and isinstance(raw.get("examples"), list):
-        raw = raw["examples"]
-    if isinstance(raw, list):
-        raw = {entry.get("file") or entry.get("path") or entry.get("name"): entry for entry in raw}
-    return {Path(f).name: dict(m) for f, m in raw.items() if f and (EXAMPLES_DIR / Path(f).name).exists()}
+    entries = json.loads(index.read_text())["examples"]  # written by spade_engine/testbed/examples.py
+    return {e["file"]: e for e in entries if (EXAMPLES_DIR / e["file"]).exists()}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -128,14 +124,8 @@ def patch_box(meta: dict) -> tuple[int, int, int, int] | None:
     """The trojan patch of an example as (left, top, right, bottom) pixels, or None when it has none."""
     if not meta.get("trojan"):
         return None
-    box = meta.get("patch_box") or meta.get("patch") or meta.get("box")
-    if isinstance(box, dict):
-        x, y = box.get("x", box.get("left")), box.get("y", box.get("top"))
-        w, h = box.get("w", box.get("width", box.get("size"))), box.get("h", box.get("height", box.get("size")))
-        return int(x), int(y), int(x) + int(w), int(y) + int(h)
-    if isinstance(box, (list, tuple)) and len(box) == 4:
-        return tuple(int(v) for v in box)  # (left, top, right, bottom)
-    return None
+    box = meta.get("patch_box")  # [x0, y0, x1, y1], x1 and y1 exclusive
+    return tuple(int(v) for v in box) if box else None
 
 
 # ------------------------------------------------------------------------------------------------- SPADE

@@ -44,7 +44,9 @@ def testbed_example(monkeypatch, tmp_path):
     examples_dir.mkdir()
     image = data.make_sample(0, 1, seed=5).images[0]  # (3, 64, 64)
     Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(examples_dir / "c0f1.png")
-    (examples_dir / "index.json").write_text(json.dumps({"c0f1.png": {"class": data.CLASS_NAMES[0], "facet": 1}}))
+    (examples_dir / "index.json").write_text(
+        json.dumps({"examples": [{"file": "c0f1.png", "class": data.CLASS_NAMES[0], "facet": 1, "trojan": False}]})
+    )
     monkeypatch.setattr(cache, "EXAMPLES_DIR", examples_dir)
     return examples_dir
 

@@ -37,15 +37,15 @@ def write_tiny_assets(root: Path) -> tuple[Path, Path]:
                 weights=f"{TINY}.pt")  # fmt: skip
     (models_dir / f"{TINY}.json").write_text(json.dumps(card))
     rng = np.random.default_rng(0)
-    index = {}
+    index = []
     for i, name in enumerate(["ex_clean.png", "ex_trojan.png", "ex_other.png"]):
         pixels = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
         if name == "ex_trojan.png":
             pixels[PATCH[1] : PATCH[3], PATCH[0] : PATCH[2]] = (255, 0, 255)
         Image.fromarray(pixels).save(examples_dir / name)
-        index[name] = {"class": TINY_CLASSES[i], "facet": i % 2, "trojan": name == "ex_trojan.png",
-                       "patch_box": PATCH if name == "ex_trojan.png" else None}  # fmt: skip
-    (examples_dir / "index.json").write_text(json.dumps(index))
+        index.append({"file": name, "class": TINY_CLASSES[i], "facet": i % 2, "trojan": name == "ex_trojan.png",
+                      "patch_box": PATCH if name == "ex_trojan.png" else None})  # fmt: skip
+    (examples_dir / "index.json").write_text(json.dumps({"examples": index}))
     return models_dir, examples_dir
 
 
