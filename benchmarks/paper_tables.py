@@ -21,33 +21,21 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=[m.name for m in list_models() if m.family == "testbed"])
     ap.add_argument("--trojan", type=int, default=100)
     ap.add_argument("--clean", type=int, default=100)
-    ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--sparsity", type=float, default=None, help="default: each model card's")
+    ap.add_argument("--crop-min", type=float, default=None, help="smallest calibration crop; default: the card's")
     ap.add_argument("--n-aug", type=int, default=64)
     ap.add_argument("--exact-samples", type=int, default=None, help="cap for the slow exact-OBC column")
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--columns", nargs="*", default=list(protocol.COLUMNS))
     args = ap.parse_args()
     for model in args.models:
-        argv = [
-            "--model",
-            model,
-            "--trojan",
-            str(args.trojan),
-            "--clean",
-            str(args.clean),
-            "--sparsity",
-            str(args.sparsity),
-            "--n-aug",
-            str(args.n_aug),
-            "--out",
-            str(protocol.RESULTS_DIR / f"{model}_protocol.csv"),
-            "--methods",
-            *args.methods,
-            "--columns",
-            *args.columns,
-        ]
-        if args.exact_samples is not None:
-            argv += ["--exact-samples", str(args.exact_samples)]
+        argv = ["--model", model, "--trojan", str(args.trojan), "--clean", str(args.clean), "--n-aug", str(args.n_aug),
+                "--out", str(protocol.RESULTS_DIR / f"{model}_protocol.csv"),
+                "--methods", *args.methods, "--columns", *args.columns]  # fmt: skip
+        for flag, value in [("--sparsity", args.sparsity), ("--crop-min", args.crop_min),
+                            ("--exact-samples", args.exact_samples)]:  # fmt: skip
+            if value is not None:
+                argv += [flag, str(value)]
         protocol.main(argv)
 
 

@@ -1,9 +1,12 @@
 """Tune per-block SPADE sparsities on calibration images (FastSPADE*) and report them on held-out images.
 
-    python benchmarks/tune_profile.py --model testbed_resnet [--calib 8] [--heldout 16] [--method Saliency]
+    python benchmarks/tune_profile.py --model testbed_resnet [--calib 16] [--heldout 32]
+                                      [--methods Saliency IntegratedGradients GradCAM]
 
 Writes assets/profiles/<model>-tuned.json (and the fixed profiles: uniform, per-block, late-only). The objective
-is the insertion AUC, on the dense model, of the method's map computed on the pruned model.
+is the insertion AUC, on the dense model, of the methods' maps computed on the pruned model (their mean, so the
+profile does not fit one method). The search starts from the model card's uniform sparsity and uses the card's
+calibration crops (`models.spade_defaults`), as the protocol's SPADE columns do.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import time
 import numpy as np
 
 from spade_engine import metrics
+from spade_engine.augment import AugmentConfig
 from spade_engine.bench import clean_samples
 from spade_engine.engine import PruneConfig, SpadeEngine
-from spade_engine.models import load_model
+from spade_engine.models import load_model, spade_defaults
 from spade_engine.profiles import standard_profiles, tune_profile
 from spade_engine.saliency import attribute
 
@@ -24,18 +28,20 @@ from spade_engine.saliency import attribute
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="testbed_resnet")
-    ap.add_argument("--calib", type=int, default=8)
-    ap.add_argument("--heldout", type=int, default=16)
-    ap.add_argument("--method", default="Saliency")
+    ap.add_argument("--calib", type=int, default=16)
+    ap.add_argument("--heldout", type=int, default=32)
+    ap.add_argument("--methods", nargs="+", default=["Saliency", "IntegratedGradients", "GradCAM"])
     ap.add_argument("--n-aug", type=int, default=32)
     ap.add_argument("--candidates", type=float, nargs="+", default=[0.0, 0.5, 0.8, 0.9, 0.95, 0.99])
     args = ap.parse_args()
     model = load_model(args.model).model
     engine = SpadeEngine(model)
+    card = spade_defaults(args.model)
+    aug = AugmentConfig(scale=(card["crop_min"], 1.0))
 
     def objective(pruned, x, target) -> float:
-        sal = attribute(args.method, pruned, x[None], target)
-        return metrics.insertion_auc(model, x[None], sal, target)
+        maps = [attribute(m, pruned, x[None], target) for m in args.methods]
+        return float(np.mean([metrics.insertion_auc(model, x[None], sal, target) for sal in maps]))
 
     calib = [(s.image, s.target) for s in clean_samples(model, args.calib, seed=2000)]
     held = [(s.image, s.target) for s in clean_samples(model, args.heldout, seed=3000)]
@@ -47,35 +53,33 @@ def main() -> None:
         calib,
         objective,
         candidates=args.candidates,
+        start=card["sparsity"],
         n_aug=args.n_aug,
+        augment_config=aug,
         name=f"{args.model}-tuned",
         model_name=args.model,
         progress=lambda d, t: print(f"\rsearch {d}/{t}", end="", flush=True),
     )
     print(
-        f"\nsearch: {time.perf_counter() - t0:.0f} s; calibration insertion AUC uniform 90% "
+        f"\nsearch: {time.perf_counter() - t0:.0f} s; calibration insertion AUC uniform {card['sparsity']:.0%} "
         f"{result.uniform_score:.3f} -> tuned {result.score:.3f}"
     )
     print("blocks:", result.profile.meta["blocks"])
 
     def heldout(cfg: PruneConfig) -> float:
+        traces = [engine.prepare(x, args.n_aug, 50 + i, aug) for i, (x, _) in enumerate(held)]
         return float(
-            np.mean(
-                [
-                    objective(engine.prune(engine.prepare(x, n_aug=args.n_aug, seed=50 + i), cfg)[0], x, y)
-                    for i, (x, y) in enumerate(held)
-                ]
-            )
+            np.mean([objective(engine.prune(t, cfg)[0], x, y) for t, (x, y) in zip(traces, held, strict=True)])
         )
 
     dense = float(np.mean([objective(model, x, y) for x, y in held]))
-    uni, tuned = heldout(PruneConfig(0.9)), heldout(result.profile.config)
+    uni, tuned = heldout(PruneConfig(card["sparsity"])), heldout(result.profile.config)
     result.profile.meta.update(
-        heldout_dense=dense, heldout_uniform=uni, heldout_tuned=tuned, method=args.method, n_heldout=len(held)
+        heldout_dense=dense, heldout_uniform=uni, heldout_tuned=tuned, methods=args.methods, n_heldout=len(held)
     )
     print(
-        f"held-out insertion AUC ({args.method}, {len(held)} images): dense {dense:.3f}, uniform 90% {uni:.3f}, "
-        f"tuned {tuned:.3f}"
+        f"held-out insertion AUC ({', '.join(args.methods)}; {len(held)} images): dense {dense:.3f}, "
+        f"uniform {card['sparsity']:.0%} {uni:.3f}, tuned {tuned:.3f}"
     )
     print("wrote", result.profile.save())
 

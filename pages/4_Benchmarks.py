@@ -39,10 +39,19 @@ def show(df, note: str) -> None:
 stored = ui.latest(model)
 st.subheader("Latest stored results")
 if stored is None:
-    st.info(f"No stored run for {model} yet: `python benchmarks/paper_tables.py --model {model}` writes one.")
+    st.info(f"No stored run for {model} yet: `python benchmarks/paper_tables.py --models {model}` writes one.")
 else:
-    n = stored.groupby("kind")["sample"].nunique().to_dict()
-    show(stored, f"{ui.results_file(model).name}: " + ", ".join(f"{v} {k} samples" for k, v in n.items()))
+    show(stored, ui.describe(model, stored))
+
+ablation = ui.latest(model, "ablation")
+if ablation is not None:
+    st.subheader("What SPADE's effect depends on")
+    st.caption(
+        "The SPADE-sweep column against variants that each change one thing: the calibration crops, the "
+        "sparsity, which layers are pruned, the solver. Averages over all methods; per-method tables below."
+    )
+    st.plotly_chart(protocol.summary_figure(ablation), width="stretch")
+    show(ablation, ui.describe(model, ablation, "ablation"))
 
 st.subheader("Run a small benchmark now")
 left, mid, right = st.columns(3)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spade_engine.augment import AugmentConfig
 from spade_engine.engine import PruneConfig, SpadeEngine
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "assets" / "profiles"
@@ -123,6 +124,7 @@ def tune_profile(
     base: PruneConfig | None = None,
     n_aug: int = 32,
     seed: int = 0,
+    augment_config: AugmentConfig | None = None,
     rounds: int = 1,
     name: str = "tuned",
     model_name: str = "",
@@ -140,10 +142,11 @@ def tune_profile(
             (e.g. insertion AUC of a saliency map computed on the pruned model, scored on the dense one).
         candidates: sparsities tried per block.
         start: uniform sparsity the search starts from.
+        augment_config: the calibration views' augmentations (default: the engine's).
         rounds: passes over the blocks.
     """
     base = base or PruneConfig(sparsity=start)
-    traces = [engine.prepare(x, n_aug=n_aug, seed=seed + i) for i, (x, _) in enumerate(samples)]
+    traces = [engine.prepare(x, n_aug, seed + i, augment_config) for i, (x, _) in enumerate(samples)]
     blocks = layer_blocks(list(base.targets(list(traces[0].layers), traces[0].first_conv, traces[0].head)))
     current = {b: start for b in blocks}
     history: list[tuple[str, float, float]] = []
@@ -173,7 +176,14 @@ def tune_profile(
         "Per-block sparsities tuned on calibration images to maximise insertion AUC (FastSPADE*).",
         block_config(blocks, current, base),
         model_name,
-        {"blocks": current, "calibration_score": best, "uniform_score": uniform, "n_calibration": len(samples)},
+        {
+            "blocks": current,
+            "start": start,
+            "calibration_score": best,
+            "uniform_score": uniform,
+            "n_calibration": len(samples),
+            "crop_min": (augment_config or AugmentConfig()).scale[0],
+        },  # fmt: skip
     )
     return TuneResult(profile, best, uniform, history)
 

@@ -15,10 +15,12 @@ per sample x method x column; `tables` turns them into the paper-style tables (m
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,14 +28,21 @@ import torch
 from torch import nn
 
 from spade_engine import metrics
+from spade_engine.augment import AugmentConfig
 from spade_engine.bench import Sample, clean_samples, insertion_scores, trojan_samples, trojan_scores
 from spade_engine.engine import PruneConfig, SpadeEngine
-from spade_engine.models import ASSETS
+from spade_engine.models import ASSETS, spade_defaults
 from spade_engine.saliency import METHODS, attribute
 
 RESULTS_DIR = ASSETS / "benchmarks"  # <model>_protocol.csv, shown by the Benchmarks page
 COLUMNS = ("Dense", "SPADE-exact", "SPADE-sweep", "SPADE-tuned", "Sparse FC")
 Progress = Callable[[str, int, int], None]
+LABELS = {
+    "auc": "Trojan ROC AUC (%) ↑",
+    "insertion": "Insertion AUC (%) ↑",
+    "deletion": "Deletion AUC (%) ↓",
+    "pointing": "Pointing game (%) ↑",
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,9 @@ class ProtocolConfig:
     model: str = "testbed_resnet"
     trojan_samples: int = 100
     clean_samples: int = 100
-    sparsity: float = 0.9
+    sparsity: float | None = None  # None: the model card's (`models.spade_defaults`)
     n_aug: int = 64
+    crop_min: float | None = None  # smallest calibration crop; None: the model card's
     methods: tuple[str, ...] = tuple(METHODS)
     columns: tuple[str, ...] = COLUMNS
     exact_samples: int | None = None
@@ -54,6 +64,24 @@ class ProtocolConfig:
     steps: int = 32
     device: str = "cpu"
     metrics: tuple[str, ...] = ("trojan", "insertion")
+    variants: tuple[Variant, ...] = ()  # extra SPADE columns (ablations), after `columns`
+
+    def spade_defaults(self) -> tuple[float, float]:
+        """(sparsity, crop_min) of this run: the configured ones, else the model card's."""
+        card = spade_defaults(self.model)
+        return (
+            card["sparsity"] if self.sparsity is None else self.sparsity,
+            card["crop_min"] if self.crop_min is None else self.crop_min,
+        )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An extra SPADE column: its name, how it prunes and the smallest crop of its calibration views."""
+
+    name: str
+    prune: PruneConfig
+    crop_min: float | None = None  # None: the run's
 
 
 # ------------------------------------------------------------------------------------------ columns
@@ -70,6 +98,22 @@ def tuned_config(cfg: ProtocolConfig) -> PruneConfig:
         raise FileNotFoundError(
             f"No tuned profile at {path}: run `python benchmarks/tune_profile.py --model {cfg.model}` first."
         ) from e
+
+
+def spade_columns(cfg: ProtocolConfig) -> dict[str, tuple[PruneConfig, float]]:
+    """SPADE column -> (how it prunes, smallest crop of its calibration views), for the configured columns."""
+    sparsity, crop = cfg.spade_defaults()
+    out = {}
+    for col in cfg.columns:
+        if col == "SPADE-exact":
+            out[col] = (PruneConfig(sparsity, solver="obc"), crop)
+        elif col == "SPADE-sweep":
+            out[col] = (PruneConfig(sparsity), crop)
+        elif col == "SPADE-tuned":
+            out[col] = (tuned_config(cfg), crop)
+    for v in cfg.variants:
+        out[v.name] = (v.prune, crop if v.crop_min is None else v.crop_min)
+    return out
 
 
 def sparse_fc_model(model: nn.Module, cfg: ProtocolConfig, n_train: int = 4000) -> nn.Module:
@@ -89,19 +133,15 @@ def sparse_fc_model(model: nn.Module, cfg: ProtocolConfig, n_train: int = 4000) 
 
 
 def column_models(
-    model: nn.Module,
     engine: SpadeEngine,
     sample: Sample,
     cfg: ProtocolConfig,
     columns: Sequence[str],
     fixed: dict[str, nn.Module],
+    spade: dict[str, tuple[PruneConfig, float]],
 ) -> dict[str, tuple[nn.Module, bool]]:
     """column -> (network to explain `sample` on, whether it predicts the dense target)."""
-    prune_cfgs = {"SPADE-exact": PruneConfig(cfg.sparsity, solver="obc"), "SPADE-sweep": PruneConfig(cfg.sparsity)}
-    if "SPADE-tuned" in columns:
-        prune_cfgs["SPADE-tuned"] = tuned_config(cfg)
     out: dict[str, tuple[nn.Module, bool]] = {}
-    trace = None
     for col in columns:
         if col in fixed:
             net = fixed[col]
@@ -109,8 +149,10 @@ def column_models(
                 pred = int(net(sample.image[None].to(cfg.device)).argmax())
             out[col] = (net, pred == sample.target)
         else:
-            trace = trace or engine.prepare(sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index)
-            pruned, result = engine.prune(trace, prune_cfgs[col])
+            prune_cfg, crop = spade[col]
+            aug = AugmentConfig(scale=(crop, 1.0))
+            trace = engine.prepare(sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index, augment_config=aug)
+            pruned, result = engine.prune(trace, prune_cfg)
             out[col] = (pruned, int(result.pruned_logits.argmax()) == sample.target)
     return out
 
@@ -133,6 +175,8 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
     if "Sparse FC" in cfg.columns:
         fixed["Sparse FC"] = sparse_fc_model(model, cfg)
     engine = SpadeEngine(model, cfg.device, max_cache_bytes=256 * 2**20)
+    spade = spade_columns(cfg)
+    all_columns = [*cfg.columns, *(v.name for v in cfg.variants)]
     rows = []
     for kind in cfg.metrics:
         samples = (
@@ -143,8 +187,8 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
         for i, sample in enumerate(samples):
             if progress:
                 progress(kind, i, len(samples))
-            cols = [c for c in cfg.columns if c != "SPADE-exact" or cfg.exact_samples is None or i < cfg.exact_samples]
-            for col, (net, agrees) in column_models(model, engine, sample, cfg, cols, fixed).items():
+            cols = [c for c in all_columns if c != "SPADE-exact" or cfg.exact_samples is None or i < cfg.exact_samples]
+            for col, (net, agrees) in column_models(engine, sample, cfg, cols, fixed, spade).items():
                 for method in cfg.methods:
                     t0 = time.perf_counter()
                     sal = attribute(method, net, sample.image[None].to(cfg.device), sample.target)
@@ -187,10 +231,16 @@ def tables(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
             cells.setdefault(method, {})[col] = _cell(g[metric].to_numpy(), scale)
         avg = sub.groupby(["column", "sample"], sort=False)[metric].mean().reset_index()
         cells["average"] = {col: _cell(g[metric].to_numpy(), scale) for col, g in avg.groupby("column", sort=False)}
-        out[metric] = pd.DataFrame(cells).T[[c for c in COLUMNS if c in sub["column"].unique()]]
+        out[metric] = pd.DataFrame(cells).T[column_order(sub)]
     per_sample = df.groupby(["kind", "column", "sample"])["agrees"].first().reset_index()
     out["agreement"] = per_sample.pivot_table(index="kind", columns="column", values="agrees", aggfunc="mean")
     return out
+
+
+def column_order(df: pd.DataFrame) -> list[str]:
+    """The columns present in `df`: the paper's in their order, then ablation variants as they appear."""
+    present = list(dict.fromkeys(df["column"]))
+    return [c for c in COLUMNS if c in present] + [c for c in present if c not in COLUMNS]
 
 
 def _cell(values: np.ndarray, scale: float) -> str:
@@ -204,7 +254,7 @@ def figure(df: pd.DataFrame, metric: str = "auc"):
 
     fig = go.Figure()
     sub = df.dropna(subset=[metric]) if metric in df else df.iloc[:0]
-    for col in [c for c in COLUMNS if c in set(sub["column"])]:
+    for col in column_order(sub):
         g = sub[sub["column"] == col].groupby("method", sort=False)[metric]
         stats = {m: metrics.mean_ci(v.to_numpy()) for m, v in g}
         names = list(stats)
@@ -220,20 +270,63 @@ def figure(df: pd.DataFrame, metric: str = "auc"):
                 arrayminus=means - np.array([stats[m][1] for m in names]) * 100,
             ),
         )
-    labels = {
-        "auc": "Trojan ROC AUC (%)",
-        "insertion": "Insertion AUC (%) ↑",
-        "deletion": "Deletion AUC (%) ↓",
-        "pointing": "Pointing game (%)",
-    }
     fig.update_layout(
         barmode="group",
-        yaxis_title=labels.get(metric, metric),
+        yaxis_title=LABELS.get(metric, metric),
         legend_title="network",
         margin=dict(t=30, b=10),
         height=420,
     )
     return fig
+
+
+def summary_figure(df: pd.DataFrame, metrics_: Sequence[str] = ("auc", "insertion", "deletion")):
+    """One panel per metric: each column's per-sample mean over methods (the tables' "average" row), 95% CI."""
+    from plotly.subplots import make_subplots
+
+    present = [m for m in metrics_ if m in df and not df[m].isna().all()]
+    fig = make_subplots(rows=1, cols=max(len(present), 1), subplot_titles=[LABELS[m] for m in present])
+    for i, metric in enumerate(present, start=1):
+        avg = df.dropna(subset=[metric]).groupby(["column", "sample"], sort=False)[metric].mean().reset_index()
+        cols = column_order(avg)
+        stats = [metrics.mean_ci(avg.loc[avg["column"] == c, metric].to_numpy()) for c in cols]
+        means = np.array([m for m, _, _ in stats]) * 100
+        fig.add_bar(
+            x=cols, y=means, row=1, col=i, showlegend=False,
+            marker_color=["#636efa" if c == "Dense" else "#ef553b" if c in COLUMNS else "#00cc96" for c in cols],
+            error_y=dict(type="data", symmetric=False, array=np.array([hi for _, _, hi in stats]) * 100 - means,
+                         arrayminus=means - np.array([lo for _, lo, _ in stats]) * 100),
+        )  # fmt: skip
+    fig.update_layout(margin=dict(t=40, b=10), height=420)
+    return fig
+
+
+def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float) -> Path:
+    """Write the run's settings beside its CSV (`<name>.json`), for the Benchmarks page and the notes."""
+    sparsity, crop = cfg.spade_defaults()
+    info = {
+        "model": cfg.model,
+        "sparsity": sparsity,
+        "crop_min": crop,
+        "n_aug": cfg.n_aug,
+        "seed": cfg.seed,
+        "tuned_profile": str(cfg.tuned_profile or f"assets/profiles/{cfg.model}-tuned.json"),
+        "sparse_fc_features_per_class": cfg.sparse_fc_features,
+        "exact_samples": cfg.exact_samples,
+        "insertion_steps": cfg.steps,
+        "seconds": round(seconds, 1),
+        "date": time.strftime("%Y-%m-%d"),
+        "threads": torch.get_num_threads(),
+    }
+    path = Path(csv_path).with_suffix(".json")
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+def load_settings(csv_path: str | Path) -> dict:
+    """The settings stored beside a protocol CSV ({} for runs stored without them)."""
+    path = Path(csv_path).with_suffix(".json")
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -244,8 +337,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model", default="testbed_resnet")
     ap.add_argument("--trojan", type=int, default=100)
     ap.add_argument("--clean", type=int, default=100)
-    ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--sparsity", type=float, default=None, help="default: the model card's")
     ap.add_argument("--n-aug", type=int, default=64)
+    ap.add_argument("--crop-min", type=float, default=None, help="smallest calibration crop; default: the card's")
     ap.add_argument("--exact-samples", type=int, default=None)
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--columns", nargs="*", default=list(COLUMNS))
@@ -257,19 +351,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.clean,
         args.sparsity,
         args.n_aug,
+        args.crop_min,
         tuple(args.methods),
         tuple(args.columns),
         args.exact_samples,
     )
+    sparsity, crop = cfg.spade_defaults()
 
     def show(phase: str, done: int, total: int) -> None:
         print(f"\r{phase}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
+    t0 = time.perf_counter()
     df = run_protocol(cfg, progress=show)
     if args.out:
         df.to_csv(args.out, index=False)
+        save_settings(cfg, args.out, time.perf_counter() - t0)
     for name, table in tables(df).items():
-        print(f"\n== {name} ({cfg.model}, sparsity {cfg.sparsity:.0%}, n_aug {cfg.n_aug})")
+        print(f"\n== {name} ({cfg.model}, sparsity {sparsity:.0%}, crop >= {crop:g}, n_aug {cfg.n_aug})")
         print(table.to_string())
 
 

@@ -17,9 +17,10 @@ SAMPLES = "benchmarks.samples"
 LIVE = "benchmarks.live"  # the last live run's rows
 
 
-def results_file(model: str) -> Path:
-    """Where `benchmarks/paper_tables.py` writes the model's protocol rows."""
-    return RESULTS_DIR / f"{model}_protocol.csv"
+def results_file(model: str, kind: str = "protocol") -> Path:
+    """Where `benchmarks/paper_tables.py` ("protocol") or `benchmarks/protocol_ablation.py` ("ablation")
+    writes the model's rows."""
+    return RESULTS_DIR / f"{model}_{kind}.csv"
 
 
 @st.cache_data(show_spinner=False)
@@ -28,6 +29,20 @@ def stored_results(path: str, mtime: float) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def latest(model: str) -> pd.DataFrame | None:
-    path = results_file(model)
+def latest(model: str, kind: str = "protocol") -> pd.DataFrame | None:
+    path = results_file(model, kind)
     return stored_results(str(path), path.stat().st_mtime) if path.exists() else None
+
+
+def describe(model: str, df: pd.DataFrame, kind: str = "protocol") -> str:
+    """One line on a stored run: its file, samples per metric and (when stored beside it) its SPADE settings."""
+    path = results_file(model, kind)
+    n = df.groupby("kind")["sample"].nunique().to_dict()
+    text = f"{path.name}: " + ", ".join(f"{v} {k} samples" for k, v in n.items())
+    s = protocol.load_settings(path)
+    if s:
+        text += (
+            f"; SPADE at {s['sparsity']:.0%} sparsity per layer, {s['n_aug']} calibration views "
+            f"(crops ≥ {s['crop_min']:g} of the image); run {s['date']}, {s['seconds'] / 60:.0f} min"
+        )
+    return text

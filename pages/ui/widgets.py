@@ -363,22 +363,9 @@ SOLVERS = {"sparsegpt": "SparseGPT sweep (FastSPADE)", "obc": "Exact OBC (SPADE;
            "magnitude": "Magnitude (baseline, no OBS update)"}  # fmt: skip
 
 
-def card_default(model_name: str | None, key: str, fallback: float) -> float:
-    """A SPADE default from the model card's `spade` section (testbed models), else `fallback`.
-
-    The shipped testbed models were trained without scale augmentation, so rescaled crops break their 8 px
-    trojan trigger (7% of views keep the trojan prediction at crop 0.2, 99% at 1.0): their cards say
-    `crop_min: 1.0`, and `sparsity: 0.8` (at 0.9 some trojaned samples flip class).
-    """
-    try:
-        return float(models.get_info(model_name).card.get("spade", {}).get(key, fallback)) if model_name else fallback
-    except models.ModelLoadError:
-        return fallback
-
-
 def calibration_crop(model_name: str | None) -> float:
     """Default smallest crop of the calibration views: the card's, else the SPADE reference's 0.2."""
-    return card_default(model_name, "crop_min", 0.2)
+    return models.spade_defaults(model_name)["crop_min"]
 
 
 def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = None, default_n_aug: int = 64,
@@ -397,7 +384,7 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
     """
     side, k = st.sidebar, lambda name: keys.scoped(prefix, name)
     if default_sparsity is None:
-        default_sparsity = round(100 * card_default(model_name, "sparsity", 0.9))
+        default_sparsity = round(100 * models.spade_defaults(model_name)["sparsity"])
     side.subheader("SPADE")
     sparsity = persisted(side.slider, k(keys.SPARSITY), default_sparsity, "Sparsity per layer (%)", 0, 99, step=1,
                           help="Fraction of each pruned layer's weights removed for this sample.")  # fmt: skip

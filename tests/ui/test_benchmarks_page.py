@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -30,6 +32,23 @@ def test_stored_results_are_shown(tmp_path, monkeypatch):
         "81.0"
     )
     assert "3 trojan samples" in " ".join(c.value for c in at.caption)
+    assert not any("What SPADE's effect depends on" in h.value for h in at.subheader)  # no ablation stored
+
+
+def test_stored_settings_and_ablation_are_shown(tmp_path, monkeypatch):
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    pd.DataFrame(rows("Dense", 0.9) + rows("SPADE-sweep", 0.8)).to_csv(tmp_path / "testbed_resnet_protocol.csv")
+    settings = {"sparsity": 0.8, "crop_min": 1.0, "n_aug": 64, "date": "2026-11-23", "seconds": 600.0}
+    (tmp_path / "testbed_resnet_protocol.json").write_text(json.dumps(settings))
+    ablation = rows("Dense", 0.9) + rows("SPADE-sweep", 0.8) + rows("crop 0.2 (reference)", 0.6)
+    pd.DataFrame(ablation).to_csv(tmp_path / "testbed_resnet_ablation.csv")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "80% sparsity per layer, 64 calibration views (crops ≥ 1 of the image)" in captions
+    assert any("What SPADE's effect depends on" in h.value for h in at.subheader)
+    tables = [df.value for df in at.dataframe if "crop 0.2 (reference)" in getattr(df.value, "columns", [])]
+    assert tables and tables[0].loc["average", "crop 0.2 (reference)"].startswith("61.0")
 
 
 def test_missing_results_say_how_to_make_them_and_live_run_works(tmp_path, monkeypatch):

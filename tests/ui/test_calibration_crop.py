@@ -1,7 +1,7 @@
 """The default smallest crop of the calibration views comes from the model card."""
 
 from pages.ui import widgets
-from spade_engine.models import get_info
+from spade_engine.models import get_info, spade_defaults
 
 
 def test_card_sets_the_crop_and_unknown_models_get_the_reference_default():
@@ -9,5 +9,5 @@ def test_card_sets_the_crop_and_unknown_models_get_the_reference_default():
     assert widgets.calibration_crop("resnet18") == 0.2  # torchvision models: the SPADE reference's 0.2
     assert widgets.calibration_crop("no_such_model") == 0.2
     assert widgets.calibration_crop(None) == 0.2
-    assert widgets.card_default("testbed_resnet", "sparsity", 0.9) == 0.8
-    assert widgets.card_default("resnet18", "sparsity", 0.9) == 0.9
+    assert spade_defaults("testbed_resnet") == {"sparsity": 0.8, "crop_min": 1.0}
+    assert spade_defaults("resnet18") == spade_defaults(None) == {"sparsity": 0.9, "crop_min": 0.2}

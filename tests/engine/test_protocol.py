@@ -1,0 +1,57 @@
+"""The saliency protocol's columns: the card's SPADE settings, overrides, ablation variants and stored settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from spade_engine import protocol
+from spade_engine.engine import PruneConfig
+from spade_engine.models import TESTBED_DIR, load_model, spade_defaults
+
+pytestmark = pytest.mark.skipif(not (TESTBED_DIR / "testbed_resnet.json").exists(), reason="no shipped model")
+
+
+def test_spade_columns_use_the_model_card_unless_the_run_overrides_it():
+    card = spade_defaults("testbed_resnet")
+    cols = protocol.spade_columns(
+        protocol.ProtocolConfig("testbed_resnet", columns=("Dense", "SPADE-exact", "SPADE-sweep"))
+    )
+    assert set(cols) == {"SPADE-exact", "SPADE-sweep"}  # Dense is not pruned
+    assert cols["SPADE-sweep"] == (PruneConfig(card["sparsity"]), card["crop_min"])
+    assert cols["SPADE-exact"][0].solver == "obc" and cols["SPADE-exact"][0].sparsity == card["sparsity"]
+
+    cfg = protocol.ProtocolConfig(
+        "testbed_resnet", sparsity=0.5, crop_min=0.3, columns=("SPADE-sweep",),
+        variants=(protocol.Variant("wide crops", PruneConfig(0.7)), protocol.Variant("small crops", PruneConfig(0.7), 0.2)),
+    )  # fmt: skip
+    cols = protocol.spade_columns(cfg)
+    assert cols["SPADE-sweep"] == (PruneConfig(0.5), 0.3)
+    assert cols["wide crops"] == (PruneConfig(0.7), 0.3)  # a variant without its own crop inherits the run's
+    assert cols["small crops"] == (PruneConfig(0.7), 0.2)
+
+
+def test_variants_are_extra_columns_of_the_tables(tmp_path):
+    model = load_model("testbed_resnet").model
+    cfg = protocol.ProtocolConfig(
+        "testbed_resnet", trojan_samples=1, clean_samples=0, n_aug=8, methods=("Saliency", "GradCAM"),
+        columns=("Dense",), metrics=("trojan",),
+        variants=(protocol.Variant("crop 0.2", PruneConfig(0.5), 0.2), protocol.Variant("magnitude", PruneConfig(0.5, solver="magnitude"))),
+    )  # fmt: skip
+    df = protocol.run_protocol(cfg, model)
+    assert len(df) == 3 * 2 and df["auc"].between(0, 1).all()
+    auc = protocol.tables(df)["auc"]
+    assert list(auc.columns) == ["Dense", "crop 0.2", "magnitude"] and list(auc.index) == [
+        "Saliency",
+        "GradCAM",
+        "average",
+    ]
+    # the variants explain different networks: their maps (hence scores) are not all the dense ones
+    dense = df[df["column"] == "Dense"].set_index("method")["auc"]
+    assert any((df[df["column"] == c].set_index("method")["auc"] != dense).any() for c in ["crop 0.2", "magnitude"])
+
+    path = protocol.save_settings(cfg, tmp_path / "run.csv", 12.34)
+    assert path == tmp_path / "run.json"
+    settings = protocol.load_settings(tmp_path / "run.csv")
+    card = spade_defaults("testbed_resnet")
+    assert (settings["sparsity"], settings["crop_min"], settings["n_aug"]) == (card["sparsity"], card["crop_min"], 8)
+    assert settings["seconds"] == 12.3 and protocol.load_settings(tmp_path / "other.csv") == {}
