@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--exact-samples", type=int, default=None, help="cap for the slow exact-OBC column")
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--columns", nargs="*", default=list(protocol.COLUMNS))
+    ap.add_argument("--merge", action="store_true", help="re-run only --columns, replacing their stored rows")
     args = ap.parse_args()
     for model in args.models:
         argv = ["--model", model, "--trojan", str(args.trojan), "--clean", str(args.clean), "--n-aug", str(args.n_aug),
@@ -36,7 +37,7 @@ def main() -> None:
                             ("--exact-samples", args.exact_samples)]:  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]
-        protocol.main(argv)
+        protocol.main(argv + ["--merge"] * args.merge)
 
 
 if __name__ == "__main__":

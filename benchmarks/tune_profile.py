@@ -60,26 +60,31 @@ def main() -> None:
         model_name=args.model,
         progress=lambda d, t: print(f"\rsearch {d}/{t}", end="", flush=True),
     )
+    meta = result.profile.meta
     print(
         f"\nsearch: {time.perf_counter() - t0:.0f} s; calibration insertion AUC uniform {card['sparsity']:.0%} "
-        f"{result.uniform_score:.3f} -> tuned {result.score:.3f}"
+        f"{result.uniform_score:.3f} -> tuned {result.score:.3f} (decision kept on "
+        f"{meta['uniform_agreement']:.0%} -> {meta['calibration_agreement']:.0%} of the images)"
     )
     print("blocks:", result.profile.meta["blocks"])
 
-    def heldout(cfg: PruneConfig) -> float:
-        traces = [engine.prepare(x, args.n_aug, 50 + i, aug) for i, (x, _) in enumerate(held)]
-        return float(
-            np.mean([objective(engine.prune(t, cfg)[0], x, y) for t, (x, y) in zip(traces, held, strict=True)])
-        )
+    def heldout(cfg: PruneConfig) -> tuple[float, float]:
+        """(mean objective, share of decisions kept) on the held-out images."""
+        scores, keeps = [], []
+        for i, (x, y) in enumerate(held):
+            pruned, res = engine.prune(engine.prepare(x, args.n_aug, 50 + i, aug), cfg)
+            scores.append(objective(pruned, x, y))
+            keeps.append(int(res.pruned_logits.argmax()) == y)
+        return float(np.mean(scores)), float(np.mean(keeps))
 
     dense = float(np.mean([objective(model, x, y) for x, y in held]))
-    uni, tuned = heldout(PruneConfig(card["sparsity"])), heldout(result.profile.config)
-    result.profile.meta.update(
-        heldout_dense=dense, heldout_uniform=uni, heldout_tuned=tuned, methods=args.methods, n_heldout=len(held)
-    )
+    (uni, uni_keep), (tuned, tuned_keep) = heldout(PruneConfig(card["sparsity"])), heldout(result.profile.config)
+    meta.update(heldout_dense=dense, heldout_uniform=uni, heldout_tuned=tuned, heldout_uniform_agreement=uni_keep,
+                heldout_tuned_agreement=tuned_keep, methods=args.methods, n_heldout=len(held))  # fmt: skip
     print(
         f"held-out insertion AUC ({', '.join(args.methods)}; {len(held)} images): dense {dense:.3f}, "
-        f"uniform {card['sparsity']:.0%} {uni:.3f}, tuned {tuned:.3f}"
+        f"uniform {card['sparsity']:.0%} {uni:.3f} (decision kept {uni_keep:.0%}), "
+        f"tuned {tuned:.3f} (kept {tuned_keep:.0%})"
     )
     print("wrote", result.profile.save())
 

@@ -112,7 +112,8 @@ class TuneResult:
     profile: SparsityProfile
     score: float
     uniform_score: float
-    history: list[tuple[str, float, float]]  # (block, sparsity tried, mean objective)
+    history: list[tuple[str, float, float, float]]  # (block, sparsity tried, mean objective, agreement)
+    agreement: float = 1.0  # share of calibration samples on which the tuned pruned model keeps the target
 
 
 def tune_profile(
@@ -125,6 +126,7 @@ def tune_profile(
     n_aug: int = 32,
     seed: int = 0,
     augment_config: AugmentConfig | None = None,
+    min_agreement: float | None = None,
     rounds: int = 1,
     name: str = "tuned",
     model_name: str = "",
@@ -143,21 +145,30 @@ def tune_profile(
         candidates: sparsities tried per block.
         start: uniform sparsity the search starts from.
         augment_config: the calibration views' augmentations (default: the engine's).
+        min_agreement: a configuration is accepted only if the pruned model still predicts the target on at
+            least this share of the calibration samples (default: the uniform start's share). Without it the
+            search can "improve" the objective with a network that no longer makes the sample's decision (a
+            map of a broken network can still score well), which is not what SPADE explains.
         rounds: passes over the blocks.
     """
     base = base or PruneConfig(sparsity=start)
     traces = [engine.prepare(x, n_aug, seed + i, augment_config) for i, (x, _) in enumerate(samples)]
     blocks = layer_blocks(list(base.targets(list(traces[0].layers), traces[0].first_conv, traces[0].head)))
     current = {b: start for b in blocks}
-    history: list[tuple[str, float, float]] = []
+    history: list[tuple[str, float, float, float]] = []
     total = rounds * len(blocks) * len(candidates)
 
-    def evaluate(sparsities: dict[str, float]) -> float:
+    def evaluate(sparsities: dict[str, float]) -> tuple[float, float]:
         cfg = block_config(blocks, sparsities, base)
-        scores = [objective(engine.prune(t, cfg)[0], x, y) for t, (x, y) in zip(traces, samples, strict=False)]
-        return float(np.mean(scores))
+        scores, keeps = [], []
+        for t, (x, y) in zip(traces, samples, strict=True):
+            pruned, result = engine.prune(t, cfg)
+            scores.append(objective(pruned, x, y))
+            keeps.append(int(result.pruned_logits.argmax()) == y)
+        return float(np.mean(scores)), float(np.mean(keeps))
 
-    best = uniform = evaluate(current)
+    best, agreement = uniform, uniform_agreement = evaluate(current)
+    floor = uniform_agreement if min_agreement is None else min_agreement
     done = 0
     for _ in range(rounds):
         for block in blocks:
@@ -167,10 +178,10 @@ def tune_profile(
                     progress(done, total)
                 if s == current[block]:
                     continue
-                score = evaluate({**current, block: s})
-                history.append((block, s, score))
-                if score > best:
-                    best, current = score, {**current, block: s}
+                score, keeps = evaluate({**current, block: s})
+                history.append((block, s, score, keeps))
+                if score > best and keeps >= floor:
+                    best, agreement, current = score, keeps, {**current, block: s}
     profile = SparsityProfile(
         name,
         "Per-block sparsities tuned on calibration images to maximise insertion AUC (FastSPADE*).",
@@ -181,11 +192,13 @@ def tune_profile(
             "start": start,
             "calibration_score": best,
             "uniform_score": uniform,
+            "calibration_agreement": agreement,
+            "uniform_agreement": uniform_agreement,
             "n_calibration": len(samples),
             "crop_min": (augment_config or AugmentConfig()).scale[0],
         },  # fmt: skip
     )
-    return TuneResult(profile, best, uniform, history)
+    return TuneResult(profile, best, uniform, history, agreement)
 
 
 def standard_profiles(engine: SpadeEngine, x: torch.Tensor, model_name: str) -> list[SparsityProfile]:

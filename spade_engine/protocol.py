@@ -301,7 +301,17 @@ def summary_figure(df: pd.DataFrame, metrics_: Sequence[str] = ("auc", "insertio
     return fig
 
 
-def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float) -> Path:
+def merge_columns(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """`old` rows with `new`'s columns replaced by `new`'s rows (a re-run of some columns on the same samples)."""
+    keys = ["kind", "sample"]
+    if set(map(tuple, old[keys].drop_duplicates().to_numpy())) != set(
+        map(tuple, new[keys].drop_duplicates().to_numpy())
+    ):
+        raise ValueError("The re-run covers other samples than the stored run: run the same --trojan/--clean counts.")
+    return pd.concat([old[~old["column"].isin(set(new["column"]))], new], ignore_index=True)
+
+
+def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, extra: dict | None = None) -> Path:
     """Write the run's settings beside its CSV (`<name>.json`), for the Benchmarks page and the notes."""
     sparsity, crop = cfg.spade_defaults()
     info = {
@@ -317,6 +327,7 @@ def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float) -> 
         "seconds": round(seconds, 1),
         "date": time.strftime("%Y-%m-%d"),
         "threads": torch.get_num_threads(),
+        **(extra or {}),
     }
     path = Path(csv_path).with_suffix(".json")
     path.write_text(json.dumps(info, indent=2) + "\n")
@@ -344,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--columns", nargs="*", default=list(COLUMNS))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--merge", action="store_true",
+                    help="re-run only --columns and replace their rows in an existing --out (same samples)")  # fmt: skip
     args = ap.parse_args(argv)
     cfg = ProtocolConfig(
         args.model,
@@ -364,8 +377,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     t0 = time.perf_counter()
     df = run_protocol(cfg, progress=show)
     if args.out:
+        seconds = time.perf_counter() - t0
+        if args.merge and Path(args.out).exists():
+            df = merge_columns(pd.read_csv(args.out), df)
+            rerun = {
+                "columns": sorted(set(cfg.columns)),
+                "date": time.strftime("%Y-%m-%d"),
+                "seconds": round(seconds, 1),
+            }
+            save_settings(cfg, args.out, load_settings(args.out).get("seconds", 0.0), {"rerun": rerun})
+        else:
+            save_settings(cfg, args.out, seconds)
         df.to_csv(args.out, index=False)
-        save_settings(cfg, args.out, time.perf_counter() - t0)
     for name, table in tables(df).items():
         print(f"\n== {name} ({cfg.model}, sparsity {sparsity:.0%}, crop >= {crop:g}, n_aug {cfg.n_aug})")
         print(table.to_string())

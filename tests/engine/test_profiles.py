@@ -70,3 +70,21 @@ def test_tuned_profile_beats_uniform_and_reloads(tmp_path):
     torch.testing.assert_close(
         float(applied.pruned_logits[samples[0][1]]), objective(engine.prune(trace, reloaded.config)[0], *samples[0])
     )
+
+
+def test_tuning_rejects_profiles_that_change_the_decision():
+    model = tiny_vgg()
+    engine = SpadeEngine(model)
+    samples = [(sample(i), int(model(sample(i)[None]).argmax())) for i in range(3)]
+
+    def objective(pruned, x, y):  # rewards destroying the target's logit: only the agreement floor stops it
+        return -float(pruned(x[None])[0, y])
+
+    free = tune_profile(engine, samples, objective, candidates=(0.3, 0.99), start=0.3, n_aug=16, min_agreement=0.0)
+    assert free.agreement < 1.0, "without a floor the search should find a decision-changing profile"
+    kept = tune_profile(engine, samples, objective, candidates=(0.3, 0.99), start=0.3, n_aug=16)
+    assert (
+        kept.agreement == 1.0 == kept.profile.meta["uniform_agreement"]
+    )  # the mildly pruned start keeps every decision
+    assert any(keeps < 1.0 for *_, keeps in kept.history)  # it saw such profiles and rejected them
+    assert kept.score < free.score

@@ -55,3 +55,17 @@ def test_variants_are_extra_columns_of_the_tables(tmp_path):
     card = spade_defaults("testbed_resnet")
     assert (settings["sparsity"], settings["crop_min"], settings["n_aug"]) == (card["sparsity"], card["crop_min"], 8)
     assert settings["seconds"] == 12.3 and protocol.load_settings(tmp_path / "other.csv") == {}
+
+
+def test_merge_replaces_only_the_rerun_columns_on_the_same_samples():
+    import pandas as pd
+
+    def rows(column, auc, samples=(0, 1)):
+        return [{"kind": "trojan", "sample": s, "method": "Saliency", "column": column, "auc": auc} for s in samples]
+
+    old = pd.DataFrame(rows("Dense", 0.9) + rows("SPADE-tuned", 0.5))
+    merged = protocol.merge_columns(old, pd.DataFrame(rows("SPADE-tuned", 0.7)))
+    assert len(merged) == 4
+    assert merged.groupby("column")["auc"].mean().to_dict() == {"Dense": 0.9, "SPADE-tuned": 0.7}
+    with pytest.raises(ValueError, match="other samples"):
+        protocol.merge_columns(old, pd.DataFrame(rows("SPADE-tuned", 0.7, samples=(0, 2))))
