@@ -99,7 +99,11 @@ def relevance_rank_accuracy(saliency: np.ndarray, mask: np.ndarray) -> float:
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lo, hi): Student-t confidence interval of the mean (NaNs dropped; lo = hi = mean for n < 2)."""
+    """(mean, lo, hi): confidence interval of the mean (NaNs dropped; lo = hi = mean for n < 2).
+
+    Student-t for continuous scores; for 0/1 outcomes (pointing game, agreement) the Wilson score interval,
+    which stays inside [0, 1] and does not collapse to a point at 0% or 100%.
+    """
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
     if v.size == 0:
@@ -107,6 +111,11 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     mean = float(v.mean())
     if v.size < 2:
         return mean, mean, mean
+    if np.isin(v, (0.0, 1.0)).all():
+        z, n = float(stats.norm.ppf(0.5 + level / 2)), v.size
+        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n))
+        return mean, float(centre - half), float(centre + half)
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return mean, mean - half, mean + half
 

@@ -85,6 +85,14 @@ def test_mean_ci_is_a_t_interval():
     assert mean_ci([0.1, float("nan"), 0.3])[0] == pytest.approx(0.2)
 
 
+def test_mean_ci_of_hits_is_wilson_and_stays_in_unit_interval():
+    z2 = stats.norm.ppf(0.975) ** 2
+    assert mean_ci([0.0] * 10) == pytest.approx((0.0, 0.0, z2 / (10 + z2)))  # Wilson's closed form at 0 hits
+    mean, lo, hi = mean_ci([1.0] * 99 + [0.0])
+    assert mean == 0.99 and lo == pytest.approx(0.9455, abs=1e-4) and hi == pytest.approx(0.9982, abs=1e-4)
+    assert mean_ci([1.0] * 100)[2] == pytest.approx(1.0)
+
+
 # --------------------------------------------------------------------------- insertion / deletion
 
 
