@@ -21,7 +21,7 @@ if not testbed:
 model = st.selectbox("Model", testbed, key=ui.MODEL)
 
 
-def show(df, note: str) -> None:
+def show(df, note: str, reference: str = "Dense") -> None:
     st.caption(note)
     tabs = st.tabs(["Trojan AUC", "Insertion", "Deletion", "Pointing game", "Agreement"])
     for tab, metric in zip(tabs[:4], ["auc", "insertion", "deletion", "pointing"], strict=False):
@@ -31,6 +31,10 @@ def show(df, note: str) -> None:
                 continue
             st.plotly_chart(protocol.figure(df, metric), width="stretch")
             st.dataframe(protocol.tables(df)[metric], width="stretch")
+            if reference in set(df["column"]) and df["column"].nunique() > 1:
+                st.caption(f"Paired difference to {reference} on the same samples (percentage points, 95% CI): "
+                           "an interval that excludes 0 is a difference this run resolved.")  # fmt: skip
+                st.dataframe(protocol.paired_differences(df, metric, reference), width="stretch")
     with tabs[4]:
         st.caption("Share of samples on which the network still predicts the dense model's class.")
         st.dataframe(protocol.tables(df)["agreement"].style.format("{:.0%}"), width="stretch")
@@ -51,7 +55,7 @@ if ablation is not None:
         "sparsity, which layers are pruned, the solver. Averages over all methods; per-method tables below."
     )
     st.plotly_chart(protocol.summary_figure(ablation), width="stretch")
-    show(ablation, ui.describe(model, ablation, "ablation"))
+    show(ablation, ui.describe(model, ablation, "ablation"), reference="SPADE-sweep")
 
 st.subheader("Run a small benchmark now")
 left, mid, right = st.columns(3)

@@ -232,9 +232,30 @@ def tables(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
         avg = sub.groupby(["column", "sample"], sort=False)[metric].mean().reset_index()
         cells["average"] = {col: _cell(g[metric].to_numpy(), scale) for col, g in avg.groupby("column", sort=False)}
         out[metric] = pd.DataFrame(cells).T[column_order(sub)]
-    per_sample = df.groupby(["kind", "column", "sample"])["agrees"].first().reset_index()
-    out["agreement"] = per_sample.pivot_table(index="kind", columns="column", values="agrees", aggfunc="mean")
+    if "agrees" in df:
+        per_sample = df.groupby(["kind", "column", "sample"])["agrees"].first().reset_index()
+        out["agreement"] = per_sample.pivot_table(index="kind", columns="column", values="agrees", aggfunc="mean")
     return out
+
+
+def paired_differences(df: pd.DataFrame, metric: str, reference: str = "Dense", scale: float = 100.0) -> pd.DataFrame:
+    """Per method (+ "average"): each column's mean paired difference to `reference` on the same samples, with
+    its 95% CI, "+1.2 [0.4, 2.0]". Pairing removes the between-sample spread that makes the tables' CIs
+    overlap, so an interval that excludes 0 is a difference the run resolved."""
+    sub = df.dropna(subset=[metric])
+    wide = sub.pivot_table(index=["method", "kind", "sample"], columns="column", values=metric, aggfunc="first")
+    avg = sub.groupby(["column", "kind", "sample"])[metric].mean().unstack("column")
+    avg.index = pd.MultiIndex.from_tuples([("average", *i) for i in avg.index], names=["method", "kind", "sample"])
+    wide = pd.concat([wide, avg])
+    cols = [c for c in column_order(sub) if c != reference and c in wide]
+    cells = {}
+    for method in [*dict.fromkeys(sub["method"]), "average"]:
+        rows = wide.loc[method]
+        for col in cols:
+            d = (rows[col] - rows[reference]).to_numpy(dtype=float)
+            mean, lo, hi = metrics.mean_ci(d[~np.isnan(d)])
+            cells.setdefault(method, {})[col] = f"{mean * scale:+.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
+    return pd.DataFrame(cells).T[cols]
 
 
 def column_order(df: pd.DataFrame) -> list[str]:

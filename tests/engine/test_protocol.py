@@ -69,3 +69,20 @@ def test_merge_replaces_only_the_rerun_columns_on_the_same_samples():
     assert merged.groupby("column")["auc"].mean().to_dict() == {"Dense": 0.9, "SPADE-tuned": 0.7}
     with pytest.raises(ValueError, match="other samples"):
         protocol.merge_columns(old, pd.DataFrame(rows("SPADE-tuned", 0.7, samples=(0, 2))))
+
+
+def test_paired_differences_resolve_a_shift_that_the_spread_hides():
+    import numpy as np
+    import pandas as pd
+
+    base = np.linspace(0.3, 0.9, 20)  # a wide spread between samples, the same +0.02 shift on each
+    df = pd.DataFrame(
+        [{"kind": "trojan", "sample": i, "method": "Saliency", "column": c, "auc": v + d}
+         for i, v in enumerate(base) for c, d in [("Dense", 0.0), ("SPADE-sweep", 0.02)]]
+    )  # fmt: skip
+    diff = protocol.paired_differences(df, "auc")
+    assert list(diff.columns) == ["SPADE-sweep"] and list(diff.index) == ["Saliency", "average"]
+    assert diff.loc["Saliency", "SPADE-sweep"] == "+2.0 [+2.0, +2.0]"
+    tables = protocol.tables(df)["auc"]  # unpaired intervals overlap: the tables cannot tell the columns apart
+    lo_spade = float(tables.loc["Saliency", "SPADE-sweep"].split("[")[1].split(",")[0])
+    assert lo_spade < float(tables.loc["Saliency", "Dense"].split(" ")[0])

@@ -32,6 +32,8 @@ def test_stored_results_are_shown(tmp_path, monkeypatch):
         "81.0"
     )
     assert "3 trojan samples" in " ".join(c.value for c in at.caption)
+    paired = next(t for t in tables if "Dense" not in t.columns and "SPADE-sweep" in t.columns)
+    assert paired.loc["Saliency", "SPADE-sweep"] == "-10.0 [-10.0, -10.0]"  # the same samples, 10 points lower
     assert not any("What SPADE's effect depends on" in h.value for h in at.subheader)  # no ablation stored
 
 
