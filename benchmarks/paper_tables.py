@@ -1,7 +1,7 @@
 """The paper-style saliency tables for every shipped testbed model (rows = methods, columns = networks).
 
     python benchmarks/paper_tables.py [--models testbed_resnet testbed_vgg] [--trojan 100] [--clean 100]
-                                      [--exact-samples 20] [--methods ...]
+                                      [--exact-samples 20] [--methods ...] [--columns ... --merge] [--show]
 
 Writes assets/benchmarks/<model>_protocol.csv (shown by the app's Benchmarks page) and prints the tables:
 trojan AUC, pointing game, insertion and deletion AUC (mean [95% CI]) and prediction agreement.
@@ -10,6 +10,8 @@ trojan AUC, pointing game, insertion and deletion AUC (mean [95% CI]) and predic
 from __future__ import annotations
 
 import argparse
+
+import pandas as pd
 
 from spade_engine import protocol
 from spade_engine.models import list_models
@@ -28,7 +30,12 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--columns", nargs="*", default=list(protocol.COLUMNS))
     ap.add_argument("--merge", action="store_true", help="re-run only --columns, replacing their stored rows")
+    ap.add_argument("--show", action="store_true", help="print the stored tables as markdown; run nothing")
     args = ap.parse_args()
+    if args.show:
+        for model in args.models:
+            show(model)
+        return
     for model in args.models:
         argv = ["--model", model, "--trojan", str(args.trojan), "--clean", str(args.clean), "--n-aug", str(args.n_aug),
                 "--out", str(protocol.RESULTS_DIR / f"{model}_protocol.csv"),
@@ -38,6 +45,22 @@ def main() -> None:
             if value is not None:
                 argv += [flag, str(value)]
         protocol.main(argv + ["--merge"] * args.merge)
+
+
+def show(model: str) -> None:
+    """Print a stored run's settings, tables and paired differences to Dense as markdown."""
+    path = protocol.RESULTS_DIR / f"{model}_protocol.csv"
+    if not path.exists():
+        print(f"no stored run for {model}: run `python benchmarks/paper_tables.py --models {model}`")
+        return
+    df = pd.read_csv(path)
+    print(f"## {model}\n\nsettings: {protocol.load_settings(path)}\n")
+    for name, table in protocol.tables(df).items():
+        print(f"### {name}\n\n{protocol.markdown(table.round(2) if name == 'agreement' else table)}\n")
+        if name != "agreement":
+            print(
+                f"paired difference to Dense (points):\n\n{protocol.markdown(protocol.paired_differences(df, name))}\n"
+            )
 
 
 if __name__ == "__main__":

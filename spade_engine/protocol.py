@@ -332,6 +332,15 @@ def merge_columns(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([old[~old["column"].isin(set(new["column"]))], new], ignore_index=True)
 
 
+def markdown(table: pd.DataFrame) -> str:
+    """A table as GitHub markdown (index as the first column), for notes and reports."""
+    head = ["", *map(str, table.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for idx, row in table.iterrows():
+        lines.append("| " + " | ".join([str(idx), *(str(v) for v in row)]) + " |")
+    return "\n".join(lines)
+
+
 def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, extra: dict | None = None) -> Path:
     """Write the run's settings beside its CSV (`<name>.json`), for the Benchmarks page and the notes."""
     sparsity, crop = cfg.spade_defaults()
