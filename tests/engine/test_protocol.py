@@ -86,3 +86,15 @@ def test_paired_differences_resolve_a_shift_that_the_spread_hides():
     tables = protocol.tables(df)["auc"]  # unpaired intervals overlap: the tables cannot tell the columns apart
     lo_spade = float(tables.loc["Saliency", "SPADE-sweep"].split("[")[1].split(",")[0])
     assert lo_spade < float(tables.loc["Saliency", "Dense"].split(" ")[0])
+
+
+def test_markdown_table_has_a_header_and_one_line_per_row():
+    import pandas as pd
+
+    md = protocol.markdown(pd.DataFrame({"Dense": ["90.0", "80.0"], "SPADE-sweep": ["91.0", "81.0"]}, index=["A", "B"]))
+    assert md.splitlines() == [
+        "|  | Dense | SPADE-sweep |",
+        "| --- | --- | --- |",
+        "| A | 90.0 | 91.0 |",
+        "| B | 80.0 | 81.0 |",
+    ]
