@@ -127,6 +127,7 @@ def tune_profile(
     seed: int = 0,
     augment_config: AugmentConfig | None = None,
     min_agreement: float | None = None,
+    min_z: float = 1.0,
     rounds: int = 1,
     name: str = "tuned",
     model_name: str = "",
@@ -149,6 +150,9 @@ def tune_profile(
             least this share of the calibration samples (default: the uniform start's share). Without it the
             search can "improve" the objective with a network that no longer makes the sample's decision (a
             map of a broken network can still score well), which is not what SPADE explains.
+        min_z: a configuration replaces the current one only if its mean paired gain over the calibration
+            samples exceeds `min_z` standard errors of that gain (0: any gain, the plain greedy search). With few
+            samples and a near-ceiling objective, most "gains" are noise that does not hold on held-out images.
         rounds: passes over the blocks.
     """
     base = base or PruneConfig(sparsity=start)
@@ -158,16 +162,22 @@ def tune_profile(
     history: list[tuple[str, float, float, float]] = []
     total = rounds * len(blocks) * len(candidates)
 
-    def evaluate(sparsities: dict[str, float]) -> tuple[float, float]:
+    def evaluate(sparsities: dict[str, float]) -> tuple[np.ndarray, float]:
+        """(per-sample objective, share of samples whose decision is kept)."""
         cfg = block_config(blocks, sparsities, base)
         scores, keeps = [], []
         for t, (x, y) in zip(traces, samples, strict=True):
             pruned, result = engine.prune(t, cfg)
             scores.append(objective(pruned, x, y))
             keeps.append(int(result.pruned_logits.argmax()) == y)
-        return float(np.mean(scores)), float(np.mean(keeps))
+        return np.asarray(scores, dtype=np.float64), float(np.mean(keeps))
 
-    best, agreement = uniform, uniform_agreement = evaluate(current)
+    def resolved_gain(new: np.ndarray, old: np.ndarray) -> bool:
+        gain = new - old
+        se = gain.std(ddof=1) / np.sqrt(gain.size) if gain.size > 1 else 0.0
+        return gain.mean() > 0 and gain.mean() > min_z * se
+
+    best_scores, agreement = uniform_scores, uniform_agreement = evaluate(current)
     floor = uniform_agreement if min_agreement is None else min_agreement
     done = 0
     for _ in range(rounds):
@@ -178,10 +188,11 @@ def tune_profile(
                     progress(done, total)
                 if s == current[block]:
                     continue
-                score, keeps = evaluate({**current, block: s})
-                history.append((block, s, score, keeps))
-                if score > best and keeps >= floor:
-                    best, agreement, current = score, keeps, {**current, block: s}
+                scores, keeps = evaluate({**current, block: s})
+                history.append((block, s, float(scores.mean()), keeps))
+                if keeps >= floor and resolved_gain(scores, best_scores):
+                    best_scores, agreement, current = scores, keeps, {**current, block: s}
+    best, uniform = float(best_scores.mean()), float(uniform_scores.mean())
     profile = SparsityProfile(
         name,
         "Per-block sparsities tuned on calibration images to maximise insertion AUC (FastSPADE*).",
@@ -194,6 +205,7 @@ def tune_profile(
             "uniform_score": uniform,
             "calibration_agreement": agreement,
             "uniform_agreement": uniform_agreement,
+            "min_z": min_z,
             "n_calibration": len(samples),
             "crop_min": (augment_config or AugmentConfig()).scale[0],
         },  # fmt: skip

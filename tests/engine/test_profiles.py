@@ -88,3 +88,18 @@ def test_tuning_rejects_profiles_that_change_the_decision():
     )  # the mildly pruned start keeps every decision
     assert any(keeps < 1.0 for *_, keeps in kept.history)  # it saw such profiles and rejected them
     assert kept.score < free.score
+
+
+def test_tuning_keeps_the_start_unless_the_gain_is_resolved():
+    model = tiny_resnet()
+    engine = SpadeEngine(model)
+    samples = [(sample(i), int(model(sample(i)[None]).argmax())) for i in range(3)]
+
+    def objective(pruned, x, y):
+        return float(pruned(x[None])[0, y])
+
+    kw = dict(candidates=(0.0, 0.5, 0.9), start=0.9, n_aug=16, min_agreement=0.0)
+    greedy = tune_profile(engine, samples, objective, min_z=0.0, **kw)
+    strict = tune_profile(engine, samples, objective, min_z=1e9, **kw)
+    assert greedy.score > greedy.uniform_score and set(greedy.profile.meta["blocks"].values()) != {0.9}
+    assert set(strict.profile.meta["blocks"].values()) == {0.9} and strict.score == strict.uniform_score
