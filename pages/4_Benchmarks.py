@@ -52,7 +52,8 @@ if ablation is not None:
     st.subheader("What SPADE's effect depends on")
     st.caption(
         "The SPADE-sweep column against variants that each change one thing: the calibration crops, the "
-        "sparsity, which layers are pruned, the solver. Averages over all methods; per-method tables below."
+        "sparsity, which layers are pruned, the solver. Bars: paired difference to the dense model on the same "
+        "samples, averaged over all methods (green: better than dense). Per-method tables below."
     )
     st.plotly_chart(protocol.summary_figure(ablation), width="stretch")
     show(ablation, ui.describe(model, ablation, "ablation"), reference="SPADE-sweep")

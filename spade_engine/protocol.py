@@ -238,24 +238,34 @@ def tables(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
     return out
 
 
-def paired_differences(df: pd.DataFrame, metric: str, reference: str = "Dense", scale: float = 100.0) -> pd.DataFrame:
-    """Per method (+ "average"): each column's mean paired difference to `reference` on the same samples, with
-    its 95% CI, "+1.2 [0.4, 2.0]". Pairing removes the between-sample spread that makes the tables' CIs
-    overlap, so an interval that excludes 0 is a difference the run resolved."""
+def paired_stats(df: pd.DataFrame, metric: str, reference: str = "Dense") -> dict[str, dict[str, tuple]]:
+    """method (+ "average", the per-sample mean over methods) -> column -> (mean, lo, hi) of the paired
+    difference column - `reference` on the same samples (95% CI)."""
     sub = df.dropna(subset=[metric])
     wide = sub.pivot_table(index=["method", "kind", "sample"], columns="column", values=metric, aggfunc="first")
     avg = sub.groupby(["column", "kind", "sample"])[metric].mean().unstack("column")
     avg.index = pd.MultiIndex.from_tuples([("average", *i) for i in avg.index], names=["method", "kind", "sample"])
     wide = pd.concat([wide, avg])
     cols = [c for c in column_order(sub) if c != reference and c in wide]
-    cells = {}
+    out: dict[str, dict[str, tuple]] = {}
     for method in [*dict.fromkeys(sub["method"]), "average"]:
         rows = wide.loc[method]
         for col in cols:
             d = (rows[col] - rows[reference]).to_numpy(dtype=float)
-            mean, lo, hi = metrics.mean_ci(d[~np.isnan(d)])
-            cells.setdefault(method, {})[col] = f"{mean * scale:+.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
-    return pd.DataFrame(cells).T[cols]
+            out.setdefault(method, {})[col] = metrics.mean_ci(d[~np.isnan(d)])
+    return out
+
+
+def paired_differences(df: pd.DataFrame, metric: str, reference: str = "Dense", scale: float = 100.0) -> pd.DataFrame:
+    """Per method (+ "average"): each column's mean paired difference to `reference` on the same samples, with
+    its 95% CI, "+1.2 [0.4, 2.0]". Pairing removes the between-sample spread that makes the tables' CIs
+    overlap, so an interval that excludes 0 is a difference the run resolved."""
+    stats = paired_stats(df, metric, reference)
+    cells = {
+        method: {col: f"{m * scale:+.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}]" for col, (m, lo, hi) in row.items()}
+        for method, row in stats.items()
+    }
+    return pd.DataFrame(cells).T
 
 
 def column_order(df: pd.DataFrame) -> list[str]:
@@ -301,24 +311,28 @@ def figure(df: pd.DataFrame, metric: str = "auc"):
     return fig
 
 
-def summary_figure(df: pd.DataFrame, metrics_: Sequence[str] = ("auc", "insertion", "deletion")):
-    """One panel per metric: each column's per-sample mean over methods (the tables' "average" row), 95% CI."""
+def summary_figure(
+    df: pd.DataFrame, reference: str = "Dense", metrics_: Sequence[str] = ("auc", "insertion", "deletion")
+):
+    """One panel per metric: each column's paired difference to `reference` (points; average over methods, 95%
+    CI). Green where the column does better than the reference (higher AUC / insertion, lower deletion)."""
     from plotly.subplots import make_subplots
 
     present = [m for m in metrics_ if m in df and not df[m].isna().all()]
     fig = make_subplots(rows=1, cols=max(len(present), 1), subplot_titles=[LABELS[m] for m in present])
     for i, metric in enumerate(present, start=1):
-        avg = df.dropna(subset=[metric]).groupby(["column", "sample"], sort=False)[metric].mean().reset_index()
-        cols = column_order(avg)
-        stats = [metrics.mean_ci(avg.loc[avg["column"] == c, metric].to_numpy()) for c in cols]
-        means = np.array([m for m, _, _ in stats]) * 100
+        stats = paired_stats(df, metric, reference)["average"]
+        cols = list(stats)
+        means = np.array([stats[c][0] for c in cols]) * 100
+        better = -means if metric == "deletion" else means
         fig.add_bar(
             x=cols, y=means, row=1, col=i, showlegend=False,
-            marker_color=["#636efa" if c == "Dense" else "#ef553b" if c in COLUMNS else "#00cc96" for c in cols],
-            error_y=dict(type="data", symmetric=False, array=np.array([hi for _, _, hi in stats]) * 100 - means,
-                         arrayminus=means - np.array([lo for _, lo, _ in stats]) * 100),
+            marker_color=["#2ca02c" if b > 0 else "#d62728" for b in better],
+            error_y=dict(type="data", symmetric=False, array=np.array([stats[c][2] for c in cols]) * 100 - means,
+                         arrayminus=means - np.array([stats[c][1] for c in cols]) * 100),
         )  # fmt: skip
-    fig.update_layout(margin=dict(t=40, b=10), height=420)
+        fig.update_yaxes(title_text=f"Δ vs {reference} (points)" if i == 1 else None, zeroline=True, row=1, col=i)
+    fig.update_layout(margin=dict(t=40, b=10), height=440)
     return fig
 
 

@@ -111,3 +111,31 @@ def test_upload_slide_and_see_both_panels(server, example):
             page.screenshot(path=str(ARTIFACTS / "debugger_bad_upload.png"))
         finally:
             browser.close()
+
+
+def test_benchmarks_page_shows_the_stored_protocol_and_ablation(server):
+    """The shipped protocol and ablation runs render as charts and tables in the browser, with their settings."""
+    from playwright.sync_api import expect, sync_playwright
+
+    if not (ROOT / "assets" / "benchmarks" / "testbed_resnet_ablation.csv").exists():
+        pytest.skip("no stored ablation run")
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 3000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(server)
+            page.get_by_test_id("stSidebarNav").get_by_text("Benchmarks", exact=True).click()
+            main = page.get_by_test_id("stMain")
+            expect(main.get_by_role("heading", name="Latest stored results")).to_be_visible()
+            expect(main.get_by_role("heading", name="What SPADE's effect depends on")).to_be_visible()
+            expect(main.get_by_text("100 trojan samples", exact=False).first).to_be_visible()
+            expect(main.get_by_text("80% sparsity per layer", exact=False).first).to_be_visible()
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3")
+            bars = main.locator(".js-plotly-plot g.trace.bars")
+            assert bars.count() >= 5  # the protocol chart's five columns, at least
+            assert page.get_by_test_id("stException").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "benchmarks.png"), full_page=True)
+        finally:
+            browser.close()

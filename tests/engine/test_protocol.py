@@ -87,6 +87,12 @@ def test_paired_differences_resolve_a_shift_that_the_spread_hides():
     lo_spade = float(tables.loc["Saliency", "SPADE-sweep"].split("[")[1].split(",")[0])
     assert lo_spade < float(tables.loc["Saliency", "Dense"].split(" ")[0])
 
+    df["deletion"] = df["auc"]  # the same +2 points is worse for deletion (lower is better)
+    fig = protocol.summary_figure(df, metrics_=("auc", "deletion"))
+    (auc_bar, del_bar) = fig.data
+    assert list(auc_bar.x) == ["SPADE-sweep"] and auc_bar.y[0] == pytest.approx(2.0)
+    assert auc_bar.marker.color[0] == "#2ca02c" and del_bar.marker.color[0] == "#d62728"
+
 
 def test_markdown_table_has_a_header_and_one_line_per_row():
     import pandas as pd
