@@ -45,6 +45,9 @@ st.subheader("Latest stored results")
 if stored is None:
     st.info(f"No stored run for {model} yet: `python benchmarks/paper_tables.py --models {model}` writes one.")
 else:
+    st.caption("Each network against the dense model on the same samples: paired difference, averaged over all "
+               "methods, 95% CI (green: the map does better than on the dense model).")  # fmt: skip
+    st.plotly_chart(protocol.summary_figure(stored), width="stretch")
     show(stored, ui.describe(model, stored))
 
 ablation = ui.latest(model, "ablation")

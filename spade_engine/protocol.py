@@ -248,6 +248,8 @@ def paired_stats(df: pd.DataFrame, metric: str, reference: str = "Dense") -> dic
     wide = pd.concat([wide, avg])
     cols = [c for c in column_order(sub) if c != reference and c in wide]
     out: dict[str, dict[str, tuple]] = {}
+    if reference not in wide:
+        return out
     for method in [*dict.fromkeys(sub["method"]), "average"]:
         rows = wide.loc[method]
         for col in cols:
@@ -321,7 +323,7 @@ def summary_figure(
     present = [m for m in metrics_ if m in df and not df[m].isna().all()]
     fig = make_subplots(rows=1, cols=max(len(present), 1), subplot_titles=[LABELS[m] for m in present])
     for i, metric in enumerate(present, start=1):
-        stats = paired_stats(df, metric, reference)["average"]
+        stats = paired_stats(df, metric, reference).get("average", {})
         cols = list(stats)
         means = np.array([stats[c][0] for c in cols]) * 100
         better = -means if metric == "deletion" else means

@@ -104,3 +104,11 @@ def test_markdown_table_has_a_header_and_one_line_per_row():
         "| A | 90.0 | 91.0 |",
         "| B | 80.0 | 81.0 |",
     ]
+
+
+def test_paired_views_of_a_run_without_the_reference_are_empty():
+    import pandas as pd
+
+    df = pd.DataFrame([{"kind": "trojan", "sample": 0, "method": "Saliency", "column": "SPADE-sweep", "auc": 0.9}])
+    assert protocol.paired_stats(df, "auc") == {} and protocol.paired_differences(df, "auc").empty
+    assert len(protocol.summary_figure(df, metrics_=("auc",)).data) == 1  # an empty panel, no error
