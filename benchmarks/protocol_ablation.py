@@ -54,7 +54,7 @@ def main() -> None:
     out = protocol.RESULTS_DIR / f"{args.model}_ablation.csv"
     df.to_csv(out, index=False)
     protocol.save_settings(cfg, out, time.perf_counter() - t0)
-    sparsity, crop = cfg.spade_defaults()
+    sparsity, crop = cfg.spade_settings()
     for name, table in protocol.tables(df).items():
         print(f"\n== {name} ({args.model}; SPADE-sweep: sparsity {sparsity:.0%}, crop >= {crop:g})")
         print(table.loc[["average"]].T.to_string() if name != "agreement" else table.to_string())

@@ -21,7 +21,7 @@ from spade_engine.augment import AugmentConfig
 from spade_engine.bench import clean_samples
 from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import load_model, spade_defaults
-from spade_engine.profiles import standard_profiles, tune_profile
+from spade_engine.profiles import score_config, standard_profiles, tune_profile
 from spade_engine.saliency import attribute
 
 
@@ -68,14 +68,12 @@ def main() -> None:
     )
     print("blocks:", result.profile.meta["blocks"])
 
+    held_traces = [engine.prepare(x, args.n_aug, 50 + i, aug) for i, (x, _) in enumerate(held)]
+
     def heldout(cfg: PruneConfig) -> tuple[float, float]:
         """(mean objective, share of decisions kept) on the held-out images."""
-        scores, keeps = [], []
-        for i, (x, y) in enumerate(held):
-            pruned, res = engine.prune(engine.prepare(x, args.n_aug, 50 + i, aug), cfg)
-            scores.append(objective(pruned, x, y))
-            keeps.append(int(res.pruned_logits.argmax()) == y)
-        return float(np.mean(scores)), float(np.mean(keeps))
+        scores, kept = score_config(engine, held_traces, held, cfg, objective)
+        return float(scores.mean()), kept
 
     dense = float(np.mean([objective(model, x, y) for x, y in held]))
     (uni, uni_keep), (tuned, tuned_keep) = heldout(PruneConfig(card["sparsity"])), heldout(result.profile.config)

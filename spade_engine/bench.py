@@ -287,24 +287,14 @@ def _bars(summary: pd.DataFrame, title: str, y_title: str, scale: float):
         name="dense",
         x=first.method,
         y=first.dense * scale,
-        error_y={
-            "type": "data",
-            "symmetric": False,
-            "array": (first.dense_hi - first.dense) * scale,
-            "arrayminus": (first.dense - first.dense_lo) * scale,
-        },
+        error_y=metrics.error_bars(first.dense * scale, first.dense_lo * scale, first.dense_hi * scale),
     )
     for sparsity, g in summary.groupby("sparsity", sort=False):
         fig.add_bar(
             name=f"SPADE {sparsity:.0%}",
             x=g.method,
             y=g.spade * scale,
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": (g.spade_hi - g.spade) * scale,
-                "arrayminus": (g.spade - g.spade_lo) * scale,
-            },
+            error_y=metrics.error_bars(g.spade * scale, g.spade_lo * scale, g.spade_hi * scale),
         )
     fig.update_layout(
         barmode="group", title=title, yaxis_title=y_title, xaxis_title="saliency method", legend_title="model"

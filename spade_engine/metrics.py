@@ -120,6 +120,12 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     return mean, mean - half, mean + half
 
 
+def error_bars(mean, lo, hi) -> dict:
+    """Plotly `error_y` for asymmetric intervals [lo, hi] around `mean` (array-likes on the plotted scale)."""
+    mean, lo, hi = (np.asarray(a, dtype=np.float64) for a in (mean, lo, hi))
+    return {"type": "data", "symmetric": False, "array": hi - mean, "arrayminus": mean - lo}
+
+
 # ------------------------------------------------------------------------------------- insertion / deletion
 
 

@@ -116,6 +116,27 @@ class TuneResult:
     agreement: float = 1.0  # share of calibration samples on which the tuned pruned model keeps the target
 
 
+def score_config(
+    engine: SpadeEngine,
+    traces: Sequence,
+    samples: Sequence[tuple[torch.Tensor, int]],
+    config: PruneConfig,
+    objective: Objective,
+) -> tuple[np.ndarray, float]:
+    """Prune each sample's trace with `config`: (per-sample objective, share of samples whose decision is kept).
+
+    Args:
+        traces: `engine.prepare` traces of `samples`, in the same order.
+        samples: (image (3, H, W), target class) pairs.
+    """
+    scores, keeps = [], []
+    for t, (x, y) in zip(traces, samples, strict=True):
+        pruned, result = engine.prune(t, config)
+        scores.append(objective(pruned, x, y))
+        keeps.append(int(result.pruned_logits.argmax()) == y)
+    return np.asarray(scores, dtype=np.float64), float(np.mean(keeps))
+
+
 def tune_profile(
     engine: SpadeEngine,
     samples: Sequence[tuple[torch.Tensor, int]],
@@ -163,14 +184,7 @@ def tune_profile(
     total = rounds * len(blocks) * len(candidates)
 
     def evaluate(sparsities: dict[str, float]) -> tuple[np.ndarray, float]:
-        """(per-sample objective, share of samples whose decision is kept)."""
-        cfg = block_config(blocks, sparsities, base)
-        scores, keeps = [], []
-        for t, (x, y) in zip(traces, samples, strict=True):
-            pruned, result = engine.prune(t, cfg)
-            scores.append(objective(pruned, x, y))
-            keeps.append(int(result.pruned_logits.argmax()) == y)
-        return np.asarray(scores, dtype=np.float64), float(np.mean(keeps))
+        return score_config(engine, traces, samples, block_config(blocks, sparsities, base), objective)
 
     def resolved_gain(new: np.ndarray, old: np.ndarray) -> bool:
         gain = new - old

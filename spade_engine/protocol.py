@@ -66,7 +66,7 @@ class ProtocolConfig:
     metrics: tuple[str, ...] = ("trojan", "insertion")
     variants: tuple[Variant, ...] = ()  # extra SPADE columns (ablations), after `columns`
 
-    def spade_defaults(self) -> tuple[float, float]:
+    def spade_settings(self) -> tuple[float, float]:
         """(sparsity, crop_min) of this run: the configured ones, else the model card's."""
         card = spade_defaults(self.model)
         return (
@@ -87,11 +87,18 @@ class Variant:
 # ------------------------------------------------------------------------------------------ columns
 
 
+def tuned_profile_path(cfg: ProtocolConfig) -> Path:
+    """The SPADE-tuned column's profile: the configured one, else assets/profiles/<model>-tuned.json."""
+    from spade_engine.profiles import PROFILE_DIR
+
+    return Path(cfg.tuned_profile) if cfg.tuned_profile else PROFILE_DIR / f"{cfg.model}-tuned.json"
+
+
 def tuned_config(cfg: ProtocolConfig) -> PruneConfig:
     """The tuned profile's PruneConfig (raises FileNotFoundError with a hint when it has not been tuned yet)."""
-    from spade_engine.profiles import PROFILE_DIR, load_profile
+    from spade_engine.profiles import load_profile
 
-    path = cfg.tuned_profile or PROFILE_DIR / f"{cfg.model}-tuned.json"
+    path = tuned_profile_path(cfg)
     try:
         return load_profile(path).config
     except FileNotFoundError as e:
@@ -102,7 +109,7 @@ def tuned_config(cfg: ProtocolConfig) -> PruneConfig:
 
 def spade_columns(cfg: ProtocolConfig) -> dict[str, tuple[PruneConfig, float]]:
     """SPADE column -> (how it prunes, smallest crop of its calibration views), for the configured columns."""
-    sparsity, crop = cfg.spade_defaults()
+    sparsity, crop = cfg.spade_settings()
     out = {}
     for col in cfg.columns:
         if col == "SPADE-exact":
@@ -179,10 +186,13 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
     all_columns = [*cfg.columns, *(v.name for v in cfg.variants)]
     rows = []
     for kind in cfg.metrics:
+        n = cfg.trojan_samples if kind == "trojan" else cfg.clean_samples
+        if n <= 0:  # e.g. `--clean 0`: trojan AUC only
+            continue
         samples = (
-            trojan_samples(model, cfg.trojan_samples, cfg.seed, cfg.device)
+            trojan_samples(model, n, cfg.seed, cfg.device)
             if kind == "trojan"
-            else clean_samples(model, cfg.clean_samples, cfg.seed + 1, cfg.device)
+            else clean_samples(model, n, cfg.seed + 1, cfg.device)
         )
         for i, sample in enumerate(samples):
             if progress:
@@ -296,12 +306,7 @@ def figure(df: pd.DataFrame, metric: str = "auc"):
             name=col,
             x=names,
             y=means,
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=np.array([stats[m][2] for m in names]) * 100 - means,
-                arrayminus=means - np.array([stats[m][1] for m in names]) * 100,
-            ),
+            error_y=metrics.error_bars(means, [stats[m][1] * 100 for m in names], [stats[m][2] * 100 for m in names]),
         )
     fig.update_layout(
         barmode="group",
@@ -330,8 +335,7 @@ def summary_figure(
         fig.add_bar(
             x=cols, y=means, row=1, col=i, showlegend=False,
             marker_color=["#2ca02c" if b > 0 else "#d62728" for b in better],
-            error_y=dict(type="data", symmetric=False, array=np.array([stats[c][2] for c in cols]) * 100 - means,
-                         arrayminus=means - np.array([stats[c][1] for c in cols]) * 100),
+            error_y=metrics.error_bars(means, [stats[c][1] * 100 for c in cols], [stats[c][2] * 100 for c in cols]),
         )  # fmt: skip
         fig.update_yaxes(title_text=f"Δ vs {reference} (points)" if i == 1 else None, zeroline=True, row=1, col=i)
     fig.update_layout(margin=dict(t=40, b=10), height=440)
@@ -359,14 +363,14 @@ def markdown(table: pd.DataFrame) -> str:
 
 def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, extra: dict | None = None) -> Path:
     """Write the run's settings beside its CSV (`<name>.json`), for the Benchmarks page and the notes."""
-    sparsity, crop = cfg.spade_defaults()
+    sparsity, crop = cfg.spade_settings()
     info = {
         "model": cfg.model,
         "sparsity": sparsity,
         "crop_min": crop,
         "n_aug": cfg.n_aug,
         "seed": cfg.seed,
-        "tuned_profile": str(cfg.tuned_profile or f"assets/profiles/{cfg.model}-tuned.json"),
+        "tuned_profile": _project_relative(tuned_profile_path(cfg)),
         "sparse_fc_features_per_class": cfg.sparse_fc_features,
         "exact_samples": cfg.exact_samples,
         "insertion_steps": cfg.steps,
@@ -378,6 +382,12 @@ def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, ext
     path = Path(csv_path).with_suffix(".json")
     path.write_text(json.dumps(info, indent=2) + "\n")
     return path
+
+
+def _project_relative(path: Path) -> str:
+    root = ASSETS.parent
+    full = path.resolve()
+    return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
 
 
 def load_settings(csv_path: str | Path) -> dict:
@@ -415,17 +425,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         tuple(args.columns),
         args.exact_samples,
     )
-    sparsity, crop = cfg.spade_defaults()
+    sparsity, crop = cfg.spade_settings()
 
     def show(phase: str, done: int, total: int) -> None:
         print(f"\r{phase}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    df = run_protocol(cfg, progress=show)
+    try:
+        df = run_protocol(cfg, progress=show)
+    except FileNotFoundError as e:  # SPADE-tuned before its profile was tuned
+        raise SystemExit(str(e)) from None
     if args.out:
         seconds = time.perf_counter() - t0
         if args.merge and Path(args.out).exists():
-            df = merge_columns(pd.read_csv(args.out), df)
+            try:
+                df = merge_columns(pd.read_csv(args.out), df)
+            except ValueError as e:
+                raise SystemExit(str(e)) from None
             rerun = {
                 "columns": sorted(set(cfg.columns)),
                 "date": time.strftime("%Y-%m-%d"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from spade_engine.metrics import error_bars
 from spade_engine.study.design import CONDITIONS
 
 
@@ -22,8 +23,7 @@ def agreement_figure(summary: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     fig.add_bar(
         name="Agreement with reference", x=names, y=summary["agreement"], marker_color="#1f77b4",
-        error_y={"type": "data", "symmetric": False, "array": summary["ci_high"] - summary["agreement"],
-                 "arrayminus": summary["agreement"] - summary["ci_low"]},
+        error_y=error_bars(summary["agreement"], summary["ci_low"], summary["ci_high"]),
         text=[f"{a:.0%} (n={n})" for a, n in zip(summary["agreement"], summary["n"], strict=False)], textposition="inside",
     )  # fmt: skip
     fig.add_bar(name="Undecided", x=names, y=summary["undecided_rate"], marker_color="#bbbbbb")

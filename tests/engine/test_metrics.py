@@ -195,3 +195,13 @@ def test_baseline_argument(texture_case):
     with pytest.raises(ValueError):
         deletion_auc(model, x, maps["perfect"], 1, baseline="grey")
     assert insertion_auc(model, x, maps["perfect"], 1, baseline="black") > 0.5
+
+
+def test_error_bars_are_the_distances_to_the_interval_ends():
+    from spade_engine.metrics import error_bars
+
+    bars = error_bars([0.5, 0.9], [0.4, 0.85], [0.7, 1.0])
+    assert bars["type"] == "data" and bars["symmetric"] is False
+    np.testing.assert_allclose(bars["array"], [0.2, 0.1]) and np.testing.assert_allclose(
+        bars["arrayminus"], [0.1, 0.05]
+    )

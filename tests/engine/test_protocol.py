@@ -112,3 +112,16 @@ def test_paired_views_of_a_run_without_the_reference_are_empty():
     df = pd.DataFrame([{"kind": "trojan", "sample": 0, "method": "Saliency", "column": "SPADE-sweep", "auc": 0.9}])
     assert protocol.paired_stats(df, "auc") == {} and protocol.paired_differences(df, "auc").empty
     assert len(protocol.summary_figure(df, metrics_=("auc",)).data) == 1  # an empty panel, no error
+
+
+def test_cli_merge_of_other_samples_stops_with_a_message_and_keeps_the_stored_run(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "run.csv"
+    stored = pd.DataFrame([{"kind": "trojan", "sample": 10_000, "method": "Saliency", "column": "Dense", "auc": 0.5}])
+    stored.to_csv(out, index=False)
+    argv = ["--model", "testbed_resnet", "--trojan", "1", "--clean", "0", "--methods", "Saliency",
+            "--columns", "Dense", "--n-aug", "4", "--out", str(out), "--merge"]  # fmt: skip
+    with pytest.raises(SystemExit, match="other samples"):
+        protocol.main(argv)
+    pd.testing.assert_frame_equal(pd.read_csv(out), stored)  # nothing lost
