@@ -39,8 +39,9 @@ methods = cache.saliency_methods()
 if not methods:
     st.info("The saliency registry (`spade_engine.saliency`) is not available.")
     st.stop()
-left, right = st.columns([3, 2])
+left, mid, right = st.columns([3, 2, 2])
 chosen = left.multiselect("Methods", methods, default=methods[:2], key=keys.DEBUGGER_METHODS)
+reduction = widgets.reduction_picker(mid)
 dense_cls = result.dense_top5[0][0]
 target = right.selectbox(
     "Explain class",
@@ -54,12 +55,14 @@ image_u8, mask, pairs = widgets.to_uint8(sample.image), sample.trojan_mask, []
 for method in chosen:
     try:
         with st.spinner(f"Computing {method} on the dense and the pruned network…"):
-            dense = cache.saliency(model.key, sample.sample_hash, "dense", method, target, model.model, sample.batch)
-            spade = cache.saliency(model.key, sample.sample_hash, variant, method, target, run.pruned, sample.batch)
+            args = (target, model.model, sample.batch, reduction)
+            dense = cache.saliency(model.key, sample.sample_hash, "dense", method, *args)
+            spade = cache.saliency(model.key, sample.sample_hash, variant, method, target, run.pruned, *args[2:])
     except Exception as e:  # a method may not support this model (e.g. TorchScript): say so, keep the others
         st.error(f"{method} failed on this model: {type(e).__name__}: {e}", icon=":material/error:")
         continue
-    pair = figures.MapPair(method, dense, spade, cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask))
+    aucs = cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask)
+    pair = figures.MapPair(method, dense, spade, *aucs, cache.method_reduction(method, reduction))
     pairs.append(pair)
     st.markdown(f"**{method}**")
     st.plotly_chart(figures.saliency_figure(image_u8, pair, spade_label, mask), key=f"debugger.sal.{method}")

@@ -1,6 +1,6 @@
 """Saliency benchmarks, dense vs SPADE (arXiv 2310.04519, Sec. 5): the trojan AUC and insertion/deletion.
 
-    python -m spade_engine.bench trojan --model testbed_resnet --samples 30 --sparsity 0.9 --n-aug 64 --out t.csv
+    python -m spade_engine.bench trojan --model testbed_resnet --samples 30 --n-aug 64 --out t.csv
     python -m spade_engine.bench insertion --model testbed_resnet --samples 30 --out i.csv
 
 `trojan`: trojaned testbed images (`generate(..., trojan_fraction=1.0)`) that the dense model classifies as the
@@ -11,11 +11,12 @@ each pruned model for that class, and scored against the patch mask (trojan AUC,
 `insertion`: clean testbed images; every map (dense or SPADE) is scored by insertion/deletion AUC **on the
 dense model**: the question is which map explains the original model's decision better.
 
-Calibration views matter for the trojan benchmark: on the testbed the trigger is an 8 px bit pattern, and the
-engine's default RandomResizedCrop (area 0.2-1) rescales or cuts it, so most views no longer fire the trojan
+Sparsity and calibration crops default to the model card's (`models.spade_defaults`, as the Debugger and the
+protocol). They matter for the trojan benchmark: on the v1 testbed the trigger is an 8 px bit pattern, and the
+reference's RandomResizedCrop (area 0.2-1) rescales or cuts it, so most views no longer fire the trojan
 (measured: 3-36 % of views keep the trojan prediction). SPADE then reconstructs the clean-image computation,
-prunes the trojan path and the pruned model changes its prediction (see the `agrees` column). `--crop-scale 1 1`
-(flips and colour jitter only) keeps the trigger in every view.
+prunes the trojan path and the pruned model changes its prediction (see the `agrees` column); the testbed cards
+therefore say crops >= 1.0 and 80% sparsity. `--crop-scale 0.2 1` / `--sparsity 0.9` override them.
 
 Both write one CSV row per sample x method x model (model "dense" or "spade" with its sparsity), print a
 summary table, and offer plotly figures for the app (`trojan_figure`, `insertion_figure`).
@@ -48,7 +49,7 @@ class BenchConfig:
 
     model: str = "testbed_resnet"
     samples: int = 30
-    sparsities: tuple[float, ...] = (0.9,)
+    sparsities: tuple[float, ...] | None = None  # None: the model card's (`models.spade_defaults`)
     n_aug: int = 64
     methods: tuple[str, ...] = DEFAULT_METHODS
     seed: int = 0
@@ -58,13 +59,20 @@ class BenchConfig:
     skip_head: bool = False
     sequential: bool = False  # SparseGPT's sequential mode
     solver: str = "sparsegpt"
-    crop_scale: tuple[float, float] | None = None  # RandomResizedCrop area range of the views; None = engine default
+    crop_scale: tuple[float, float] | None = None  # RandomResizedCrop area range of the views; None = model card's
+
+    def __post_init__(self) -> None:
+        if self.sparsities is None:  # one source of truth with the Debugger and the protocol: the model card
+            from spade_engine.models import spade_defaults
+
+            object.__setattr__(self, "sparsities", (spade_defaults(self.model)["sparsity"],))
 
     def augment_config(self):
-        """The engine's `AugmentConfig` for the calibration views (None: the engine's default)."""
+        """The engine's `AugmentConfig` for the calibration views (the model card's crops unless `crop_scale`)."""
         from spade_engine.augment import AugmentConfig
+        from spade_engine.models import spade_augment
 
-        return None if self.crop_scale is None else AugmentConfig(scale=tuple(self.crop_scale))
+        return spade_augment(self.model) if self.crop_scale is None else AugmentConfig(scale=tuple(self.crop_scale))
 
     def prune_config(self, sparsity: float):
         """The engine's `PruneConfig` for one sparsity of this run."""
@@ -328,7 +336,8 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name)
         s.add_argument("--model", default="testbed_resnet")
         s.add_argument("--samples", type=int, default=30)
-        s.add_argument("--sparsity", type=float, nargs="+", default=[0.9], help="one or more per-layer sparsities")
+        s.add_argument("--sparsity", type=float, nargs="+", default=None,
+                       help="one or more per-layer sparsities (default: the model card's)")  # fmt: skip
         s.add_argument("--n-aug", type=int, default=64)
         s.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS))
         s.add_argument("--seed", type=int, default=0)
@@ -341,7 +350,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--skip-head", action="store_true", help="leave the classifier head dense")
         s.add_argument("--sequential", action="store_true", help="SparseGPT sequential mode")
         s.add_argument("--solver", default="sparsegpt")
-        s.add_argument("--crop-scale", type=float, nargs=2, default=None, help="view crop area range, e.g. 0.6 1.0")
+        s.add_argument("--crop-scale", type=float, nargs=2, default=None,
+                       help="view crop area range, e.g. 0.6 1.0 (default: the model card's)")  # fmt: skip
         s.add_argument("--out", default=f"{name}_results.csv")
     return p
 
@@ -350,7 +360,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(
         args.model,
         args.samples,
-        tuple(args.sparsity),
+        tuple(args.sparsity) if args.sparsity else None,
         args.n_aug,
         tuple(args.methods),
         args.seed,

@@ -212,6 +212,16 @@ def spade_defaults(name: str | None) -> dict[str, float]:
     return {k: float(spade.get(k, v)) for k, v in SPADE_DEFAULTS.items()}
 
 
+def spade_augment(name: str | None, crop_min: float | None = None):
+    """The calibration views' `AugmentConfig` for a model: random resized crops of area `crop_min`..1, with the
+    model card's `crop_min` when none is given (see `spade_defaults`). Every entry point (Debugger, protocol,
+    benchmarks, study stimuli) builds its views through this one function."""
+    from spade_engine.augment import AugmentConfig
+
+    crop = spade_defaults(name)["crop_min"] if crop_min is None else float(crop_min)
+    return AugmentConfig(scale=(crop, 1.0))
+
+
 def architectures() -> dict[str, Callable[[int], nn.Module]]:
     """Builders for every registered architecture, `arch -> f(num_classes) -> nn.Module` (random init)."""
     from torchvision.models import get_model

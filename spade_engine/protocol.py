@@ -28,10 +28,9 @@ import torch
 from torch import nn
 
 from spade_engine import metrics
-from spade_engine.augment import AugmentConfig
 from spade_engine.bench import Sample, clean_samples, insertion_scores, trojan_samples, trojan_scores
 from spade_engine.engine import PruneConfig, SpadeEngine
-from spade_engine.models import ASSETS, spade_defaults
+from spade_engine.models import ASSETS, spade_augment, spade_defaults
 from spade_engine.saliency import METHODS, attribute
 
 RESULTS_DIR = ASSETS / "benchmarks"  # <model>_protocol.csv, shown by the Benchmarks page
@@ -157,7 +156,7 @@ def column_models(
             out[col] = (net, pred == sample.target)
         else:
             prune_cfg, crop = spade[col]
-            aug = AugmentConfig(scale=(crop, 1.0))
+            aug = spade_augment(cfg.model, crop)
             trace = engine.prepare(sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index, augment_config=aug)
             pruned, result = engine.prune(trace, prune_cfg)
             out[col] = (pruned, int(result.pruned_logits.argmax()) == sample.target)

@@ -200,6 +200,13 @@ def run_spade(
 # ---------------------------------------------------------------------------------------------- saliency
 
 
+def method_reduction(method: str, choice: str | None) -> str:
+    """The reduction a map of `method` gets: `choice`, or the method's own (the paper's) when None."""
+    from spade_engine.saliency import METHODS
+
+    return choice or METHODS[method].reduction
+
+
 def saliency_methods() -> list[str]:
     """Names in the saliency registry (empty while it is not installed)."""
     try:
@@ -211,9 +218,16 @@ def saliency_methods() -> list[str]:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def saliency(
-    model_key: str, sample_hash: str, variant: str, method: str, target: int, _model: torch.nn.Module, _x: torch.Tensor
+    model_key: str,
+    sample_hash: str,
+    variant: str,
+    method: str,
+    target: int,
+    _model: torch.nn.Module,
+    _x: torch.Tensor,
+    reduction: str | None = None,
 ) -> np.ndarray:
-    """A saliency map (H, W), cached per (model, sample, variant, method, target).
+    """A saliency map (H, W), cached per (model, sample, variant, method, target, reduction).
 
     Args:
         model_key, sample_hash: identify the model and the sample.
@@ -222,12 +236,13 @@ def saliency(
         target: class index.
         _model: the network to explain (dense or a pruned copy); not hashed.
         _x: (1, 3, H, W) in [0, 1]; not hashed.
+        reduction: "absolute", "signed", or None for the method's (the paper's).
     """
     from spade_engine.saliency import attribute
 
     device = next(_model.parameters()).device
     with model_lock(model_key):
-        return np.asarray(attribute(method, _model, _x.to(device), int(target)), dtype=np.float32)
+        return np.asarray(attribute(method, _model, _x.to(device), int(target), reduction), dtype=np.float32)
 
 
 def trojan_auc(saliency_map: np.ndarray, mask: np.ndarray | None) -> float | None:

@@ -1,7 +1,9 @@
 """Figures for the debugger: plotly charts for the page, a PIL-composed PNG of the panel, CSV/JSON exports.
 
-No matplotlib: the heat colour map is defined here once (`HEAT`) and used both as the plotly colour scale and for
-the PNG, so the download looks like the page. Saliency pairs share one normalisation (`shared_vmax`).
+No matplotlib: the colour maps are defined here once (`HEAT` for non-negative maps, the diverging `SIGNED` for
+signed ones: blue negative, transparent zero, red positive) and used both as the plotly colour scale and for the
+PNG, so the download looks like the page. Saliency pairs share one normalisation (`shared_vmax`; symmetric
+around 0 for signed maps).
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ HEAT = [
     (0.75, (249, 142, 9, 0.85)),
     (1.0, (252, 255, 164, 0.95)),
 ]
+# Diverging map for signed attributions (sum over channels, sign kept): zero is transparent.
+SIGNED = [
+    (0.0, (5, 48, 97, 0.95)),
+    (0.25, (67, 147, 195, 0.6)),
+    (0.5, (247, 247, 247, 0.0)),
+    (0.75, (214, 96, 77, 0.6)),
+    (1.0, (103, 0, 31, 0.95)),
+]
 DENSE_COLOUR, SPADE_COLOUR, PATCH_COLOUR = "#7f7f7f", "#d62728", "#00e5ff"
 
 
@@ -37,29 +47,38 @@ class MapPair:
     spade: np.ndarray
     dense_auc: float | None = None
     spade_auc: float | None = None
+    reduction: str = "absolute"  # "signed": a diverging colour scale symmetric around 0
+
+    @property
+    def signed(self) -> bool:
+        return self.reduction == "signed"
 
     @property
     def vmax(self) -> float:
-        return shared_vmax(self.dense, self.spade)
+        return shared_vmax(self.dense, self.spade, signed=self.signed)
 
 
-def shared_vmax(*maps: np.ndarray, q: float = 99.5) -> float:
-    """One upper bound for several maps (their joint `q`-th percentile), so they share one colour scale."""
+def shared_vmax(*maps: np.ndarray, q: float = 99.5, signed: bool = False) -> float:
+    """One upper bound for several maps (their joint `q`-th percentile; of |values| when `signed`), so they share
+    one colour scale (0..vmax, or -vmax..vmax when signed)."""
     values = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
+    values = np.abs(values) if signed else values
     vmax = float(np.percentile(values, q)) if values.size else 0.0
     return vmax if vmax > 0 else float(values.max(initial=0.0)) or 1.0
 
 
-def plotly_colorscale() -> list[list]:
-    """`HEAT` as a plotly colour scale with transparency."""
-    return [[p, f"rgba({r},{g},{b},{a})"] for p, (r, g, b, a) in HEAT]
+def plotly_colorscale(signed: bool = False) -> list[list]:
+    """`HEAT` (or `SIGNED`) as a plotly colour scale with transparency."""
+    return [[p, f"rgba({r},{g},{b},{a})"] for p, (r, g, b, a) in (SIGNED if signed else HEAT)]
 
 
-def colorize(values: np.ndarray, vmax: float) -> np.ndarray:
-    """(H, W) map -> (H, W, 4) float RGBA in [0, 1] through `HEAT`, with 0..vmax mapped to the whole scale."""
-    t = np.clip(np.asarray(values, dtype=np.float64) / max(vmax, 1e-12), 0.0, 1.0)
-    stops = np.array([p for p, _ in HEAT])
-    colours = np.array([[r / 255, g / 255, b / 255, a] for _, (r, g, b, a) in HEAT])
+def colorize(values: np.ndarray, vmax: float, signed: bool = False) -> np.ndarray:
+    """(H, W) map -> (H, W, 4) float RGBA in [0, 1]: 0..vmax through `HEAT`, or -vmax..vmax through `SIGNED`."""
+    t = np.asarray(values, dtype=np.float64) / max(vmax, 1e-12)
+    t = np.clip((t + 1) / 2 if signed else t, 0.0, 1.0)
+    scale = SIGNED if signed else HEAT
+    stops = np.array([p for p, _ in scale])
+    colours = np.array([[r / 255, g / 255, b / 255, a] for _, (r, g, b, a) in scale])
     return np.stack([np.interp(t, stops, colours[:, c]) for c in range(4)], axis=-1)
 
 
@@ -102,8 +121,9 @@ def saliency_figure(image_u8: np.ndarray, pair: MapPair, spade_label: str, mask:
     fig.update_yaxes(visible=False, scaleanchor="x", constrain="domain")
     fig.update_yaxes(scaleanchor="x2", row=1, col=2)
     fig.update_layout(
-        coloraxis=dict(colorscale=plotly_colorscale(), cmin=0, cmax=vmax,
-                       colorbar=dict(title=dict(text="saliency", side="right"), thickness=14, tickformat=".2~g")),
+        coloraxis=dict(colorscale=plotly_colorscale(pair.signed), cmin=-vmax if pair.signed else 0, cmax=vmax,
+                       colorbar=dict(title=dict(text="signed saliency" if pair.signed else "saliency", side="right"),
+                                     thickness=14, tickformat=".2~g")),
         margin=dict(l=0, r=0, t=36, b=0), height=360, plot_bgcolor="white",
     )  # fmt: skip
     return fig
@@ -186,18 +206,18 @@ def panel_png(
         ):
             left = pad + j * (cell + pad)
             draw.text((left, top + 24), _panel_title(label, auc), fill="#444444", font=small)
-            canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell), (left, top + row_head_h))
-        _colour_bar(draw, (pad + 2 * (cell + pad), top + row_head_h), cell, pair.vmax, small)
+            canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell, pair.signed), (left, top + row_head_h))
+        _colour_bar(draw, (pad + 2 * (cell + pad), top + row_head_h), cell, pair.vmax, small, pair.signed)
     out = io.BytesIO()
     canvas.save(out, format="PNG")
     return out.getvalue()
 
 
 def overlay_image(
-    image_u8: np.ndarray, values: np.ndarray, vmax: float, mask: np.ndarray | None, cell: int
+    image_u8: np.ndarray, values: np.ndarray, vmax: float, mask: np.ndarray | None, cell: int, signed: bool = False
 ) -> Image.Image:
     """One map over the sample, scaled to `cell` px (nearest for small images), patch outlined."""
-    rgba = colorize(values, vmax)  # (H, W, 4)
+    rgba = colorize(values, vmax, signed)  # (H, W, 4)
     base = base_image(image_u8).astype(np.float64) / 255
     alpha = rgba[..., 3:]
     blended = (base * (1 - alpha) + rgba[..., :3] * alpha) * 255
@@ -215,15 +235,20 @@ def overlay_image(
     return img
 
 
-def _colour_bar(draw: ImageDraw.ImageDraw, origin: tuple[int, int], height: int, vmax: float, font) -> None:
+def _colour_bar(
+    draw: ImageDraw.ImageDraw, origin: tuple[int, int], height: int, vmax: float, font, signed: bool = False
+) -> None:
     x, y = origin
-    ramp = colorize(np.linspace(1, 0, height)[:, None], 1.0)  # (height, 1, 4), top = high
+    low = -1.0 if signed else 0.0
+    ramp = colorize(np.linspace(1, low, height)[:, None], 1.0, signed)  # (height, 1, 4), top = high
     for r in range(height):
         rgb = tuple(int(round(255 * (1 - ramp[r, 0, 3] + ramp[r, 0, c] * ramp[r, 0, 3]))) for c in range(3))
         draw.line([(x, y + r), (x + 14, y + r)], fill=rgb)
     draw.rectangle([x, y, x + 14, y + height - 1], outline="black")
     draw.text((x + 18, y - 2), f"{vmax:.2g}", fill="black", font=font)
-    draw.text((x + 18, y + height - 14), "0", fill="black", font=font)
+    draw.text((x + 18, y + height - 14), f"{-vmax:.2g}" if signed else "0", fill="black", font=font)
+    if signed:
+        draw.text((x + 18, y + height // 2 - 7), "0", fill="black", font=font)
 
 
 def _font(size: int):

@@ -35,6 +35,7 @@ PROFILE = "profile"
 DEBUGGER = "debugger"
 DEBUGGER_METHODS = "debugger.methods"
 DEBUGGER_TARGET = "debugger.target"
+DEBUGGER_REDUCTION = "debugger.reduction"
 
 
 def scoped(prefix: str, name: str) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
+from spade_engine.models import spade_defaults
 from spade_engine.study import CONDITIONS, QUESTIONS, StudyDesign, StudyInfo, StudyStore, conditions_for
 from spade_engine.study.render import TrialView, trial_view
 from spade_engine.study.samples import neuron_items, patch_items
@@ -93,9 +94,10 @@ def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDes
     question = st.radio(
         "Question", list(QUESTIONS), format_func=lambda q: QUESTIONS[q].title, key="study_designer.question"
     )
+    model = st.selectbox("Model", model_names, key="study_designer.model")  # outside the form: sets the defaults
+    card = spade_defaults(model)
     with st.form("study_designer.form"):
         name = st.text_input("Study name", "SPADE visualisation study")
-        model = st.selectbox("Model", model_names)
         options = conditions_for(question)
         conditions = st.multiselect("Conditions (hidden from participants)", options, default=options[:2],
                                     format_func=lambda c: CONDITIONS[c].title)  # fmt: skip
@@ -107,7 +109,7 @@ def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDes
         trials = c2.number_input("Trials per participant", 1, 400, 10)
         seed = c3.number_input("Seed", 0, 10**6, 0)
         c1, c2, c3 = st.columns(3)
-        sparsity = c1.slider("SPADE sparsity", 0.5, 0.99, 0.8)
+        sparsity = c1.slider("SPADE sparsity", 0.5, 0.99, card["sparsity"], help="Default: the model card's.")
         n_aug = c2.select_slider("Augmented views", [16, 32, 64, 128, 256], 64)
         steps = c3.select_slider("Visualisation steps", [32, 64, 128, 256, 512], 128)
         if question == "patch":

@@ -452,6 +452,27 @@ class SpadeProgress:
 # ------------------------------------------------------------------------------------------ result blocks
 
 
+REDUCTION_CHOICES = {
+    "as in the paper": None,
+    "absolute": "absolute",
+    "signed": "signed",
+}
+
+
+def reduction_picker(container=st) -> str | None:
+    """How attributions become one value per pixel: the method's own (the paper's: signed for LRP, absolute for the
+    others), `sum_c |A_c|` or `sum_c A_c` (diverging colours). Returns None, "absolute" or "signed"."""
+    labels = list(REDUCTION_CHOICES)
+    label = persisted(
+        container.selectbox, keys.DEBUGGER_REDUCTION, labels[0], "Channel sum", options=labels,
+        valid=lambda v: v in labels,
+        help="Attributions are taken at the normalised input (zero = the mean colour). 'signed' keeps the sign of "
+        "the channel sum (blue = against the class, red = for it); 'absolute' sums magnitudes; 'as in the paper' "
+        "is signed for LRP (the SPADE authors' maps) and absolute for the other methods.",
+    )  # fmt: skip
+    return REDUCTION_CHOICES[label]
+
+
 def show_predictions(result, class_names: tuple[str, ...], spade_label: str) -> None:
     """Dense vs pruned predictions: a top-5 bar chart, the two top classes, and a warning when they differ.
 

@@ -1,8 +1,13 @@
-"""The one interface every saliency method sits behind: `SaliencyMethod` and the `SaliencyResult` it yields.
+"""The one interface every saliency method sits behind: `SaliencyMethod`, the `AttributionInput` it explains and
+the `SaliencyResult` it yields.
 
-A method's `fn(model, x, target)` returns a raw attribution tensor (1, C, H, W) (C = 3 for pixel attributions,
-1 for GradCAM); the registry's `attribute` turns it into the per-pixel map everybody consumes:
-`map[i, j] = sum_c |A[0, c, i, j]|` (float32, finite). Methods run on a private copy of the model
+Attribution space (as the SPADE authors' notebook and Captum's tutorials): for a `Classifier` (normalisation
+inside) every method explains `net` at the *normalised* input `z = (x - mean) / std`, so a zero baseline is the
+dataset's mean colour and black pixels (z ~ -2) carry attribution like any other. A model without a
+normalisation of its own is explained at its pixels (then zero is black). A method's
+`fn(inp: AttributionInput, target)` returns a raw attribution (1, C, H, W) w.r.t. `inp.z` (C = 3 for pixel
+attributions, 1 for GradCAM); `reduce_to_map` turns it into the per-pixel map everybody consumes, with one of
+`REDUCTIONS`: "absolute" `sum_c |A_c|` or "signed" `sum_c A_c`. Methods run on a private copy of the model
 (`_canonical.attribution_copy`), so the caller's model, its parameters and its hooks are never touched.
 """
 
@@ -15,9 +20,51 @@ import numpy as np
 import torch
 from torch import nn
 
-AttributionFn = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]
-
 SEED = 0  # stochastic methods (GradientShap, SmoothGrad, LIME) draw from a fixed seed: maps are reproducible
+
+REDUCTIONS = ("absolute", "signed")  # sum_c |A_c| (Captum's `sign="absolute_value"`) | sum_c A_c (the authors' LRP)
+
+
+@dataclass(frozen=True)
+class AttributionInput:
+    """What a method explains: `net(z)` gives the logits.
+
+    Attributes:
+        net: the network after the model's normalisation (the whole model when it has none).
+        z: (1, 3, H, W) the input `net` sees: the normalised image for a `Classifier`, else the pixels.
+        pixels: (1, 3, H, W) the image in [0, 1] (for superpixels and pixel-space noise).
+        normalize: maps pixels in [0, 1] to `z`'s space (`nn.Identity` when the model has no normalisation).
+    """
+
+    net: nn.Module
+    z: torch.Tensor
+    pixels: torch.Tensor
+    normalize: nn.Module
+
+    @property
+    def space(self) -> str:
+        """ "normalised" or "pixels": where attributions and zero baselines live."""
+        return "pixels" if isinstance(self.normalize, nn.Identity) else "normalised"
+
+
+AttributionFn = Callable[[AttributionInput, int], torch.Tensor]
+
+
+def split_classifier(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(normalize, net) for a `spade_engine.models.Classifier`, (identity, model) otherwise."""
+    from spade_engine.models import Classifier
+
+    if isinstance(model, Classifier):
+        return model.normalize, model.net
+    return nn.Identity(), model
+
+
+def attribution_input(model: nn.Module, x: torch.Tensor) -> AttributionInput:
+    """Split `model` at its normalisation and normalise `x` (1, 3, H, W) in [0, 1]; see the module docstring."""
+    normalize, net = split_classifier(model)
+    with torch.no_grad():
+        z = normalize(x).detach()
+    return AttributionInput(net, z, x.detach(), normalize)
 
 
 @dataclass(frozen=True)
@@ -29,8 +76,11 @@ class SaliencyMethod:
         library: "captum", "zennit" or "spade_engine" (who implements the method).
         params: the settings used, stated for reports (n_steps, window, n_samples, ...).
         baseline: the reference input the method compares against, in words, or "none".
-        fn: `fn(model, x (1,3,H,W) in [0,1], target) -> Tensor (1, C, H, W)` raw attribution.
-        reduction: how `fn`'s output becomes the (H, W) map.
+        fn: `fn(inp: AttributionInput, target) -> Tensor (1, C, H, W)`, the raw attribution w.r.t. `inp.z`.
+        reduction: the channel reduction the SPADE paper's protocol uses for this method, one of `REDUCTIONS`
+            (the default of `attribute`).
+        reduction_note: how `fn`'s output becomes per-pixel values before the channel reduction, when it is
+            not a plain per-pixel attribution (GradCAM's upsampling, LIME's superpixels...).
         reference: paper link.
     """
 
@@ -39,18 +89,24 @@ class SaliencyMethod:
     params: dict = field(hash=False)
     baseline: str
     fn: AttributionFn = field(repr=False)
-    reduction: str = "sum over channels of |attribution|"
+    reduction: str = "absolute"
+    reduction_note: str = ""
     reference: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"{self.name}: reduction must be one of {REDUCTIONS}, got {self.reduction!r}.")
 
 
 @dataclass(frozen=True)
 class SaliencyResult:
-    """One saliency map: `map` is (H, W) float32, non-negative, finite."""
+    """One saliency map: `map` is (H, W) float32, finite; non-negative unless `reduction` is "signed"."""
 
     method: str
     target: int
     map: np.ndarray = field(repr=False, compare=False)
     seconds: float = 0.0
+    reduction: str = "absolute"
 
 
 def as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -62,9 +118,19 @@ def as_batch(x: torch.Tensor) -> torch.Tensor:
     return x.detach()
 
 
-def reduce_to_map(attribution: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(1, C, H, W) attribution -> (H, W) float32 map `sum_c |A_c|`, NaN/inf replaced by 0."""
+def reduce_to_map(attribution: torch.Tensor, size: tuple[int, int], reduction: str = "absolute") -> np.ndarray:
+    """(1, C, H, W) attribution -> (H, W) float32 map, NaN/inf replaced by 0.
+
+    Args:
+        attribution: the raw attribution.
+        size: the expected (H, W) (raises ValueError when the attribution's differs).
+        reduction: "absolute" -> `sum_c |A_c|` (non-negative); "signed" -> `sum_c A_c` (sign kept: negative
+            evidence stays negative, as in the SPADE authors' LRP maps).
+    """
     if attribution.shape[-2:] != size:
         raise ValueError(f"attribution spatial size {tuple(attribution.shape[-2:])} != input {size}")
-    sal = attribution.detach().abs().sum(dim=1)[0]  # (H, W)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"Unknown reduction {reduction!r}: use one of {REDUCTIONS}.")
+    a = attribution.detach()
+    sal = (a.abs() if reduction == "absolute" else a).sum(dim=1)[0]  # (H, W)
     return np.nan_to_num(sal.float().cpu().numpy(), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
-from torch import nn
 
+from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import attribution_copy, last_feature_module
 
 
-def gradcam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+def gradcam(inp: AttributionInput, target: int) -> torch.Tensor:
     """ReLU(sum_k alpha_k A_k) at the last feature layer (see `last_feature_module`), bilinear to (H, W).
 
     Returns:
         (1, 1, H, W), non-negative.
     """
-    canonical = attribution_copy(model, x)
+    canonical = attribution_copy(inp.net, inp.z)
     layer = canonical.module.get_submodule(last_feature_module(canonical))
-    cam = LayerGradCam(canonical.module, layer).attribute(x, target=target, relu_attributions=True)  # (1, 1, h, w)
-    return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    cam = LayerGradCam(canonical.module, layer).attribute(inp.z, target=target, relu_attributions=True)  # (1, 1, h, w)
+    return LayerAttribution.interpolate(cam, tuple(inp.z.shape[-2:]), interpolate_mode="bilinear")

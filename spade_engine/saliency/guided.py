@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import torch
 from captum.attr import GuidedBackprop, GuidedGradCam
-from torch import nn
 
+from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import attribution_copy, last_feature_module
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+def guided_backprop(inp: AttributionInput, target: int) -> torch.Tensor:
     """Gradient with negative gradients zeroed at every ReLU."""
-    work = attribution_copy(model, x).module
-    return GuidedBackprop(work).attribute(x, target=target)
+    work = attribution_copy(inp.net, inp.z).module
+    return GuidedBackprop(work).attribute(inp.z, target=target)
 
 
-def guided_gradcam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+def guided_gradcam(inp: AttributionInput, target: int) -> torch.Tensor:
     """Guided Backprop times the GradCAM map of the last spatial feature layer (upsampled bilinearly)."""
-    canonical = attribution_copy(model, x)
+    canonical = attribution_copy(inp.net, inp.z)
     layer = canonical.module.get_submodule(last_feature_module(canonical))
-    return GuidedGradCam(canonical.module, layer).attribute(x, target=target, interpolate_mode="bilinear")
+    return GuidedGradCam(canonical.module, layer).attribute(inp.z, target=target, interpolate_mode="bilinear")

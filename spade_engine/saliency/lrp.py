@@ -29,17 +29,10 @@ from zennit.canonizers import Canonizer, NamedMergeBatchNorm, SequentialMergeBat
 from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
-from spade_engine.models import Classifier
+from spade_engine.saliency._base import AttributionInput, attribution_input
 from spade_engine.saliency._canonical import _clear_hooks, _disable_inplace, attribution_copy
 
 _MERGEABLE = (nn.Conv2d, nn.Linear)
-
-
-def split_classifier(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(normalize, net) for a `Classifier`, (identity, model) otherwise."""
-    if isinstance(model, Classifier):
-        return model.normalize, model.net
-    return nn.Identity(), model
 
 
 def batchnorm_pairs(gm: fx.GraphModule) -> list[tuple[tuple[str], str]]:
@@ -86,10 +79,12 @@ def lrp_relevance(model: nn.Module, x: torch.Tensor, target: int) -> tuple[torch
     The output relevance is the target logit (one-hot times logit), so the input relevance sums to it up to
     the stabilisers and the biases' share.
     """
-    normalize, net = split_classifier(model)
-    with torch.no_grad():
-        z = normalize(x)
-    work, canonizers, _ = lrp_model(net, z)
+    return _relevance(attribution_input(model, x), target)
+
+
+def _relevance(inp: AttributionInput, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    z = inp.z
+    work, canonizers, _ = lrp_model(inp.net, z)
     with Gradient(model=work, composite=EpsilonPlusFlat(canonizers=canonizers)) as attributor:
         out, relevance = attributor(z, lambda logits: logits * _one_hot(target, logits))
     return relevance, out[0, target].detach()
@@ -101,6 +96,6 @@ def _one_hot(target: int, logits: torch.Tensor) -> torch.Tensor:
     return hot
 
 
-def lrp(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
-    """LRP (EpsilonPlusFlat) relevance at the input pixels, (1, 3, H, W)."""
-    return lrp_relevance(model, x, target)[0]
+def lrp(inp: AttributionInput, target: int) -> torch.Tensor:
+    """LRP (EpsilonPlusFlat) relevance at the normalised input, (1, 3, H, W)."""
+    return _relevance(inp, target)[0]

@@ -7,17 +7,17 @@ Imported lazily so the registry still loads while that module is missing; the me
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import attribution_copy
 
 PATHWAY_KEEP = 0.15  # global top fraction of |a * dy/da| kept (the authors' default)
 
 
-def pathway_gradient(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
-    """Input gradient back-propagated only through the critical pathway, (1, 3, H, W)."""
+def pathway_gradient(inp: AttributionInput, target: int) -> torch.Tensor:
+    """Gradient w.r.t. the normalised input back-propagated only through the critical pathway, (1, 3, H, W)."""
     try:
         from spade_engine.pathways import pathway_gradient as _pathway_gradient
     except ImportError as e:
         raise ImportError(f"PathwayGradient needs spade_engine.pathways, which is not available ({e}).") from e
-    return _pathway_gradient(attribution_copy(model, x).module, x, target, keep=PATHWAY_KEEP)
+    return _pathway_gradient(attribution_copy(inp.net, inp.z).module, inp.z, target, keep=PATHWAY_KEEP)

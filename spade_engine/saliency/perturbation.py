@@ -1,5 +1,6 @@
-"""Perturbation-based saliency through Captum: Occlusion (sliding black window) and LIME over SLIC
-superpixels (scikit-image). Both black out regions (pixel value 0) and read the target logit.
+"""Perturbation-based saliency through Captum: Occlusion (sliding window) and LIME over SLIC superpixels
+(scikit-image). Both replace regions by z = 0 in the normalised input, i.e. the mean colour (Captum's default
+baseline on a normalised input, as in the SPADE authors' notebook), and read the target logit.
 
 Papers: Zeiler & Fergus 2014, arXiv 1311.2901; Ribeiro, Singh, Guestrin 2016, arXiv 1602.04938;
 SLIC: Achanta et al. 2012.
@@ -13,8 +14,8 @@ from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import Lime, Occlusion
 from captum.attr._core.lime import get_exp_kernel_similarity_function
 from skimage.segmentation import slic
-from torch import nn
 
+from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import attribution_copy
 
 OCCLUSION_WINDOW_FRACTION = 1 / 8  # window side = H / 8 (8 px at 64 px, 28 px at 224 px)
@@ -35,10 +36,12 @@ def occlusion_window(size: int) -> tuple[int, int]:
     return window, max(1, round(window * OCCLUSION_STRIDE_FRACTION))
 
 
-def occlusion(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
-    """Drop in the target logit when a window (all channels) is set to black, averaged over windows per pixel."""
+def occlusion(inp: AttributionInput, target: int) -> torch.Tensor:
+    """Drop in the target logit when a window (all channels) is set to the mean colour, averaged over windows
+    per pixel."""
+    x = inp.z
     window, stride = occlusion_window(x.shape[-1])
-    occ = Occlusion(attribution_copy(model, x).module)
+    occ = Occlusion(attribution_copy(inp.net, x).module)
     return occ.attribute(
         x,
         sliding_window_shapes=(x.shape[1], window, window),
@@ -64,14 +67,17 @@ def superpixels(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(contiguous.reshape(labels.shape)).long().to(x.device)[None, None]  # (1, 1, H, W)
 
 
-def lime(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
-    """Ridge-regression weight of each SLIC superpixel (present vs black), broadcast to its pixels."""
+def lime(inp: AttributionInput, target: int) -> torch.Tensor:
+    """Ridge-regression weight of each SLIC superpixel (present vs mean colour), broadcast to its pixels.
+
+    Superpixels are found on the image in [0, 1] (`inp.pixels`); the perturbations happen at `inp.z`."""
+    x = inp.z
     lime_attr = Lime(
-        attribution_copy(model, x).module,
+        attribution_copy(inp.net, x).module,
         interpretable_model=SkLearnRidge(alpha=1.0),
         similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=LIME_KERNEL_WIDTH),
     )
-    mask = superpixels(x).expand(1, x.shape[1], *x.shape[-2:])  # (1, 3, H, W)
+    mask = superpixels(inp.pixels).expand(1, x.shape[1], *x.shape[-2:])  # (1, 3, H, W)
     return lime_attr.attribute(
         x,
         target=target,

@@ -1,7 +1,10 @@
 """The saliency registry: one dict drives the UI select boxes, the benchmarks and the tests.
 
-Adding a method is one `SaliencyMethod(...)` line in `METHODS`. Every map is `sum_c |A_c|` of the method's
-(1, C, H, W) attribution unless `reduction` says otherwise; images are in [0, 1], so "black" means 0.
+Adding a method is one `SaliencyMethod(...)` line in `METHODS`. Every method attributes the *normalised* input
+of a `Classifier` (see `_base`): "zero" there is the dataset's mean colour, as in Captum's defaults and the SPADE
+authors' notebook. Each entry names its baseline and the channel reduction the paper's protocol uses for it:
+"absolute" `sum_c |A_c|` (Captum's default display) for every method but LRP, whose map in the authors' code is
+the signed channel sum. `attribute(..., reduction=...)` overrides it.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ import torch
 from torch import nn
 
 from spade_engine.saliency import deeplift, gradcam, gradients, guided, lrp, pathway, perturbation
-from spade_engine.saliency._base import SEED, SaliencyMethod, SaliencyResult, as_batch, reduce_to_map
+from spade_engine.saliency._base import (
+    REDUCTIONS,
+    SEED,
+    SaliencyMethod,
+    SaliencyResult,
+    as_batch,
+    attribution_input,
+    reduce_to_map,
+)
 
-_BLACK = "black image (all pixels 0)"
+_MEAN = "mean colour (z = 0 in the normalised input; black for a model without normalisation)"
 
 METHODS: dict[str, SaliencyMethod] = {
     m.name: m
@@ -28,12 +39,12 @@ METHODS: dict[str, SaliencyMethod] = {
             "InputXGradient",
             "captum",
             {},
-            "none (implicitly black)",
+            "none (z times its gradient: the first-order share relative to the mean colour)",
             gradients.input_x_gradient,
             reference="arXiv 1605.01713",
         ),
         SaliencyMethod(
-            "DeepLift", "captum", {"rule": "Rescale"}, _BLACK, deeplift.deeplift, reference="arXiv 1704.02685"
+            "DeepLift", "captum", {"rule": "Rescale"}, _MEAN, deeplift.deeplift, reference="arXiv 1704.02685"
         ),
         SaliencyMethod(
             "LRP",
@@ -45,7 +56,8 @@ METHODS: dict[str, SaliencyMethod] = {
             },
             "none",
             lrp.lrp,
-            reduction="sum over channels of |relevance at the normalised input|",
+            reduction="signed",
+            reduction_note="relevance at the normalised input (conserves the logit)",
             reference="doi:10.1371/journal.pone.0130140",
         ),
         SaliencyMethod("GuidedBackprop", "captum", {}, "none", guided.guided_backprop, reference="arXiv 1412.6806"),
@@ -68,16 +80,16 @@ METHODS: dict[str, SaliencyMethod] = {
                 "surrogate": "Ridge(alpha=1)",
                 "kernel_width": perturbation.LIME_KERNEL_WIDTH,
             },
-            "superpixel set to black (0)",
+            f"superpixel set to the {_MEAN}",
             perturbation.lime,
-            reduction="|Ridge weight| of the pixel's superpixel, times 3 channels",
+            reduction_note="Ridge weight of the pixel's superpixel, on each of the 3 channels",
             reference="arXiv 1602.04938",
         ),
         SaliencyMethod(
             "Occlusion",
             "captum",
             {"window": "H/8 px", "stride": "window/2", "window_fraction": perturbation.OCCLUSION_WINDOW_FRACTION},
-            "window set to black (0)",
+            f"window set to the {_MEAN}",
             perturbation.occlusion,
             reference="arXiv 1311.2901",
         ),
@@ -85,7 +97,7 @@ METHODS: dict[str, SaliencyMethod] = {
             "IntegratedGradients",
             "captum",
             {"n_steps": gradients.IG_STEPS, "method": "gausslegendre"},
-            _BLACK,
+            _MEAN,
             gradients.integrated_gradients,
             reference="arXiv 1703.01365",
         ),
@@ -98,17 +110,17 @@ METHODS: dict[str, SaliencyMethod] = {
                 "n_baselines": 1 + gradients.SHAP_RANDOM_BASELINES,
                 "seed": SEED,
             },
-            f"black image + {gradients.SHAP_RANDOM_BASELINES} uniform-noise images",
+            f"{_MEAN} + {gradients.SHAP_RANDOM_BASELINES} uniform-noise images (normalised)",
             gradients.gradient_shap,
             reference="arXiv 1705.07874",
         ),
         SaliencyMethod(
             "SmoothGrad",
             "captum",
-            {"nt_samples": gradients.SMOOTHGRAD_SAMPLES, "stdev": gradients.SMOOTHGRAD_STDEV, "seed": SEED},
+            {"nt_samples": gradients.SMOOTHGRAD_SAMPLES, "noise_level": gradients.SMOOTHGRAD_NOISE_LEVEL, "seed": SEED},
             "none",
             gradients.smoothgrad,
-            reduction="mean over noisy copies of |gradient|, summed over channels",
+            reduction_note="mean over noisy copies of |gradient| (noise sigma = noise_level x input range)",
             reference="arXiv 1706.03825",
         ),
         SaliencyMethod(
@@ -117,7 +129,7 @@ METHODS: dict[str, SaliencyMethod] = {
             {"layer": "last spatial feature map", "upsample": "bilinear"},
             "none",
             gradcam.gradcam,
-            reduction="ReLU'd class activation map, bilinear to input size",
+            reduction_note="ReLU'd class activation map (one channel), bilinear to input size",
             reference="arXiv 1610.02391",
         ),
         SaliencyMethod(
@@ -149,26 +161,35 @@ PAPER_METHODS: tuple[str, ...] = (
 )
 
 
-def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reduction: str | None = None) -> np.ndarray:
     """The (H, W) float32 saliency map of method `name` for class `target`.
 
     Args:
         name: a key of `METHODS`.
-        model: maps images in [0, 1] to logits; never modified (methods run on a private copy).
+        model: maps images in [0, 1] to logits; never modified (methods run on a private copy). A `Classifier`
+            is explained at its normalised input (see the module docstring).
         x: one image, (1, 3, H, W) or (3, H, W), in [0, 1], on the model's device.
         target: the class to explain.
+        reduction: "absolute" (`sum_c |A_c|`, non-negative) or "signed" (`sum_c A_c`); None: the method's
+            `reduction`, the one the SPADE paper's protocol uses.
 
     Returns:
-        Non-negative, finite per-pixel relevance (see the method's `reduction`).
+        Finite per-pixel relevance on the image's pixel grid.
+
+    Raises:
+        KeyError: unknown method. ValueError: unknown reduction, or not one image.
     """
     if name not in METHODS:
         raise KeyError(f"Unknown saliency method '{name}'. Known: {', '.join(METHODS)}.")
+    reduction = METHODS[name].reduction if reduction is None else reduction
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"Unknown reduction {reduction!r}: use one of {REDUCTIONS}.")
     x = as_batch(x)
     with _seeded(x.device), torch.enable_grad(), warnings.catch_warnings():
         for message in _KNOWN_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
-        raw = METHODS[name].fn(model, x, int(target))
-    return reduce_to_map(raw, tuple(x.shape[-2:]))
+        raw = METHODS[name].fn(attribution_input(model, x), int(target))
+    return reduce_to_map(raw, tuple(x.shape[-2:]), reduction)
 
 
 @contextmanager
@@ -184,8 +205,9 @@ def _seeded(device: torch.device) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
-def explain(name: str, model: nn.Module, x: torch.Tensor, target: int) -> SaliencyResult:
+def explain(name: str, model: nn.Module, x: torch.Tensor, target: int, reduction: str | None = None) -> SaliencyResult:
     """`attribute` wrapped in a timed `SaliencyResult`."""
+    reduction = METHODS[name].reduction if reduction is None and name in METHODS else reduction
     start = time.perf_counter()
-    sal = attribute(name, model, x, target)
-    return SaliencyResult(name, int(target), sal, time.perf_counter() - start)
+    sal = attribute(name, model, x, target, reduction)
+    return SaliencyResult(name, int(target), sal, time.perf_counter() - start, reduction or "absolute")

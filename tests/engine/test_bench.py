@@ -123,3 +123,14 @@ def test_prune_config_restricts_layers():
         "net.layer4.0.conv1": 0.8,
     }
     assert "layers=net.layer4*,net.fc" in bench.BenchConfig(only_layers=("net.layer4*", "net.fc")).prune_label
+
+
+def test_bench_defaults_are_the_model_cards():
+    """One source of truth: the benchmark CLI prunes and crops as the Debugger and the protocol do."""
+    from spade_engine.models import spade_defaults
+
+    card = spade_defaults("testbed_resnet")
+    cfg = bench.config_from_args(bench._parser().parse_args(["trojan", "--model", "testbed_resnet"]))
+    assert cfg.sparsities == (card["sparsity"],)
+    assert cfg.augment_config().scale == (card["crop_min"], 1.0)
+    assert bench.BenchConfig(crop_scale=(0.2, 1.0)).augment_config().scale == (0.2, 1.0)

@@ -12,6 +12,7 @@ from torch import nn
 from spade_engine.metrics import trojan_auc
 from spade_engine.models import TESTBED_DIR
 from spade_engine.saliency import METHODS, PAPER_METHODS, SaliencyMethod, attribute, explain
+from spade_engine.saliency._base import REDUCTIONS, attribution_input
 
 HAS_PATHWAYS = importlib.util.find_spec("spade_engine.pathways") is not None
 
@@ -57,6 +58,46 @@ def test_registry_entries_are_described():
     assert {"SmoothGrad", "GradCAM", "PathwayGradient"} <= set(METHODS)
     assert METHODS["IntegratedGradients"].params["n_steps"] > 0
     assert "n_samples" in METHODS["LIME"].params and "window" in METHODS["Occlusion"].params
+    assert all(m.reduction in REDUCTIONS for m in METHODS.values())
+    assert METHODS["LRP"].reduction == "signed"  # the authors' LRP map is the signed channel sum
+
+
+def test_methods_with_a_reference_state_the_mean_colour():
+    for name in ("DeepLift", "IntegratedGradients", "GradientShap", "Occlusion", "LIME"):
+        assert "mean colour" in METHODS[name].baseline, name
+
+
+@pytest.mark.parametrize("name", ["InputXGradient", "IntegratedGradients", "DeepLift"])
+def test_black_pixels_get_attribution_in_the_normalised_space(name, tiny_resnet, image):
+    """In pixel space x = 0 gives x * gradient = 0 on any network; at the normalised input black is -2."""
+    x = image.clone()
+    x[..., :8, :8] = 0.0  # a black corner
+    sal = attribute(name, tiny_resnet, x, target=1, reduction="absolute")
+    black = sal[:8, :8]
+    assert (black > 0).mean() > 0.9 and black.mean() > 0.05 * sal.mean()
+
+
+def test_attribution_input_splits_at_the_normalisation(tiny_resnet, image):
+    inp = attribution_input(tiny_resnet, image)
+    assert inp.space == "normalised" and inp.net is tiny_resnet.net
+    torch.testing.assert_close(inp.z, (image - 0.5) / 0.25)
+    plain = attribution_input(tiny_resnet.net, image)
+    assert plain.space == "pixels" and torch.equal(plain.z, image)
+
+
+@pytest.mark.parametrize("name", ["InputXGradient", "LRP", "Occlusion"])
+def test_reductions_signed_keeps_sign_and_absolute_is_its_magnitude(name, tiny_resnet, image):
+    signed = attribute(name, tiny_resnet, image, target=1, reduction="signed")
+    absolute = attribute(name, tiny_resnet, image, target=1, reduction="absolute")
+    assert (absolute >= 0).all() and (signed < 0).any() and (signed > 0).any()
+    assert (absolute >= np.abs(signed) - 1e-6).all()  # |sum_c A_c| <= sum_c |A_c|
+    if name == "InputXGradient":  # colour channels disagree in sign somewhere (LRP's Flat rule shares one sign)
+        assert np.abs(signed).sum() < absolute.sum()
+
+
+def test_unknown_reduction_raises(tiny_resnet, image):
+    with pytest.raises(ValueError, match="reduction"):
+        attribute("Saliency", tiny_resnet, image, 0, reduction="squared")
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -65,7 +106,8 @@ def test_map_is_finite_nonconstant_and_model_untouched(name, tiny_resnet, image)
     logits_before = tiny_resnet(image)
     sal = attribute(name, tiny_resnet, image, target=1)
     assert sal.shape == image.shape[-2:] and sal.dtype == np.float32
-    assert np.isfinite(sal).all() and (sal >= 0).all()
+    assert np.isfinite(sal).all()
+    assert METHODS[name].reduction == "signed" or (sal >= 0).all()
     assert sal.max() > sal.min()
     assert_same(before, snapshot(tiny_resnet))
     assert torch.equal(tiny_resnet(image), logits_before)

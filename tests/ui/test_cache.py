@@ -25,7 +25,7 @@ def test_saliency_runs_under_the_model_lock_and_is_cached(monkeypatch):
 
     calls, overlap, running = [], [], threading.Event()
 
-    def fake_attribute(name, model, x, target):
+    def fake_attribute(name, model, x, target, reduction=None):
         assert cache.model_lock("m")._is_owned()  # noqa: SLF001 - the lock is held by this thread
         overlap.append(running.is_set())
         running.set()

@@ -38,6 +38,20 @@ def test_colorize_is_transparent_at_zero_and_opaque_at_max():
     assert np.allclose(rgba[0, 1], rgba[0, 2])  # clipped above vmax
 
 
+def test_signed_pair_gets_a_symmetric_diverging_scale():
+    rng = np.random.default_rng(1)
+    dense = rng.normal(size=(16, 16)).astype(np.float32)
+    pair = figures.MapPair("LRP", dense, -2 * dense, reduction="signed")
+    assert pair.vmax == figures.shared_vmax(np.abs(dense), 2 * np.abs(dense))
+    fig = figures.saliency_figure(np.zeros((16, 16, 3), np.uint8), pair, "SPADE 80%")
+    assert fig.layout.coloraxis.cmin == -pair.vmax and fig.layout.coloraxis.cmax == pair.vmax
+    rgba = figures.colorize(np.array([[-1.0, 0.0, 1.0]]), vmax=1.0, signed=True)
+    assert rgba[0, 1, 3] == 0.0 and rgba[0, 0, 3] > 0.9 and rgba[0, 2, 3] > 0.9  # zero transparent, both ends opaque
+    assert rgba[0, 0, 2] > rgba[0, 0, 0] and rgba[0, 2, 0] > rgba[0, 2, 2]  # negative blue, positive red
+    png = Image.open(io.BytesIO(figures.panel_png(np.zeros((16, 16, 3), np.uint8), [pair], "SPADE", "t")))
+    assert png.size[0] > 0
+
+
 def test_patch_outline_in_figure_and_png():
     mask = np.zeros((16, 16), bool)
     mask[10:14, 2:6] = True
