@@ -1,11 +1,17 @@
 """Why SPADE helps (or not) on a testbed model: the protocol's SPADE-sweep column against one-change variants.
 
     python benchmarks/protocol_ablation.py --model testbed_resnet [--trojan 30] [--clean 30] [--methods ...]
+    python benchmarks/protocol_ablation.py --study blocksize --model testbed_resnet
+
 
 Each variant changes one thing the SPADE paper's results depend on: the calibration crops (the reference's
 0.2 against the card's), the sparsity, which layers are pruned (late blocks only, or the first conv too) and the
 solver (magnitude pruning, no OBS update, as a control). Writes assets/benchmarks/<model>_ablation.csv (+ .json
 settings), shown on the app's Benchmarks page, and prints the trojan / insertion / deletion tables.
+
+`--study blocksize` compares the sweep's mask granularity instead (`<model>_blocksize.csv`): blocks of 128
+columns, 32 columns, one input channel (kh*kw columns; 1 for a Linear) with the exact running count, and the
+SPADE authors' granularity (kh*kw blocks, `int(n*s)+1` weights pruned per block).
 """
 
 from __future__ import annotations
@@ -37,6 +43,20 @@ def variants(model: str) -> tuple[protocol.Variant, ...]:
     return tuple(out)
 
 
+def blocksize_variants(model: str) -> tuple[protocol.Variant, ...]:
+    """The sweep's mask granularity at the card's sparsity: 128, 32 and kh*kw blocks, and the authors' count."""
+    s = spade_defaults(model)["sparsity"]
+    return (
+        protocol.Variant("block 128", PruneConfig(s, blocksize=128)),
+        protocol.Variant("block 32", PruneConfig(s, blocksize=32)),
+        protocol.Variant("block kh·kw", PruneConfig(s, blocksize="kernel")),
+        protocol.Variant("block kh·kw, int(n·s)+1 (authors')", PruneConfig.reference_granularity(s)),
+    )
+
+
+STUDIES = {"one-change": ("ablation", variants), "blocksize": ("blocksize", blocksize_variants)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="testbed_resnet")
@@ -44,14 +64,17 @@ def main() -> None:
     ap.add_argument("--clean", type=int, default=30)
     ap.add_argument("--n-aug", type=int, default=64)
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--study", choices=list(STUDIES), default="one-change")
     args = ap.parse_args()
+    kind, make_variants = STUDIES[args.study]
+    columns = ("Dense", "SPADE-sweep") if args.study == "one-change" else ("Dense",)
     cfg = protocol.ProtocolConfig(
         args.model, args.trojan, args.clean, n_aug=args.n_aug, methods=tuple(args.methods),
-        columns=("Dense", "SPADE-sweep"), variants=variants(args.model),
+        columns=columns, variants=make_variants(args.model),
     )  # fmt: skip
     t0 = time.perf_counter()
     df = protocol.run_protocol(cfg, progress=lambda p, d, t: print(f"\r{p}: {d}/{t}", end="", flush=True))
-    out = protocol.RESULTS_DIR / f"{args.model}_ablation.csv"
+    out = protocol.RESULTS_DIR / f"{args.model}_{kind}.csv"
     df.to_csv(out, index=False)
     protocol.save_settings(cfg, out, time.perf_counter() - t0)
     sparsity, crop = cfg.spade_settings()

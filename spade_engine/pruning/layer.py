@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -11,12 +14,48 @@ from spade_engine.pruning.hessian import grouped_weight, ungroup_weight
 from spade_engine.pruning.inverse import InverseHessian
 from spade_engine.pruning.magnitude import magnitude_solve
 from spade_engine.pruning.obc import obc_solve
-from spade_engine.pruning.sparsegpt import sparsegpt_solve
+from spade_engine.pruning.sparsegpt import check_mask_count, sparsegpt_solve
 
-Solver = Callable[[torch.Tensor, InverseHessian, float, int], torch.Tensor]
 
-# Solver registry: name -> solve(W (G,R,d), hinv, sparsity, blocksize) -> W_hat.
-SOLVERS: dict[str, Solver] = {"sparsegpt": sparsegpt_solve, "obc": obc_solve, "magnitude": magnitude_solve}
+class Solver(Protocol):
+    """`solve(W (G,R,d), hinv, sparsity, blocksize, mask_count="running") -> W_hat`, as `sparsegpt_solve`."""
+
+    def __call__(
+        self, W: torch.Tensor, hinv: InverseHessian | None, sparsity: float, blocksize: int, mask_count: str = ...
+    ) -> torch.Tensor: ...
+
+
+def _layer_wide(solve: Callable[..., torch.Tensor]) -> Solver:
+    """A solver that picks its mask over the whole layer: accepts `mask_count` (a per-block rule) and ignores it."""
+
+    @functools.wraps(solve)
+    def solve_ignoring_mask_count(W, hinv, sparsity, blocksize=128, mask_count="running"):
+        return solve(W, hinv, sparsity, blocksize)
+
+    return solve_ignoring_mask_count
+
+
+# Solver registry: name -> solve(W (G,R,d), hinv, sparsity, blocksize, mask_count) -> W_hat.
+# OBC's sweep fallback for wide layers uses the running count until `obc_solve` takes `mask_count` itself.
+SOLVERS: dict[str, Solver] = {
+    "sparsegpt": sparsegpt_solve,
+    "obc": _layer_wide(obc_solve),
+    "magnitude": _layer_wide(magnitude_solve),
+}
+
+
+def block_columns(layer: nn.Module, blocksize: int | str) -> int:
+    """Columns per solver block: `blocksize` itself, or for "kernel" the SPADE authors' block, kh*kw columns
+    (one input channel) for a Conv2d and 1 column for a Linear.
+
+    Raises:
+        ValueError: `blocksize` is neither a positive int nor "kernel".
+    """
+    if blocksize == "kernel":
+        return math.prod(layer.kernel_size) if isinstance(layer, nn.Conv2d) else 1
+    if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize < 1:
+        raise ValueError(f'blocksize must be a positive whole number or "kernel"; got {blocksize!r}.')
+    return blocksize
 
 
 def reconstruction_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> float:
@@ -33,19 +72,32 @@ def reconstruction_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) 
 
 
 def prune_layer(
-    layer: nn.Module, hinv: InverseHessian | None, sparsity: float, solver: str = "sparsegpt", blocksize: int = 128
+    layer: nn.Module,
+    hinv: InverseHessian | None,
+    sparsity: float,
+    solver: str = "sparsegpt",
+    blocksize: int | str = 128,
+    mask_count: str = "running",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune a Conv2d/Linear in place with a registered solver (the solve step of SparseGPT's lifecycle).
 
     Args:
         layer: the layer whose weight is replaced.
         hinv: `inverse_hessian` of its inputs' Hessian (`HessianAccumulator`); None for "magnitude".
-        sparsity, solver, blocksize: see `SOLVERS`.
+        sparsity, solver: see `SOLVERS`.
+        blocksize: columns per block, or "kernel" (see `block_columns`).
+        mask_count: "running" or "reference" (see `sparsegpt_solve`; the reference count reaches slightly
+            more than `sparsity`).
 
     Returns:
         (dense, pruned) grouped weights (G, R, d), e.g. for `reconstruction_error`.
+
+    Raises:
+        ValueError: a bad `blocksize` or `mask_count`.
     """
+    columns = block_columns(layer, blocksize)
+    check_mask_count(mask_count)
     W = grouped_weight(layer).clone()
-    W_hat = SOLVERS[solver](W, hinv, sparsity, blocksize)
+    W_hat = SOLVERS[solver](W, hinv, sparsity, columns, mask_count=mask_count)
     layer.weight.data.copy_(ungroup_weight(layer, W_hat))
     return W, W_hat

@@ -3,6 +3,14 @@
 Batched over groups (a depthwise conv's C tiny Hessians cost one sweep) and over rows: once a block's mask is
 chosen, SparseGPT's column-by-column OBS updates inside the block are a triangular system per row, solved in
 one batched `solve_triangular` instead of a Python loop over columns (same result, see the tests).
+
+How many weights a block loses (`mask_count`):
+- "running": the block's share of the running layer target, `round(s * G * R * i2) - pruned so far`, so the
+  layer total is exact (up to one weight).
+- "reference": the SPADE authors' count (IST-DASLab/SPADE, `src/sparseGPT.py`), `int(n * s) + 1` of the
+  block's n = R * block_columns weights, per group, capped at n. The reached sparsity is slightly above the
+  target: a 10-class Linear head at 80% with one-column blocks loses int(10 * 0.8) + 1 = 9 of 10 weights
+  per column, i.e. 90%; at 90% it loses all 10, the whole head (as in the reference code).
 """
 
 from __future__ import annotations
@@ -11,12 +19,33 @@ import torch
 
 from spade_engine.pruning.inverse import InverseHessian
 
+MASK_COUNTS = ("running", "reference")
 
-def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, total: int) -> torch.Tensor:
-    """Choose which `total` weights of a (G, R, k) block to prune: the lowest OBS saliencies `w^2 / [U]_jj^2`.
 
-    Weights on dead inputs (no effect on the calibration batch) score 0 and go first. The count is spread
-    over groups as evenly as possible.
+def check_mask_count(mask_count: str) -> None:
+    """Raise ValueError unless `mask_count` is one of `MASK_COUNTS`."""
+    if mask_count not in MASK_COUNTS:
+        raise ValueError(f"mask_count must be one of {', '.join(MASK_COUNTS)}; got {mask_count!r}.")
+
+
+def block_counts(sparsity: float, g: int, r: int, i1: int, i2: int, mask_count: str) -> torch.Tensor:
+    """How many weights each group loses in the block of columns [i1, i2) (see the module docstring).
+
+    Returns:
+        (G,) int64 counts.
+    """
+    if mask_count == "reference":
+        n = r * (i2 - i1)
+        return torch.full((g,), min(int(n * sparsity) + 1, n), dtype=torch.long)
+    total = int(round(sparsity * g * r * i2)) - int(round(sparsity * g * r * i1))  # running target's increment
+    counts = torch.full((g,), total // g, dtype=torch.long)
+    counts[: total % g] += 1  # spread over groups as evenly as possible
+    return counts
+
+
+def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Choose which `counts[g]` weights of group g of a (G, R, k) block to prune: the lowest OBS saliencies
+    `w^2 / [U]_jj^2`. Weights on dead inputs (no effect on the calibration batch) score 0 and go first.
 
     Returns:
         (G, R, k) bool mask, True = prune.
@@ -24,10 +53,8 @@ def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, total
     g, r, k = W1.shape
     score = W1.pow(2) / u_diag.pow(2).unsqueeze(1)  # (G, R, k)
     score = score.masked_fill(dead.unsqueeze(1), 0.0).reshape(g, r * k)
-    counts = torch.full((g, 1), total // g, device=W1.device)
-    counts[: total % g] += 1
     ranks = score.argsort(dim=1).argsort(dim=1)  # (G, R*k): 0 = least salient
-    return (ranks < counts).view(g, r, k)
+    return (ranks < counts.to(W1.device).unsqueeze(1)).view(g, r, k)
 
 
 def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,31 +77,38 @@ def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tupl
     return current * (1 - m), E1
 
 
-def sparsegpt_solve(W: torch.Tensor, hinv: InverseHessian, sparsity: float, blocksize: int = 128) -> torch.Tensor:
+def sparsegpt_solve(
+    W: torch.Tensor, hinv: InverseHessian, sparsity: float, blocksize: int = 128, mask_count: str = "running"
+) -> torch.Tensor:
     """Prune grouped weights to `sparsity` and update the survivors to reconstruct the layer output.
 
     Args:
         W: (G, R, d) weights (not modified).
         hinv: `inverse_hessian(H)` of the layer's inputs.
-        sparsity: fraction of the layer's weights to zero (exact up to one weight); the mask is chosen
-            block by block (adaptive mask selection), following the running target.
-        blocksize: columns per block (lazy update and mask selection).
+        sparsity: fraction of the layer's weights to zero; the mask is chosen block by block (adaptive mask
+            selection).
+        blocksize: columns per block (lazy update and mask selection). The SPADE authors use kh*kw for a
+            conv (one input channel per block) and 1 for a Linear; `prune_layer` resolves "kernel" to that.
+        mask_count: "running" (default): each block follows the running layer target, so the layer total is
+            exact up to one weight. "reference": the authors' `int(n * s) + 1` of each block's n weights per
+            group (capped at n), so the reached sparsity is slightly above the target (a 10-row Linear at
+            80% with blocksize 1: 9 of 10 per column, 90%), and even sparsity 0 prunes one weight per block.
+            See the module docstring.
 
     Returns:
         (G, R, d) pruned and OBS-updated weights, in W's dtype.
     """
+    check_mask_count(mask_count)
     U = hinv.U
     Wf = W.to(U.dtype).clone()
     g, r, d = Wf.shape
-    pruned = 0  # the count per block follows the running target, so the layer total is exact
     # Rows are independent: chunk them so the (G, R, k, k) triangular systems stay within ~64 MB.
     rows = max(1, (16 * 2**20) // max(1, g * blocksize * blocksize))
     for i1 in range(0, d, blocksize):
         i2 = min(i1 + blocksize, d)
         U1 = U[:, i1:i2, i1:i2]  # (G, k, k)
-        total = int(round(sparsity * g * r * i2)) - pruned
-        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], total)
-        pruned += total
+        counts = block_counts(sparsity, g, r, i1, i2, mask_count)
+        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], counts)
         for r1 in range(0, r, rows):
             r2 = r1 + rows
             Q1, E1 = _sweep_block(Wf[:, r1:r2, i1:i2], U1, mask[:, r1:r2])

@@ -36,6 +36,35 @@ def test_reached_sparsity_equals_target(setup, sparsity):
         assert abs(reached - sparsity) <= 1.0 / w.numel() + 1e-9, name
 
 
+def reference_count(layer: nn.Module, sparsity: float) -> int:
+    """Zeros the SPADE authors' granularity leaves: int(n*s)+1 per input channel's block of n weights, per group."""
+    g = getattr(layer, "groups", 1)
+    r = layer.weight.shape[0] // g
+    k = layer.weight[0, 0].numel()  # kh*kw columns per input channel; 1 for a Linear
+    n = r * k
+    return layer.weight.shape[1] * g * min(int(n * sparsity) + 1, n)
+
+
+def test_reference_granularity_reaches_the_predicted_count(setup):
+    _, _, engine, trace = setup
+    cfg = PruneConfig(0.8, blocksize="kernel", mask_count="reference")
+    assert cfg == PruneConfig.reference_granularity(0.8)
+    pruned, result = engine.prune(trace, cfg)
+    modules = dict(pruned.named_modules())
+    assert result.layer_sparsity, "nothing was pruned"
+    for name, reached in result.layer_sparsity.items():
+        w = modules[name].weight
+        assert int((w == 0).sum()) == reference_count(modules[name], 0.8), name
+        assert reached >= 0.8, name
+
+
+@pytest.mark.parametrize("bad", [{"blocksize": "kernal"}, {"blocksize": 0}, {"mask_count": "exact"}])
+def test_bad_granularity_raises(setup, bad):
+    _, _, engine, trace = setup
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        engine.prune(trace, PruneConfig(0.5, **bad))
+
+
 def test_dense_model_is_bit_identical_and_hooks_are_gone(setup):
     _, model, engine, trace = setup
     before = {k: v.clone() for k, v in model.state_dict().items()}

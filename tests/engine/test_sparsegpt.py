@@ -1,34 +1,57 @@
-"""The vectorised SparseGPT sweep against a plain column-by-column OBS loop, and OBS vs magnitude."""
+"""The vectorised SparseGPT sweep against a plain column-by-column OBS loop, OBS vs magnitude, and the
+SPADE authors' mask granularity (one block per input channel, `int(n * s) + 1` pruned per block)."""
 
+import pytest
 import torch
+from torch import nn
 
-from spade_engine.pruning import inverse_hessian, reconstruction_error
+from spade_engine.pruning import grouped_weight, inverse_hessian, layer_columns, prune_layer, reconstruction_error
 from spade_engine.pruning.magnitude import magnitude_solve
-from spade_engine.pruning.sparsegpt import block_mask, sparsegpt_solve
+from spade_engine.pruning.sparsegpt import sparsegpt_solve
 
 
-def loop_reference(W, hinv, sparsity, blocksize):
-    """SparseGPT's sweep written column by column, as in the paper's Algorithm 1 (batched over groups)."""
+def loop_counts(sparsity, g, r, i1, i2, mask_count):
+    """Weights to prune per group in block [i1, i2), written out from the two rules."""
+    if mask_count == "reference":  # the SPADE authors: threshold at sorted score [int(n * s)], prune <= it
+        n = r * (i2 - i1)
+        return [min(int(n * sparsity) + 1, n)] * g
+    total = round(sparsity * g * r * i2) - round(sparsity * g * r * i1)  # running layer target
+    return [total // g + (gi < total % g) for gi in range(g)]
+
+
+def loop_reference(W, hinv, sparsity, blocksize, mask_count="running"):
+    """SparseGPT's sweep (the paper's Algorithm 1, the authors' `fasterprune`) in plain loops over groups and
+    columns; shares no code with the implementation's mask choice or block sweep.
+
+    Returns:
+        (pruned weights (G, R, d), mask (G, R, d) bool).
+    """
     U = hinv.U
     W = W.to(U.dtype).clone()
-    d = W.shape[-1]
-    for i1 in range(0, d, blocksize):
-        i2 = min(i1 + blocksize, d)
-        W1, U1 = W[:, :, i1:i2].clone(), U[:, i1:i2, i1:i2]
-        diag = U1.diagonal(dim1=1, dim2=2)
-        total = int(round(sparsity * W.shape[0] * W.shape[1] * i2)) - int((W[:, :, :i1] == 0).sum())
-        mask = block_mask(W1, diag, hinv.dead[:, i1:i2], total)
-        Err1 = torch.zeros_like(W1)
-        for i in range(i2 - i1):
-            w = W1[:, :, i]
-            q = w.masked_fill(mask[:, :, i], 0.0)
-            err = (w - q) / diag[:, i : i + 1]
-            W1[:, :, i:] -= err.unsqueeze(2) * U1[:, i, i:].unsqueeze(1)
-            W1[:, :, i] = q
-            Err1[:, :, i] = err
-        W[:, :, i1:i2] = W1
-        W[:, :, i2:] -= torch.bmm(Err1, U[:, i1:i2, i2:])
-    return W
+    g, r, d = W.shape
+    masks = torch.zeros(W.shape, dtype=torch.bool)
+    for gi in range(g):
+        Wg, Ug = W[gi], U[gi]  # views (R, d), (d, d)
+        for i1 in range(0, d, blocksize):
+            i2 = min(i1 + blocksize, d)
+            W1, U1 = Wg[:, i1:i2].clone(), Ug[i1:i2, i1:i2]
+            score = W1**2 / U1.diagonal() ** 2  # on the block's current (lazily updated) weights
+            score[:, hinv.dead[gi, i1:i2]] = 0.0
+            count = loop_counts(sparsity, g, r, i1, i2, mask_count)[gi]
+            thresh = score.flatten().sort().values[count - 1] if count else -1.0
+            mask = score <= thresh
+            Err1 = torch.zeros_like(W1)
+            for i in range(i2 - i1):
+                w = W1[:, i].clone()
+                q = torch.where(mask[:, i], 0.0, w)
+                err = (w - q) / U1[i, i]
+                W1[:, i:] -= err.unsqueeze(1) * U1[i, i:].unsqueeze(0)
+                W1[:, i] = q
+                Err1[:, i] = err
+            Wg[:, i1:i2] = W1
+            Wg[:, i2:] -= Err1 @ Ug[i1:i2, i2:]
+            masks[gi, :, i1:i2] = mask
+    return W, masks
 
 
 def random_problem(g=2, r=6, d=20, n=200, seed=0):
@@ -40,14 +63,79 @@ def random_problem(g=2, r=6, d=20, n=200, seed=0):
     return W, H
 
 
+def layer_problem(layer, seed=0):
+    """A float64 copy of `layer` and the Hessian of random inputs (8 images of 10x10, or 200 vectors)."""
+    gen = torch.Generator().manual_seed(seed)
+    layer = layer.double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen, dtype=torch.float64))
+    shape = (8, layer.in_channels, 10, 10) if isinstance(layer, nn.Conv2d) else (200, layer.in_features)
+    X = layer_columns(layer, torch.randn(shape, generator=gen, dtype=torch.float64))  # (G, d, N)
+    return layer, 2 * X @ X.transpose(1, 2) / X.shape[-1]
+
+
+CONV = {"dense": lambda: nn.Conv2d(6, 16, 3, padding=1), "grouped": lambda: nn.Conv2d(6, 16, 3, groups=2)}
+
+
 def test_vectorised_sweep_equals_column_loop():
     W, H = random_problem()
     hinv = inverse_hessian(H, 0.01)
     for sparsity in (0.3, 0.75):
         for blocksize in (7, 128):
             fast = sparsegpt_solve(W, hinv, sparsity, blocksize)
-            ref = loop_reference(W, hinv, sparsity, blocksize)
+            ref, mask = loop_reference(W, hinv, sparsity, blocksize)
+            assert torch.equal(fast == 0, mask)
             torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("conv", list(CONV))
+@pytest.mark.parametrize(("blocksize", "mask_count"), [(9, "reference"), (32, "running")])
+def test_sweep_equals_column_loop_on_conv(conv, blocksize, mask_count):
+    """Kernel blocks with the authors' count, and 32-column blocks with the running count, on conv weights."""
+    layer, H = layer_problem(CONV[conv]())
+    hinv = inverse_hessian(H, 0.01)
+    W = grouped_weight(layer)
+    for sparsity in (0.3, 0.8):
+        fast = sparsegpt_solve(W, hinv, sparsity, blocksize, mask_count=mask_count)
+        ref, mask = loop_reference(W, hinv, sparsity, blocksize, mask_count)
+        assert torch.equal(fast == 0, mask)
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("conv", list(CONV))
+@pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.8, 0.95, 0.999, 1.0])
+def test_kernel_blocks_lose_the_reference_count(conv, sparsity):
+    """blocksize "kernel": every input channel's block (all rows x kh*kw columns, per group) loses int(n*s)+1."""
+    layer, H = layer_problem(CONV[conv]())
+    prune_layer(layer, inverse_hessian(H, 0.01), sparsity, "sparsegpt", "kernel", "reference")
+    W = grouped_weight(layer)  # (G, R, C_in/G * 9)
+    g, r, d = W.shape
+    zeros = (W == 0).view(g, r, d // 9, 9).sum(dim=(1, 3))  # (G, C_in/G): zeros per input-channel block
+    n = r * 9
+    assert bool((zeros == min(int(n * sparsity) + 1, n)).all())
+
+
+@pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.8])
+def test_linear_kernel_blocks_are_columns(sparsity):
+    """A Linear's "kernel" block is one column: each column loses int(R*s)+1 (a 10-class head at 80%: 90%)."""
+    layer, H = layer_problem(nn.Linear(20, 10))
+    prune_layer(layer, inverse_hessian(H, 0.01), sparsity, "sparsegpt", "kernel", "reference")
+    zeros = (layer.weight == 0).sum(dim=0)  # (C_in,)
+    assert bool((zeros == int(10 * sparsity) + 1).all())
+    if sparsity == 0.8:
+        assert float((layer.weight == 0).float().mean()) == pytest.approx(0.9)
+
+
+def test_bad_granularity_raises():
+    layer, H = layer_problem(nn.Linear(4, 3))
+    hinv = inverse_hessian(H, 0.01)
+    for blocksize in ("kernal", 0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="blocksize"):
+            prune_layer(layer, hinv, 0.5, blocksize=blocksize)
+    with pytest.raises(ValueError, match="mask_count"):
+        prune_layer(layer, hinv, 0.5, solver="magnitude", mask_count="exact")
+    with pytest.raises(ValueError, match="mask_count"):
+        sparsegpt_solve(grouped_weight(layer), hinv, 0.5, mask_count="exact")
 
 
 def test_exact_sparsity_and_dead_inputs_pruned_first():
