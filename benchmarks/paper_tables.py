@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--columns", nargs="*", default=list(protocol.COLUMNS))
     ap.add_argument("--merge", action="store_true", help="re-run only --columns, replacing their stored rows")
+    ap.add_argument("--resume", action="store_true", help="continue interrupted runs from their .partial.csv")
     ap.add_argument("--show", action="store_true", help="print the stored tables as markdown; run nothing")
     args = ap.parse_args()
     if args.show:
@@ -44,7 +45,7 @@ def main() -> None:
                             ("--exact-samples", args.exact_samples)]:  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]
-        protocol.main(argv + ["--merge"] * args.merge)
+        protocol.main(argv + ["--merge"] * args.merge + ["--resume"] * args.resume)
 
 
 def show(model: str) -> None:

@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--n-aug", type=int, default=64)
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--study", choices=list(STUDIES), default="one-change")
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted run from its .partial.csv")
     args = ap.parse_args()
     kind, make_variants = STUDIES[args.study]
     columns = ("Dense", "SPADE-sweep") if args.study == "one-change" else ("Dense",)
@@ -73,9 +74,9 @@ def main() -> None:
         columns=columns, variants=make_variants(args.model),
     )  # fmt: skip
     t0 = time.perf_counter()
-    df = protocol.run_protocol(cfg, progress=lambda p, d, t: print(f"\r{p}: {d}/{t}", end="", flush=True))
     out = protocol.RESULTS_DIR / f"{args.model}_{kind}.csv"
-    df.to_csv(out, index=False)
+    df = protocol.run_to_csv(cfg, out, args.resume, lambda p, d, t: print(f"\r{p}: {d}/{t}", end="", flush=True))
+    protocol.finish_csv(df, out)
     protocol.save_settings(cfg, out, time.perf_counter() - t0)
     sparsity, crop = cfg.spade_settings()
     for name, table in protocol.tables(df).items():

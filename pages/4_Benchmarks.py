@@ -5,7 +5,7 @@ import streamlit as st
 from pages.ui import benchmarks as ui
 from pages.ui import cache
 from spade_engine import protocol
-from spade_engine.saliency import METHODS
+from spade_engine.saliency import METHODS, method_table
 
 st.title("Benchmarks")
 st.caption(
@@ -49,6 +49,23 @@ else:
                "methods, 95% CI (green: the map does better than on the dense model).")  # fmt: skip
     st.plotly_chart(protocol.summary_figure(stored), width="stretch")
     show(stored, ui.describe(model, stored))
+
+with st.expander("How each map is computed (attribution space, baseline, channel reduction)"):
+    st.caption("Every method attributes the model's normalised input, as the SPADE authors' notebook does: a zero "
+               "baseline there is the dataset's mean colour, and black pixels carry attribution like any other. "
+               "Maps are the absolute channel sum except LRP's, which is signed, as in the authors' code.")  # fmt: skip
+    st.dataframe(method_table(), width="stretch", hide_index=True)
+
+blocks = ui.latest(model, "blocksize")
+if blocks is not None:
+    st.subheader("Mask granularity of the column sweep")
+    st.caption(
+        "SPADE-sweep with the mask chosen per block of 128 or 32 columns, per input channel (kh·kw columns; one "
+        "column for a Linear), and with the SPADE authors' count (int(n·s)+1 weights of each kh·kw block). Bars: "
+        "paired difference to the dense model, averaged over methods (green: better than dense)."
+    )
+    st.plotly_chart(protocol.summary_figure(blocks), width="stretch")
+    show(blocks, ui.describe(model, blocks, "blocksize"))
 
 ablation = ui.latest(model, "ablation")
 if ablation is not None:

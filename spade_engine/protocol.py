@@ -33,6 +33,10 @@ from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import ASSETS, spade_augment, spade_defaults
 from spade_engine.saliency import METHODS, attribute
 
+ATTRIBUTION = (
+    "at the normalised input (zero baseline = the mean colour), maps Σ_c |A_c| except LRP's signed Σ_c A_c "
+    "(as the SPADE authors)"
+)
 RESULTS_DIR = ASSETS / "benchmarks"  # <model>_protocol.csv, shown by the Benchmarks page
 COLUMNS = ("Dense", "SPADE-exact", "SPADE-sweep", "SPADE-tuned", "Sparse FC")
 Progress = Callable[[str, int, int], None]
@@ -166,13 +170,21 @@ def column_models(
 # ---------------------------------------------------------------------------------------------- run
 
 
-def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def run_protocol(
+    cfg: ProtocolConfig,
+    model: nn.Module | None = None,
+    progress: Progress | None = None,
+    on_sample: Callable[[list[dict]], None] | None = None,
+    done: frozenset[tuple[str, int]] = frozenset(),
+) -> pd.DataFrame:
     """Every method on every column for the configured samples; one row per (kind, sample, method, column).
 
     Args:
         cfg: the run.
         model: the dense model (default: `load_model(cfg.model)`).
         progress: `progress(phase, done, total)`.
+        on_sample: called with each finished sample's rows (e.g. to append them to a file as they come).
+        done: (kind, sample index) pairs finished by an earlier, interrupted run: skipped, not in the result.
     """
     from spade_engine.models import load_model
 
@@ -196,6 +208,9 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
         for i, sample in enumerate(samples):
             if progress:
                 progress(kind, i, len(samples))
+            if (kind, sample.index) in done:
+                continue
+            first = len(rows)
             cols = [c for c in all_columns if c != "SPADE-exact" or cfg.exact_samples is None or i < cfg.exact_samples]
             for col, (net, agrees) in column_models(engine, sample, cfg, cols, fixed, spade).items():
                 for method in cfg.methods:
@@ -216,9 +231,46 @@ def run_protocol(cfg: ProtocolConfig, model: nn.Module | None = None, progress: 
                             ),
                         }
                     )
+            if on_sample:
+                on_sample(rows[first:])
         if progress:
             progress(kind, len(samples), len(samples))
     return pd.DataFrame(rows)
+
+
+def run_to_csv(
+    cfg: ProtocolConfig, out: str | Path, resume: bool = False, progress: Progress | None = None
+) -> pd.DataFrame:
+    """`run_protocol`, appending each finished sample's rows to `<out>.partial.csv` as it comes, so an
+    interrupted run resumes (`resume=True`) where it stopped; returns all rows (the partial file is kept until
+    the caller writes `out`, then `finish_csv` removes it).
+
+    Raises:
+        FileNotFoundError: SPADE-tuned without a tuned profile.
+    """
+    partial = partial_path(out)
+    earlier = pd.read_csv(partial) if resume and partial.exists() and partial.stat().st_size else None
+    if earlier is None and partial.exists():
+        partial.unlink()
+    done = frozenset() if earlier is None else frozenset(zip(earlier["kind"], earlier["sample"], strict=True))
+
+    def append(rows: list[dict]) -> None:
+        pd.DataFrame(rows).to_csv(partial, mode="a", header=not partial.exists(), index=False)
+
+    df = run_protocol(cfg, progress=progress, on_sample=append, done=done)
+    return df if earlier is None else pd.concat([earlier, df], ignore_index=True)
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where a running protocol appends its rows: `<out stem>.partial.csv`."""
+    out = Path(out)
+    return out.with_name(out.stem + ".partial.csv")
+
+
+def finish_csv(df: pd.DataFrame, out: str | Path) -> None:
+    """Write the finished run to `out` and drop its partial file."""
+    df.to_csv(out, index=False)
+    partial_path(out).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -376,11 +428,19 @@ def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, ext
         "seconds": round(seconds, 1),
         "date": time.strftime("%Y-%m-%d"),
         "threads": torch.get_num_threads(),
+        "attribution": ATTRIBUTION,
+        "sweep_granularity": _granularity(PruneConfig()),
         **(extra or {}),
     }
     path = Path(csv_path).with_suffix(".json")
     path.write_text(json.dumps(info, indent=2) + "\n")
     return path
+
+
+def _granularity(cfg: PruneConfig) -> str:
+    block = "kh·kw columns per conv input channel, 1 per Linear column" if cfg.blocksize == "kernel" else cfg.blocksize
+    count = "int(n·s)+1 per block (the authors')" if cfg.mask_count == "reference" else "the exact running target"
+    return f"mask per block of {block}, {count}"
 
 
 def _project_relative(path: Path) -> str:
@@ -410,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--columns", nargs="*", default=list(COLUMNS))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.partial.csv")
     ap.add_argument("--merge", action="store_true",
                     help="re-run only --columns and replace their rows in an existing --out (same samples)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -431,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     try:
-        df = run_protocol(cfg, progress=show)
+        df = run_to_csv(cfg, args.out, args.resume, show) if args.out else run_protocol(cfg, progress=show)
     except FileNotFoundError as e:  # SPADE-tuned before its profile was tuned
         raise SystemExit(str(e)) from None
     if args.out:
@@ -449,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             save_settings(cfg, args.out, load_settings(args.out).get("seconds", 0.0), {"rerun": rerun})
         else:
             save_settings(cfg, args.out, seconds)
-        df.to_csv(args.out, index=False)
+        finish_csv(df, args.out)
     for name, table in tables(df).items():
         print(f"\n== {name} ({cfg.model}, sparsity {sparsity:.0%}, crop >= {crop:g}, n_aug {cfg.n_aug})")
         print(table.to_string())

@@ -45,4 +45,9 @@ def describe(model: str, df: pd.DataFrame, kind: str = "protocol") -> str:
             f"; SPADE at {s['sparsity']:.0%} sparsity per layer, {s['n_aug']} calibration views "
             f"(crops ≥ {s['crop_min']:g} of the image); run {s['date']}, {s['seconds'] / 60:.0f} min"
         )
+        text += "; attributions " + s.get(
+            "attribution", "at the [0, 1] pixels with black baselines and Σ_c |A_c| maps (runs before 2026-11-30)"
+        )
+        if "exact" in s:
+            text += f"; SPADE-exact: {s['exact']}"
     return text

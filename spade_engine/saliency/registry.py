@@ -161,6 +161,24 @@ PAPER_METHODS: tuple[str, ...] = (
 )
 
 
+def method_table() -> list[dict[str, str]]:
+    """One row per registered method: library, baseline, the paper's channel reduction, settings and paper, for
+    the Benchmarks page and reports."""
+    return [
+        {
+            "method": m.name,
+            "library": m.library,
+            "attributes": "the normalised input",
+            "baseline": m.baseline,
+            "reduction": {"absolute": "Σ_c |A_c|", "signed": "Σ_c A_c (signed)"}[m.reduction],
+            "note": m.reduction_note,
+            "settings": ", ".join(f"{k}={v}" for k, v in m.params.items()),
+            "paper": m.reference,
+        }
+        for m in METHODS.values()
+    ]
+
+
 def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reduction: str | None = None) -> np.ndarray:
     """The (H, W) float32 saliency map of method `name` for class `target`.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from spade_engine import protocol
@@ -125,3 +126,29 @@ def test_cli_merge_of_other_samples_stops_with_a_message_and_keeps_the_stored_ru
     with pytest.raises(SystemExit, match="other samples"):
         protocol.main(argv)
     pd.testing.assert_frame_equal(pd.read_csv(out), stored)  # nothing lost
+
+
+def test_an_interrupted_run_resumes_to_the_same_rows(tmp_path):
+    """Rows are appended per sample; a resumed run skips the finished samples and ends with the same table."""
+    model = load_model("testbed_resnet").model
+    cfg = protocol.ProtocolConfig(
+        "testbed_resnet", trojan_samples=3, clean_samples=0, n_aug=8, methods=("Saliency",),
+        columns=("Dense", "SPADE-sweep"), metrics=("trojan",),
+    )  # fmt: skip
+    out = tmp_path / "run.csv"
+    full = protocol.run_to_csv(cfg, out)
+    partial = protocol.partial_path(out)
+    assert len(pd.read_csv(partial)) == len(full) == 3 * 2
+    # an interruption after the first sample: only its rows are on disk
+    first = full["sample"].iloc[0]
+    full[full["sample"] == first].to_csv(partial, index=False)
+    calls = []
+    resumed = protocol.run_to_csv(cfg, out, resume=True, progress=lambda *a: calls.append(a))
+    key = ["sample", "column"]
+    pd.testing.assert_frame_equal(
+        resumed.sort_values(key).reset_index(drop=True)[["sample", "column", "auc"]],
+        full.sort_values(key).reset_index(drop=True)[["sample", "column", "auc"]],
+        check_exact=False, rtol=1e-5,
+    )  # fmt: skip
+    protocol.finish_csv(resumed, out)
+    assert out.exists() and not partial.exists()
