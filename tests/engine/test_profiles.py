@@ -80,9 +80,9 @@ def test_tuning_rejects_profiles_that_change_the_decision():
     def objective(pruned, x, y):  # rewards destroying the target's logit: only the agreement floor stops it
         return -float(pruned(x[None])[0, y])
 
-    free = tune_profile(engine, samples, objective, candidates=(0.3, 0.99), start=0.3, n_aug=16, min_agreement=0.0)
+    free = tune_profile(engine, samples, objective, candidates=(0.05, 0.99), start=0.05, n_aug=16, min_agreement=0.0)
     assert free.agreement < 1.0, "without a floor the search should find a decision-changing profile"
-    kept = tune_profile(engine, samples, objective, candidates=(0.3, 0.99), start=0.3, n_aug=16)
+    kept = tune_profile(engine, samples, objective, candidates=(0.05, 0.99), start=0.05, n_aug=16)
     assert (
         kept.agreement == 1.0 == kept.profile.meta["uniform_agreement"]
     )  # the mildly pruned start keeps every decision
