@@ -430,6 +430,7 @@ def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, ext
         "threads": torch.get_num_threads(),
         "attribution": ATTRIBUTION,
         "sweep_granularity": _granularity(PruneConfig()),
+        **({"exact": exact_note(_dense(cfg))} if "SPADE-exact" in cfg.columns else {}),
         **(extra or {}),
     }
     path = Path(csv_path).with_suffix(".json")
@@ -437,10 +438,52 @@ def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, ext
     return path
 
 
+def exact_coverage(model: nn.Module, config: PruneConfig | None = None) -> dict[str, list[str]]:
+    """Which of the model's pruned layers the SPADE-exact column solves exactly (greedy OBC) and which fall back
+    to the column sweep because they have more than `obc.exact_columns_limit()` columns.
+
+    Returns:
+        {"exact": [layer names], "sweep": [layer names]} in module order (the first conv excluded as the engine).
+    """
+    from spade_engine.pruning.obc import is_exact
+
+    config = config or PruneConfig()
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    convs = [n for n, m in layers.items() if isinstance(m, nn.Conv2d)]
+    heads = [n for n, m in layers.items() if isinstance(m, nn.Linear)]
+    targets = config.targets(list(layers), convs[0] if convs else None, heads[-1] if heads else None)
+    out: dict[str, list[str]] = {"exact": [], "sweep": []}
+    for name in targets:
+        m = layers[name]
+        d = m.in_features if isinstance(m, nn.Linear) else m.weight[0].numel()  # columns per group
+        out["exact" if is_exact(d) else "sweep"].append(name)
+    return out
+
+
+def exact_note(model: nn.Module) -> str:
+    """One line for the SPADE-exact column: exact everywhere, or which layers fall back to the sweep."""
+    from spade_engine.pruning.obc import exact_columns_limit
+
+    cov = exact_coverage(model)
+    head = "greedy OBC (unstructured, per weight)"
+    if not cov["sweep"]:
+        return f"{head}, exact on all {len(cov['exact'])} pruned layers"
+    return (
+        f"{head} on {len(cov['exact'])} layers; {len(cov['sweep'])} layers wider than {exact_columns_limit()} "
+        f"columns use the column sweep ({', '.join(cov['sweep'])})"
+    )
+
+
 def _granularity(cfg: PruneConfig) -> str:
     block = "kh·kw columns per conv input channel, 1 per Linear column" if cfg.blocksize == "kernel" else cfg.blocksize
     count = "int(n·s)+1 per block (the authors')" if cfg.mask_count == "reference" else "the exact running target"
     return f"mask per block of {block}, {count}"
+
+
+def _dense(cfg: ProtocolConfig) -> nn.Module:
+    from spade_engine.models import load_model
+
+    return load_model(cfg.model).model
 
 
 def _project_relative(path: Path) -> str:

@@ -152,3 +152,15 @@ def test_an_interrupted_run_resumes_to_the_same_rows(tmp_path):
     )  # fmt: skip
     protocol.finish_csv(resumed, out)
     assert out.exists() and not partial.exists()
+
+
+def test_the_exact_column_says_where_it_is_exact(monkeypatch):
+    for name in ("testbed_resnet", "testbed_vgg"):
+        model = load_model(name).model
+        cov = protocol.exact_coverage(model)
+        assert cov["exact"] and not cov["sweep"], name
+        assert "exact on all" in protocol.exact_note(model)
+    monkeypatch.setenv("SPADE_OBC_MAX_COLUMNS", "500")  # 3x3 convs of 64+ channels are wider
+    cov = protocol.exact_coverage(load_model("testbed_resnet").model)
+    assert "net.layer4.0.conv2" in cov["sweep"] and "net.fc" in cov["exact"]
+    assert "net.layer4.0.conv2" in protocol.exact_note(load_model("testbed_resnet").model)
