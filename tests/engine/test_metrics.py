@@ -202,6 +202,5 @@ def test_error_bars_are_the_distances_to_the_interval_ends():
 
     bars = error_bars([0.5, 0.9], [0.4, 0.85], [0.7, 1.0])
     assert bars["type"] == "data" and bars["symmetric"] is False
-    np.testing.assert_allclose(bars["array"], [0.2, 0.1]) and np.testing.assert_allclose(
-        bars["arrayminus"], [0.1, 0.05]
-    )
+    np.testing.assert_allclose(bars["array"], [0.2, 0.1])
+    np.testing.assert_allclose(bars["arrayminus"], [0.1, 0.05])

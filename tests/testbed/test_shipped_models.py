@@ -24,8 +24,12 @@ def test_the_default_models_are_shipped():
 @pytest.fixture(scope="module", params=CARDS, ids=[p.stem for p in CARDS])
 def shipped(request):
     card = json.loads(Path(request.param).read_text())
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    return card, load_model(card["name"])
+    try:
+        yield card, load_model(card["name"])
+    finally:
+        torch.set_num_threads(threads)  # leave the process as we found it
 
 
 def test_card_matches_the_generator_and_the_weights(shipped):
