@@ -130,7 +130,6 @@ def test_cli_merge_of_other_samples_stops_with_a_message_and_keeps_the_stored_ru
 
 def test_an_interrupted_run_resumes_to_the_same_rows(tmp_path):
     """Rows are appended per sample; a resumed run skips the finished samples and ends with the same table."""
-    model = load_model("testbed_resnet").model
     cfg = protocol.ProtocolConfig(
         "testbed_resnet", trojan_samples=3, clean_samples=0, n_aug=8, methods=("Saliency",),
         columns=("Dense", "SPADE-sweep"), metrics=("trojan",),
