@@ -1,8 +1,10 @@
 """Cold SPADE time (augment + Hessians + inverse + solve) vs warm re-prune at a new sparsity, per phase.
 
     python benchmarks/prune_speed.py [--models resnet18 resnet50] [--n-aug 128] [--size 224] [--exact]
+    python benchmarks/prune_speed.py --sweep
 
-Random weights are fine for timing. Runs on CPU, and on CUDA when available.
+Random weights are fine for timing. Runs on CPU, and on CUDA when available. `--sweep` times only
+`sparsegpt_solve` on CPU, on four layer shapes: kernel-sized mask blocks ("kernel") vs 128-column blocks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ from torchvision.models import get_model
 
 from spade_engine.engine import SpadeEngine
 from spade_engine.models import IMAGENET_MEAN, IMAGENET_STD, Classifier
+from spade_engine.pruning import inverse_hessian
+from spade_engine.pruning.sparsegpt import sparsegpt_solve
+
+SWEEP_SHAPES = {  # layer: (rows R, columns d, columns of its "kernel" mask block)
+    "fc 1000x2048": (1000, 2048, 1),
+    "1x1 conv 512x2048": (512, 2048, 1),
+    "3x3 conv 512x4608": (512, 4608, 9),
+    "3x3 conv 256x2304": (256, 2304, 9),
+}
 
 
 def run(arch: str, device: str, n_aug: int, size: int, max_columns: int | None) -> dict[str, float]:
@@ -46,6 +57,24 @@ def run(arch: str, device: str, n_aug: int, size: int, max_columns: int | None) 
     }
 
 
+def sweep(sparsity: float = 0.9) -> None:
+    """Print `sparsegpt_solve`'s time per shape (float32, G=1, Hessian of random X with n = 4d columns)."""
+    print(f"sparsity={sparsity} threads={torch.get_num_threads()}")
+    print(" | ".join(f"{h:>17}" for h in ["layer", "kernel block (s)", "128 block (s)", "ratio"]))
+    for name, (r, d, kernel) in SWEEP_SHAPES.items():
+        gen = torch.Generator().manual_seed(0)
+        X = torch.randn(1, d, 4 * d, generator=gen)  # (G, d, n)
+        hinv = inverse_hessian(2 * X @ X.transpose(1, 2) / X.shape[-1], 0.01)
+        W = torch.randn(1, r, d, generator=gen)  # (G, R, d)
+        times = []
+        for blocksize in (kernel, 128):
+            t0 = time.perf_counter()
+            sparsegpt_solve(W, hinv, sparsity, blocksize)
+            times.append(time.perf_counter() - t0)
+        row = [name, f"{times[0]:.2f} (k={kernel})", f"{times[1]:.2f}", f"{times[0] / times[1]:.2f}x"]
+        print(" | ".join(f"{v:>17}" for v in row), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["resnet18", "resnet50"])
@@ -53,9 +82,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--exact", action="store_true", help="no Hessian column subsampling")
     ap.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
+    ap.add_argument("--sweep", action="store_true", help="time only the SparseGPT sweep on four layer shapes")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.sweep:
+        return sweep()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cols = None if args.exact else 32768
     print(f"n_aug={args.n_aug} size={args.size} max_columns={cols} threads={torch.get_num_threads()}")

@@ -1,12 +1,18 @@
 """SparseGPT's OBS column sweep with adaptive per-block mask selection (Frantar & Alistarh, arXiv 2301.00774).
 
-Batched over groups (a depthwise conv's C tiny Hessians cost one sweep) and over rows: once a block's mask is
-chosen, SparseGPT's column-by-column OBS updates inside the block are a triangular system per row, solved in
+Two kinds of block, as in SparseGPT's N:M variant: a *mask block* (`blocksize` columns, e.g. one input
+channel's kh*kw) gets its mask from its current weights, and a *lazy block* (a whole number of mask blocks,
+about 128 columns) passes its OBS updates on to all later columns in one matmul. Inside a lazy block the mask
+blocks go in order, each updating only the rest of the lazy block, so small mask blocks cost about what
+128-column ones do, with the same result as lazy blocks as small as the mask blocks.
+
+Batched over groups (a depthwise conv's C tiny Hessians cost one sweep) and over rows: once a mask block's
+mask is chosen, SparseGPT's column-by-column OBS updates inside it are a triangular system per row, solved in
 one batched `solve_triangular` instead of a Python loop over columns (same result, see the tests).
 
-How many weights a block loses (`mask_count`):
-- "running": the block's share of the running layer target, `round(s * G * R * i2) - pruned so far`, so the
-  layer total is exact (up to one weight).
+How many weights a mask block loses (`mask_count`):
+- "running": the mask block's share of the running layer target, `round(s * G * R * i2) - pruned so far`,
+  so the layer total is exact (up to one weight).
 - "reference": the SPADE authors' count (IST-DASLab/SPADE, `src/sparseGPT.py`), `int(n * s) + 1` of the
   block's n = R * block_columns weights, per group, capped at n. The reached sparsity is slightly above the
   target: a 10-class Linear head at 80% with one-column blocks loses int(10 * 0.8) + 1 = 9 of 10 weights
@@ -20,6 +26,8 @@ import torch
 from spade_engine.pruning.inverse import InverseHessian
 
 MASK_COUNTS = ("running", "reference")
+LAZY_COLUMNS = 128  # SparseGPT's lazy-update block
+SYSTEM_ELEMENTS = 16 * 2**20  # rows are chunked so a mask block's (G, rows, k, k) systems hold at most this
 
 
 def check_mask_count(mask_count: str) -> None:
@@ -29,7 +37,7 @@ def check_mask_count(mask_count: str) -> None:
 
 
 def block_counts(sparsity: float, g: int, r: int, i1: int, i2: int, mask_count: str) -> torch.Tensor:
-    """How many weights each group loses in the block of columns [i1, i2) (see the module docstring).
+    """How many weights each group loses in the mask block of columns [i1, i2) (see the module docstring).
 
     Returns:
         (G,) int64 counts.
@@ -44,7 +52,7 @@ def block_counts(sparsity: float, g: int, r: int, i1: int, i2: int, mask_count: 
 
 
 def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Choose which `counts[g]` weights of group g of a (G, R, k) block to prune: the lowest OBS saliencies
+    """Choose which `counts[g]` weights of group g of a (G, R, k) mask block to prune: the lowest OBS saliencies
     `w^2 / [U]_jj^2`. Weights on dead inputs (no effect on the calibration batch) score 0 and go first.
 
     Returns:
@@ -58,7 +66,7 @@ def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, count
 
 
 def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """OBS updates inside one block with a fixed mask.
+    """OBS updates inside one mask block with a fixed mask.
 
     Column i's error is `e_i = m_i * (w_i - sum_{j<i} e_j U_ji) / U_ii`, i.e. `e A = m * w` with the upper
     triangular `A = diag(U) + triu(U, 1) * m` (per row, since masks differ per row).
@@ -77,23 +85,66 @@ def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tupl
     return current * (1 - m), E1
 
 
+def _sweep_lazy_block(
+    Wf: torch.Tensor, hinv: InverseHessian, sparsity: float, blocksize: int, mask_count: str, j1: int, j2: int
+) -> torch.Tensor:
+    """Prune the lazy block of columns [j1, j2) of `Wf` in place, one mask block at a time.
+
+    Each mask block's mask is chosen from its current weights, which already carry the OBS updates of all
+    earlier columns (those before j1 via the caller's lazy update, those in [j1, i1) via this loop); its
+    updates reach only the columns up to j2 here.
+
+    Args:
+        Wf: (G, R, d) weights, modified in place.
+
+    Returns:
+        (G, R, j2 - j1) scaled errors E, for the caller's update of the columns from j2 on.
+    """
+    U = hinv.U
+    g, r, _ = Wf.shape
+    rows = max(1, SYSTEM_ELEMENTS // (g * blocksize * blocksize))  # rows are independent: bound the memory
+    E = Wf.new_empty(g, r, j2 - j1)
+    for i1 in range(j1, j2, blocksize):
+        i2 = min(i1 + blocksize, j2)
+        U1 = U[:, i1:i2, i1:i2]  # (G, k, k)
+        counts = block_counts(sparsity, g, r, i1, i2, mask_count)
+        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], counts)
+        for r1 in range(0, r, rows):
+            r2 = r1 + rows
+            Q1, E1 = _sweep_block(Wf[:, r1:r2, i1:i2], U1, mask[:, r1:r2])  # (G, rows, k) each
+            Wf[:, r1:r2, i1:i2] = Q1
+            Wf[:, r1:r2, i2:j2].baddbmm_(E1, U[:, i1:i2, i2:j2], alpha=-1)  # rest of the lazy block
+            E[:, r1:r2, i1 - j1 : i2 - j1] = E1
+    return E
+
+
 def sparsegpt_solve(
-    W: torch.Tensor, hinv: InverseHessian, sparsity: float, blocksize: int = 128, mask_count: str = "running"
+    W: torch.Tensor,
+    hinv: InverseHessian,
+    sparsity: float,
+    blocksize: int = 128,
+    mask_count: str = "running",
+    *,
+    lazy_columns: int = LAZY_COLUMNS,
 ) -> torch.Tensor:
     """Prune grouped weights to `sparsity` and update the survivors to reconstruct the layer output.
+
+    The mask is chosen per mask block of `blocksize` columns; the OBS updates reach later columns per lazy
+    block of about `lazy_columns` columns (see the module docstring).
 
     Args:
         W: (G, R, d) weights (not modified).
         hinv: `inverse_hessian(H)` of the layer's inputs.
-        sparsity: fraction of the layer's weights to zero; the mask is chosen block by block (adaptive mask
-            selection).
-        blocksize: columns per block (lazy update and mask selection). The SPADE authors use kh*kw for a
-            conv (one input channel per block) and 1 for a Linear; `prune_layer` resolves "kernel" to that.
-        mask_count: "running" (default): each block follows the running layer target, so the layer total is
-            exact up to one weight. "reference": the authors' `int(n * s) + 1` of each block's n weights per
-            group (capped at n), so the reached sparsity is slightly above the target (a 10-row Linear at
-            80% with blocksize 1: 9 of 10 per column, 90%), and even sparsity 0 prunes one weight per block.
-            See the module docstring.
+        sparsity: fraction of the layer's weights to zero; the mask is chosen mask block by mask block.
+        blocksize: columns per mask block. The SPADE authors use kh*kw for a conv (one input channel per
+            block) and 1 for a Linear; `prune_layer` resolves "kernel" to that.
+        mask_count: "running" (default): each mask block follows the running layer target, so the layer total
+            is exact up to one weight. "reference": the authors' `int(n * s) + 1` of each mask block's n
+            weights per group (capped at n), so the reached sparsity is slightly above the target (a 10-row
+            Linear at 80% with blocksize 1: 9 of 10 per column, 90%), and even sparsity 0 prunes one weight per
+            block. See the module docstring.
+        lazy_columns: columns per lazy block, rounded down to a whole number (at least one) of mask blocks;
+            the result does not depend on it (up to rounding), the speed does.
 
     Returns:
         (G, R, d) pruned and OBS-updated weights, in W's dtype.
@@ -101,17 +152,10 @@ def sparsegpt_solve(
     check_mask_count(mask_count)
     U = hinv.U
     Wf = W.to(U.dtype).clone()
-    g, r, d = Wf.shape
-    # Rows are independent: chunk them so the (G, R, k, k) triangular systems stay within ~64 MB.
-    rows = max(1, (16 * 2**20) // max(1, g * blocksize * blocksize))
-    for i1 in range(0, d, blocksize):
-        i2 = min(i1 + blocksize, d)
-        U1 = U[:, i1:i2, i1:i2]  # (G, k, k)
-        counts = block_counts(sparsity, g, r, i1, i2, mask_count)
-        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], counts)
-        for r1 in range(0, r, rows):
-            r2 = r1 + rows
-            Q1, E1 = _sweep_block(Wf[:, r1:r2, i1:i2], U1, mask[:, r1:r2])
-            Wf[:, r1:r2, i1:i2] = Q1
-            Wf[:, r1:r2, i2:] -= torch.bmm(E1, U[:, i1:i2, i2:])
+    d = Wf.shape[-1]
+    lazy = blocksize * max(1, lazy_columns // blocksize)
+    for j1 in range(0, d, lazy):
+        j2 = min(j1 + lazy, d)
+        E = _sweep_lazy_block(Wf, hinv, sparsity, blocksize, mask_count, j1, j2)  # (G, R, j2 - j1)
+        Wf[:, :, j2:].baddbmm_(E, U[:, j1:j2, j2:], alpha=-1)  # lazy update of all later columns
     return Wf.to(W.dtype)

@@ -139,3 +139,27 @@ def test_benchmarks_page_shows_the_stored_protocol_and_ablation(server):
             page.screenshot(path=str(ARTIFACTS / "benchmarks.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_signed_maps_get_a_diverging_scale(server):
+    """Choosing the signed channel sum redraws the panels on a scale symmetric around zero."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 2400})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(server)
+            _wait_idle(page)
+            main = page.get_by_test_id("stMain")
+            expect(main.locator("text.cbtitle").filter(has_text="signed")).to_have_count(0)  # absolute by default
+            main.get_by_test_id("stSelectbox").filter(has_text="Channel sum").click()
+            page.get_by_role("option", name="signed", exact=True).click()
+            _wait_idle(page)
+            expect(main.locator(".js-plotly-plot").filter(has_text="signed saliency").first).to_be_visible()
+            assert page.get_by_test_id("stException").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "debugger_signed.png"))
+        finally:
+            browser.close()

@@ -112,10 +112,16 @@ def test_error_matches_outputs_on_calibration_batch(setup):
 
 def test_low_sparsity_keeps_logits_close(setup):
     _, _, engine, trace = setup
-    _, result = engine.prune(trace, 0.1)
-    rel = (result.pruned_logits - result.dense_logits).norm() / result.dense_logits.norm()
-    assert rel < 0.05
-    assert result.agrees
+
+    def drift(cfg: PruneConfig) -> float:
+        _, result = engine.prune(trace, cfg)
+        assert result.agrees or cfg.solver == "magnitude"
+        return float((result.pruned_logits - result.dense_logits).norm() / result.dense_logits.norm())
+
+    assert drift(PruneConfig(0.1)) < 0.1  # kh*kw mask blocks (the default) keep the decision and stay close
+    # with the mask free over 128 columns, the OBS update reconstructs the output better than magnitude pruning
+    # (per-channel / per-column masks must cut every input channel of these few-row layers, even the important ones)
+    assert drift(PruneConfig(0.1, blocksize=128)) < drift(PruneConfig(0.1, solver="magnitude"))
 
 
 def test_reprune_reuses_hessians(setup):

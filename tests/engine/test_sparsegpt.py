@@ -102,6 +102,33 @@ def test_sweep_equals_column_loop_on_conv(conv, blocksize, mask_count):
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("mask_count", ["reference", "running"])
+def test_sweep_equals_column_loop_on_linear_columns(mask_count):
+    """One-column mask blocks (a Linear's "kernel" block) across several 128-column lazy blocks."""
+    layer, H = layer_problem(nn.Linear(300, 10))
+    hinv = inverse_hessian(H, 0.01)
+    W = grouped_weight(layer)  # (1, 10, 300)
+    for sparsity in (0.3, 0.8):
+        fast = sparsegpt_solve(W, hinv, sparsity, 1, mask_count=mask_count)
+        ref, mask = loop_reference(W, hinv, sparsity, 1, mask_count)
+        assert torch.equal(fast == 0, mask)
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_lazy_block_and_row_chunks_do_not_change_the_result(monkeypatch):
+    """Mask blocks of 3 columns in lazy blocks of 3, 6, 9 or 18 columns (d = 20 leaves a partial mask block),
+    and rows solved one at a time, all match the column loop."""
+    W, H = random_problem()
+    hinv = inverse_hessian(H, 0.01)
+    ref, mask = loop_reference(W, hinv, 0.6, 3, "reference")
+    for lazy_columns in (1, 3, 7, 9, 20):
+        fast = sparsegpt_solve(W, hinv, 0.6, 3, "reference", lazy_columns=lazy_columns)
+        assert torch.equal(fast == 0, mask)
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
+    monkeypatch.setattr("spade_engine.pruning.sparsegpt.SYSTEM_ELEMENTS", 2 * 3 * 3)  # G=2, k=3: one row per solve
+    torch.testing.assert_close(sparsegpt_solve(W, hinv, 0.6, 3, "reference"), ref, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("conv", list(CONV))
 @pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.8, 0.95, 0.999, 1.0])
 def test_kernel_blocks_lose_the_reference_count(conv, sparsity):
