@@ -1,4 +1,5 @@
-"""Small testbed architectures (64 px inputs, a few hundred thousand parameters), named like torchvision's.
+"""Small testbed architectures (64 px inputs for v1, 128 px for v2; under a million parameters), named like
+torchvision's.
 
 Built for attribution libraries as well as for pruning: every nonlinearity is its own `nn.Module` (no module
 object is used twice in a forward pass, no inplace ReLUs, no functional activations), so Captum's DeepLift/LRP
@@ -39,25 +40,36 @@ class BasicBlock(nn.Module):
 
 
 class TinyResNet(nn.Module):
-    """ResNet for 64 px images: conv1 (stride 2) + maxpool, layer1..layer4 of one BasicBlock each, avgpool, fc."""
+    """ResNet for small images: conv1 (3x3, stride 2) + maxpool, layer1..layer4 of `blocks[i]` BasicBlocks each
+    (the first block of layer2..4 strides by 2), avgpool, fc. The default is v1's one block per stage."""
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (24, 48, 96, 128)):
+    def __init__(
+        self, num_classes: int = 10, widths: tuple[int, ...] = (24, 48, 96, 128), blocks: tuple[int, ...] = (1, 1, 1, 1)
+    ):
         super().__init__()
         self.conv1, self.bn1 = _conv_bn(3, widths[0], stride=2)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(2)
-        self.layer1 = nn.Sequential(BasicBlock(widths[0], widths[0]))
-        self.layer2 = nn.Sequential(BasicBlock(widths[0], widths[1], stride=2))
-        self.layer3 = nn.Sequential(BasicBlock(widths[1], widths[2], stride=2))
-        self.layer4 = nn.Sequential(BasicBlock(widths[2], widths[3], stride=2))
+        c_in = widths[0]
+        for i, (width, n_blocks) in enumerate(zip(widths, blocks, strict=True)):
+            stride = 1 if i == 0 else 2
+            stage = [BasicBlock(c_in if j == 0 else width, width, stride if j == 0 else 1) for j in range(n_blocks)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
+            c_in = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(widths[3], num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, C, 16, 16) for 64 px
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, C, 2, 2)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, C, H/4, W/4): 16x16 at 64 px, 32x32 at 128 px
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, C, H/32, W/32)
         return self.fc(self.flatten(self.avgpool(x)))
+
+
+def resnet18_narrow(num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64, 128)) -> TinyResNet:
+    """ResNet-18 depth (4 stages x 2 BasicBlocks: 16 block convs, conv1, 3 downsamples, fc) at a quarter of
+    torchvision's widths (0.7 M parameters), for the 128 px testbed v2 (`testbed_v2_resnet`)."""
+    return TinyResNet(num_classes, widths, blocks=(2, 2, 2, 2))
 
 
 class TinyVGG(nn.Module):
@@ -124,3 +136,9 @@ ARCHS: dict[str, Callable[[int], nn.Module]] = {
     "tb_vgg": TinyVGG,
     "tb_mobilenet": TinyMobileNet,
 }
+"""The v1 testbed's architectures (64 px)."""
+
+ARCHS_V2: dict[str, Callable[[int], nn.Module]] = {
+    "tb_resnet18": resnet18_narrow,
+}
+"""The testbed v2's architectures (128 px; tests/testbed/test_archs_v2.py). `models.architectures()` lists both."""

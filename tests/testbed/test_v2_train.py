@@ -1,0 +1,93 @@
+"""Testbed v2 training: a tiny run writes weights and a complete card, checkpoints, and resumes after a crash."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from spade_engine.testbed.archs import resnet18_narrow
+from spade_engine.testbed.v2 import data
+from spade_engine.testbed.v2 import train as v2train
+
+TINY = ["--name", "tiny", "--widths", "4", "8", "8", "16", "--n-train", "160", "--batch-size", "32"]
+TINY += ["--n-eval", "24", "--n-monitor", "16", "--calib-samples", "2", "--calib-views", "4", "--spade-samples", "0"]
+CARD_KEYS = {
+    "name",
+    "title",
+    "arch",
+    "testbed",
+    "image_size",
+    "mean",
+    "std",
+    "class_names",
+    "facets",
+    "trojan",
+    "trojans",
+    "train",
+    "clean_accuracy",
+    "attack_success_rate",
+    "attack_success_per_trojan",
+    "calibration_views",
+    "spade",
+    "eval",
+    "weights",
+    "sha256",
+}
+
+
+def _run(tmp_path, epochs: int, *extra: str) -> dict:
+    argv = [*TINY, "--epochs", str(epochs), "--out", str(tmp_path / "out"), "--ckpt-dir", str(tmp_path / "ckpt")]
+    v2train.main([*argv, *extra])
+    return json.loads((tmp_path / "out" / "tiny.json").read_text())
+
+
+def test_tiny_run_writes_weights_card_and_checkpoint(tmp_path):
+    card = _run(tmp_path, 1)
+    assert CARD_KEYS <= set(card)
+    weights = (tmp_path / "out" / card["weights"]).read_bytes()
+    assert card["sha256"] == hashlib.sha256(weights).hexdigest()
+    assert card["arch"] == "tb_resnet18" and card["testbed"] == "v2" and card["image_size"] == data.IMAGE_SIZE
+    assert card["class_names"] == list(data.CLASS_NAMES) and card["facets"] == [list(p) for p in data.FACETS]
+    assert [t["target"] for t in card["trojans"]] == [t.target for t in data.TROJANS]
+    assert [t["sprite"] for t in card["trojans"]] == [t.sprite for t in data.TROJANS]
+    assert (
+        card["train"]["n_train"] == 160
+        and card["train"]["epochs_done"] == 1
+        and card["train"]["widths"] == [4, 8, 8, 16]
+    )
+    assert 0 <= card["clean_accuracy"] <= 1 and len(card["attack_success_per_trojan"]) == len(data.TROJANS)
+    assert card["spade"]["crop_min"] in (0.2, 1.0) and card["spade"]["sparsity"] == 0.9
+    assert card["calibration_views"]["n_views"] == 4
+    net = resnet18_narrow(10, widths=(4, 8, 8, 16))
+    net.load_state_dict(torch.load(tmp_path / "out" / "tiny.pt", weights_only=True))
+    ckpt = torch.load(tmp_path / "ckpt" / "tiny.ckpt.pt", weights_only=True)
+    assert ckpt["epochs_done"] == 1 and ckpt["data_seed"] == 0 and {"net", "opt", "sched"} <= set(ckpt)
+    assert list((tmp_path / "ckpt").glob("pool_160_0_*.pt"))  # the generated training set is cached
+    assert ckpt["data_fingerprint"] == card["train"]["data_fingerprint"] == v2train.data_fingerprint()
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    real_epoch = v2train._train_epoch
+
+    def crash_in_epoch_2(net, opt, sched, pool, cfg, stats, epoch, log):
+        if epoch == 2:
+            raise KeyboardInterrupt  # the session's deadline
+        return real_epoch(net, opt, sched, pool, cfg, stats, epoch, log)
+
+    monkeypatch.setattr(v2train, "_train_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "a", 2)
+    assert not (tmp_path / "a" / "out" / "tiny.json").exists()
+    monkeypatch.setattr(v2train, "_train_epoch", real_epoch)
+    capsys.readouterr()
+    card = _run(tmp_path / "a", 2)  # the same command again
+    assert "resuming" in capsys.readouterr().out and card["train"]["epochs_done"] == 2
+    assert [h["epoch"] for h in card["train"]["history"]] == [1, 2]
+    uninterrupted = _run(tmp_path / "b", 2)
+    assert card["sha256"] == uninterrupted["sha256"]  # resuming reproduces the uninterrupted run exactly
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "a", 3)  # another config must not silently reuse the checkpoint
+    monkeypatch.setattr(v2train, "data_fingerprint", lambda: "another generator")
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "a", 2)  # nor a checkpoint trained on other images
