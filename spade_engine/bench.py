@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -118,23 +119,34 @@ def _predict(model: nn.Module, images: torch.Tensor, device: str, batch: int = 2
         )
 
 
-def trojan_samples(model: nn.Module, n: int, seed: int, device: str = "cpu") -> list[Sample]:
-    """The first `n` trojaned testbed images that `model` classifies as the trojan target."""
-    from spade_engine.testbed.data import TROJAN_TARGET, generate
+def trojan_samples(
+    model: nn.Module, n: int, seed: int, device: str = "cpu", data: ModuleType | None = None
+) -> list[Sample]:
+    """The first `n` trojaned testbed images that `model` classifies as their trojan's target.
 
-    batch = generate(max(4 * n, 32), seed, trojan_fraction=1.0)
+    Args:
+        model: the dense model; n: samples wanted; seed: generator seed.
+        data: the generator module (`testbed.data_for(model_name)`); default v1's.
+    """
+    from spade_engine.testbed import data as v1
+    from spade_engine.testbed import trojan_targets
+
+    batch = (data or v1).generate(max(4 * n, 32), seed, trojan_fraction=1.0)
     pred = _predict(model, batch.images, device)
-    hits = torch.nonzero(pred == TROJAN_TARGET).flatten()[:n].tolist()
+    targets = trojan_targets(batch)
+    hits = torch.nonzero(pred == targets).flatten()[:n].tolist()
     if len(hits) < n:
         print(f"warning: only {len(hits)} of {len(pred)} trojaned images hit the target; using those", file=sys.stderr)
-    return [Sample(i, batch.images[i], TROJAN_TARGET, batch.trojan_mask[i].numpy()) for i in hits]
+    return [Sample(i, batch.images[i], int(targets[i]), batch.trojan_mask[i].numpy()) for i in hits]
 
 
-def clean_samples(model: nn.Module, n: int, seed: int, device: str = "cpu") -> list[Sample]:
-    """`n` clean testbed images, each explained for the dense model's prediction."""
-    from spade_engine.testbed.data import generate
+def clean_samples(
+    model: nn.Module, n: int, seed: int, device: str = "cpu", data: ModuleType | None = None
+) -> list[Sample]:
+    """`n` clean testbed images, each explained for the dense model's prediction (`data`: as `trojan_samples`)."""
+    from spade_engine.testbed import data as v1
 
-    batch = generate(n, seed, trojan_fraction=0.0)
+    batch = (data or v1).generate(n, seed, trojan_fraction=0.0)
     pred = _predict(model, batch.images, device)
     return [Sample(i, batch.images[i], int(pred[i]), None) for i in range(n)]
 

@@ -32,6 +32,7 @@ from spade_engine.bench import Sample, clean_samples, insertion_scores, trojan_s
 from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import ASSETS, spade_augment, spade_defaults
 from spade_engine.saliency import METHODS, attribute
+from spade_engine.testbed import data_for as testbed_data_for
 
 ATTRIBUTION = (
     "at the normalised input (zero baseline = the mean colour), maps Σ_c |A_c| except LRP's signed Σ_c A_c "
@@ -135,7 +136,9 @@ def sparse_fc_model(model: nn.Module, cfg: ProtocolConfig, n_train: int = 4000) 
     if path.exists():
         layer, _ = sl.load_layer(path)
     else:
-        feats, _ = sl.testbed_features(model, n_train, seed=7, trojan_fraction=0.1, device=cfg.device)
+        feats, _ = sl.testbed_features(
+            model, n_train, seed=7, trojan_fraction=0.1, device=cfg.device, data=testbed_data_for(cfg.model)
+        )
         tr, va = sl.split_train_val(len(feats), 0.2, seed=0)
         layer, glm_path = sl.fit_sparse_layer(feats.subset(tr), feats.subset(va), cfg.sparse_fc_features)
         sl.save_layer(layer, path, glm_path)
@@ -200,10 +203,11 @@ def run_protocol(
         n = cfg.trojan_samples if kind == "trojan" else cfg.clean_samples
         if n <= 0:  # e.g. `--clean 0`: trojan AUC only
             continue
+        data = testbed_data_for(cfg.model)
         samples = (
-            trojan_samples(model, n, cfg.seed, cfg.device)
+            trojan_samples(model, n, cfg.seed, cfg.device, data)
             if kind == "trojan"
-            else clean_samples(model, n, cfg.seed + 1, cfg.device)
+            else clean_samples(model, n, cfg.seed + 1, cfg.device, data)
         )
         for i, sample in enumerate(samples):
             if progress:
