@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import torch
+
 
 def data_for(model_name: str | None) -> ModuleType:
     """The generator module of a testbed model: `testbed.v2.data` when its card says `"testbed": "v2"`, else v1's
@@ -32,10 +34,8 @@ def data_for(model_name: str | None) -> ModuleType:
     return data
 
 
-def trojan_targets(batch) -> "torch.Tensor":  # noqa: F821 - torch is imported lazily
+def trojan_targets(batch) -> torch.Tensor:
     """(N,) long: each image's trojan target class, -1 for clean images, for a batch of either generator."""
-    import torch
-
     if hasattr(batch, "trojan_target"):
         return batch.trojan_target
     from spade_engine.testbed.data import TROJAN_TARGET
