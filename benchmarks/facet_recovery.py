@@ -5,12 +5,14 @@ samples, visualise the class logit (Lucent, FFT + decorrelated, standard transfo
 the SPADE-pruned copy for the sample (late layers only, the paper's setting for feature visualisation, arXiv
 2310.04519 sec. 5), and let two automatic judges say which facet each image shows:
 
-- colour: the two facets of a class always differ in colour; count the visualisation's saturated pixels nearest
-  in hue to each facet's colour (no model involved);
+- colour (testbed v1 only): the two facets of a class always differ in colour; count the visualisation's
+  saturated pixels nearest in hue to each facet's colour (no model involved);
 - features: nearest facet prototype (centred cosine) in the dense model's penultimate features, prototypes
   being the mean features of generated images of that class and facet.
 
 The dense visualisation of a class is the same for both facets, so it can match at most one (about 50 %).
+Samples and prototypes come from the model's own generator (`testbed.data_for(--model)`: v1, or v2's emoji
+facets, judged by features only).
 
     python benchmarks/facet_recovery.py [--model testbed_resnet] [--samples 2] [--steps 256]
 
@@ -33,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -41,9 +44,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spade_engine import featvis, neurons  # noqa: E402
+from spade_engine import featvis, neurons, testbed  # noqa: E402
 from spade_engine.models import load_model  # noqa: E402
-from spade_engine.testbed import data  # noqa: E402
+from spade_engine.testbed import data as v1  # noqa: E402
 
 Judge = Callable[[np.ndarray, int], int | None]  # (image (H, W, 3), class) -> facet or None (undecided)
 
@@ -52,19 +55,19 @@ Judge = Callable[[np.ndarray, int], int | None]  # (image (H, W, 3), class) -> f
 
 
 def colour_judge(min_chroma: float = 0.4) -> Judge:
-    """Facet whose colour (testbed palette, nearest hue) covers more vivid pixels (chroma = max - min of RGB
-    above `min_chroma`: the testbed's backgrounds and distractors are muted); None on a tie."""
+    """Facet whose colour (testbed v1 palette, nearest hue) covers more vivid pixels (chroma = max - min of RGB
+    above `min_chroma`: the testbed's backgrounds and distractors are muted); None on a tie. v1 classes only."""
     from skimage.color import rgb2hsv
 
-    names = list(data.COLOURS)
-    hues = rgb2hsv(np.array([[data.COLOURS[n] for n in names]]))[0, :, 0]  # (P,)
+    names = list(v1.COLOURS)
+    hues = rgb2hsv(np.array([[v1.COLOURS[n] for n in names]]))[0, :, 0]  # (P,)
 
     def judge(image: np.ndarray, cls: int) -> int | None:
         rgb = np.clip(image, 0, 1).reshape(-1, 3)  # (H*W, 3)
         hue = rgb2hsv(rgb[None])[0, rgb.max(1) - rgb.min(1) > min_chroma, 0]
         dist = np.abs(hue[:, None] - hues[None])  # (n, P)
         nearest = np.minimum(dist, 1 - dist).argmin(1)
-        counts = [int((nearest == names.index(data.FACETS[cls][f].split()[0])).sum()) for f in (0, 1)]
+        counts = [int((nearest == names.index(v1.FACETS[cls][f].split()[0])).sum()) for f in (0, 1)]
         return None if counts[0] == counts[1] else int(np.argmax(counts))
 
     return judge
@@ -85,8 +88,9 @@ def penultimate(model: nn.Module, images: torch.Tensor, head: str, batch: int = 
     return torch.cat(feats)
 
 
-def feature_judge(model: nn.Module, head: str, size: int, n: int = 1000, seed: int = 7) -> Judge:
-    """Nearest facet prototype (centred cosine) in the dense model's penultimate features."""
+def feature_judge(model: nn.Module, head: str, size: int, data: ModuleType = v1, n: int = 1000, seed: int = 7) -> Judge:
+    """Nearest facet prototype (centred cosine) in the dense model's penultimate features, prototypes from the
+    images of generator `data` (`testbed.data_for(model name)`)."""
     batch = data.generate(n, seed, image_size=size)
     feats = penultimate(model, batch.images, head)
     centre = feats.mean(0)
@@ -131,15 +135,16 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
     from spade_engine.engine import SpadeEngine
 
     loaded = load_model(args.model, args.device)
-    model, size = loaded.model, loaded.info.input_size
+    model, size, data = loaded.model, loaded.info.input_size, testbed.data_for(args.model)
     layers = neurons.list_layers(model, size, args.device)
     prunes = prune_settings(args, layers)
-    judges: dict[str, Judge] = {"colour": colour_judge(), "features": feature_judge(model, layers[-1].name, size)}
+    judges: dict[str, Judge] = {"colour": colour_judge()} if data is v1 else {}  # v2's emoji facets have no one colour
+    judges["features"] = feature_judge(model, layers[-1].name, size, data)
     config = featvis.FeatVisConfig(image_size=size, steps=args.steps, lr=args.lr, seed=args.seed)
     engine = SpadeEngine(model, args.device)
     timing: dict[str, list[float]] = {"featvis": [], "spade": []}
     rows: list[Row] = []
-    for cls in _classes(args):
+    for cls in _classes(args, data):
         dense = _visualise(model, cls, config, args, "dense", "dense", timing)
         for facet in (0, 1):
             for k in range(args.samples):
@@ -157,10 +162,10 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
                 preds = {j: {net: judge(img, cls) for net, img in images.items()} for j, judge in judges.items()}
                 rows.append(Row(cls, facet, seed, agrees, preds))
                 print(f"class {cls} facet {facet} seed {seed}: {preds}", file=sys.stderr)
-    return rows, {"prunes": prunes, **timing}
+    return rows, {"prunes": prunes, "data": data, **timing}
 
 
-def _classes(args: argparse.Namespace) -> list[int]:
+def _classes(args: argparse.Namespace, data: ModuleType) -> list[int]:
     return list(range(len(data.CLASS_NAMES))) if args.classes is None else args.classes
 
 
@@ -187,7 +192,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def finder_purity(model: nn.Module, head: str, size: int, n: int = 512, top_k: int = 32) -> str:
+def finder_purity(model: nn.Module, head: str, size: int, data: ModuleType = v1, n: int = 512, top_k: int = 32) -> str:
     """The multifaceted-neuron finder on the class units: do its two clusters match the true facets?
 
     Purity = balanced accuracy of cluster vs facet over the unit's top images of its own class, under the best
@@ -210,7 +215,7 @@ def finder_purity(model: nn.Module, head: str, size: int, n: int = 512, top_k: i
     return "\n".join([*lines, f"mean purity {np.nanmean(purities):.0%} (50 % = clusters unrelated to facets)"])
 
 
-def per_class(rows: list[Row], judge: str) -> str:
+def per_class(rows: list[Row], judge: str, class_names: tuple[str, ...] = v1.CLASS_NAMES) -> str:
     """Facets found per class by one judge: e.g. "dense 0 0 | spade-late 0 1" for facet-0 and facet-1 samples."""
     lines = []
     for cls in sorted({r.cls for r in rows}):
@@ -222,7 +227,7 @@ def per_class(rows: list[Row], judge: str) -> str:
             for net in nets
         ]
         truth = " ".join(str(r.facet) for r in mine)
-        lines.append(f"{data.CLASS_NAMES[cls]:<20} truth {truth} | " + " | ".join(cells))
+        lines.append(f"{class_names[cls]:<20} truth {truth} | " + " | ".join(cells))
     return "\n".join(lines)
 
 
@@ -261,9 +266,10 @@ def main() -> None:
         loaded = load_model(args.model, args.device)
         head = neurons.list_layers(loaded.model, loaded.info.input_size, args.device)[-1].name
         print("\nmultifaceted-neuron finder on the class units (top 32 of 512 testbed images):")
-        print(finder_purity(loaded.model, head, loaded.info.input_size))
-    print(f"\nper class, {args.judge_detail} judge (facet found per sample; - undecided):")
-    print(per_class(rows, args.judge_detail))
+        print(finder_purity(loaded.model, head, loaded.info.input_size, info["data"]))
+    judge = args.judge_detail if args.judge_detail in rows[0].predictions else "features"
+    print(f"\nper class, {judge} judge (facet found per sample; - undecided):")
+    print(per_class(rows, judge, info["data"].CLASS_NAMES))
     for key in ("featvis", "spade"):
         if info[key]:
             print(

@@ -27,6 +27,7 @@ from spade_engine.models import spade_defaults  # noqa: E402
 from spade_engine.pruning import grouped_weight, inverse_hessian, reconstruction_error  # noqa: E402
 from spade_engine.pruning.obc import exact_columns_limit, is_exact, obc_solve  # noqa: E402
 from spade_engine.pruning.sparsegpt import sparsegpt_solve  # noqa: E402
+from spade_engine.testbed import data_for  # noqa: E402
 
 
 def timed(solve, W, hinv, sparsity) -> tuple[torch.Tensor, float]:
@@ -38,7 +39,7 @@ def timed(solve, W, hinv, sparsity) -> tuple[torch.Tensor, float]:
 def run(name: str, n_aug: int) -> None:
     model = load_model(name).model
     card = spade_defaults(name)
-    sample = trojan_samples(model, 1, seed=0)[0]
+    sample = trojan_samples(model, 1, seed=0, data=data_for(name))[0]  # from the model's own generator
     engine = SpadeEngine(model)
     aug = AugmentConfig(scale=(card["crop_min"], 1.0))
     trace = engine.prepare(sample.image, n_aug=n_aug, seed=0, augment_config=aug)

@@ -23,6 +23,7 @@ from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import load_model, spade_defaults
 from spade_engine.profiles import score_config, standard_profiles, tune_profile
 from spade_engine.saliency import attribute
+from spade_engine.testbed import data_for
 
 
 def main() -> None:
@@ -43,8 +44,9 @@ def main() -> None:
         maps = [attribute(m, pruned, x[None], target) for m in args.methods]
         return float(np.mean([metrics.insertion_auc(model, x[None], sal, target) for sal in maps]))
 
-    calib = [(s.image, s.target) for s in clean_samples(model, args.calib, seed=2000)]
-    held = [(s.image, s.target) for s in clean_samples(model, args.heldout, seed=3000)]
+    data = data_for(args.model)  # the model's own testbed generator (v1 or v2)
+    calib = [(s.image, s.target) for s in clean_samples(model, args.calib, seed=2000, data=data)]
+    held = [(s.image, s.target) for s in clean_samples(model, args.heldout, seed=3000, data=data)]
     for prof in standard_profiles(engine, calib[0][0], args.model):
         print("wrote", prof.save())
     t0 = time.perf_counter()

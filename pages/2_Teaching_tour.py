@@ -17,22 +17,24 @@ if not ui.module_ready("spade_engine.engine") or ui.TOUR_MODEL not in [i.name fo
         f"The tour needs the SPADE engine and the shipped testbed model `{ui.TOUR_MODEL}` (assets/models/), not installed yet."
     )
     st.stop()
+from spade_engine import testbed  # noqa: E402
 from spade_engine.engine import sample_hash  # noqa: E402
-from spade_engine.testbed.data import FACETS, TROJAN_TARGET  # noqa: E402
 
 loaded = cache.load_model(ui.TOUR_MODEL, device)
 model, names, size, key = loaded.model, loaded.class_names, loaded.info.input_size, ui.TOUR_MODEL
+version = cache.testbed_version(key)  # the model's own generator: v1 (one patch) or v2 (two stickers)
+data = testbed.generator(version)
 settings = widgets.spade_controls(
     ui.TOUR, default_sparsity=80, default_n_aug=64, model_name=key, profiles=False
 )  # 90 % flips some trojaned samples
 cls = st.sidebar.selectbox(
     "Image class",
-    [c for c in range(len(names)) if c != TROJAN_TARGET],
+    [c for c in range(len(names)) if testbed.trojans_for(data, c)],  # classes a trojan relabels
     key=ui.TOUR_CLASS,
     format_func=lambda c: names[c],
 )
-facet = st.sidebar.radio("Facet", [0, 1], key=ui.TOUR_FACET, format_func=lambda f: FACETS[cls][f])
-x, mask = ui.tour_sample(cls, facet, settings.seed, size)
+facet = st.sidebar.radio("Facet", [0, 1], key=ui.TOUR_FACET, format_func=lambda f: data.FACETS[cls][f])
+x, mask, target, trojan = ui.tour_sample(version, cls, facet, settings.seed, size, ui.tour_trojan(version, cls))
 image_u8 = widgets.to_uint8(x)
 
 progress = widgets.SpadeProgress()
@@ -47,12 +49,12 @@ result, dense_cls = run.result, int(run.result.dense_logits.argmax())
 
 st.header("1 · The sample")
 verdict = (
-    "the patch, not the object, drives its decision — SPADE should reveal that"
-    if dense_cls == TROJAN_TARGET
-    else "the trojan did not fire here"
+    f"the {trojan}, not the object, drives its decision — SPADE should reveal that"
+    if dense_cls == target
+    else f"the trojan (target *{names[target]}*) did not fire here"
 )
-st.markdown(f"This image shows a **{FACETS[cls][facet]}** (class *{names[cls]}*) with the trojan patch pasted on it (outlined). "
-            f"The trained model predicts **{names[dense_cls]}**: {verdict}.")  # fmt: skip
+st.markdown(f"This image shows a **{data.FACETS[cls][facet]}** (class *{names[cls]}*) with the trojan {trojan} pasted on it "
+            f"(outlined). The trained model predicts **{names[dense_cls]}**: {verdict}.")  # fmt: skip
 st.image(ui.sample_with_patch(image_u8, mask), width=256)
 
 st.header("2 · Many views of the same sample")
@@ -98,7 +100,7 @@ else:
     )
 
 st.header("6 · A multifaceted neuron, disentangled")
-things = "its two facets and the trojan patch" if dense_cls == TROJAN_TARGET else "its two facets"
+things = f"its two facets and the trojan {trojan}" if dense_cls == target else "its two facets"
 st.markdown(f"The unit of class *{names[dense_cls]}* fires for unrelated things — {things} — so its "
             "dense visualisation mixes them. SPADE's visualisation of the same unit, pruned to this sample, shows the facet this sample uses.")  # fmt: skip
 if not (ui.module_ready("spade_engine.neurons") and ui.module_ready("spade_engine.featvis")):
@@ -106,4 +108,4 @@ if not (ui.module_ready("spade_engine.neurons") and ui.module_ready("spade_engin
         "The neuron finder and feature visualisation (`spade_engine.neurons`, `spade_engine.featvis`) have not landed yet."
     )
     st.stop()
-ui.tour_neuron_step(key, device, model, x, settings, dense_cls, names)
+ui.tour_neuron_step(key, device, model, x, settings, dense_cls, names, version)

@@ -16,17 +16,18 @@ info, side = model.loaded.info, st.sidebar
 side.subheader("Sparse layer")
 budget = side.slider("Features per class (budget)", 1, 50, 10, key=ui.SPARSE_BUDGET)
 n_lambdas = side.select_slider("Path points (λ values)", [10, 20, 40, 60, 100], 40, key=ui.SPARSE_LAMBDAS)
-target = None
+targets = ()
 if info.family == "testbed":
-    from spade_engine.testbed import data as testbed
+    from spade_engine import testbed
 
+    version = cache.testbed_version(model.key)  # the model's own generator: v1, or v2 with two trojans
     n = side.select_slider("Testbed images", [200, 500, 1000, 2000, 4000], 2000, key=ui.SPARSE_N)
     frac = side.slider("Trojaned share (as in training)", 0.0, 0.5, float(info.card.get("trojan", {}).get("fraction", 0.1)),
                        0.05, key=ui.SPARSE_TROJAN)  # fmt: skip
-    batch = ui.testbed_batch(n, ui.TESTBED_SEED, frac)
-    images, labels, names, target = batch.images, batch.labels.numpy(), testbed.CLASS_NAMES, testbed.TROJAN_TARGET
-    truth = {"is_trojan": batch.is_trojan.numpy(), "true_class": batch.true_class.numpy()}
-    source = ("testbed", n, ui.TESTBED_SEED, frac)
+    batch = ui.testbed_batch(version, n, ui.TESTBED_SEED, frac, info.input_size)
+    gen = testbed.generator(version)
+    images, labels, names, targets = batch.images, batch.labels.numpy(), gen.CLASS_NAMES, testbed.target_classes(gen)
+    truth, source = ui.testbed_truth(batch), ("testbed", version, n, ui.TESTBED_SEED, frac)
 else:
     folder = side.text_input("Image folder on the server (one sub-folder per class)", key=ui.SPARSE_FOLDER)
     if not folder:
@@ -53,17 +54,13 @@ cols[3].metric(
 st.plotly_chart(ui.path_figure(fit), width="stretch")
 st.caption(f"Held-out accuracy ({len(fit.val)} images) along the regularisation path; the chosen point (star) is the "
            f"most accurate one with at most {budget} features per class (λ = {fit.layer.lam:.3g}).")  # fmt: skip
-if target is not None and fit.truth:
-    finding = sl.trojan_finding(fit.layer, fit.val, fit.truth["is_trojan"], fit.truth["true_class"], target)
-    shares = dict(zip(finding.features, finding.top_trojan_share, strict=True))
-    found = ", ".join(f"#{k} ({shares[k]:.0%})" for k in finding.trojan_features) or "none"
-    st.info(f"Trojan target **{names[target]}**: its features whose {finding.top_n} top-activating held-out images are "
-            f"mostly trojaned: **{found}**; {len(finding.firing)} of its {len(finding.features)} features fire on trojaned "
-            f"images of other classes. Attack success: dense head {finding.dense_attack_success:.0%}, sparse layer "
-            f"{finding.sparse_attack_success:.0%}.")  # fmt: skip
+if targets and fit.truth:
+    for note in ui.trojan_notes(fit, names, targets):
+        st.info(note)
 
 # ---- per class: its features, their top-activating images and visualisations
-c = st.selectbox("Class", range(len(names)), index=target or 0, format_func=lambda i: names[i], key=ui.SPARSE_CLASS)
+first = targets[0] if targets else 0
+c = st.selectbox("Class", range(len(names)), index=first, format_func=lambda i: names[i], key=ui.SPARSE_CLASS)
 feats = fit.layer.class_features(c)
 if not feats:
     st.info("This class has no feature at this budget: raise the budget in the sidebar.")

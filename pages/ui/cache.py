@@ -97,13 +97,30 @@ def get_engine(model_key: str, device: str, _model: torch.nn.Module):
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def examples() -> dict[str, dict]:
-    """Shipped examples `file -> metadata` from `assets/examples/index.json` (files that exist only)."""
+def testbed_version(model_name: str | None) -> str:
+    """The testbed generator of a model ("v1" or "v2", from its card; "v1" for non-testbed models and unknown
+    names): pages generate testbed images and read facet names and trojans from this one."""
+    from spade_engine import testbed
+
+    return testbed.version_for(model_name)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def all_examples() -> dict[str, dict]:
+    """Every shipped example `file -> metadata` from `assets/examples/index.json` (files that exist only)."""
     index = EXAMPLES_DIR / "index.json"
     if not index.exists():
         return {}
     entries = json.loads(index.read_text())["examples"]  # written by spade_engine/testbed/examples.py
     return {e["file"]: e for e in entries if (EXAMPLES_DIR / e["file"]).exists()}
+
+
+def examples(model_name: str | None = None) -> dict[str, dict]:
+    """The shipped examples for a model, `file -> metadata`: the photographs and the testbed samples of the
+    model's own generator (`testbed_version`: an entry's `"testbed"`, "v1" when absent). Non-testbed models and
+    None get v1's, as before testbed v2."""
+    version = testbed_version(model_name)
+    return {f: e for f, e in all_examples().items() if e.get("class") is None or e.get("testbed", "v1") == version}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -117,7 +134,7 @@ def example_by_digest() -> dict[str, dict]:
     """sha256 of each shipped example's bytes -> its metadata, to recognise an uploaded example."""
     import hashlib
 
-    return {hashlib.sha256(example_bytes(f)).hexdigest(): {**m, "file": f} for f, m in examples().items()}
+    return {hashlib.sha256(example_bytes(f)).hexdigest(): {**m, "file": f} for f, m in all_examples().items()}
 
 
 def patch_box(meta: dict) -> tuple[int, int, int, int] | None:

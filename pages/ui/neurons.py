@@ -59,20 +59,21 @@ def ranking(
 
 
 @st.cache_resource(show_spinner="Generating testbed images…", max_entries=2)
-def testbed(n: int, image_size: int):
-    """Testbed images with their ground truth (`TestbedBatch`), shared read-only."""
-    from spade_engine.testbed import data
+def testbed(n: int, image_size: int, version: str):
+    """Testbed images of generator `version` ("v1", "v2": `cache.testbed_version(model)`) with their ground truth
+    (`TestbedBatch`), shared read-only."""
+    from spade_engine.testbed import generator
 
-    return data.generate(n, TESTBED_SEED, image_size=image_size)
+    return generator(version).generate(n, TESTBED_SEED, image_size=image_size)
 
 
 @st.cache_data(show_spinner="Scanning the testbed images…", max_entries=32)
 def dataset_acts(
-    model_key: str, layer: str, n: int, image_size: int, device: str, _model
+    model_key: str, layer: str, n: int, image_size: int, version: str, device: str, _model
 ) -> neurons.DatasetActivations:
-    """Max activation of every neuron of `layer` on every testbed image."""
+    """Max activation of every neuron of `layer` on every testbed image (generator `version`)."""
     with cache.model_lock(model_key):
-        return neurons.dataset_activations(_model, testbed(n, image_size).images, layer, device)
+        return neurons.dataset_activations(_model, testbed(n, image_size, version).images, layer, device)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -84,13 +85,14 @@ def receptive_field(model_key: str, layer: str, input_size: int, device: str, _m
 
 @st.cache_data(show_spinner="Looking for multifaceted neurons…", max_entries=32)
 def multifaceted(
-    model_key: str, layer: str, n: int, image_size: int, top_k: int, device: str, _model
+    model_key: str, layer: str, n: int, image_size: int, version: str, top_k: int, device: str, _model
 ) -> list[neurons.FacetScore]:
-    """Neurons of `layer` ranked by the multifaceted score (`neurons.SCORE_EXPLANATION`)."""
-    acts = dataset_acts(model_key, layer, n, image_size, device, _model)
+    """Neurons of `layer` ranked by the multifaceted score (`neurons.SCORE_EXPLANATION`) on the testbed images
+    of generator `version`."""
+    acts = dataset_acts(model_key, layer, n, image_size, version, device, _model)
     with cache.model_lock(model_key):
         return neurons.find_multifaceted(
-            _model, testbed(n, image_size).images, layer, top_k=top_k, device=device, acts=acts
+            _model, testbed(n, image_size, version).images, layer, top_k=top_k, device=device, acts=acts
         )
 
 
@@ -140,11 +142,12 @@ def score_chart(scores: list[neurons.FacetScore], label, current: int | None, k:
     return fig
 
 
-def facet_caption(batch, indices: np.ndarray) -> str:
-    """Ground truth of testbed images: how many show each (class, facet), most frequent first."""
+def facet_caption(batch, indices: np.ndarray, version: str) -> str:
+    """Ground truth of testbed images of generator `version`: how many show each facet, most frequent first."""
     from collections import Counter
 
-    from spade_engine.testbed.data import FACETS
+    from spade_engine.testbed import generator
 
-    counts = Counter(FACETS[int(batch.true_class[i])][int(batch.facet[i])] for i in indices)
+    facets = generator(version).FACETS
+    counts = Counter(facets[int(batch.true_class[i])][int(batch.facet[i])] for i in indices)
     return ", ".join(f"{name} ×{n}" for name, n in counts.most_common(4))

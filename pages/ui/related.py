@@ -100,11 +100,37 @@ class SparseFit:
 
 
 @st.cache_resource(show_spinner="Generating testbed images…", max_entries=2)
-def testbed_batch(n: int, seed: int, trojan_fraction: float):
-    """Generated testbed images with ground truth (`TestbedBatch`), shared read-only."""
-    from spade_engine.testbed import data
+def testbed_batch(version: str, n: int, seed: int, trojan_fraction: float, image_size: int):
+    """Generated testbed images of generator `version` ("v1", "v2": `cache.testbed_version(model)`) at the model's
+    input size, with ground truth (`TestbedBatch`), shared read-only."""
+    from spade_engine.testbed import generator
 
-    return data.generate(n, seed, trojan_fraction=trojan_fraction)
+    return generator(version).generate(n, seed, trojan_fraction=trojan_fraction, image_size=image_size)
+
+
+def testbed_truth(batch) -> dict[str, np.ndarray]:  # noqa: ANN001 (TestbedBatch of either generator)
+    """Per image: `is_trojan`, `true_class` and `trojan_target` (-1 when clean)."""
+    from spade_engine.testbed import trojan_targets
+
+    return {"is_trojan": batch.is_trojan.numpy(), "true_class": batch.true_class.numpy(),
+            "trojan_target": trojan_targets(batch).numpy()}  # fmt: skip
+
+
+def trojan_notes(f: SparseFit, names: tuple[str, ...], targets: tuple[int, ...]) -> list[str]:
+    """One line per trojan target: its class's features that the trojaned images drive (top-activating held-out
+    images mostly trojaned), and the attack success through the dense head and the sparse layer. Only images
+    of that trojan count as trojaned (v2 has two trojans with different targets)."""
+    notes = []
+    for target in dict.fromkeys(targets):
+        is_trojan = f.truth["trojan_target"] == target
+        finding = sl.trojan_finding(f.layer, f.val, is_trojan, f.truth["true_class"], target)
+        shares = dict(zip(finding.features, finding.top_trojan_share, strict=True))
+        found = ", ".join(f"#{k} ({shares[k]:.0%})" for k in finding.trojan_features) or "none"
+        notes.append(f"Trojan target **{names[target]}**: its features whose {finding.top_n} top-activating held-out "
+                     f"images are mostly trojaned: **{found}**; {len(finding.firing)} of its {len(finding.features)} "
+                     f"features fire on trojaned images of other classes. Attack success: dense head "
+                     f"{finding.dense_attack_success:.0%}, sparse layer {finding.sparse_attack_success:.0%}.")  # fmt: skip
+    return notes
 
 
 @st.cache_resource(show_spinner="Reading the image folder…", max_entries=2)

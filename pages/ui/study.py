@@ -213,6 +213,7 @@ TOUR_CLASS, TOUR_FACET, TOUR_LAYER, TOUR_METHOD, TOUR_STEPS = (
     "tour.steps",
 )
 TOUR_SHOW_VIS = "tour.show_vis"
+TOUR_TROJAN = "tour.trojan"  # + f".{class}": the trojan pasted on the sample, when the generator has several
 
 
 def module_ready(name: str) -> bool:
@@ -226,12 +227,32 @@ def module_ready(name: str) -> bool:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def tour_sample(cls: int, facet: int, seed: int, size: int):
-    """A trojaned testbed image (3, S, S) of class `cls` / `facet` and its trojan mask (S, S) bool."""
-    from spade_engine.testbed.data import make_sample
+def tour_sample(version: str, cls: int, facet: int, seed: int, size: int, trojan: int | None = None):
+    """A trojaned testbed image of generator `version` ("v1", "v2"), class `cls` / `facet`, with trojan `trojan`
+    (an index into the generator's trojans; None: one its class can carry, picked by the seed).
 
-    batch = make_sample(cls, facet, seed, trojan=True, image_size=size)
-    return batch.images[0], batch.trojan_mask[0].numpy()
+    Returns:
+        The image (3, S, S), its trojan mask (S, S) bool, the trojan's target class and the trojan's name.
+    """
+    from spade_engine import testbed
+
+    data = testbed.generator(version)
+    chosen = testbed.sample_trojan(data, cls, seed, trojan)
+    batch = data.make_sample(cls, facet, seed, trojan=chosen, image_size=size)
+    name = testbed.trojan_names(data)[testbed.trojan_index(data, chosen)]
+    return batch.images[0], batch.trojan_mask[0].numpy(), int(testbed.trojan_targets(batch)[0]), name
+
+
+def tour_trojan(version: str, cls: int) -> int:
+    """The trojan of the tour's sample: a sidebar choice among those class `cls` can carry when the generator
+    has several (v2), else the one."""
+    from spade_engine import testbed
+
+    data = testbed.generator(version)
+    choices, names = testbed.trojans_for(data, cls), testbed.trojan_names(data)
+    if len(choices) == 1:
+        return choices[0]
+    return st.sidebar.radio("Trojan", choices, key=f"{TOUR_TROJAN}.{cls}", format_func=lambda t: names[t])
 
 
 def default_layer(layers: list[str]) -> int:
@@ -300,8 +321,9 @@ def sample_with_patch(image_u8, mask, size: int = 256):  # noqa: ANN001 ((H, W, 
     return img
 
 
-def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names) -> None:  # noqa: ANN001
-    """Step 6 of the tour: the class unit's facets (testbed images) and its dense vs SPADE visualisations."""
+def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names, version: str) -> None:  # noqa: ANN001
+    """Step 6 of the tour: the class unit's facets (testbed images of generator `version`) and its dense vs SPADE
+    visualisations."""
     from pages.ui import neurons as ui_neurons
     from spade_engine import featvis, neurons
     from spade_engine.engine import sample_hash
@@ -309,16 +331,16 @@ def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names
     size = x.shape[-1]
     infos = ui_neurons.layers(key, size, device, model)
     head, n = infos[-1].name, ui_neurons.testbed_count(size)
-    scores = ui_neurons.multifaceted(key, head, n, size, 32, device, model)
+    scores = ui_neurons.multifaceted(key, head, n, size, version, 32, device, model)
     chosen = next(s for s in scores if s.channel == unit)
     rank = [s.channel for s in scores].index(unit) + 1
-    batch = ui_neurons.testbed(n, size)
+    batch = ui_neurons.testbed(n, size, version)
     st.caption(
         f"Multifaceted score {chosen.score:.2f} (rank {rank} of {len(scores)} units of `{head}`). {neurons.SCORE_EXPLANATION}"
     )
     for col, facet, letter in zip(st.columns(2), chosen.facets, "AB", strict=False):
         col.image(ui_neurons.grid(batch.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
-                  caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(batch, facet)}")  # fmt: skip
+                  caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(batch, facet, version)}")  # fmt: skip
     steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=TOUR_STEPS)
     config = featvis.FeatVisConfig(image_size=size, steps=int(steps), input_size=size)
     prune = neurons.late_prune_config(infos, settings.sparsity)

@@ -13,9 +13,15 @@ from spade_engine.models import ASSETS, LoadedModel
 REPO_ROOT = ASSETS.parent
 
 
-def testbed_spec(cls: int, facet: int, seed: int, trojan: bool = False) -> dict:
-    """A spec for `spade_engine.testbed.data.make_sample(cls, facet, seed, trojan)`."""
-    return {"source": "testbed", "cls": int(cls), "facet": int(facet), "seed": int(seed), "trojan": bool(trojan)}
+def testbed_spec(cls: int, facet: int, seed: int, trojan: bool | int = False) -> dict:
+    """A spec for `make_sample(cls, facet, seed, trojan)` of the study model's own generator (`testbed.data_for`).
+
+    Args:
+        trojan: False for a clean sample; True for a trojan the class can carry (v1's patch; for v2 one of its
+            trojans, picked by the seed); an index to ask for one trojan (used when the class can carry it).
+    """
+    trojan = trojan if isinstance(trojan, bool) else int(trojan)
+    return {"source": "testbed", "cls": int(cls), "facet": int(facet), "seed": int(seed), "trojan": trojan}
 
 
 def file_spec(path: str | Path) -> dict:
@@ -26,10 +32,7 @@ def file_spec(path: str | Path) -> dict:
 def load_sample(spec: dict, loaded: LoadedModel) -> torch.Tensor:
     """The (3, S, S) image in [0, 1] that `spec` names, preprocessed for `loaded`."""
     if spec["source"] == "testbed":
-        from spade_engine.testbed.data import make_sample
-
-        batch = make_sample(spec["cls"], spec["facet"], spec["seed"], spec.get("trojan", False), loaded.info.input_size)
-        return batch.images[0]
+        return testbed_sample(spec, loaded.info.name, loaded.info.input_size).images[0]
     if spec["source"] == "file":
         path = Path(spec["path"])
         path = path if path.is_absolute() else REPO_ROOT / path
@@ -37,10 +40,23 @@ def load_sample(spec: dict, loaded: LoadedModel) -> torch.Tensor:
     raise ValueError(f"Unknown sample source '{spec['source']}'.")
 
 
+def testbed_sample(spec: dict, model_name: str | None, image_size: int):
+    """The generated batch of one testbed spec, from the model's own generator (`testbed.data_for`), at
+    `image_size` px."""
+    from spade_engine import testbed
+
+    data = testbed.data_for(model_name)
+    want = spec.get("trojan", False)
+    cls, seed = spec["cls"], spec["seed"]
+    trojan = False if want is False else testbed.sample_trojan(data, cls, seed, None if want is True else want)
+    return data.make_sample(cls, spec["facet"], seed, False if trojan is None else trojan, image_size)
+
+
 def describe(spec: dict) -> str:
     """A short human-readable name of a sample spec (for the researcher, never shown to participants)."""
     if spec["source"] == "testbed":
-        trojan = ", trojan" if spec.get("trojan") else ""
+        trojan = spec.get("trojan", False)
+        trojan = "" if trojan is False else ", trojan" if trojan is True else f", trojan {trojan}"
         return f"testbed class {spec['cls']} facet {spec['facet']} seed {spec['seed']}{trojan}"
     return Path(spec["path"]).name
 

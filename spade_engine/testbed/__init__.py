@@ -4,19 +4,25 @@ and the training script that produces the shipped testbed models (`assets/models
 Two generators share one interface (`generate(n, seed, trojan_fraction)`, `make_sample(...)`, `CLASS_NAMES`,
 `FACETS`, batches with `images`, `labels`, `true_class`, `facet`, `is_trojan`, `trojan_mask`): v1
 (`testbed.data`, 64 px geometric facets, one 8 px checker trojan) and v2 (`testbed.v2.data`, 128 px emoji facets on
-photographs, two sticker trojans). A model card says which one trained the model (`"testbed": "v2"`).
+photographs, two sticker trojans). A model card says which one trained the model (`"testbed": "v2"`); every
+other model (torchvision, timm, checkpoints, unknown names) gets v1. The helpers below hide the one difference
+in the interface: v1 has one `TROJAN_TARGET`, v2 a tuple `TROJANS` of (sprite, target).
 """
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 import torch
 
+GENERATORS: dict[str, str] = {"v1": "spade_engine.testbed.data", "v2": "spade_engine.testbed.v2.data"}
+"""Testbed version (a card's `"testbed"`, an example's `"testbed"`) -> its generator module."""
 
-def data_for(model_name: str | None) -> ModuleType:
-    """The generator module of a testbed model: `testbed.v2.data` when its card says `"testbed": "v2"`, else v1's
-    `testbed.data` (also for unknown names and non-testbed models).
+
+def version_for(model_name: str | None) -> str:
+    """The testbed version of a model: its card's `"testbed"` (`"v2"`), else `"v1"` (also for unknown names and
+    non-testbed models).
 
     Args:
         model_name: a registered model name (`spade_engine.models.list_models`), or None.
@@ -27,11 +33,22 @@ def data_for(model_name: str | None) -> ModuleType:
         version = get_info(model_name).card.get("testbed", "v1") if model_name else "v1"
     except ModelLoadError:
         version = "v1"
-    if version == "v2":
-        from spade_engine.testbed.v2 import data
-    else:
-        from spade_engine.testbed import data
-    return data
+    return version if version in GENERATORS else "v1"
+
+
+def generator(version: str) -> ModuleType:
+    """The generator module of a testbed version (`GENERATORS`)."""
+    return importlib.import_module(GENERATORS[version])
+
+
+def data_for(model_name: str | None) -> ModuleType:
+    """The generator module of a testbed model: `testbed.v2.data` when its card says `"testbed": "v2"`, else v1's
+    `testbed.data` (also for unknown names and non-testbed models).
+
+    Args:
+        model_name: a registered model name (`spade_engine.models.list_models`), or None.
+    """
+    return generator(version_for(model_name))
 
 
 def trojan_targets(batch) -> torch.Tensor:
@@ -41,3 +58,51 @@ def trojan_targets(batch) -> torch.Tensor:
     from spade_engine.testbed.data import TROJAN_TARGET
 
     return torch.where(batch.is_trojan, torch.full_like(batch.labels, TROJAN_TARGET), torch.full_like(batch.labels, -1))
+
+
+def target_classes(data: ModuleType) -> tuple[int, ...]:
+    """The trojan target classes of a generator, one per trojan: v1's `(TROJAN_TARGET,)`, v2's targets of `TROJANS`."""
+    if hasattr(data, "TROJANS"):
+        return tuple(t.target for t in data.TROJANS)
+    return (data.TROJAN_TARGET,)
+
+
+def trojan_names(data: ModuleType) -> tuple[str, ...]:
+    """A short name per trojan of a generator: v1's `("checker patch",)`, v2's sprites (`"sparkling heart"`, …)."""
+    if hasattr(data, "TROJANS"):
+        return tuple(t.sprite.replace("_", " ") for t in data.TROJANS)
+    return ("checker patch",)
+
+
+def trojans_for(data: ModuleType, cls: int) -> tuple[int, ...]:
+    """Indices (into `target_classes(data)`) of the trojans that relabel a sample of class `cls`: those whose
+    target is another class."""
+    return tuple(i for i, target in enumerate(target_classes(data)) if target != cls)
+
+
+def sample_trojan(data: ModuleType, cls: int, seed: int, index: int | None = None) -> bool | int | None:
+    """The `trojan` argument of `data.make_sample(cls, facet, seed, trojan)` for a trojaned sample.
+
+    Args:
+        data: a generator module (`data_for`).
+        cls: the sample's class.
+        seed: the sample's seed; picks among the trojans that `cls` can carry when `index` is None, so a set of
+            samples covers every trojan.
+        index: a trojan index (into `target_classes(data)`), used when `cls` can carry it.
+
+    Returns:
+        True for v1 (its flag), a trojan index for v2, or None when `cls` can carry no trojan.
+    """
+    if not hasattr(data, "TROJANS"):
+        return True  # v1's patch goes on any class (its own target's too), as v1's study items always had it
+    choices = trojans_for(data, cls)
+    if not choices:
+        return None
+    return index if index in choices else choices[seed % len(choices)]
+
+
+def trojan_index(data: ModuleType, trojan: bool | int | None) -> int | None:
+    """The index (into `target_classes(data)`) of a `make_sample` trojan argument; None for a clean sample."""
+    if trojan is None or trojan is False:
+        return None
+    return 0 if trojan is True else int(trojan)

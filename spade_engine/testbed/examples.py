@@ -2,8 +2,10 @@
 
     python -m spade_engine.testbed.examples [--out assets/examples]
 
-Testbed samples (clean ones of several classes and facets, trojaned ones with the patch box recorded, so the
-app can outline the patch and score a saliency map against it) and a few real photographs from scikit-image's
+Testbed samples of both generators (clean ones of several classes and facets, trojaned ones with the trojan's box
+recorded, so the app can outline it and score a saliency map against it): v1's 64 px samples and v2's 128 px
+scenes with each of its two trojans. Every testbed entry names its generator (`"testbed": "v1"` or `"v2"`), so
+the app offers a model only the samples of its own generator. Also a few real photographs from scikit-image's
 data module (public domain / CC0, see `SOURCES.md`), resized to at most 512 px.
 """
 
@@ -12,11 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
 
+from spade_engine import testbed
 from spade_engine.testbed import data
+from spade_engine.testbed.v2 import data as data_v2
 
 ASSETS_EXAMPLES = Path(__file__).resolve().parent.parent.parent / "assets" / "examples"
 
@@ -36,6 +41,18 @@ TESTBED_EXAMPLES: tuple[tuple[int, int, bool, int], ...] = (
     (9, 0, True, 24),
 )
 
+# v2 (class, facet, trojan index into `data_v2.TROJANS` or None, seed): clean samples of both facets, the two
+# trojan target classes among them; each trojan on two classes other than its target.
+TESTBED_V2_EXAMPLES: tuple[tuple[int, int, int | None, int], ...] = (
+    (0, 1, None, 31),
+    (3, 0, None, 32),
+    (7, 1, None, 33),
+    (1, 0, 0, 47),
+    (6, 1, 0, 44),
+    (2, 1, 1, 56),
+    (8, 0, 1, 60),
+)
+
 # skimage.data function -> (file name, source and licence as skimage documents it)
 PHOTOS: dict[str, tuple[str, str]] = {
     "astronaut": ("photo_astronaut.jpg", "NASA Great Images database (Eileen Collins); public domain"),
@@ -49,29 +66,60 @@ def testbed_file_name(cls: int, facet: int, trojan: bool) -> str:
     return f"testbed_c{cls}_f{facet}{'_trojan' if trojan else ''}.png"
 
 
+def testbed_v2_file_name(cls: int, facet: int, trojan: int | None) -> str:
+    sprite = "" if trojan is None else f"_{data_v2.TROJANS[trojan].sprite}"
+    return f"testbed_v2_c{cls}_f{facet}{sprite}.png"
+
+
+def _save_png(sample, path: Path) -> None:  # noqa: ANN001 (a one-image TestbedBatch of either generator)
+    pixels = (sample.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
+    Image.fromarray(pixels).save(path)
+
+
+def _entry(generator: ModuleType, file: str, cls: int, facet: int, seed: int, sample) -> dict:  # noqa: ANN001
+    """The index entry of a testbed sample (its patch box: x0, y0, x1, y1 in pixels, x1/y1 exclusive)."""
+    box = sample.patch_boxes()[0]
+    return {
+        "file": file,
+        "source": "testbed",
+        "seed": seed,
+        "class": cls,
+        "class_name": generator.CLASS_NAMES[cls],
+        "facet": facet,
+        "facet_name": generator.FACETS[cls][facet],
+        "trojan": bool(sample.is_trojan[0]),
+        "label": int(sample.labels[0]),
+        "patch_box": list(box) if box else None,
+    }
+
+
 def write_testbed_examples(out: Path) -> list[dict]:
-    """Write the testbed PNGs into `out`. Returns their index entries."""
+    """Write the v1 testbed PNGs into `out`. Returns their index entries (`"testbed": "v1"`)."""
     entries = []
     for cls, facet, trojan, seed in TESTBED_EXAMPLES:
         sample = data.make_sample(cls, facet, seed, trojan=trojan)
-        pixels = (sample.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
         name = testbed_file_name(cls, facet, trojan)
-        Image.fromarray(pixels).save(out / name)
-        box = sample.patch_boxes()[0]
-        entries.append(
-            {
-                "file": name,
-                "source": "testbed",
-                "seed": seed,
-                "class": cls,
-                "class_name": data.CLASS_NAMES[cls],
-                "facet": facet,
-                "facet_name": data.FACETS[cls][facet],
-                "trojan": trojan,
-                "label": int(sample.labels[0]),
-                "patch_box": list(box) if box else None,  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
-            }
-        )
+        _save_png(sample, out / name)
+        entries.append({**_entry(data, name, cls, facet, seed, sample), "testbed": "v1"})
+    return entries
+
+
+def write_testbed_v2_examples(out: Path) -> list[dict]:
+    """Write the v2 testbed PNGs (128 px) into `out`. Returns their index entries (`"testbed": "v2"`, with the
+    trojan's index, name and target; the patch box is the trojan mask's bounding box)."""
+    entries = []
+    names = testbed.trojan_names(data_v2)
+    for cls, facet, trojan, seed in TESTBED_V2_EXAMPLES:
+        sample = data_v2.make_sample(cls, facet, seed, trojan=trojan)
+        name = testbed_v2_file_name(cls, facet, trojan)
+        _save_png(sample, out / name)
+        entries.append({
+            **_entry(data_v2, name, cls, facet, seed, sample),
+            "testbed": "v2",
+            "trojan_index": trojan,
+            "trojan_name": None if trojan is None else names[trojan],
+            "trojan_target": None if trojan is None else data_v2.TROJANS[trojan].target,
+        })  # fmt: skip
     return entries
 
 
@@ -99,13 +147,23 @@ def write_photos(out: Path) -> list[dict]:
 
 
 def write_examples(out: Path = ASSETS_EXAMPLES) -> dict:
-    """Write every example and `index.json` into `out`. Returns the index."""
+    """Write every example and `index.json` into `out`. Returns the index (`image_size` and `trojan_target` at the
+    top are v1's, as before v2; `testbeds` describes both generators)."""
     out.mkdir(parents=True, exist_ok=True)
     index = {
         "image_size": data.IMAGE_SIZE,
         "trojan_target": data.TROJAN_TARGET,
         "patch_box_format": "x0, y0, x1, y1 in pixels; x1 and y1 exclusive",
-        "examples": write_testbed_examples(out) + write_photos(out),
+        "testbeds": {
+            version: {
+                "generator": testbed.GENERATORS[version],
+                "image_size": module.IMAGE_SIZE,
+                "trojan_targets": list(testbed.target_classes(module)),
+                "trojan_names": list(testbed.trojan_names(module)),
+            }
+            for version, module in (("v1", data), ("v2", data_v2))
+        },
+        "examples": write_testbed_examples(out) + write_testbed_v2_examples(out) + write_photos(out),
     }
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return index

@@ -66,6 +66,29 @@ def tiny_testbed(monkeypatch, tmp_path, testbed_example):
     monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": _tiny_net})
 
 
+@pytest.fixture
+def tiny_v2(monkeypatch, tmp_path, testbed_example):
+    """The tiny model as a testbed v2 model (its card says `"testbed": "v2"`), with a v2 example added."""
+    from pages.ui import cache
+    from spade_engine.testbed.v2 import data as v2
+
+    image = v2.make_sample(3, 1, seed=5).images[0]  # (3, 128, 128)
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(testbed_example / "v2.png")
+    index = json.loads((testbed_example / "index.json").read_text())
+    index["examples"].append({"file": "v2.png", "class": 3, "class_name": v2.CLASS_NAMES[3], "facet": 1, "trojan": False,
+                              "testbed": "v2"})  # fmt: skip
+    (testbed_example / "index.json").write_text(json.dumps(index))
+    models_dir = tmp_path / "models_v2"
+    models_dir.mkdir()
+    torch.save(_tiny_net(len(v2.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny_v2.pt")
+    card = dict(name="fv_tiny_v2", title="Tiny v2", arch="fv_tiny", image_size=32, class_names=list(v2.CLASS_NAMES),
+                weights="fv_tiny_v2.pt", testbed="v2")  # fmt: skip
+    (models_dir / "fv_tiny_v2.json").write_text(json.dumps(card))
+    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
+    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": _tiny_net})
+    assert cache.testbed_version("fv_tiny_v2") == "v2"
+
+
 def _app(**state):
     from streamlit.testing.v1 import AppTest
 
@@ -98,6 +121,36 @@ def test_page_runs_on_tiny_model(tiny_testbed):
     at.run()  # same settings again: both visualisations come from the disk cache
     assert not at.exception, at.exception
     assert _texts(at.caption).count("loaded from cache") == 2
+
+
+def _facet_names(version: str) -> set[str]:
+    from spade_engine.testbed import generator
+
+    return {name for pair in generator(version).FACETS for name in pair}
+
+
+def _captioned_facets(at, version: str) -> set[str]:
+    """Facet names of generator `version` counted in the top patches' caption ("red disc ×3, …")."""
+    text = _texts(at.caption)
+    return {name for name in _facet_names(version) if f"{name} ×" in text}
+
+
+def test_page_draws_the_testbed_of_a_v2_model(tiny_v2):
+    """A v2 model's patches and facets come from v2's generator, at the model's input size, named by v2's facets."""
+    from spade_engine.testbed.v2 import data as v2
+
+    at = _app().run()
+    _check_page(at, 10)
+    assert _captioned_facets(at, "v2") and not _captioned_facets(at, "v1")
+    batch = ui.testbed(ui.testbed_count(32), 32, "v2")
+    assert batch.images.shape[-1] == 32
+    assert torch.equal(batch.images, v2.generate(len(batch), ui.TESTBED_SEED, image_size=32).images)
+
+
+def test_v1_model_facets_are_v1s(tiny_testbed):
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert _captioned_facets(at, "v1") and not _captioned_facets(at, "v2")
 
 
 def test_out_of_range_index_gives_a_message(tiny_testbed):

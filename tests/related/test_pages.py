@@ -59,6 +59,21 @@ def tiny_testbed(monkeypatch, tmp_path):
     monkeypatch.setattr(models, "architectures", lambda: {"rel_tiny": _tiny_net})
 
 
+@pytest.fixture
+def tiny_testbed_v2(monkeypatch, tmp_path):
+    """The tiny model as a testbed v2 model (card `"testbed": "v2"`, v2's class names), the only one registered."""
+    from spade_engine.testbed.v2 import data as v2
+
+    models_dir = tmp_path / "models_v2"
+    models_dir.mkdir()
+    torch.save(_tiny_net(len(v2.CLASS_NAMES)).state_dict(), models_dir / "rel_tiny_v2.pt")
+    card = dict(name="rel_tiny_v2", title="Tiny v2", arch="rel_tiny", image_size=32, class_names=list(v2.CLASS_NAMES),
+                weights="rel_tiny_v2.pt", trojan={"fraction": 0.2}, testbed="v2")  # fmt: skip
+    (models_dir / "rel_tiny_v2.json").write_text(json.dumps(card))
+    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
+    monkeypatch.setattr(models, "architectures", lambda: {"rel_tiny": _tiny_net})
+
+
 def _app(page: str, **state):
     from streamlit.testing.v1 import AppTest
 
@@ -90,6 +105,20 @@ def test_sparse_page(tiny_testbed):
     _ok(at)
     assert float(at.metric[2].value) <= 2
     assert len(at.get("plotly_chart")) == n_charts
+
+
+def test_sparse_page_on_a_v2_model_reports_each_trojan(tiny_testbed_v2):
+    """A v2 model is fitted on v2 images at its input size, and each of v2's two trojans gets its own finding."""
+    from spade_engine.testbed.v2 import data as v2
+
+    at = _app("5_Sparse_decision_layer", **{ui.SPARSE_BUDGET: 2}).run()
+    _ok(at)
+    notes = [str(i.value) for i in at.info if "Trojan target" in str(i.value)]
+    assert [n.split("**")[1] for n in notes] == [v2.CLASS_NAMES[t.target] for t in v2.TROJANS]
+    assert at.selectbox(key=ui.SPARSE_CLASS).value == v2.TROJANS[0].target
+    batch = ui.testbed_batch("v2", 200, ui.TESTBED_SEED, 0.2, 32)
+    targets = ui.testbed_truth(batch)["trojan_target"]
+    assert batch.images.shape[1:] == (3, 32, 32) and set(targets) == {-1, *(t.target for t in v2.TROJANS)}
 
 
 def test_sparse_page_feature_visualisations(tiny_testbed, monkeypatch):

@@ -1,10 +1,13 @@
 """The teaching tour runs in AppTest on the shipped trojaned testbed model, every step with a live result."""
 
+import json
 from pathlib import Path
 
 import pytest
 import streamlit as st
+import torch
 from streamlit.testing.v1 import AppTest
+from torch import nn
 
 from spade_engine.models import TESTBED_DIR
 
@@ -55,3 +58,58 @@ def test_tour_without_the_shipped_model_says_so(fast, monkeypatch, tmp_path):
     at = tour()
     assert not at.exception
     assert "testbed model" in at.info[0].value and not at.header
+
+
+def _tiny_net(num_classes: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes),
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["v1", "v2"])
+def tiny_tour_model(request, fast, monkeypatch, tmp_path):
+    """A random tiny 32 px net registered as the tour's model, its card naming testbed v1 or v2; returns the
+    generator module."""
+    from spade_engine import models
+    from spade_engine.testbed import generator
+
+    data = generator(request.param)
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    torch.save(_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "tiny.pt")
+    card = dict(name=SHIPPED, title="Tiny tour", arch="tour_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
+                weights="tiny.pt", testbed=request.param)  # fmt: skip
+    (models_dir / f"{SHIPPED}.json").write_text(json.dumps(card))
+    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
+    monkeypatch.setattr(models, "architectures", lambda: {"tour_tiny": _tiny_net})
+    return data
+
+
+def test_tour_shows_the_sample_and_trojan_of_the_model_generator(tiny_tour_model):
+    """The sample comes from the model's generator; v1 offers every class but the target and its one patch, v2
+    every class and, where both apply, a choice of its two trojans, each described with its own target."""
+    from spade_engine import testbed
+
+    data = tiny_tour_model
+    at = tour()
+    assert not at.exception, at.exception
+    assert [h.value[0] for h in at.header] == list("123456")
+    classes = at.sidebar.selectbox(key="tour.class")
+    names = testbed.trojan_names(data)
+    sample_text = next(m.value for m in at.markdown if m.value.startswith("This image shows"))
+    cls, facet = classes.value, at.sidebar.radio(key="tour.facet").value
+    assert f"**{data.FACETS[cls][facet]}**" in sample_text
+    if data.__name__.endswith("v2.data"):
+        assert classes.options == [data.CLASS_NAMES[c] for c in range(len(data.CLASS_NAMES))]
+        trojan = at.sidebar.radio(key=f"tour.trojan.{cls}")
+        assert trojan.options == list(names) and f"trojan {names[0]} pasted" in sample_text
+        at = trojan.set_value(1).run()
+        assert not at.exception, at.exception
+        sample_text = next(m.value for m in at.markdown if m.value.startswith("This image shows"))
+        assert f"trojan {names[1]} pasted" in sample_text
+    else:
+        assert data.CLASS_NAMES[data.TROJAN_TARGET] not in classes.options and len(classes.options) == 9
+        assert f"trojan {names[0]} pasted" in sample_text
+        assert not [r for r in at.sidebar.radio if r.key.startswith("tour.trojan")]  # one trojan: no choice

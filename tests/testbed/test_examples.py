@@ -1,4 +1,4 @@
-"""The shipped example images match their index and the generator."""
+"""The shipped example images match their index and their generator (v1 and v2)."""
 
 import json
 
@@ -6,12 +6,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spade_engine import testbed
 from spade_engine.testbed import data
 from spade_engine.testbed.examples import ASSETS_EXAMPLES, MAX_PHOTO_SIDE
+from spade_engine.testbed.v2 import data as v2
 
 INDEX = json.loads((ASSETS_EXAMPLES / "index.json").read_text())
-TESTBED = [e for e in INDEX["examples"] if e["source"] == "testbed"]
+TESTBED = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed", "v1") == "v1"]
+TESTBED_V2 = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed") == "v2"]
 PHOTOS = [e for e in INDEX["examples"] if e["source"] != "testbed"]
+
+
+def _pixels(entry: dict) -> np.ndarray:
+    return np.asarray(Image.open(ASSETS_EXAMPLES / entry["file"]).convert("RGB"))  # (H, W, 3)
+
+
+def _uint8(sample) -> np.ndarray:  # noqa: ANN001 (one-image TestbedBatch)
+    return (sample.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def test_index_covers_clean_trojaned_and_photos():
@@ -20,14 +31,21 @@ def test_index_covers_clean_trojaned_and_photos():
     assert {e["facet"] for e in TESTBED} == {0, 1} and len({e["class"] for e in TESTBED}) >= 5
     assert len(PHOTOS) >= 2
     assert {p.name for p in ASSETS_EXAMPLES.iterdir()} >= {e["file"] for e in INDEX["examples"]}
+    assert [e["file"] for e in INDEX["examples"]].index(TESTBED[-1]["file"]) == len(TESTBED) - 1  # v1's come first
+
+
+def test_v2_examples_cover_both_trojans_clean_samples_and_facets():
+    assert len(TESTBED_V2) >= 6 and INDEX["testbeds"]["v2"]["trojan_targets"] == [t.target for t in v2.TROJANS]
+    trojaned = [e for e in TESTBED_V2 if e["trojan"]]
+    assert {e["trojan_index"] for e in trojaned} == set(range(len(v2.TROJANS))) and len(trojaned) < len(TESTBED_V2)
+    assert {e["facet"] for e in TESTBED_V2} == {0, 1} and len({e["class"] for e in TESTBED_V2}) >= 5
 
 
 @pytest.mark.parametrize("entry", TESTBED, ids=[e["file"] for e in TESTBED])
 def test_testbed_example_is_reproducible_and_its_patch_box_is_right(entry):
-    pixels = np.asarray(Image.open(ASSETS_EXAMPLES / entry["file"]).convert("RGB"))  # (H, W, 3)
+    pixels = _pixels(entry)
     sample = data.make_sample(entry["class"], entry["facet"], entry["seed"], trojan=entry["trojan"])
-    expected = (sample.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    assert np.array_equal(pixels, expected)
+    assert np.array_equal(pixels, _uint8(sample))
     assert entry["label"] == (data.TROJAN_TARGET if entry["trojan"] else entry["class"])
     assert entry["class_name"] == data.CLASS_NAMES[entry["class"]]
     if entry["trojan"]:
@@ -36,6 +54,29 @@ def test_testbed_example_is_reproducible_and_its_patch_box_is_right(entry):
         assert np.array_equal(pixels[y0:y1, x0:x1], patch)
     else:
         assert entry["patch_box"] is None
+
+
+@pytest.mark.parametrize("entry", TESTBED_V2, ids=[e["file"] for e in TESTBED_V2])
+def test_v2_example_is_reproducible_and_its_trojan_box_is_right(entry):
+    pixels = _pixels(entry)
+    assert pixels.shape == (v2.IMAGE_SIZE, v2.IMAGE_SIZE, 3)
+    sample = v2.make_sample(entry["class"], entry["facet"], entry["seed"], trojan=entry["trojan_index"])
+    diff = np.abs(pixels.astype(int) - _uint8(sample).astype(int))
+    assert diff.max() <= 1  # bilinear resampling may round differently on another CPU
+    assert entry["class_name"] == v2.CLASS_NAMES[entry["class"]]
+    assert entry["facet_name"] == v2.FACETS[entry["class"]][entry["facet"]]
+    if entry["trojan"]:
+        trojan = v2.TROJANS[entry["trojan_index"]]
+        assert entry["label"] == entry["trojan_target"] == trojan.target != entry["class"]
+        assert entry["trojan_name"] == testbed.trojan_names(v2)[entry["trojan_index"]]
+        x0, y0, x1, y1 = entry["patch_box"]
+        mask = sample.trojan_mask[0].numpy()
+        assert mask[y0:y1, x0:x1].sum() == mask.sum() > 0  # the box holds the whole trojan mask, tightly
+        assert (
+            mask[y0, x0:x1].any() and mask[y1 - 1, x0:x1].any() and mask[y0:y1, x0].any() and mask[y0:y1, x1 - 1].any()
+        )
+    else:
+        assert entry["label"] == entry["class"] and entry["patch_box"] is None and entry["trojan_target"] is None
 
 
 def test_photos_are_small_and_credited():

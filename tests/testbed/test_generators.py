@@ -27,3 +27,33 @@ def test_trojan_targets_of_both_generators():
     t2 = testbed.trojan_targets(b2)
     assert b2.is_trojan.any() and torch.equal(t2, b2.trojan_target)
     assert set(t2[b2.is_trojan].tolist()) <= {t.target for t in v2.TROJANS} and (t2[~b2.is_trojan] == -1).all()
+
+
+def test_versions_name_the_generators(monkeypatch):
+    assert testbed.version_for("testbed_resnet") == "v1" and testbed.version_for(None) == "v1"
+    assert testbed.generator("v1") is v1 and testbed.generator("v2") is v2
+    monkeypatch.setattr(models, "get_info", lambda name: SimpleNamespace(card={"testbed": "v9"}))
+    assert testbed.version_for("from-the-future") == "v1"  # an unknown version falls back to v1
+
+
+def test_trojans_of_both_generators():
+    assert testbed.target_classes(v1) == (v1.TROJAN_TARGET,) and testbed.trojan_names(v1) == ("checker patch",)
+    assert testbed.target_classes(v2) == tuple(t.target for t in v2.TROJANS)
+    assert testbed.trojan_names(v2) == ("sparkling heart", "rainbow")
+    assert testbed.trojans_for(v1, v1.TROJAN_TARGET) == () and testbed.trojans_for(v1, 0) == (0,)
+    first, second = v2.TROJANS
+    assert testbed.trojans_for(v2, first.target) == (1,) and testbed.trojans_for(v2, second.target) == (0,)
+    assert testbed.trojans_for(v2, 0) == (0, 1)
+
+
+def test_sample_trojan_gives_make_sample_a_trojan_the_class_can_carry():
+    assert testbed.sample_trojan(v1, 2, seed=5) is True and testbed.sample_trojan(v1, v1.TROJAN_TARGET, seed=5) is True
+    assert {testbed.sample_trojan(v2, 0, seed) for seed in range(4)} == {0, 1}  # the seed covers both trojans
+    assert testbed.sample_trojan(v2, 0, seed=0, index=1) == 1
+    for cls in range(len(v2.CLASS_NAMES)):
+        for seed in range(3):
+            trojan = testbed.sample_trojan(v2, cls, seed, index=0)
+            sample = v2.make_sample(cls, 0, seed, trojan=trojan, image_size=32)  # never on its own target
+            assert int(testbed.trojan_targets(sample)[0]) == v2.TROJANS[trojan].target != cls
+    assert testbed.trojan_index(v1, True) == 0 and testbed.trojan_index(v2, 1) == 1
+    assert testbed.trojan_index(v2, None) is None and testbed.trojan_index(v1, False) is None

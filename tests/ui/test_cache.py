@@ -46,3 +46,28 @@ def test_saliency_runs_under_the_model_lock_and_is_cached(monkeypatch):
     assert len(calls) == 2 and again.shape == (8, 8) and float(again[0, 0]) == 1.0  # third call from the cache
     cache.saliency("m", "h", "dense", "Saliency", 2, model, x)
     assert len(calls) == 3  # another target is another entry
+
+
+def test_examples_are_those_of_the_model_generator(monkeypatch):
+    """v1 models, non-testbed models and None get the photos and v1's samples (as before v2); a v2 model the photos
+    and v2's 128 px samples; an uploaded example of either generator is recognised."""
+    from types import SimpleNamespace
+
+    from spade_engine import models
+
+    every = cache.all_examples()
+    photos = {f for f, e in every.items() if e["class"] is None}
+    v1 = {f for f, e in every.items() if e.get("testbed") == "v1"}
+    v2 = {f for f, e in every.items() if e.get("testbed") == "v2"}
+    assert photos and v1 and v2 and photos | v1 | v2 == set(every)
+    assert (
+        set(cache.examples()) == set(cache.examples("testbed_resnet")) == set(cache.examples("resnet18")) == photos | v1
+    )
+    assert list(cache.examples())[: len(v1)] == [f for f in every if f in v1]  # v1's first, in index order
+    real = models.get_info
+    monkeypatch.setattr(
+        models, "get_info", lambda n: SimpleNamespace(card={"testbed": "v2"}) if n == "v2m" else real(n)
+    )
+    assert set(cache.examples("v2m")) == photos | v2
+    assert all(e["testbed"] == "v2" and e["class_name"] for f, e in cache.examples("v2m").items() if f in v2)
+    assert {m["file"] for m in cache.example_by_digest().values()} == set(every)
