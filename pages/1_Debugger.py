@@ -4,6 +4,9 @@ and the pruned network (arXiv 2310.04519). Widgets, caching and figures live in 
 import streamlit as st
 
 from pages.ui import cache, figures, keys, widgets
+from spade_engine import saliency
+
+PICK_LAYER, LAYER = keys.scoped(keys.DEBUGGER, "pick_gradcam_layer"), keys.scoped(keys.DEBUGGER, "gradcam_layer")
 
 st.title("SPADE Debugger")
 st.caption("Prune the network to the connections that matter for one sample, then explain that sparse network.")
@@ -32,6 +35,12 @@ if result.view_agreement < 0.5:
                "reconstructs what the network does on the *other* views, not the evidence for this prediction "
                "(e.g. crops that cut away a small trigger). Fewer crops or a lower sparsity keep it closer.",
                icon=":material/crop:")  # fmt: skip
+cannot = {n: why for n, why in result.dense_layers.items() if "settings" not in why}
+if cannot:
+    shown = "; ".join(f"`{n}` is {why}" for n, why in list(cannot.items())[:3])
+    st.info(f"{len(cannot)} weight layers stay dense, since SPADE prunes only the Conv2d / Linear modules its hooks "
+            f"see: {shown}{' …' if len(cannot) > 3 else ''}. The per-layer table below lists them all.",
+            icon=":material/layers:")  # fmt: skip
 
 # ---- saliency: dense vs SPADE side by side, one colour scale per method
 st.subheader("Saliency: dense vs SPADE")
@@ -50,14 +59,28 @@ target = right.selectbox(
     format_func=lambda c: names[c] + (" (dense prediction)" if c == dense_cls else ""),
     key=f"{keys.DEBUGGER_TARGET}.{model.key}.{sample.sample_hash}",  # a new sample starts at its prediction
 )
+layer = None
+if set(chosen) & set(saliency.LAYER_METHODS) and st.toggle("Choose the GradCAM layer", key=PICK_LAYER):
+    default, layers = saliency.gradcam_layers(model.model, sample.batch)  # the default: last feature map / token grid
+    options = [None, *layers]
+    layer = st.selectbox("GradCAM layer", options, format_func=lambda n: n or f"default ({default})",
+                         key=f"{LAYER}.{model.key}", index=0)  # fmt: skip
 variant = f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
 image_u8, mask, pairs = widgets.to_uint8(sample.image), sample.trojan_mask, []
+refused = saliency.unsupported_methods(model.model, chosen)  # layer types a method has no faithful rule for
 for method in chosen:
+    if method in refused:
+        st.warning(refused[method], icon=":material/block:")
+        continue
+    name = saliency.with_layer(method, layer)
     try:
         with st.spinner(f"Computing {method} on the dense and the pruned network…"):
             args = (target, model.model, sample.batch, reduction)
-            dense = cache.saliency(model.key, sample.sample_hash, "dense", method, *args)
-            spade = cache.saliency(model.key, sample.sample_hash, variant, method, target, run.pruned, *args[2:])
+            dense = cache.saliency(model.key, sample.sample_hash, "dense", name, *args)
+            spade = cache.saliency(model.key, sample.sample_hash, variant, name, target, run.pruned, *args[2:])
+    except saliency.UnsupportedModelError as e:  # a failed conservation / completeness check: no wrong map
+        st.warning(str(e), icon=":material/block:")
+        continue
     except Exception as e:  # a method may not support this model (e.g. TorchScript): say so, keep the others
         st.error(f"{method} failed on this model: {type(e).__name__}: {e}", icon=":material/error:")
         continue
@@ -73,6 +96,8 @@ if not chosen:
 with st.expander("Per-layer sparsity and reconstruction error"):
     layers = figures.layer_figure(result.layer_sparsity, result.layer_error, result.layer_target)
     st.plotly_chart(layers, key="debugger.layers")
+    if result.dense_layers:
+        st.dataframe({"dense layer": list(result.dense_layers), "why": list(result.dense_layers.values())})
 
 # ---- export
 info = model.loaded.info

@@ -3,6 +3,11 @@
 `prepare` does everything that depends only on the sample (augmented views, one dense pass filling every
 prunable layer's Hessian); `prune` runs the layer-wise solver at a sparsity and returns a pruned *copy*.
 The dampened inverse-Hessian factors are cached per trace too, so a slider move costs only the column sweeps.
+
+SPADE prunes what forward hooks can see: every Conv2d and Linear *module* called once per forward pass. Weight
+matrices used functionally (`nn.MultiheadAttention`'s input and output projections in torchvision's ViT and
+Swin), shared modules and layers inside TorchScript stay dense; `PruneResult.dense_layers` lists them with
+the reason, together with the layers the settings keep dense (first conv, head, patterns).
 """
 
 from __future__ import annotations
@@ -107,6 +112,7 @@ class Trace:
     inverses: dict[tuple[str, float], InverseHessian] = field(default_factory=dict)
     prunes: int = 0  # how many prunes have used this trace
     view_agreement: float = 1.0  # share of calibration views the dense model gives the sample's class
+    unreachable: dict[str, str] = field(default_factory=dict)  # weight layers hooks cannot prune -> why
 
     @property
     def n_aug(self) -> int:
@@ -134,6 +140,7 @@ class PruneResult:
     timings: dict[str, float]  # seconds per phase of this call (cold calls include prepare's phases)
     cached_trace: bool  # True when the Hessians came from the cache (a warm re-prune)
     view_agreement: float = 1.0  # share of calibration views on which the dense model predicts the sample's class
+    dense_layers: dict[str, str] = field(default_factory=dict)  # weight layers left dense -> why, in words
 
     @property
     def total_sparsity(self) -> float:
@@ -240,7 +247,7 @@ class SpadeEngine:
         progress("augment", 0, 1)
         views = (augment(x.detach().cpu(), n_aug, seed, aug) * 255).round().to(torch.uint8)  # (B, 3, H, W)
         timings["augment"] = time.perf_counter() - t0
-        layers = self._prunable_layers(x)
+        layers, unreachable = self._prunable_layers(x)
         t0 = time.perf_counter()
         view_preds: list[torch.Tensor] = []
         hessians = self._accumulate(self._work, layers, views, seed, progress, predictions=view_preds)
@@ -254,13 +261,14 @@ class SpadeEngine:
         agreement = float((torch.cat(view_preds) == dense_logits.argmax()).float().mean())
         return Trace(
             key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, first_conv, head,
-            view_agreement=agreement,
+            view_agreement=agreement, unreachable=unreachable,
         )  # fmt: skip
 
-    def _prunable_layers(self, x: torch.Tensor) -> list[str]:
+    def _prunable_layers(self, x: torch.Tensor) -> tuple[list[str], dict[str, str]]:
+        """Prunable layers in execution order, and the weight layers that cannot be pruned, with the reason."""
         with torch.no_grad():
             order, shared = execution_order(self._work, x.unsqueeze(0).to(self.device), PRUNABLE)
-        return [n for n in order if n not in shared]
+        return [n for n in order if n not in shared], unprunable_layers(self._work, order, shared)
 
     def _accumulate(
         self,
@@ -370,9 +378,11 @@ class SpadeEngine:
         with torch.no_grad():
             pruned_logits = pruned(trace.sample.unsqueeze(0).to(self.device))[0].float().cpu()
         timings["prune_total"] = time.perf_counter() - t_start
+        dense = {**trace.unreachable, **_kept_dense(trace, cfg, targets)}
         result = PruneResult(
-            cfg, targets, reached, errors, trace.dense_logits, pruned_logits, timings, cached, trace.view_agreement
-        )
+            cfg, targets, reached, errors, trace.dense_logits, pruned_logits, timings, cached, trace.view_agreement,
+            dense,
+        )  # fmt: skip
         return pruned, result
 
     def _layer_hessian(
@@ -396,6 +406,53 @@ class SpadeEngine:
         if key not in trace.inverses:
             trace.inverses[key] = inverse_hessian(trace.hessians[name], damp)
         return trace.inverses[key]
+
+
+FUNCTIONAL = "applied functionally (not through the module's forward), so SPADE's hooks cannot see its inputs"
+SHARED = "called more than once per forward pass (shared weights): one mask cannot fit every call"
+SCRIPTED = "inside a TorchScript model: hooks cannot run there"
+UNSUPPORTED = "a layer type the solvers do not prune"
+
+
+def unprunable_layers(model: nn.Module, order: list[str], shared: set[str]) -> dict[str, str]:
+    """Weight layers of `model` that SPADE cannot prune, `{name: reason}`: Conv2d/Linear modules the forward
+    pass never called (`FUNCTIONAL`) or called more than once (`SHARED`), `nn.MultiheadAttention`'s input
+    projection (`<name>.in_proj_weight`, always functional), layers inside TorchScript (`SCRIPTED`), other
+    convolutions (`UNSUPPORTED`).
+
+    Args:
+        model: the network the engine runs.
+        order, shared: `hooks.execution_order(model, x, PRUNABLE)` for one input.
+    """
+    called, out = set(order), {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            if getattr(module, "original_name", "") in ("Conv2d", "Linear"):
+                out[name] = SCRIPTED
+        elif isinstance(module, PRUNABLE) and name not in called:
+            out[name] = FUNCTIONAL
+        elif name in shared:
+            out[name] = SHARED
+        elif isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
+            out[f"{name}.in_proj_weight"] = FUNCTIONAL
+        elif isinstance(module, nn.modules.conv._ConvNd) and not isinstance(module, PRUNABLE):
+            out[name] = UNSUPPORTED
+    return out
+
+
+def _kept_dense(trace: Trace, cfg: PruneConfig, targets: dict[str, float]) -> dict[str, str]:
+    """The prunable layers the settings leave dense, with the setting that does."""
+    out = {}
+    for name in trace.layers:
+        if name in targets:
+            continue
+        if cfg.skip_first and name == trace.first_conv:
+            out[name] = "first conv, kept dense by the settings (it sees raw pixels)"
+        elif cfg.skip_head and name == trace.head:
+            out[name] = "classifier head, kept dense by the settings"
+        else:
+            out[name] = "kept dense by the settings (skip pattern or sparsity 0)"
+    return out
 
 
 def spade_prune(

@@ -26,6 +26,7 @@ from spade_engine.models import LoadedModel, ModelLoadError
 
 CHECKPOINT = "__checkpoint__"  # model-picker option: the user's own checkpoint
 EXAMPLE, UPLOAD = "Example", "Upload"
+CHECKPOINT_TYPES = ["pt", "pth", "ckpt", "bin", "ts", "safetensors"]
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 N_AUG_CHOICES = [8, 16, 32, 64, 128, 256, 512, 1024]
 
@@ -170,8 +171,8 @@ def model_picker(device: str | None = None, stop: bool = True) -> ModelChoice | 
     name = persisted(
         st.sidebar.selectbox, keys.MODEL, options[0], "Model", options=options,
         valid=lambda v: v in options, format_func=lambda n: _model_label(infos.get(n)),
-        help="Shipped testbed models have ground truth (facets, trojan patch); torchvision models need their "
-        "ImageNet weights in the torch cache.",
+        help="Shipped testbed models have ground truth (facets, trojan patch); torchvision and timm models need "
+        "their ImageNet weights in the torch / Hugging Face cache. Your own weights: the last entry.",
     )  # fmt: skip
     try:
         choice = (
@@ -192,13 +193,16 @@ def _model_label(info) -> str:
         return "Upload your own checkpoint…"
     if info.family == "torchvision" and not cache.weights_cached(info.name):
         return f"{info.title} — weights not downloaded"
+    if info.family == "timm" and models.timm_weights_file(info.name) is None:
+        return f"{info.title} — weights not downloaded"
     return info.title
 
 
 def _checkpoint_model(device: str) -> ModelChoice | None:
-    """Upload form for a user checkpoint: a state_dict for a known architecture, or a TorchScript file."""
+    """Upload form for a user checkpoint: weights for a known architecture (PyTorch or .safetensors, any training
+    script's wrapper), or a TorchScript file."""
     side = st.sidebar
-    upload = kept_upload("Checkpoint (.pt, .pth, TorchScript)", ["pt", "pth", "ckpt", "bin", "ts"], keys.CKPT_FILE)
+    upload = kept_upload("Checkpoint (.pt, .pth, .ckpt, .safetensors, TorchScript)", CHECKPOINT_TYPES, keys.CKPT_FILE)
     archs = cache.architecture_names()
     arch = persisted(
         side.selectbox,
@@ -214,8 +218,10 @@ def _checkpoint_model(device: str) -> ModelChoice | None:
         std = persisted(st.text_input, keys.CKPT_STD, "0.229, 0.224, 0.225", "Std (R, G, B)")
         names = persisted(st.text_area, keys.CKPT_CLASSES, "", "Class names (one per line, optional)")
     if upload is None:
-        st.info("Upload a checkpoint in the sidebar: a `state_dict` saved with `torch.save(model.state_dict(), path)` "
-                "for one of the listed architectures, or a TorchScript file (`torch.jit.save`).", icon=":material/upload_file:")  # fmt: skip
+        st.info("Upload a checkpoint in the sidebar: weights for one of the listed architectures (`torch.save(model."
+                "state_dict(), path)`, a Lightning `.ckpt`, a torchvision training checkpoint or a `.safetensors` file), "
+                "or a TorchScript file (`torch.jit.save`). A model with one output logit is shown as a two-class "
+                "(sigmoid) classifier; give its two class names.", icon=":material/upload_file:")  # fmt: skip
         return None
     try:
         triple = tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(","))

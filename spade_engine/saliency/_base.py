@@ -34,12 +34,15 @@ class AttributionInput:
         z: (1, 3, H, W) the input `net` sees: the normalised image for a `Classifier`, else the pixels.
         pixels: (1, 3, H, W) the image in [0, 1] (for superpixels and pixel-space noise).
         normalize: maps pixels in [0, 1] to `z`'s space (`nn.Identity` when the model has no normalisation).
+        layer: for layer methods (GradCAM, GuidedGradCam), the layer the user chose, a module name of the
+            attribution copy of `net` (`gradcam_layers` lists them); None for the default rule.
     """
 
     net: nn.Module
     z: torch.Tensor
     pixels: torch.Tensor
     normalize: nn.Module
+    layer: str | None = None
 
     @property
     def space(self) -> str:
@@ -50,21 +53,48 @@ class AttributionInput:
 AttributionFn = Callable[[AttributionInput, int], torch.Tensor]
 
 
+class TwoClassView(nn.Module):
+    """A binary (sigmoid) `Classifier`'s net seen with its two class logits (-z/2, z/2), as the classifier shows
+    them (`spade_engine.models.two_class_logits`).
+
+    The mapping is a fixed, bias-free `nn.Linear(1, 2)` (weights -1/2 and 1/2), so LRP's epsilon rule passes the
+    relevance through it unchanged (conserved), and every method explains either class: class 1 is the evidence
+    for the positive class, class 0 the same evidence with the opposite sign.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.classes = nn.Linear(1, 2, bias=False)
+        with torch.no_grad():
+            self.classes.weight.copy_(torch.tensor([[-0.5], [0.5]]))
+        self.classes.weight.requires_grad_(False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        from spade_engine.models import logits_of
+
+        return self.classes(logits_of(self.net(z)))  # (B, 2)
+
+
 def split_classifier(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(normalize, net) for a `spade_engine.models.Classifier`, (identity, model) otherwise."""
+    """(normalize, net) for a `spade_engine.models.Classifier` (`TwoClassView(net)` for a binary one),
+    (identity, model) otherwise."""
     from spade_engine.models import Classifier
 
     if isinstance(model, Classifier):
+        if getattr(model, "binary", False):
+            return model.normalize, TwoClassView(model.net).to(model.normalize.mean.device)
         return model.normalize, model.net
     return nn.Identity(), model
 
 
-def attribution_input(model: nn.Module, x: torch.Tensor) -> AttributionInput:
-    """Split `model` at its normalisation and normalise `x` (1, 3, H, W) in [0, 1]; see the module docstring."""
+def attribution_input(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> AttributionInput:
+    """Split `model` at its normalisation and normalise `x` (1, 3, H, W) in [0, 1]; see the module docstring.
+    `layer`: the layer methods' chosen layer (`AttributionInput.layer`)."""
     normalize, net = split_classifier(model)
     with torch.no_grad():
         z = normalize(x).detach()
-    return AttributionInput(net, z, x.detach(), normalize)
+    return AttributionInput(net, z, x.detach(), normalize, layer)
 
 
 @dataclass(frozen=True)

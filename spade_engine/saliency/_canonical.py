@@ -13,6 +13,10 @@ the model, traces it with torch.fx and rewrites the copy's graph:
 
 Models that torch.fx cannot trace (TorchScript, data-dependent control flow) fall back to a deep copy with
 inplace flags off; hook-based methods may then be inexact on reused modules.
+
+The copy always returns the class logits (1, K): a network returning a tuple, list or mapping is cut to the
+app's rule (`spade_engine.models.logits_of`: a tuple's first element, a mapping's "logits") by rewriting the
+traced graph's output, or, untraced, by wrapping it in `FirstLogits`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn import functional as F
 from zennit.layer import Sum
 
+from spade_engine.models import logits_of
+
 _FUNCTIONAL_RELUS = (F.relu, torch.relu, torch.relu_)
 _RELU_METHODS = ("relu", "relu_")
 _ADDS = (operator.add, operator.iadd, torch.add)
@@ -38,6 +44,18 @@ class CanonicalCopy:
 
     module: nn.Module
     traced: bool
+    example: torch.Tensor | None = None  # the input the copy was built for (1, 3, H, W), for layer searches
+
+
+class FirstLogits(nn.Module):
+    """`net` whose output is cut to its class logits by `logits_of` (untraceable nets returning tuples)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.net(z))
 
 
 def attribution_copy(model: nn.Module, x: torch.Tensor, residual_sums: bool = False) -> CanonicalCopy:
@@ -57,17 +75,43 @@ def attribution_copy(model: nn.Module, x: torch.Tensor, residual_sums: bool = Fa
     try:
         gm = fx.symbolic_trace(clone)
     except Exception:  # untraceable: keep the plain copy
-        return CanonicalCopy(clone, traced=False)
+        return CanonicalCopy(logits_module(clone, x), traced=False, example=x.detach())
     _split_reused_modules(gm)
     _functional_relus_to_modules(gm)
     _disable_inplace_kwargs(gm)
     gm.recompile()
     with torch.no_grad():
-        ShapeProp(gm).propagate(x)
+        out = ShapeProp(gm).propagate(x)
+    if not isinstance(out, torch.Tensor):
+        _output_logits(gm, out)
     if residual_sums:
         _adds_to_sums(gm)
         gm.recompile()
-    return CanonicalCopy(gm.eval(), traced=True)
+    return CanonicalCopy(gm.eval(), traced=True, example=x.detach())
+
+
+def logits_module(module: nn.Module, x: torch.Tensor) -> nn.Module:
+    """`module` itself when it returns a tensor on `x`, else `FirstLogits(module)` (one probe forward).
+
+    Raises:
+        spade_engine.models.ModelOutputError: the output holds no logits by the app's rule.
+    """
+    with torch.no_grad():
+        out = module(x)
+    if isinstance(out, torch.Tensor):
+        return module
+    logits_of(out)  # raises with a message naming what the model returns
+    return FirstLogits(module)
+
+
+def _output_logits(gm: fx.GraphModule, out: object) -> None:
+    """Rewrite the graph's output (a tuple / list / mapping of nodes, structured as `out`) to the logits node."""
+    logits_of(out)  # raises with a message naming what the model returns
+    node = next(n for n in gm.graph.nodes if n.op == "output")
+    result = node.args[0]
+    node.args = (result["logits"] if isinstance(result, dict) else result[0],)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
 
 
 def _clear_hooks(module: nn.Module) -> None:
@@ -81,8 +125,8 @@ def _clear_hooks(module: nn.Module) -> None:
 
 def _disable_inplace(module: nn.Module) -> None:
     for m in module.modules():
-        if isinstance(getattr(m, "inplace", None), bool):
-            m.inplace = False
+        if isinstance(getattr(m, "inplace", None), bool) and not isinstance(m, torch.jit.ScriptModule):
+            m.inplace = False  # TorchScript compiles `inplace` into a constant: it cannot be changed
 
 
 def _split_reused_modules(gm: fx.GraphModule) -> None:
@@ -153,26 +197,62 @@ def last_feature_module(canonical: CanonicalCopy) -> str:
     last conv). When that node is a function (e.g. a residual `+` with no activation after it) an
     `nn.Identity` is inserted after it in the copy's graph, so Captum has a module to hook. Untraced copies
     fall back to the last registered Conv2d.
+
+    Transformers (token activations (B, N, D) or channels-last grids after the last such map) are explained at
+    the token layer `layers.token_layer` picks (e.g. a ViT's last block's first norm), not at the patch
+    embedding conv; see `spade_engine.saliency.layers`.
     """
+    if canonical.example is not None and _may_have_tokens(canonical):
+        from spade_engine.saliency.layers import token_layer
+
+        token = token_layer(canonical)
+        if token is not None:
+            return token.name
+    return cnn_feature_module(canonical)
+
+
+def cnn_feature_module(canonical: CanonicalCopy) -> str:
+    """The CNN rule of `last_feature_module` alone: the last node with the last Conv2d's spatial output size
+    (untraced: the last Conv2d); may insert an `nn.Identity` anchor after a function node."""
     module = canonical.module
     if not canonical.traced:
         convs = [n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
         if not convs:
             raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
         return convs[-1]
-    nodes = list(module.graph.nodes)
+    last = list(module.graph.nodes)[cnn_rule_index(module)]
+    return last.target if last.op == "call_module" else _anchor_after(module, last)
+
+
+def cnn_rule_index(gm: fx.GraphModule) -> int:
+    """Index, in the graph's node order, of the node the CNN rule explains (see `cnn_feature_module`).
+
+    Raises:
+        ValueError: the graph has no Conv2d.
+    """
+    nodes = list(gm.graph.nodes)
     convs = [
-        i
-        for i, n in enumerate(nodes)
-        if n.op == "call_module" and isinstance(module.get_submodule(n.target), nn.Conv2d)
+        i for i, n in enumerate(nodes) if n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.Conv2d)
     ]
     if not convs:
         raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
     spatial = _tensor_shape(nodes[convs[-1]])[-2:]
-    last = [n for n in nodes[convs[-1] :] if (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial][
-        -1
-    ]
-    return last.target if last.op == "call_module" else _anchor_after(module, last)
+    return [
+        i
+        for i, n in enumerate(nodes)
+        if i >= convs[-1] and (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial
+    ][-1]
+
+
+def _may_have_tokens(canonical: CanonicalCopy) -> bool:
+    """Whether a token-shaped activation can follow the last conv (always, for an untraced copy)."""
+    if not canonical.traced:
+        return True
+    from spade_engine.saliency.layers import classify
+
+    size = tuple(canonical.example.shape[-2:])
+    shapes = [s for n in canonical.module.graph.nodes if (s := _tensor_shape(n)) is not None]
+    return any((kind := classify(s, size)) is not None and kind[0] != "nchw" for s in shapes)
 
 
 def _anchor_after(gm: fx.GraphModule, node: fx.Node) -> str:

@@ -12,6 +12,9 @@ BatchNorm into the preceding conv and give residual additions their own `Sum` mo
 For a `Classifier` the relevance is propagated through `net` to the normalised input (so it is conserved:
 the map sums to the explained logit for bias-free nets) and shown on the same pixel grid.
 
+`lrp` (the registry method) refuses networks its rules do not cover (LayerNorm, attention: see
+`spade_engine.saliency.support`) and checks conservation on every map; `lrp_relevance` returns the raw numbers.
+
 Papers: Bach et al. 2015, doi:10.1371/journal.pone.0130140; Montavon et al. 2019 (LRP overview, composites);
 Anders et al. 2021 (zennit), arXiv 2106.13200.
 """
@@ -30,7 +33,8 @@ from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from spade_engine.saliency._base import AttributionInput, attribution_input
-from spade_engine.saliency._canonical import _clear_hooks, _disable_inplace, attribution_copy
+from spade_engine.saliency._canonical import _clear_hooks, _disable_inplace, attribution_copy, logits_module
+from spade_engine.saliency.support import check_conservation, graph_support, static_support
 
 _MERGEABLE = (nn.Conv2d, nn.Linear)
 
@@ -57,9 +61,9 @@ def lrp_model(net: nn.Module, z: torch.Tensor) -> tuple[nn.Module, list[Canonize
         z: an example (normalised) input, (1, 3, H, W).
     """
     if any(isinstance(m, (BasicBlock, Bottleneck)) for m in net.modules()):
-        return _plain_copy(net), [ResNetCanonizer()], "zennit ResNetCanonizer"
+        return logits_module(_plain_copy(net), z), [ResNetCanonizer()], "zennit ResNetCanonizer"
     if isinstance(net, VGG):
-        return _plain_copy(net), [VGGCanonizer()], "zennit VGGCanonizer"
+        return logits_module(_plain_copy(net), z), [VGGCanonizer()], "zennit VGGCanonizer"
     canonical = attribution_copy(net, z, residual_sums=True)
     if not canonical.traced:
         return canonical.module, [SequentialMergeBatchNorm()], "SequentialMergeBatchNorm (untraced)"
@@ -74,17 +78,20 @@ def _plain_copy(net: nn.Module) -> nn.Module:
 
 
 def lrp_relevance(model: nn.Module, x: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input relevance (1, 3, H, W) at the normalised input and the explained logit (0-d).
+    """Input relevance (1, 3, H, W) at the normalised input and the explained logit (0-d), unchecked.
 
     The output relevance is the target logit (one-hot times logit), so the input relevance sums to it up to
-    the stabilisers and the biases' share.
+    the stabilisers and the biases' share. Unlike `lrp`, no support or conservation check runs: compare the
+    two numbers yourself (`support.check_conservation`).
     """
     return _relevance(attribution_input(model, x), target)
 
 
-def _relevance(inp: AttributionInput, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _relevance(inp: AttributionInput, target: int, checked: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     z = inp.z
     work, canonizers, _ = lrp_model(inp.net, z)
+    if checked:
+        graph_support("LRP", work, isinstance(work, fx.GraphModule)).require()
     with Gradient(model=work, composite=EpsilonPlusFlat(canonizers=canonizers)) as attributor:
         out, relevance = attributor(z, lambda logits: logits * _one_hot(target, logits))
     return relevance, out[0, target].detach()
@@ -97,5 +104,13 @@ def _one_hot(target: int, logits: torch.Tensor) -> torch.Tensor:
 
 
 def lrp(inp: AttributionInput, target: int) -> torch.Tensor:
-    """LRP (EpsilonPlusFlat) relevance at the normalised input, (1, 3, H, W)."""
-    return _relevance(inp, target)[0]
+    """LRP (EpsilonPlusFlat) relevance at the normalised input, (1, 3, H, W).
+
+    Raises:
+        UnsupportedModelError: the network has layers without a conservative rule (LayerNorm, attention...),
+            or the relevance does not sum to about the explained logit (`support.check_conservation`).
+    """
+    static_support("LRP", inp.net).require()
+    relevance, logit = _relevance(inp, target, checked=True)
+    check_conservation(relevance, logit)
+    return relevance

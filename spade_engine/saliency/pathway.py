@@ -10,6 +10,7 @@ import torch
 
 from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import attribution_copy
+from spade_engine.saliency.support import static_support
 
 PATHWAY_KEEP = 0.15  # global top fraction of |a * dy/da| kept (the authors' default)
 
@@ -20,4 +21,5 @@ def pathway_gradient(inp: AttributionInput, target: int) -> torch.Tensor:
         from spade_engine.pathways import pathway_gradient as _pathway_gradient
     except ImportError as e:
         raise ImportError(f"PathwayGradient needs spade_engine.pathways, which is not available ({e}).") from e
+    static_support("PathwayGradient", inp.net).require()
     return _pathway_gradient(attribution_copy(inp.net, inp.z).module, inp.z, target, keep=PATHWAY_KEEP)

@@ -5,10 +5,15 @@ of a `Classifier` (see `_base`): "zero" there is the dataset's mean colour, as i
 authors' notebook. Each entry names its baseline and the channel reduction the paper's protocol uses for it:
 "absolute" `sum_c |A_c|` (Captum's default display) for every method but LRP, whose map in the authors' code is
 the signed channel sum. `attribute(..., reduction=...)` overrides it.
+
+Layer methods (`LAYER_METHODS`: GradCAM, GuidedGradCam) take a chosen layer in the name, `"GradCAM[layer4.1]"`
+(`with_layer`), so every cache keyed by the method name keeps one map per layer; `gradcam_layers` lists the
+layers. A method that cannot explain a model faithfully raises `support.UnsupportedModelError`.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -28,6 +33,8 @@ from spade_engine.saliency._base import (
     attribution_input,
     reduce_to_map,
 )
+from spade_engine.saliency._canonical import attribution_copy
+from spade_engine.saliency.layers import choosable_layers, default_layer
 
 _MEAN = "mean colour (z = 0 in the normalised input; black for a model without normalisation)"
 
@@ -64,7 +71,7 @@ METHODS: dict[str, SaliencyMethod] = {
         SaliencyMethod(
             "GuidedGradCam",
             "captum",
-            {"layer": "last spatial feature map", "upsample": "bilinear"},
+            {"layer": "last spatial feature map (token grid for transformers) or chosen", "upsample": "bilinear"},
             "none",
             guided.guided_gradcam,
             reference="arXiv 1610.02391",
@@ -126,7 +133,7 @@ METHODS: dict[str, SaliencyMethod] = {
         SaliencyMethod(
             "GradCAM",
             "captum",
-            {"layer": "last spatial feature map", "upsample": "bilinear"},
+            {"layer": "last spatial feature map (token grid for transformers) or chosen", "upsample": "bilinear"},
             "none",
             gradcam.gradcam,
             reduction_note="ReLU'd class activation map (one channel), bilinear to input size",
@@ -161,6 +168,40 @@ PAPER_METHODS: tuple[str, ...] = (
 )
 
 
+LAYER_METHODS: tuple[str, ...] = ("GradCAM", "GuidedGradCam")  # methods that explain one layer, user-choosable
+_LAYER_NAME = re.compile(r"^(?P<method>[^\[\]]+)\[(?P<layer>[^\[\]]+)\]$")
+
+
+def with_layer(method: str, layer: str | None) -> str:
+    """The registry name of a layer method at a chosen layer: `with_layer("GradCAM", "layer4")` ->
+    `"GradCAM[layer4]"`; the plain name for None or for methods that take no layer."""
+    return f"{method}[{layer}]" if layer and method in LAYER_METHODS else method
+
+
+def split_layer(name: str) -> tuple[str, str | None]:
+    """`"GradCAM[layer4]"` -> ("GradCAM", "layer4"); a plain name -> (name, None)."""
+    match = _LAYER_NAME.match(name)
+    return (match["method"], match["layer"]) if match else (name, None)
+
+
+def gradcam_layers(model: nn.Module, x: torch.Tensor) -> tuple[str, list[str]]:
+    """The layers GradCAM can explain on `model`, for a layer picker.
+
+    Args:
+        model: as for `attribute`.
+        x: one image (1, 3, H, W) or (3, H, W) in [0, 1], on the model's device.
+
+    Returns:
+        (the default layer's name, every choosable layer's name in execution order: modules of the network
+        whose output lies on a spatial grid and receives a gradient; the default may be a helper module the
+        attribution copy adds, e.g. `_gradcam_anchor` after a residual sum).
+    """
+    inp = attribution_input(model, as_batch(x))
+    with torch.enable_grad():
+        canonical = attribution_copy(inp.net, inp.z)
+        return default_layer(canonical).name, [layer.name for layer in choosable_layers(canonical, inp.net)]
+
+
 def method_table() -> list[dict[str, str]]:
     """One row per registered method: library, baseline, the paper's channel reduction, settings and paper, for
     the Benchmarks page and reports."""
@@ -183,7 +224,7 @@ def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reducti
     """The (H, W) float32 saliency map of method `name` for class `target`.
 
     Args:
-        name: a key of `METHODS`.
+        name: a key of `METHODS`; layer methods also `"GradCAM[<layer>]"` (`with_layer`, `gradcam_layers`).
         model: maps images in [0, 1] to logits; never modified (methods run on a private copy). A `Classifier`
             is explained at its normalised input (see the module docstring).
         x: one image, (1, 3, H, W) or (3, H, W), in [0, 1], on the model's device.
@@ -195,10 +236,15 @@ def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reducti
         Finite per-pixel relevance on the image's pixel grid.
 
     Raises:
-        KeyError: unknown method. ValueError: unknown reduction, or not one image.
+        KeyError: unknown method. ValueError: unknown reduction, not one image, or a layer GradCAM cannot
+        explain. UnsupportedModelError (a ValueError): the method cannot explain this model faithfully
+        (`support`: unsupported layer types, failed conservation / completeness check); the message says why.
     """
+    name, layer = split_layer(name)
     if name not in METHODS:
         raise KeyError(f"Unknown saliency method '{name}'. Known: {', '.join(METHODS)}.")
+    if layer is not None and name not in LAYER_METHODS:
+        raise ValueError(f"{name} explains the input, not a layer; only {', '.join(LAYER_METHODS)} take one.")
     reduction = METHODS[name].reduction if reduction is None else reduction
     if reduction not in REDUCTIONS:
         raise ValueError(f"Unknown reduction {reduction!r}: use one of {REDUCTIONS}.")
@@ -206,7 +252,7 @@ def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reducti
     with _seeded(x.device), torch.enable_grad(), warnings.catch_warnings():
         for message in _KNOWN_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
-        raw = METHODS[name].fn(attribution_input(model, x), int(target))
+        raw = METHODS[name].fn(attribution_input(model, x, layer), int(target))
     return reduce_to_map(raw, tuple(x.shape[-2:]), reduction)
 
 
@@ -225,7 +271,8 @@ def _seeded(device: torch.device) -> Iterator[None]:
 
 def explain(name: str, model: nn.Module, x: torch.Tensor, target: int, reduction: str | None = None) -> SaliencyResult:
     """`attribute` wrapped in a timed `SaliencyResult`."""
-    reduction = METHODS[name].reduction if reduction is None and name in METHODS else reduction
+    base = split_layer(name)[0]
+    reduction = METHODS[base].reduction if reduction is None and base in METHODS else reduction
     start = time.perf_counter()
     sal = attribute(name, model, x, target, reduction)
     return SaliencyResult(name, int(target), sal, time.perf_counter() - start, reduction or "absolute")

@@ -1,0 +1,247 @@
+"""Reading users' weight files safely: PyTorch checkpoints, `.safetensors` files and TorchScript archives.
+
+One job: bytes in, a plain `{parameter name: float32 tensor}` mapping (or a runnable TorchScript module) out,
+with every refusal worded for a user. What real checkpoints look like, and what is done about it:
+
+- **Training-script wrappers.** Lightning `.ckpt` (`{"state_dict": {"model.<key>": ...}, "optimizer_states",
+  "hyper_parameters", ...}`), torchvision's reference scripts (`{"model": ..., "optimizer": ..., "args":
+  argparse.Namespace}`), `{"model_state_dict": ...}`, timm's `{"state_dict": ..., "state_dict_ema": ...}`:
+  the weights mapping is found by key (`CONTAINER_KEYS`), every non-tensor entry (epochs, optimizer state,
+  hyper-parameters) is dropped.
+- **Key prefixes.** `torch.compile` adds `_orig_mod.` (anywhere in a key), DDP `module.`, a LightningModule the
+  attribute that holds the network (`model.`, `net.`, ...): `align_state_dict` removes the prefix under which
+  the architecture's keys are found, whatever it is.
+- **Pickled Python objects.** Files are unpickled with `torch.load(weights_only=True)` only (never
+  `weights_only=False`, which runs whatever code the file names). `argparse.Namespace` and `pathlib` paths are
+  allowed as themselves (`SAFE_GLOBALS`); any other class or function the file names is replaced by an inert
+  placeholder (`_Placeholder`, through `torch.serialization.safe_globals([(placeholder, "module.Name")])`), so
+  no code from the file ever runs, and the placeholders are dropped with the other non-tensor entries.
+- **`.safetensors`** (Hugging Face and timm's default format; `u64` header length, JSON header, raw data) is
+  recognised by its header and read with the `safetensors` package (the optional `models` extra).
+- **Precision.** Half, bfloat16 and double tensors are cast to float32: the engine and every saliency method
+  run in float32.
+
+Sources: torch.serialization docs ("weights_only", `safe_globals`, `get_unsafe_globals_in_checkpoint`);
+safetensors format, https://github.com/huggingface/safetensors#format; Lightning checkpoint layout,
+https://lightning.ai/docs/pytorch/stable/common/checkpointing_intermediate.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pathlib
+import struct
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spade_engine.models import ModelLoadError
+
+# Wrapper keys that hold the weights in training scripts' checkpoints, most specific first.
+CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params")
+# Classes a checkpoint may hold that are safe to build as themselves (plain attribute bags and paths).
+SAFE_GLOBALS = (argparse.Namespace, pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath)
+COMPILE_PREFIX = "_orig_mod."  # torch.compile's OptimizedModule
+SAVE_HINT = "Save the weights with `torch.save(model.state_dict(), 'weights.pt')`, or the whole model as TorchScript."
+
+
+class _Placeholder:
+    """Stands in for any class or function a checkpoint names that is not a weight: building or calling it does
+    nothing, so unpickling runs no code from the file."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __call__(self, *args, **kwargs) -> _Placeholder:
+        return _Placeholder()
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------------- formats
+
+
+def is_torchscript(data: bytes) -> bool:
+    """Whether `data` is a TorchScript archive (`torch.jit.save`): a zip holding `code/` and `constants.pkl`."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def is_safetensors(data: bytes) -> bool:
+    """Whether `data` starts like a `.safetensors` file: a little-endian u64 header length, then a JSON object."""
+    if len(data) < 10:
+        return False
+    (n,) = struct.unpack("<Q", data[:8])
+    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
+
+
+# --------------------------------------------------------------------------------------- state dicts
+
+
+def read_state_dict(source: bytes | str | Path) -> dict[str, torch.Tensor]:
+    """The weights in a checkpoint file, as float32 (floating) tensors keyed by parameter name.
+
+    Args:
+        source: the file's bytes or its path: a PyTorch checkpoint (`torch.save`, any wrapper of
+            `CONTAINER_KEYS`) or a `.safetensors` file.
+
+    Returns:
+        `{name: tensor}` on the CPU, non-tensor entries dropped, `_orig_mod.` removed from every key; other
+        prefixes are left for `align_state_dict`.
+
+    Raises:
+        ModelLoadError: not a weights file, no tensors in it, unsafe content, or `.safetensors` without the
+            `safetensors` package; the message says what to do.
+    """
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+    obj = _read_safetensors(data) if is_safetensors(data) else _read_pickle(data)
+    state = _find_weights(obj)
+    if not state:
+        raise ModelLoadError(
+            f"The checkpoint holds no weight tensors (a mapping of parameter names to tensors). {SAVE_HINT}"
+        )
+    return {k.replace(COMPILE_PREFIX, ""): _as_float32(v) for k, v in state.items()}
+
+
+def _read_safetensors(data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load
+    except ImportError:
+        raise ModelLoadError(
+            "This is a .safetensors file; reading it needs the `safetensors` package: "
+            "`pip install safetensors` (or the project's `models` extra)."
+        ) from None
+    try:
+        return load(data)
+    except Exception:
+        raise ModelLoadError(
+            "This .safetensors file is damaged or incomplete (its header or data cannot be read)."
+        ) from None
+
+
+def _read_pickle(data: bytes) -> object:
+    if not zipfile.is_zipfile(io.BytesIO(data)) and data[:2] not in (
+        b"\x80\x02",
+        b"\x80\x03",
+        b"\x80\x04",
+        b"\x80\x05",
+    ):
+        raise ModelLoadError(
+            "This file is not a PyTorch checkpoint (.pt, .pth, .ckpt, .bin), a .safetensors file or a TorchScript "
+            f"file. {SAVE_HINT}"
+        )
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return _torch_load(data)
+    except Exception:
+        pass  # names classes or functions beyond SAFE_GLOBALS (or is damaged): retry with placeholders
+    names = _unsafe_globals(data)
+    blocked = [n for n in names if n.split(".")[0] in ("os", "sys", "posix", "nt", "subprocess", "builtins")]
+    if blocked:
+        raise ModelLoadError(
+            f"The checkpoint asks to call {', '.join(blocked[:3])} when it is opened, which a weights file never "
+            f"needs: it was refused for safety. {SAVE_HINT}"
+        )
+    placeholders = [(type(f"Placeholder_{i}", (_Placeholder,), {}), name) for i, name in enumerate(names)]
+    try:
+        with torch.serialization.safe_globals([*SAFE_GLOBALS, *placeholders]):
+            return _torch_load(data)
+    except Exception:
+        raise ModelLoadError(
+            f"The checkpoint could not be read: the file is damaged, incomplete or not a PyTorch checkpoint. {SAVE_HINT}"
+        ) from None
+
+
+def _torch_load(data: bytes) -> object:
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _unsafe_globals(data: bytes) -> list[str]:
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)))
+    except Exception:
+        raise ModelLoadError(
+            f"The checkpoint could not be read: the file is damaged, incomplete or not a PyTorch checkpoint. {SAVE_HINT}"
+        ) from None
+
+
+def _find_weights(obj: object) -> dict[str, torch.Tensor]:
+    """The tensors of the first mapping that holds any: `obj` itself or one of its `CONTAINER_KEYS` (nested)."""
+    if not isinstance(obj, Mapping):
+        return {}
+    for key in CONTAINER_KEYS:
+        inner = _find_weights(obj.get(key)) if key in obj else {}
+        if inner:
+            return inner
+    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _as_float32(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
+
+
+def align_state_dict(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Rename `state`'s keys to the architecture's by removing the prefix under which most of them are found.
+
+    A LightningModule saves its network under `model.` (or whatever attribute holds it), DDP under `module.`,
+    the app's own `Classifier` under `net.`; any such prefix, nested or not, is found by trying every dotted
+    prefix of `state`'s keys and keeping the one that names most of `expected`'s keys. Keys outside that
+    prefix (a loss module's buffers, an EMA copy under another name, `normalize.mean`) are dropped.
+
+    Args:
+        state: parameter name -> tensor, as read from the file.
+        expected: the architecture's own `state_dict()` (only its keys are used).
+
+    Returns:
+        The renamed mapping (unchanged when no prefix matches better than none).
+    """
+    keys = set(state)
+    prefixes = {""} | {k[: i + 1] for k in keys for i, c in enumerate(k) if c == "."}
+    best = max(sorted(prefixes, key=len), key=lambda p: sum(p + k in keys for k in expected))
+    if best == "":
+        return dict(state)
+    return {k[len(best) :]: v for k, v in state.items() if k.startswith(best)}
+
+
+# -------------------------------------------------------------------------------------------- TorchScript
+
+
+def load_torchscript(data: bytes) -> nn.Module:
+    """A TorchScript archive as a float32 module in eval mode on the CPU (half-precision files are cast).
+
+    Raises:
+        ModelLoadError: the archive cannot be loaded (damaged, or written by a newer PyTorch).
+    """
+    try:
+        net = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    except Exception:
+        raise ModelLoadError(
+            "The TorchScript file could not be loaded: it is damaged, or was saved by a newer PyTorch than "
+            f"the one running here ({torch.__version__.split('+')[0]})."
+        ) from None
+    return net.float().eval()
+
+
+def describe_output(out: object) -> str:
+    """A short, user-facing description of a model's output: "a tensor of shape (1, 10)", "a tuple of 3"…"""
+    if isinstance(out, torch.Tensor):
+        return f"a tensor of shape {tuple(out.shape)}"
+    if isinstance(out, Mapping):
+        return f"a mapping with keys {', '.join(map(str, list(out)[:5]))}"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)}"
+    return f"a {type(out).__name__}"
