@@ -251,7 +251,7 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
     Returns:
         The sample, or None when there is none and `stop` is False.
     """
-    examples = cache.examples()
+    examples = cache.examples(model.loaded.info.name)  # photos + this model's testbed generator's examples
     sources = [EXAMPLE, UPLOAD] if examples else [UPLOAD]
     source = persisted(
         st.sidebar.radio,
