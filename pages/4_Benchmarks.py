@@ -56,27 +56,26 @@ with st.expander("How each map is computed (attribution space, baseline, channel
                "Maps are the absolute channel sum except LRP's, which is signed, as in the authors' code.")  # fmt: skip
     st.dataframe(method_table(), width="stretch", hide_index=True)
 
-blocks = ui.latest(model, "blocksize")
-if blocks is not None:
-    st.subheader("Mask granularity of the column sweep")
-    st.caption(
-        "SPADE-sweep with the mask chosen per block of 128 or 32 columns, per input channel (kh·kw columns; one "
-        "column for a Linear), and with the SPADE authors' count (int(n·s)+1 weights of each kh·kw block). Bars: "
-        "paired difference to the dense model, averaged over methods (green: better than dense)."
-    )
-    st.plotly_chart(protocol.summary_figure(blocks), width="stretch")
-    show(blocks, ui.describe(model, blocks, "blocksize"))
+def study(kind: str, title: str, caption: str, reference: str = "Dense") -> None:
+    """A stored one-model study (`<model>_<kind>.csv`): its summary chart and tables, when it has been run."""
+    df = ui.latest(model, kind)
+    if df is None:
+        return
+    st.subheader(title)
+    st.caption(caption)
+    st.plotly_chart(protocol.summary_figure(df), width="stretch")
+    show(df, ui.describe(model, df, kind), reference=reference)
 
-ablation = ui.latest(model, "ablation")
-if ablation is not None:
-    st.subheader("What SPADE's effect depends on")
-    st.caption(
-        "The SPADE-sweep column against variants that each change one thing: the calibration crops, the "
-        "sparsity, which layers are pruned, the solver. Bars: paired difference to the dense model on the same "
-        "samples, averaged over all methods (green: better than dense). Per-method tables below."
-    )
-    st.plotly_chart(protocol.summary_figure(ablation), width="stretch")
-    show(ablation, ui.describe(model, ablation, "ablation"), reference="SPADE-sweep")
+
+study("blocksize", "Mask granularity of the column sweep",
+      "SPADE-sweep with the mask chosen per block of 128 or 32 columns, per input channel (kh·kw columns; one "
+      "column for a Linear), and with the SPADE authors' count (int(n·s)+1 weights of each kh·kw block). Bars: "
+      "paired difference to the dense model, averaged over methods (green: better than dense).")  # fmt: skip
+study("ablation", "What SPADE's effect depends on",
+      "The SPADE-sweep column against variants that each change one thing: the calibration crops, the "
+      "sparsity, which layers are pruned, the solver. Bars: paired difference to the dense model on the same "
+      "samples, averaged over all methods (green: better than dense). Per-method tables below.",
+      reference="SPADE-sweep")  # fmt: skip
 
 st.subheader("Run a small benchmark now")
 left, mid, right = st.columns(3)
