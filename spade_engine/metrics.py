@@ -112,12 +112,18 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     if v.size < 2:
         return mean, mean, mean
     if np.isin(v, (0.0, 1.0)).all():
-        z, n = float(stats.norm.ppf(0.5 + level / 2)), v.size
-        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
-        half = z / (1 + z * z / n) * np.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n))
-        return mean, float(centre - half), float(centre + half)
+        return mean, *wilson_interval(int(v.sum()), v.size, level)
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return mean, mean - half, mean + half
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (Wilson 1927) of a proportion k/n, through scipy's `binomtest(k, n).proportion_ci`;
+    (0, 1) when n is 0. Used for every 0/1 outcome (pointing game, agreement, study answers)."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def error_bars(mean, lo, hi) -> dict:

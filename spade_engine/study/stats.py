@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 from scipy import stats as sps
 
+from spade_engine.metrics import wilson_interval  # the one Wilson interval (scipy), re-exported here
 from spade_engine.study.design import UNDECIDED
 
 COLUMNS = [
@@ -50,18 +51,6 @@ def answers_frame(answers: Iterable) -> pd.DataFrame:
     df["undecided"] = df["choice"] == UNDECIDED
     df["correct"] = df["correct"].astype(bool)
     return df[COLUMNS]
-
-
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n (Wilson 1927); (0, 1) when n is 0."""
-    if n == 0:
-        return 0.0, 1.0
-    z = sps.norm.ppf(0.5 + confidence / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    return (0.0 if k == 0 else lo), (1.0 if k == n else hi)  # exact ends (no rounding error)
 
 
 def condition_summary(df: pd.DataFrame, conditions: Iterable[str] | None = None) -> pd.DataFrame:

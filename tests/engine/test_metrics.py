@@ -204,3 +204,13 @@ def test_error_bars_are_the_distances_to_the_interval_ends():
     assert bars["type"] == "data" and bars["symmetric"] is False
     np.testing.assert_allclose(bars["array"], [0.2, 0.1])
     np.testing.assert_allclose(bars["arrayminus"], [0.1, 0.05])
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    """Wilson (1927) for 6/10 at 95%: (0.3127, 0.8318); the ends stay exact at 0 and n (Newcombe 1998, table I)."""
+    from spade_engine.metrics import mean_ci, wilson_interval
+
+    np.testing.assert_allclose(wilson_interval(6, 10), (0.3127, 0.8318), atol=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert mean_ci([1, 0, 1, 1, 0, 1, 0, 1, 1, 0])[1:] == pytest.approx(wilson_interval(6, 10))
