@@ -283,31 +283,23 @@ def _layer_inputs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.
 # ------------------------------------------------------------------------------- 2-means and score
 
 
-def two_means(points: np.ndarray, iters: int = 50) -> np.ndarray:
-    """Deterministic 2-means (farthest-point init): labels in {0, 1} for (n, d) points."""
-    start = points[np.argmax(((points - points.mean(0)) ** 2).sum(1))]
-    other = points[np.argmax(((points - start) ** 2).sum(1))]
-    centres = np.stack([start, other])
-    labels = np.zeros(len(points), dtype=int)
-    for _ in range(iters):
-        dist = ((points[:, None, :] - centres[None]) ** 2).sum(-1)  # (n, 2)
-        new = dist.argmin(1)
-        if _ > 0 and np.array_equal(new, labels):
-            break
-        labels = new
-        centres = np.stack([points[labels == j].mean(0) if (labels == j).any() else centres[j] for j in (0, 1)])
-    return labels
+def two_means(points: np.ndarray) -> np.ndarray:
+    """2-means labels in {0, 1} for (n, d) points: scikit-learn's `KMeans` (k-means++, 10 seeded restarts)."""
+    from sklearn.cluster import KMeans
+
+    if len(points) < 2:
+        return np.zeros(len(points), dtype=int)
+    return KMeans(n_clusters=2, n_init=10, random_state=0).fit_predict(points).astype(int)
 
 
 def silhouette(points: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette coefficient (Euclidean) of a 2-cluster labelling; 0 if a cluster is empty or a singleton."""
+    """Mean silhouette coefficient (Euclidean; scikit-learn's `silhouette_score`) of a 2-cluster labelling; 0 if a
+    cluster is empty or a singleton."""
+    from sklearn.metrics import silhouette_score
+
     if min((labels == 0).sum(), (labels == 1).sum()) < 2:
         return 0.0
-    dist = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))  # (n, n)
-    same = labels[:, None] == labels[None]
-    a = (dist * same).sum(1) / (same.sum(1) - 1)
-    b = (dist * ~same).sum(1) / (~same).sum(1)
-    return float(np.mean((b - a) / np.maximum(np.maximum(a, b), 1e-12)))
+    return float(silhouette_score(points, labels))
 
 
 @dataclass(frozen=True)
