@@ -12,10 +12,8 @@ st.caption(
     "Six steps on the shipped trojaned testbed model; change the sparsity or the image in the sidebar and every step updates."
 )
 device = cache.default_device()
-if not ui.module_ready("spade_engine.engine") or ui.TOUR_MODEL not in [i.name for i in cache.model_infos()]:
-    st.info(
-        f"The tour needs the SPADE engine and the shipped testbed model `{ui.TOUR_MODEL}` (assets/models/), not installed yet."
-    )
+if ui.TOUR_MODEL not in [i.name for i in cache.model_infos()]:
+    st.info(f"The tour needs the shipped testbed model `{ui.TOUR_MODEL}` (assets/models/), which is missing.")
     st.stop()
 from spade_engine import testbed  # noqa: E402
 from spade_engine.engine import sample_hash  # noqa: E402
@@ -85,27 +83,16 @@ st.header("5 · Saliency: dense vs SPADE")
 st.markdown("A saliency map asks which pixels drive the class score; on the dense network it also picks up paths other samples "
             "use. On the SPADE network only this sample's paths are left, so the map should sit on the trojan patch (higher AUC).")  # fmt: skip
 methods = cache.saliency_methods()
-if not methods:
-    st.info("The saliency registry (`spade_engine.saliency`) has not landed yet.")
-else:
-    method = st.selectbox(
-        "Method", methods, index=methods.index("Saliency") if "Saliency" in methods else 0, key=ui.TOUR_METHOD
-    )
-    h, variant = sample_hash(x), f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
-    dense = cache.saliency(key, h, "dense", method, dense_cls, model, x.unsqueeze(0))
-    spade = cache.saliency(key, h, variant, method, dense_cls, run.pruned, x.unsqueeze(0))
-    pair = figures.MapPair(method, dense, spade, cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask))
-    st.plotly_chart(
-        figures.saliency_figure(image_u8, pair, f"SPADE {settings.sparsity:.0%}", mask), key="tour.saliency"
-    )
+method = st.selectbox("Method", methods, index=methods.index("Saliency"), key=ui.TOUR_METHOD)
+h, variant = sample_hash(x), f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
+dense = cache.saliency(key, h, "dense", method, dense_cls, model, x.unsqueeze(0))
+spade = cache.saliency(key, h, variant, method, dense_cls, run.pruned, x.unsqueeze(0))
+aucs = cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask)
+pair = figures.MapPair(method, dense, spade, *aucs, cache.method_reduction(method, None))
+st.plotly_chart(figures.saliency_figure(image_u8, pair, f"SPADE {settings.sparsity:.0%}", mask), key="tour.saliency")
 
 st.header("6 · A multifaceted neuron, disentangled")
 things = f"its two facets and the trojan {trojan}" if dense_cls == target else "its two facets"
 st.markdown(f"The unit of class *{names[dense_cls]}* fires for unrelated things — {things} — so its "
             "dense visualisation mixes them. SPADE's visualisation of the same unit, pruned to this sample, shows the facet this sample uses.")  # fmt: skip
-if not (ui.module_ready("spade_engine.neurons") and ui.module_ready("spade_engine.featvis")):
-    st.info(
-        "The neuron finder and feature visualisation (`spade_engine.neurons`, `spade_engine.featvis`) have not landed yet."
-    )
-    st.stop()
 ui.tour_neuron_step(key, device, model, x, settings, dense_cls, names, version)

@@ -67,7 +67,7 @@ if not feats:
     st.stop()
 st.plotly_chart(ui.bars_figure([f"#{k}" for k, _ in feats], [w for _, w in feats], "weight on the standardised feature"),
                 width="stretch")  # fmt: skip
-show_vis = ui.featvis_available() and st.checkbox(
+show_vis = st.checkbox(
     "Feature visualisations (Lucent; slow the first time)", key=ui.SPARSE_FEATVIS
 )
 for k, w in feats[:6]:

@@ -225,11 +225,9 @@ def method_reduction(method: str, choice: str | None) -> str:
 
 
 def saliency_methods() -> list[str]:
-    """Names in the saliency registry (empty while it is not installed)."""
-    try:
-        from spade_engine.saliency import METHODS
-    except ImportError:
-        return []
+    """Names in the saliency registry."""
+    from spade_engine.saliency import METHODS
+
     return list(METHODS)
 
 
@@ -263,11 +261,9 @@ def saliency(
 
 
 def trojan_auc(saliency_map: np.ndarray, mask: np.ndarray | None) -> float | None:
-    """ROC AUC of a map against the trojan patch (None without a mask or without the metrics module)."""
+    """ROC AUC of a map against the trojan patch (None without a mask, or when the mask covers everything)."""
+    from spade_engine.metrics import trojan_auc as auc
+
     if mask is None or not mask.any() or mask.all():
-        return None
-    try:
-        from spade_engine.metrics import trojan_auc as auc
-    except ImportError:
         return None
     return float(auc(saliency_map, mask))

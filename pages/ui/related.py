@@ -185,14 +185,6 @@ def feature_network(model_key: str, _model: torch.nn.Module) -> torch.nn.Module:
     return sl.feature_model(_model)
 
 
-def featvis_available() -> bool:
-    try:
-        import spade_engine.featvis  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def feature_vis(model_key: str, device: str, model: torch.nn.Module, feature: int, size: int, steps: int) -> np.ndarray:
     """Lucent visualisation of penultimate feature `feature` (disk-cached by `featvis`), (S, S, 3) uint8."""
     from spade_engine import featvis

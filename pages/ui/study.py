@@ -216,16 +216,6 @@ TOUR_SHOW_VIS = "tour.show_vis"
 TOUR_TROJAN = "tour.trojan"  # + f".{class}": the trojan pasted on the sample, when the generator has several
 
 
-def module_ready(name: str) -> bool:
-    """Whether an engine module has landed (the tour shows `st.info` for a step whose module is missing)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def tour_sample(version: str, cls: int, facet: int, seed: int, size: int, trojan: int | None = None):
     """A trojaned testbed image of generator `version` ("v1", "v2"), class `cls` / `facet`, with trojan `trojan`

@@ -78,7 +78,6 @@ def test_trojan_figure_has_dense_and_spade_bars():
     assert list(fig.data[1].y) == pytest.approx([100 * 13 / 15])
 
 
-@pytest.mark.skipif(not SHIPPED, reason="the shipped testbed_resnet model (assets/models) has not landed yet")
 def test_cli_trojan_on_the_shipped_model_writes_every_method(tmp_path, capsys):
     out = tmp_path / "trojan.csv"
     bench.main(["trojan", "--model", "testbed_resnet", "--samples", "2", "--n-aug", "8", "--out", str(out)])
@@ -88,7 +87,6 @@ def test_cli_trojan_on_the_shipped_model_writes_every_method(tmp_path, capsys):
     assert "delta" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not SHIPPED, reason="the shipped testbed_resnet model (assets/models) has not landed yet")
 def test_cli_insertion_on_the_shipped_model(tmp_path):
     out = tmp_path / "ins.csv"
     bench.main(

@@ -7,9 +7,7 @@ import pytest
 
 from spade_engine import protocol
 from spade_engine.engine import PruneConfig
-from spade_engine.models import TESTBED_DIR, load_model, spade_defaults
-
-pytestmark = pytest.mark.skipif(not (TESTBED_DIR / "testbed_resnet.json").exists(), reason="no shipped model")
+from spade_engine.models import load_model, spade_defaults
 
 
 def test_spade_columns_use_the_model_card_unless_the_run_overrides_it():

@@ -161,9 +161,6 @@ def test_out_of_range_index_gives_a_message(tiny_testbed):
     assert "out of range" in _texts(at.warning)
 
 
-@pytest.mark.skipif(
-    not SHIPPED.exists(), reason="shipped testbed model assets/models/testbed_resnet.json not trained yet"
-)
 def test_page_runs_on_shipped_testbed_model(testbed_example):
     at = _app(**{keys.MODEL: "testbed_resnet"}).run()
     _check_page(at, 10)

@@ -164,12 +164,8 @@ def test_pages_without_a_usable_model_do_not_crash(monkeypatch, tmp_path):
         assert not at.exception, (page, at.exception)
 
 
-shipped = pytest.mark.skipif(
-    not (models.TESTBED_DIR / f"{SHIPPED}.json").exists(), reason=f"shipped model {SHIPPED} not trained yet"
-)
 
 
-@shipped
 @pytest.mark.parametrize("page", list(PAGES))
 def test_pages_on_shipped_model(page):
     at = _app(page, **{keys.WIDGET + keys.MODEL: SHIPPED, keys.MODEL: SHIPPED, ui.SPARSE_N: 500}).run()

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from spade_engine.metrics import trojan_auc
-from spade_engine.models import TESTBED_DIR
 from spade_engine.saliency import METHODS, PAPER_METHODS, SaliencyMethod, attribute, explain
 from spade_engine.saliency._base import REDUCTIONS, attribution_input
 
-HAS_PATHWAYS = importlib.util.find_spec("spade_engine.pathways") is not None
-
-
-def _runnable(name: str):
-    marks = []
-    if name == "PathwayGradient" and not HAS_PATHWAYS:
-        marks.append(pytest.mark.skip(reason="spade_engine.pathways is not in the tree yet"))
-    return pytest.param(name, marks=marks)
-
-
-ALL = [_runnable(n) for n in METHODS]
+ALL = list(METHODS)
 
 
 def snapshot(model: nn.Module) -> dict:
@@ -149,9 +136,6 @@ def test_unknown_method_and_bad_shape_raise(tiny_resnet, image):
         attribute("Saliency", tiny_resnet, image.repeat(2, 1, 1, 1), 0)
 
 
-@pytest.mark.skipif(
-    not (TESTBED_DIR / "testbed_resnet.pt").exists(), reason="the shipped testbed_resnet model has not landed yet"
-)
 @pytest.mark.parametrize("name", ["Saliency", "LRP", "Occlusion"])
 def test_map_peaks_on_the_trojan_of_the_shipped_model(name):
     from spade_engine.bench import trojan_samples

@@ -6,14 +6,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from spade_engine.models import TESTBED_DIR
 from spade_engine.study import CONDITIONS, StudyStore
 from tests.study.factory import open_study
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 SHIPPED = "testbed_resnet"
-needs_testbed = pytest.mark.skipif(not (TESTBED_DIR / f"{SHIPPED}.json").exists(),
-                                   reason=f"the shipped testbed model assets/models/{SHIPPED}.json has not landed yet")  # fmt: skip
 
 
 @pytest.fixture
@@ -103,7 +100,6 @@ def test_designer_hands_out_participant_links_and_closes_the_study(store):
     assert store.get_study(study_id).status == "closed"
 
 
-@needs_testbed
 def test_designer_creates_precomputes_and_opens_a_study_on_the_shipped_model(store):
     at = page("8_Study_designer.py")
     at.text_input[0].set_value("Shipped model study")

@@ -9,8 +9,6 @@ import torch
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from spade_engine.models import TESTBED_DIR
-
 TOUR = Path(__file__).resolve().parents[2] / "pages" / "2_Teaching_tour.py"
 SHIPPED = "testbed_resnet"
 
@@ -35,8 +33,6 @@ def tour(**state) -> AppTest:
     return at.run()
 
 
-@pytest.mark.skipif(not (TESTBED_DIR / f"{SHIPPED}.json").exists(),
-                    reason=f"the shipped testbed model assets/models/{SHIPPED}.json has not landed yet")  # fmt: skip
 def test_tour_runs_all_six_steps_on_the_shipped_model(fast):
     at = tour()
     assert not at.exception, at.exception

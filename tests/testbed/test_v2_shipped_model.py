@@ -17,7 +17,6 @@ N_EVAL = 300
 EVAL_SEED = 4242  # neither the training seed nor the card's evaluation seeds
 MARGIN = 0.04  # about two standard errors at 300 images and 90% accuracy
 
-pytestmark = pytest.mark.skipif(not WEIGHTS.exists(), reason=f"{WEIGHTS.name} not trained yet")
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.ui import benchmarks as ui
-from spade_engine.models import TESTBED_DIR
 from tests.ui.conftest import ROOT
 
 PAGE = str(ROOT / "pages" / "4_Benchmarks.py")
-pytestmark = pytest.mark.skipif(not (TESTBED_DIR / "testbed_resnet.json").exists(), reason="no shipped model")
 
 
 def rows(column: str, auc: float) -> list[dict]:

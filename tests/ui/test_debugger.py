@@ -117,7 +117,6 @@ def test_checkpoint_mismatch_lists_keys(tiny_assets):
     assert "does not match" in message and "0.weight" in message and "missing keys" in message
 
 
-@pytest.mark.skipif(not (ROOT / "assets/models/testbed_resnet.json").exists(), reason="testbed models not shipped yet")
 def test_default_demo_model_with_example():
     from PIL import Image
 
