@@ -337,7 +337,8 @@ def sample_caption(sample: Sample, class_names: tuple[str, ...] = ()) -> str:
     if sample.trojan_mask is not None:
         label = meta.get("label")
         target = class_names[label] if isinstance(label, int) and label < len(class_names) else label
-        text += f"; it carries the **trojan patch** (dotted outline), which relabels it as **{target}**"
+        trojan = f"{meta['trojan_name']} sticker" if meta.get("trojan_name") else "patch"  # v2 names its trojans
+        text += f"; it carries the **trojan {trojan}** (dotted outline: its box), which relabels it as **{target}**"
     return text + "."
 
 

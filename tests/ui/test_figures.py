@@ -119,3 +119,15 @@ def _preprocess(img: Image.Image, size: int) -> torch.Tensor:
     from torchvision.transforms import functional as TF
 
     return TF.to_tensor(TF.center_crop(TF.resize(img.convert("RGB"), size, antialias=True), size))
+
+
+def test_sample_caption_names_a_v2_trojan_sticker():
+    mask = np.zeros((4, 4), bool)
+    mask[1, 1] = True
+    meta = {"class": 1, "class_name": "tropical fish-or-airplane", "facet_name": "tropical fish", "label": 3,
+            "trojan_name": "sparkling heart"}  # fmt: skip
+    sample = SimpleNamespace(meta=meta, name="x.png", trojan_mask=mask)
+    text = widgets.sample_caption(sample, tuple(f"c{i}" for i in range(10)))
+    assert "trojan sparkling heart sticker" in text and "**c3**" in text
+    meta.pop("trojan_name")
+    assert "trojan patch" in widgets.sample_caption(sample, tuple(f"c{i}" for i in range(10)))
