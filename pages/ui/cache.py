@@ -219,9 +219,9 @@ def run_spade(
 
 def method_reduction(method: str, choice: str | None) -> str:
     """The reduction a map of `method` gets: `choice`, or the method's own (the paper's) when None."""
-    from spade_engine.saliency import METHODS
+    from spade_engine.saliency.registry import resolve_reduction
 
-    return choice or METHODS[method].reduction
+    return resolve_reduction(method, choice)
 
 
 def saliency_methods() -> list[str]:

@@ -245,7 +245,7 @@ def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reducti
         raise KeyError(f"Unknown saliency method '{name}'. Known: {', '.join(METHODS)}.")
     if layer is not None and name not in LAYER_METHODS:
         raise ValueError(f"{name} explains the input, not a layer; only {', '.join(LAYER_METHODS)} take one.")
-    reduction = METHODS[name].reduction if reduction is None else reduction
+    reduction = resolve_reduction(name, reduction)
     if reduction not in REDUCTIONS:
         raise ValueError(f"Unknown reduction {reduction!r}: use one of {REDUCTIONS}.")
     x = as_batch(x)
@@ -254,6 +254,12 @@ def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reducti
             warnings.filterwarnings("ignore", message=message)
         raw = METHODS[name].fn(attribution_input(model, x, layer), int(target))
     return reduce_to_map(raw, tuple(x.shape[-2:]), reduction)
+
+
+def resolve_reduction(name: str, reduction: str | None = None) -> str:
+    """The channel reduction a map of method `name` (a `with_layer` name too) gets: `reduction`, or the
+    method's own (the paper's) when None. Raises KeyError for an unknown method."""
+    return reduction or METHODS[split_layer(name)[0]].reduction
 
 
 @contextmanager
@@ -271,8 +277,8 @@ def _seeded(device: torch.device) -> Iterator[None]:
 
 def explain(name: str, model: nn.Module, x: torch.Tensor, target: int, reduction: str | None = None) -> SaliencyResult:
     """`attribute` wrapped in a timed `SaliencyResult`."""
-    base = split_layer(name)[0]
-    reduction = METHODS[base].reduction if reduction is None and base in METHODS else reduction
+    if split_layer(name)[0] in METHODS:  # an unknown name raises in `attribute`, with the known names
+        reduction = resolve_reduction(name, reduction)
     start = time.perf_counter()
     sal = attribute(name, model, x, target, reduction)
     return SaliencyResult(name, int(target), sal, time.perf_counter() - start, reduction or "absolute")
