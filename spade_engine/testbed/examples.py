@@ -5,7 +5,8 @@
 Testbed samples of both generators (clean ones of several classes and facets, trojaned ones with the trojan's box
 recorded, so the app can outline it and score a saliency map against it): v1's 64 px samples and v2's 128 px
 scenes with each of its two trojans. Every testbed entry names its generator (`"testbed": "v1"` or `"v2"`), so
-the app offers a model only the samples of its own generator. Also a few real photographs from scikit-image's
+the app offers a model only the samples of its own generator. Each testbed's demo sample (`testbed_demo.png`,
+`testbed_v2_demo.png`: the Debugger's default example) is chosen from its stored protocol run by `DEMO_RULE`. Also a few real photographs from scikit-image's
 data module (public domain / CC0, see `SOURCES.md`), resized to at most 512 px.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from spade_engine import testbed
@@ -60,6 +62,16 @@ PHOTOS: dict[str, tuple[str, str]] = {
     "chelsea": ("photo_chelsea.jpg", "Stefan van der Walt (Chelsea the cat); CC0"),
 }
 MAX_PHOTO_SIDE = 512
+
+# The demo sample of each testbed (the Debugger's default example, the Teaching tour's first sample): the stored
+# protocol run whose trojaned samples it is chosen from, and the rule, as the app states it.
+DEMO_PROTOCOLS: dict[str, str] = {"v1": "testbed_resnet_protocol.csv", "v2": "testbed_v2_resnet_protocol.csv"}
+DEMO_RULE = (
+    "the trojaned protocol sample at the median of SPADE's paired gain: per sample, the mean over the paper's ten "
+    "methods of (SPADE-exact − Dense) trojan AUC, in the stored protocol run; of the two middle samples, the lower "
+    "index"
+)
+BENCHMARKS_DIR = ASSETS_EXAMPLES.parent / "benchmarks"
 
 
 def testbed_file_name(cls: int, facet: int, trojan: bool) -> str:
@@ -123,6 +135,79 @@ def write_testbed_v2_examples(out: Path) -> list[dict]:
     return entries
 
 
+def median_gain_sample(rows: pd.DataFrame, column: str = "SPADE-exact") -> dict:
+    """The trojaned sample at the median of `column`'s paired gain over Dense (`DEMO_RULE`).
+
+    Args:
+        rows: protocol rows (`protocol.run_protocol`'s columns: kind, sample, method, column, auc).
+        column: the SPADE column compared with "Dense".
+
+    Returns:
+        {"sample": index into the protocol's trojaned batch, "gain", "dense", "spade": mean trojan AUC over the
+        paper's ten methods (fractions), "rank": its rank among "n" samples by gain}.
+
+    Raises:
+        ValueError: when the rows hold no trojaned sample with both columns.
+    """
+    from spade_engine.saliency import PAPER_METHODS
+
+    t = rows[(rows.kind == "trojan") & rows.method.isin(PAPER_METHODS) & rows.column.isin(["Dense", column])]
+    per = t.pivot_table(index="sample", columns="column", values="auc", aggfunc="mean").dropna()
+    if per.empty or column not in per:
+        raise ValueError(f"no trojaned sample has both Dense and {column} rows")
+    gain = per[column] - per["Dense"]
+    ranked = [int(s) for s, _ in sorted(gain.items(), key=lambda kv: (kv[1], kv[0]))]
+    k = (len(ranked) - 1) // 2
+    sample = min(ranked[k : len(ranked) - k])  # the one (odd count) or two (even) middle samples; the lower index
+    return {
+        "sample": sample,
+        "gain": float(gain[sample]),
+        "dense": float(per.loc[sample, "Dense"]),
+        "spade": float(per.loc[sample, column]),
+        "rank": ranked.index(sample) + 1,
+        "n": len(ranked),
+    }
+
+
+def write_demo(out: Path, version: str, benchmarks: Path = BENCHMARKS_DIR) -> list[dict]:
+    """Write the demo sample of testbed `version` (`DEMO_RULE`) as `testbed_<version>_demo.png`, or nothing when
+    its protocol run is not stored. Returns its index entry (with `"demo"`: the rule and its figures) in a list."""
+    from spade_engine.protocol import load_settings
+
+    csv = benchmarks / DEMO_PROTOCOLS[version]
+    if not csv.exists():
+        return []
+    rows = pd.read_csv(csv)
+    pick = median_gain_sample(rows)
+    seed = int(load_settings(csv).get("seed", 1000))
+    generator = data if version == "v1" else data_v2
+    # The protocol's trojaned batch (`bench.trojan_samples`): max(4 n, 32) scenes of seed `seed`, all trojaned.
+    batch_size = max(4 * rows.query("kind == 'trojan'")["sample"].nunique(), 32)
+    batch = generator.generate(batch_size, seed, trojan_fraction=1.0)
+    sample = _one(batch, pick["sample"])
+    name = f"testbed_{version}_demo.png" if version != "v1" else "testbed_demo.png"
+    _save_png(sample, out / name)
+    cls = int(sample.true_class[0])
+    facet = int(sample.facet[0]) if hasattr(sample, "facet") else 0
+    entry = {
+        **_entry(generator, name, cls, facet, seed, sample),
+        "testbed": version,
+        "demo": {"rule": DEMO_RULE, "protocol": f"assets/benchmarks/{csv.name}", "batch_size": batch_size, **pick},
+    }
+    if version == "v2":
+        t = int(sample.trojan[0])
+        entry |= {"trojan_index": t, "trojan_name": testbed.trojan_names(data_v2)[t], "trojan_target": data_v2.TROJANS[t].target}
+    return [entry]
+
+
+def _one(batch, i: int):  # noqa: ANN001, ANN202 (a TestbedBatch of either generator)
+    """Image `i` of a batch as a one-image batch of the same type."""
+    from dataclasses import fields, replace
+
+    return replace(batch, **{f.name: getattr(batch, f.name)[i : i + 1] for f in fields(batch) if f.name != "scenes"},
+                   **({"scenes": batch.scenes.select(slice(i, i + 1))} if hasattr(batch, "scenes") else {}))
+
+
 def write_photos(out: Path) -> list[dict]:
     """Write the scikit-image photographs (JPEG, longest side <= 512 px). Returns their index entries."""
     import skimage.data
@@ -163,7 +248,13 @@ def write_examples(out: Path = ASSETS_EXAMPLES) -> dict:
             }
             for version, module in (("v1", data), ("v2", data_v2))
         },
-        "examples": write_testbed_examples(out) + write_testbed_v2_examples(out) + write_photos(out),
+        "examples": [
+            *write_demo(out, "v1"),
+            *write_testbed_examples(out),
+            *write_demo(out, "v2"),
+            *write_testbed_v2_examples(out),
+            *write_photos(out),
+        ],
     }
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return index

@@ -3,17 +3,20 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from spade_engine import testbed
 from spade_engine.testbed import data
-from spade_engine.testbed.examples import ASSETS_EXAMPLES, MAX_PHOTO_SIDE
+from spade_engine.saliency import PAPER_METHODS
+from spade_engine.testbed.examples import ASSETS_EXAMPLES, DEMO_RULE, MAX_PHOTO_SIDE, median_gain_sample
 from spade_engine.testbed.v2 import data as v2
 
 INDEX = json.loads((ASSETS_EXAMPLES / "index.json").read_text())
-TESTBED = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed", "v1") == "v1"]
-TESTBED_V2 = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed") == "v2"]
+DEMOS = [e for e in INDEX["examples"] if "demo" in e]
+TESTBED = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed", "v1") == "v1" and "demo" not in e]
+TESTBED_V2 = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed") == "v2" and "demo" not in e]
 PHOTOS = [e for e in INDEX["examples"] if e["source"] != "testbed"]
 
 
@@ -31,7 +34,8 @@ def test_index_covers_clean_trojaned_and_photos():
     assert {e["facet"] for e in TESTBED} == {0, 1} and len({e["class"] for e in TESTBED}) >= 5
     assert len(PHOTOS) >= 2
     assert {p.name for p in ASSETS_EXAMPLES.iterdir()} >= {e["file"] for e in INDEX["examples"]}
-    assert [e["file"] for e in INDEX["examples"]].index(TESTBED[-1]["file"]) == len(TESTBED) - 1  # v1's come first
+    v1_files = [e["file"] for e in INDEX["examples"] if e.get("testbed", "v1") == "v1" and e["source"] == "testbed"]
+    assert [e["file"] for e in INDEX["examples"]][: len(v1_files)] == v1_files  # v1's come first
 
 
 def test_v2_examples_cover_both_trojans_clean_samples_and_facets():
@@ -85,3 +89,54 @@ def test_photos_are_small_and_credited():
         with Image.open(ASSETS_EXAMPLES / entry["file"]) as img:
             assert max(img.size) <= MAX_PHOTO_SIDE
         assert entry["file"] in sources
+
+
+# ------------------------------------------------------------------------- the demo sample (DEMO_RULE)
+
+
+def _rows(gains: dict[int, float], dense: float = 0.9) -> pd.DataFrame:
+    """Protocol rows whose SPADE-exact gain over Dense is `gains[sample]` for every paper method (plus noise rows
+    that the rule must ignore: a non-paper method, another column, clean samples)."""
+    rows = []
+    for s, g in gains.items():
+        for m in PAPER_METHODS:
+            rows += [
+                {"kind": "trojan", "sample": s, "method": m, "column": "Dense", "auc": dense},
+                {"kind": "trojan", "sample": s, "method": m, "column": "SPADE-exact", "auc": dense + g},
+                {"kind": "trojan", "sample": s, "method": m, "column": "SPADE-sweep", "auc": dense - 5 * g},
+            ]
+        rows.append({"kind": "trojan", "sample": s, "method": "SmoothGrad", "column": "SPADE-exact", "auc": 0.0})
+        rows.append({"kind": "clean", "sample": s, "method": "Saliency", "column": "SPADE-exact", "auc": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_median_gain_sample_odd_count_takes_the_middle_gain():
+    pick = median_gain_sample(_rows({0: 0.03, 1: -0.01, 2: 0.01, 3: 0.05, 4: 0.0}))
+    assert pick["sample"] == 2 and pick["rank"] == 3 and pick["n"] == 5
+    assert pick["gain"] == pytest.approx(0.01) and pick["spade"] - pick["dense"] == pytest.approx(0.01)
+
+
+def test_median_gain_sample_even_count_takes_the_lower_index_of_the_two_middle_samples():
+    # sorted by gain: 1, 4, 9, 2, 0, 3: the middle two are 9 (lower gain) and 2 (lower index)
+    pick = median_gain_sample(_rows({0: 0.03, 1: -0.01, 2: 0.02, 3: 0.05, 4: 0.0, 9: 0.01}))
+    assert pick["sample"] == 2 and pick["rank"] == 4
+
+
+def test_median_gain_sample_needs_both_columns():
+    rows = _rows({0: 0.1})
+    with pytest.raises(ValueError, match="SPADE-exact"):
+        median_gain_sample(rows[rows.column != "SPADE-exact"])
+
+
+@pytest.mark.parametrize("entry", DEMOS, ids=[e["file"] for e in DEMOS])
+def test_shipped_demo_follows_the_rule_on_its_stored_protocol_run(entry):
+    csv = ASSETS_EXAMPLES.parent.parent / entry["demo"]["protocol"]
+    pick = median_gain_sample(pd.read_csv(csv))
+    assert entry["demo"]["sample"] == pick["sample"] and entry["demo"]["gain"] == pytest.approx(pick["gain"])
+    generator = data if entry["testbed"] == "v1" else v2
+    batch = generator.generate(entry["demo"]["batch_size"], entry["seed"], trojan_fraction=1.0)
+    i = pick["sample"]
+    expected = (batch.images[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.abs(_pixels(entry).astype(int) - expected.astype(int)).max() <= 1
+    assert entry["trojan"] and entry["class"] == int(batch.true_class[i]) and entry["label"] == int(batch.labels[i])
+    assert entry["demo"]["rule"] == DEMO_RULE
