@@ -16,6 +16,21 @@ on the scenes that still hit the target, the dense trojan AUC (`metrics.trojan_a
 over the paper's ten methods. It measures the *dense* model only: it says which scene property the dense maps'
 success depends on, i.e. what a harder testbed would change, without training one. Figures go to stdout and,
 with ``--out``, to a CSV (one row per scene x method x variant).
+
+Measured on the shipped testbed_v2_resnet, 40 trojaned scenes of seed 1000, the paper's ten methods (stored as
+assets/benchmarks/testbed_v2_resnet_difficulty.csv); mean dense trojan AUC %, methods above 97, attack success:
+
+    card             96.3   4 of 10   95.0 %
+    faint            95.9   3 of 10   70.0 %   (opacity 0.4-0.6)
+    small            97.6   8 of 10   62.5 %   (side 1/12-1/9)
+    crowded          96.3   4 of 10   95.0 %   (4 distractors)
+    no distractors   96.4   4 of 10   95.0 %
+
+No scene property moves the dense maps by more than about a point, and a smaller trojan makes them *better*: the
+dense model's gradients concentrate on the trigger whatever surrounds it. What the paper's dense maps suffer from
+(87.9 % Saliency, 91.0 % on average) is the model: a ResNet-50 with 1000 ImageNet classes at 224 px, whose
+gradients spread over textures. A testbed that reproduces that needs a larger model and input than one command
+trains in 90 minutes on two CPU cores (see the README's testbed section).
 """
 
 from __future__ import annotations
