@@ -375,6 +375,19 @@ def spade_defaults(name: str | None) -> dict[str, float]:
     return {k: float(spade.get(k, v)) for k, v in SPADE_DEFAULTS.items()}
 
 
+def spade_solver(name: str | None) -> str:
+    """The layer solver a model's card recommends for SPADE: "obc" (exact) or "sparsegpt" (the column sweep, the
+    default for models without a card or without a `spade.solver` entry). The testbed v2 card says "obc" because
+    its stored protocol run measured the sweep losing the dense decision on a fifth of the trojaned samples at the
+    card's sparsity (`spade.solver_why`)."""
+    try:
+        card = get_info(name).card if name else {}
+    except ModelLoadError:
+        card = {}
+    solver = (card or {}).get("spade", {}).get("solver", "sparsegpt")
+    return solver if solver in ("obc", "sparsegpt") else "sparsegpt"
+
+
 def spade_augment(name: str | None, crop_min: float | None = None):
     """The calibration views' `AugmentConfig` for a model: random resized crops of area `crop_min`..1, with the
     model card's `crop_min` when none is given (see `spade_defaults`). Every entry point (Debugger, protocol,

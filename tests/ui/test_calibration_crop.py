@@ -11,3 +11,14 @@ def test_card_sets_the_crop_and_unknown_models_get_the_reference_default():
     assert widgets.calibration_crop(None) == 0.2
     assert spade_defaults("testbed_resnet") == {"sparsity": 0.8, "crop_min": 1.0}
     assert spade_defaults("resnet18") == spade_defaults(None) == {"sparsity": 0.9, "crop_min": 0.2}
+
+
+def test_card_sets_the_solver_and_everything_else_gets_the_sweep(tmp_path, monkeypatch):
+    from spade_engine import models
+
+    assert models.spade_solver("testbed_v2_resnet") == get_info("testbed_v2_resnet").card["spade"]["solver"] == "obc"
+    assert models.spade_solver("testbed_resnet") == models.spade_solver("resnet18") == "sparsegpt"
+    assert models.spade_solver(None) == models.spade_solver("no_such_model") == "sparsegpt"
+    card = dict(get_info("testbed_resnet").card, spade={"solver": "magic"})  # an unknown solver is not used
+    monkeypatch.setattr(models, "get_info", lambda name: models.ModelInfo(**{**vars(get_info("testbed_resnet")), "card": card}))
+    assert models.spade_solver("testbed_resnet") == "sparsegpt"
