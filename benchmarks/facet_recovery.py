@@ -25,6 +25,14 @@ Pruned copy still predicts the class: late 92 % / 82 %, all 90 % / 55 % (0.80 / 
 mean purity 75 % (clusters vs true facets). With n = 40 (correlated within a class) ~10 points are noise; SPADE
 beats dense in every cell. Timing on the shared 2-core CPU, 1 torch thread: 2–4 s per 256-step visualisation,
 0.5–0.8 s per SPADE run (prepare + prune, mean; one trace serves both settings).
+
+Measured on testbed_v2_resnet (`--model testbed_v2_resnet --prune late all --finder`, 2026-12-01), 40 samples,
+95%, 64 views (crops 0.2-1), features judge: dense 50.0 %, SPADE late layers 55.0 %, all layers but conv1
+47.5 % — no facet recovery beyond chance (±8 points at n = 40). The late-pruned copy keeps the class on 100 %
+of samples, the all-layer copy on 80 %. Per class, SPADE-late's visualisation shows the same facet for both
+facets' samples (for 2 classes it switched facet relative to dense), so it does not follow the sample. The finder's
+clusters on the class units match the facets with mean purity 64 % (90-91 % for two classes). 5.1 s per
+visualisation, 0.95 s per SPADE run, 2 threads, shared machine.
 """
 
 from __future__ import annotations
