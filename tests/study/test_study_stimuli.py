@@ -105,3 +105,16 @@ def _sample(loaded, design, item):
 
 def _arr(png: bytes) -> np.ndarray:
     return np.asarray(from_png(png))
+
+
+def test_stimuli_prune_with_the_solver_the_model_card_recommends():
+    from spade_engine.models import load_model
+    from spade_engine.study.stimuli import prune_config
+
+    for name, solver in (("testbed_v2_resnet", "obc"), ("testbed_resnet", "sparsegpt")):
+        loaded = load_model(name)
+        design = StudyDesign(name="s", model=name, items=tuple(patch_items(2, 0)), sparsity=0.7)
+        size = loaded.info.input_size
+        vis, sal = (prune_config(design, kind, loaded.model, size, "cpu") for kind in ("vis", "saliency"))
+        assert vis.solver == sal.solver == solver
+        assert sal.sparsity == 0.7 and vis.sparsity == 0.0 and all(s == 0.7 for _, s in vis.layer_sparsity)
