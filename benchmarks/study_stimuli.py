@@ -10,6 +10,14 @@ all four conditions (dense / SPADE visualisation of the decision's class unit, d
 prints, per item, the reference answer (occlusion on the dense model), whether the SPADE copies kept the dense
 decision, and the seconds per item; and writes a PNG: one row per item, the image with its two patches, then the
 four explanations a participant would see, labelled (the participant never sees the labels).
+
+Measured on testbed_v2_resnet (8 items, seed 0, Saliency, 128 steps, 80% with the card's exact solver, 2026-12-01;
+`assets/benchmarks/study_stimuli_v2.png`): 40-46 s per item on the shared 2-core machine; every SPADE copy kept
+the dense decision (with the sweep, 2 of the 4 trojaned items lost it). On the two items with the heart trojan
+(target sunflower-or-elephant) the SPADE visualisation of the target's class unit shows the heart sticker where
+the dense one shows the class's elephant texture: SPADE picks the facet the sample uses. For the rainbow's target
+(banana-or-top hat) dense and SPADE visualisations both show rainbows, also for a clean top-hat item: the trojan
+dominates that class unit and SPADE does not remove it. Saliency maps of both networks sit on the sticker.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from spade_engine.study.stimuli import precompute  # noqa: E402
 from spade_engine.study.store import StudyStore  # noqa: E402
 
 TILE = 160  # px per image on the sheet
-LABEL = 18  # px of caption above each column
+LABEL = 30  # px of caption (two lines) above each column
 
 
 def design_for(model: str, items: int, seed: int, method: str, steps: int) -> StudyDesign:
@@ -60,11 +68,12 @@ def _tile(png: bytes | None) -> Image.Image:
 
 def contact_sheet(store: StudyStore, study_id: str, design: StudyDesign) -> Image.Image:
     """One row per item: the image with both patches outlined (reference in green), then each condition."""
-    cols = ["image (reference patch green)", *design.conditions]
+    shown = [c for c in design.conditions if CONDITIONS[c].kind != "none"]  # the control shows no explanation
+    cols = ["image\n(reference patch green)", *shown]
     sheet = Image.new("RGB", (TILE * len(cols), LABEL + TILE * len(design.items)), "white")
     draw = ImageDraw.Draw(sheet)
     for j, c in enumerate(cols):
-        draw.text((j * TILE + 3, 3), CONDITIONS[c].title.replace(", ", "\n")[:40] if c in CONDITIONS else c, fill="black")
+        draw.text((j * TILE + 3, 2), CONDITIONS[c].title.replace(", ", ",\n") if c in CONDITIONS else c, fill="black")
     for i in range(len(design.items)):
         first = store.get_stimulus(study_id, i, design.conditions[0])
         image = _tile(first.image_png)
@@ -73,7 +82,7 @@ def contact_sheet(store: StudyStore, study_id: str, design: StudyDesign) -> Imag
         for k, box in enumerate(first.meta["boxes"]):
             d.rectangle([v * scale for v in box], outline="lime" if k == first.reference else "red", width=2)
         sheet.paste(image, (0, LABEL + i * TILE))
-        for j, c in enumerate(design.conditions, start=1):
+        for j, c in enumerate(shown, start=1):
             sheet.paste(_tile(store.get_stimulus(study_id, i, c).explanation_png), (j * TILE, LABEL + i * TILE))
     return sheet
 
