@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spade_engine import load_model  # noqa: E402
 from spade_engine.augment import AugmentConfig  # noqa: E402
-from spade_engine.bench import trojan_samples  # noqa: E402
+from spade_engine.protocol import trojan_samples  # noqa: E402
 from spade_engine.engine import PruneConfig, SpadeEngine  # noqa: E402
 from spade_engine.models import spade_defaults  # noqa: E402
 from spade_engine.pruning import grouped_weight, inverse_hessian, reconstruction_error  # noqa: E402
