@@ -48,7 +48,10 @@ def test_defaults_are_the_model_cards():
 def test_pruning_options_become_named_columns():
     v = bench.variants(_args("--sparsity", "0.5", "0.9", "--only-layers", "net.layer4*", "--skip-head",
                              "--solver", "magnitude"))  # fmt: skip
-    assert [x.name for x in v] == ["SPADE 50% net.layer4* skip_head magnitude", "SPADE 90% net.layer4* skip_head magnitude"]
+    assert [x.name for x in v] == [
+        "SPADE 50% net.layer4* skip_head magnitude",
+        "SPADE 90% net.layer4* skip_head magnitude",
+    ]
     layers = ["net.conv1", "net.layer3.0.conv1", "net.layer4.0.conv1", "net.fc"]
     assert v[1].prune.targets(layers, first_conv="net.conv1", head="net.fc") == {"net.layer4.0.conv1": 0.9}
     assert v[1].prune.solver == "magnitude"

@@ -101,7 +101,9 @@ def test_the_debuggers_command_line_parses_back_to_its_settings():
     cli.explain_parser(ap.add_subparsers(dest="command"))
     args = ap.parse_args(cli.shlex.split(line)[1:])
     assert cli.settings_from_args(args) == settings and args.paths == ["my images"]
-    profile = cli.explain_command(None, ExplainSettings(0.9, 64, 0, 1.0, profile="p"), checkpoint="m.pt", arch="resnet18")
+    profile = cli.explain_command(
+        None, ExplainSettings(0.9, 64, 0, 1.0, profile="p"), checkpoint="m.pt", arch="resnet18"
+    )
     assert "--checkpoint m.pt --arch resnet18 --profile p" in profile and "--sparsity" not in profile
 
 
