@@ -50,7 +50,6 @@ ATTRIBUTION = (
 RESULTS_DIR = ASSETS / "benchmarks"  # <model>_protocol.csv, shown by the Benchmarks page
 COLUMNS = ("Dense", "SPADE-exact", "SPADE-sweep", "SPADE-tuned", "Sparse FC")
 Progress = Callable[[str, int, int], None]
-KINDS = ("trojan", "insertion")  # the two halves of a run: trojaned samples, clean samples
 # Every row's fields, in the order the stored CSVs have them (a trojan row leaves insertion/deletion empty).
 ROW_FIELDS = ("kind", "sample", "method", "column", "agrees", "seconds", "auc", "pointing", "rank_acc",
               "insertion", "deletion")  # fmt: skip
