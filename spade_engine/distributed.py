@@ -62,8 +62,11 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=env, log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        raise RayUnavailableError(f"Could not start or reach a Ray cluster ({address or 'local'}): {e}") from e
+    except Exception as e:  # Ray raises bare Exceptions too (e.g. "timed out during startup" on a busy machine)
+        where = address or "a local cluster"
+        raise RayUnavailableError(
+            f"Could not start or reach Ray ({where}): {e} Try again, or run with --serial."
+        ) from e
     return True
 
 
