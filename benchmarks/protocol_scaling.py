@@ -4,7 +4,7 @@
                                           [--workers 1 2] [--address ADDR]
 
 One local Ray cluster (or `--address`'s) serves every run; each repeat runs the same small protocol once per
-worker count, alternating, so the counts see the same machine load. Prints wall time per run, the median and
+worker count, alternating, so the counts see the same machine load, after one untimed warm-up run. Prints wall time per run, the median and
 spread per count, and the median speed-up over the first count (paired by repeat). The load average is printed
 before and after: on a shared machine other jobs take cores, and the speed-up says as much about them.
 """
@@ -40,16 +40,15 @@ def main() -> None:
     print(f"{cfg.model}: {args.trojan} trojaned + {args.clean} clean samples, {len(cfg.methods)} methods, "
           f"Dense + SPADE-sweep, {cfg.n_aug} views; cluster {ray.cluster_resources()}; "
           f"{os.cpu_count()} cores here, load average before {os.getloadavg()[0]:.1f}")  # fmt: skip
+    reference = distributed.run_protocol_ray(cfg, model, workers=max(args.workers)).drop(columns="seconds")
+    print("warm-up run done (starts every Ray worker process, so no timed run pays for a worker's start-up)")
     seconds: dict[int, list[float]] = {w: [] for w in args.workers}
-    reference = None
     for r in range(args.repeats):
         for w in args.workers:
             t0 = time.perf_counter()
             df = distributed.run_protocol_ray(cfg, model, workers=w)
             seconds[w].append(time.perf_counter() - t0)
             rows = df.drop(columns="seconds")
-            if reference is None:
-                reference = rows
             assert rows.equals(reference) or _close(rows, reference), "worker counts gave different rows"
             print(f"repeat {r + 1}, {w} worker(s): {seconds[w][-1]:.1f} s")
     base = args.workers[0]
