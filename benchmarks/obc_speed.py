@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spade_engine import load_model  # noqa: E402
 from spade_engine.augment import AugmentConfig  # noqa: E402
-from spade_engine.bench import trojan_samples  # noqa: E402
 from spade_engine.engine import PruneConfig, SpadeEngine  # noqa: E402
 from spade_engine.models import spade_defaults  # noqa: E402
+from spade_engine.protocol import trojan_samples  # noqa: E402
 from spade_engine.pruning import grouped_weight, inverse_hessian, reconstruction_error  # noqa: E402
 from spade_engine.pruning.obc import exact_columns_limit, is_exact, obc_solve  # noqa: E402
 from spade_engine.pruning.sparsegpt import sparsegpt_solve  # noqa: E402

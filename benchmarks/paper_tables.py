@@ -2,9 +2,11 @@
 
     python benchmarks/paper_tables.py [--models testbed_resnet testbed_vgg] [--trojan 100] [--clean 100]
                                       [--exact-samples 20] [--methods ...] [--columns ... --merge] [--show]
+                                      [--workers K] [--address ADDR]
 
 Writes assets/benchmarks/<model>_protocol.csv (shown by the app's Benchmarks page) and prints the tables:
-trojan AUC, pointing game, insertion and deletion AUC (mean [95% CI]) and prediction agreement.
+trojan AUC, pointing game, insertion and deletion AUC (mean [95% CI]) and prediction agreement. The runs are
+`spade protocol`'s (`spade_engine.protocol.main`): serial, or on Ray with `--workers` / `--address`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="re-run only --columns, replacing their stored rows")
     ap.add_argument("--resume", action="store_true", help="continue interrupted runs from their .partial.csv")
     ap.add_argument("--show", action="store_true", help="print the stored tables as markdown; run nothing")
+    ap.add_argument("--workers", type=int, default=None, help="run on Ray with this many samples at once")
+    ap.add_argument("--address", default=None, help="run on this Ray cluster (e.g. auto)")
     args = ap.parse_args()
     if args.show:
         for model in args.models:
@@ -42,7 +46,8 @@ def main() -> None:
                 "--out", str(protocol.RESULTS_DIR / f"{model}_protocol.csv"),
                 "--methods", *args.methods, "--columns", *args.columns]  # fmt: skip
         for flag, value in [("--sparsity", args.sparsity), ("--crop-min", args.crop_min),
-                            ("--exact-samples", args.exact_samples)]:  # fmt: skip
+                            ("--exact-samples", args.exact_samples), ("--workers", args.workers),
+                            ("--address", args.address)]:  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]
         protocol.main(argv + ["--merge"] * args.merge + ["--resume"] * args.resume)

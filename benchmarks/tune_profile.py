@@ -18,10 +18,10 @@ import numpy as np
 
 from spade_engine import metrics
 from spade_engine.augment import AugmentConfig
-from spade_engine.bench import clean_samples
 from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import load_model, spade_defaults
 from spade_engine.profiles import score_config, standard_profiles, tune_profile
+from spade_engine.protocol import clean_samples
 from spade_engine.saliency import attribute
 from spade_engine.testbed import data_for
 

@@ -3,7 +3,7 @@ and the pruned network (arXiv 2310.04519). Widgets, caching and figures live in 
 
 import streamlit as st
 
-from pages.ui import cache, figures, keys, widgets
+from pages.ui import cache, command, figures, keys, widgets
 from spade_engine import saliency
 
 PICK_LAYER, LAYER = keys.scoped(keys.DEBUGGER, "pick_gradcam_layer"), keys.scoped(keys.DEBUGGER, "gradcam_layer")
@@ -101,6 +101,7 @@ with st.expander("Per-layer sparsity and reconstruction error"):
 
 # ---- export
 info = model.loaded.info
+command.run_over_folder(info, settings, chosen, reduction)
 rep = figures.report(
     {"model": info.name, "sample": sample.name, "sample_hash": sample.sample_hash, **settings.__dict__},
     names,

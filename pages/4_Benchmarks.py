@@ -21,7 +21,7 @@ if not testbed:
 model = st.selectbox("Model", testbed, key=ui.MODEL)
 
 
-def show(df, note: str, reference: str = "Dense") -> None:
+def show(df, note: str, reference: str = "Dense", key: str | None = None) -> None:
     st.caption(note)
     tabs = st.tabs(["Trojan AUC", "Insertion", "Deletion", "Pointing game", "Agreement"])
     for tab, metric in zip(tabs[:4], ["auc", "insertion", "deletion", "pointing"], strict=False):
@@ -29,7 +29,7 @@ def show(df, note: str, reference: str = "Dense") -> None:
             if metric not in df or df[metric].isna().all():
                 st.info("Not measured in this run.")
                 continue
-            st.plotly_chart(protocol.figure(df, metric), width="stretch")
+            st.plotly_chart(protocol.figure(df, metric), width="stretch", key=key and f"{key}.{metric}")
             st.dataframe(protocol.tables(df)[metric], width="stretch")
             if reference in set(df["column"]) and df["column"].nunique() > 1:
                 st.caption(f"Paired difference to {reference} on the same samples (percentage points, 95% CI): "
@@ -76,6 +76,18 @@ study("ablation", "What SPADE's effect depends on",
       "sparsity, which layers are pruned, the solver. Bars: paired difference to the dense model on the same "
       "samples, averaged over all methods (green: better than dense). Per-method tables below.",
       reference="SPADE-sweep")  # fmt: skip
+
+st.subheader("A run from `spade protocol`")
+run_file = st.text_input("CSV written by `spade protocol --out` (or its .partial.csv while it runs)", key=ui.RUN_FILE,
+                         placeholder="e.g. results.csv")  # fmt: skip
+if run_file:
+    try:
+        run = ui.read_run(run_file)
+    except ValueError as e:
+        st.error(str(e), icon=":material/error:")
+    else:
+        st.plotly_chart(protocol.summary_figure(run), width="stretch", key="benchmarks.run_file.summary")
+        show(run, ui.describe_file(ui.Path(run_file).expanduser(), run), key="benchmarks.run_file")
 
 st.subheader("Run a small benchmark now")
 left, mid, right = st.columns(3)

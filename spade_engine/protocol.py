@@ -1,26 +1,36 @@
-"""The SPADE paper's full saliency protocol (arXiv 2310.04519, Tables 1-2) on a shipped testbed model.
+"""The benchmark pipeline: the SPADE paper's saliency protocol (arXiv 2310.04519, Tables 1-2) on a testbed model.
 
-Rows are saliency methods, columns are the networks the maps are computed on:
+    spade protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv          # on Ray
+    python -m spade_engine.protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv  # serial
+
+This is the project's one benchmark pipeline (`python -m spade_engine.bench` is a thin alias for a Dense vs
+SPADE run of it). Rows are saliency methods, columns are the networks the maps are computed on:
 
 - Dense: the trained model.
 - SPADE-exact: per-sample SPADE with the exact OBC solver (the paper's "SPADE").
 - SPADE-sweep: per-sample SPADE with the SparseGPT column sweep (the paper's "FastSPADE").
 - SPADE-tuned: the sweep with per-block sparsities tuned on calibration images (FastSPADE*), from a profile.
 - Sparse FC: the dense model with its head replaced by a sparse decision layer (Wong et al. 2021).
+- Variants: extra SPADE columns (ablations: another crop, sparsity, solver...).
 
 Trojan AUC (and pointing game, rank accuracy) on trojaned samples the dense model assigns to the trojan target;
-insertion / deletion AUC on clean samples, every map scored on the dense model. `run_protocol` returns one row
-per sample x method x column; `tables` turns them into the paper-style tables (mean and 95% CI).
+insertion / deletion AUC on clean samples, every map scored on the dense model. Sparsity and calibration crops
+default to the model card's (`models.spade_defaults`, `models.spade_augment`), as in the Debugger.
+`run_protocol` returns one row per sample x method x column (`sample_rows` makes one sample's rows: the unit of
+work of a Ray task, see `spade_engine.distributed`); `tables` turns them into the paper-style tables (mean and
+95% CI). `run_to_csv` appends each finished sample's rows to `<out>.partial.csv`, so `--resume` loses nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -28,7 +38,6 @@ import torch
 from torch import nn
 
 from spade_engine import metrics
-from spade_engine.bench import Sample, clean_samples, insertion_scores, trojan_samples, trojan_scores
 from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import ASSETS, spade_augment, spade_defaults
 from spade_engine.saliency import METHODS, attribute
@@ -41,6 +50,10 @@ ATTRIBUTION = (
 RESULTS_DIR = ASSETS / "benchmarks"  # <model>_protocol.csv, shown by the Benchmarks page
 COLUMNS = ("Dense", "SPADE-exact", "SPADE-sweep", "SPADE-tuned", "Sparse FC")
 Progress = Callable[[str, int, int], None]
+# Every row's fields, in the order the stored CSVs have them (a trojan row leaves insertion/deletion empty).
+ROW_FIELDS = ("kind", "sample", "method", "column", "agrees", "seconds", "auc", "pointing", "rank_acc",
+              "insertion", "deletion")  # fmt: skip
+ENGINE_CACHE_BYTES = 256 * 2**20  # each sample is visited once: keep little
 LABELS = {
     "auc": "Trojan ROC AUC (%) ↑",
     "insertion": "Insertion AUC (%) ↑",
@@ -86,6 +99,100 @@ class Variant:
     name: str
     prune: PruneConfig
     crop_min: float | None = None  # None: the run's
+
+
+# ------------------------------------------------------------------------------------------ samples
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark image with its ground truth and the dense model's prediction."""
+
+    index: int  # the image's index in the generated batch (also offsets the calibration views' seed)
+    image: torch.Tensor  # (3, H, W) in [0, 1]
+    target: int  # the class every map explains: the trojan target, or the dense prediction on clean images
+    mask: np.ndarray | None  # (H, W) bool trojan patch, None for clean images
+
+
+def _predict(model: nn.Module, images: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat(
+            [model(images[i : i + batch].to(device)).argmax(-1).cpu() for i in range(0, len(images), batch)]
+        )
+
+
+def trojan_samples(
+    model: nn.Module, n: int, seed: int, device: str = "cpu", data: ModuleType | None = None
+) -> list[Sample]:
+    """The first `n` trojaned testbed images that `model` classifies as their trojan's target.
+
+    Args:
+        model: the dense model; n: samples wanted; seed: generator seed; device: where `model` is.
+        data: the generator module (`testbed.data_for(model_name)`); default v1's.
+
+    Returns:
+        Up to `n` samples (fewer, with a warning on stderr, when fewer of 4n generated images hit the target).
+    """
+    from spade_engine.testbed import data as v1
+    from spade_engine.testbed import trojan_targets
+
+    batch = (data or v1).generate(max(4 * n, 32), seed, trojan_fraction=1.0)
+    pred = _predict(model, batch.images, device)
+    targets = trojan_targets(batch)
+    hits = torch.nonzero(pred == targets).flatten()[:n].tolist()
+    if len(hits) < n:
+        print(f"warning: only {len(hits)} of {len(pred)} trojaned images hit the target; using those", file=sys.stderr)
+    return [Sample(i, batch.images[i], int(targets[i]), batch.trojan_mask[i].numpy()) for i in hits]
+
+
+def clean_samples(
+    model: nn.Module, n: int, seed: int, device: str = "cpu", data: ModuleType | None = None
+) -> list[Sample]:
+    """`n` clean testbed images, each explained for the dense model's prediction (args as `trojan_samples`)."""
+    from spade_engine.testbed import data as v1
+
+    batch = (data or v1).generate(n, seed, trojan_fraction=0.0)
+    pred = _predict(model, batch.images, device)
+    return [Sample(i, batch.images[i], int(pred[i]), None) for i in range(n)]
+
+
+def run_samples(cfg: ProtocolConfig, model: nn.Module) -> list[tuple[str, int, Sample]]:
+    """(kind, position, sample) of every sample of the run, in run order: trojaned images from `cfg.seed`, then
+    clean ones from `cfg.seed + 1` (`position` counts within a kind; the exact column keeps the first
+    `cfg.exact_samples`)."""
+    data = testbed_data_for(cfg.model)
+    out = []
+    for kind in cfg.metrics:
+        n = cfg.trojan_samples if kind == "trojan" else cfg.clean_samples
+        if n <= 0:  # e.g. `--clean 0`: trojan AUC only
+            continue
+        if kind == "trojan":
+            samples = trojan_samples(model, n, cfg.seed, cfg.device, data)
+        else:
+            samples = clean_samples(model, n, cfg.seed + 1, cfg.device, data)
+        out += [(kind, i, s) for i, s in enumerate(samples)]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- scores
+
+
+def trojan_scores(sal: np.ndarray, sample: Sample) -> dict[str, float]:
+    """Trojan localisation of one (H, W) map: ROC AUC, pointing game and relevance rank accuracy vs the patch."""
+    return {
+        "auc": metrics.trojan_auc(sal, sample.mask),
+        "pointing": float(metrics.pointing_game(sal, sample.mask)),
+        "rank_acc": metrics.relevance_rank_accuracy(sal, sample.mask),
+    }
+
+
+def insertion_scores(model: nn.Module, sal: np.ndarray, sample: Sample, steps: int, device: str) -> dict[str, float]:
+    """Insertion (from blur) and deletion (to black) AUC of one (H, W) map, scored on `model` (the dense one)."""
+    x = sample.image.unsqueeze(0).to(device)
+    return {
+        "insertion": metrics.insertion_auc(model, x, sal, sample.target, steps=steps),
+        "deletion": metrics.deletion_auc(model, x, sal, sample.target, steps=steps),
+    }
 
 
 # ------------------------------------------------------------------------------------------ columns
@@ -173,6 +280,69 @@ def column_models(
 # ---------------------------------------------------------------------------------------------- run
 
 
+@dataclass
+class Networks:
+    """What every sample of a run explains its maps on, built once per run (and shipped once to Ray workers).
+
+    Attributes:
+        model: the dense model; fixed: column -> network that is the same for every sample (Dense, Sparse FC);
+        spade: SPADE column -> (how it prunes, smallest calibration crop), pruned per sample.
+    """
+
+    model: nn.Module
+    fixed: dict[str, nn.Module]
+    spade: dict[str, tuple[PruneConfig, float]]
+
+    def to(self, device: str) -> Networks:
+        self.model.to(device)
+        for net in self.fixed.values():
+            net.to(device)
+        return self
+
+
+def networks(cfg: ProtocolConfig, model: nn.Module) -> Networks:
+    """The run's networks (fits or loads the Sparse FC head when that column is asked for).
+
+    Raises:
+        FileNotFoundError: SPADE-tuned without a tuned profile.
+    """
+    fixed = {"Dense": model}
+    if "Sparse FC" in cfg.columns:
+        fixed["Sparse FC"] = sparse_fc_model(model, cfg)
+    return Networks(model, fixed, spade_columns(cfg))
+
+
+def sample_rows(
+    nets: Networks, cfg: ProtocolConfig, kind: str, position: int, sample: Sample, engine: SpadeEngine | None = None
+) -> list[dict]:
+    """One sample's rows: every method on every column, scored for `kind` ("trojan" or "insertion").
+
+    Args:
+        nets: `networks(cfg, model)`; position: the sample's place in its kind (the exact column keeps the first
+            `cfg.exact_samples`); engine: a `SpadeEngine` over `nets.model` (a new one when None).
+
+    Returns:
+        Rows with the fields of `ROW_FIELDS` that `kind` measures.
+    """
+    engine = engine or SpadeEngine(nets.model, cfg.device, max_cache_bytes=ENGINE_CACHE_BYTES)
+    all_columns = [*cfg.columns, *(v.name for v in cfg.variants)]
+    cols = [c for c in all_columns if c != "SPADE-exact" or cfg.exact_samples is None or position < cfg.exact_samples]
+    rows = []
+    x = sample.image[None].to(cfg.device)  # (1, 3, H, W)
+    for col, (net, agrees) in column_models(engine, sample, cfg, cols, nets.fixed, nets.spade).items():
+        for method in cfg.methods:
+            t0 = time.perf_counter()
+            sal = attribute(method, net, x, sample.target)
+            score = (
+                trojan_scores(sal, sample)
+                if kind == "trojan"
+                else insertion_scores(nets.model, sal, sample, cfg.steps, cfg.device)
+            )
+            rows.append({"kind": kind, "sample": sample.index, "method": method, "column": col, "agrees": agrees,
+                         "seconds": time.perf_counter() - t0, **score})  # fmt: skip
+    return rows
+
+
 def run_protocol(
     cfg: ProtocolConfig,
     model: nn.Module | None = None,
@@ -180,7 +350,8 @@ def run_protocol(
     on_sample: Callable[[list[dict]], None] | None = None,
     done: frozenset[tuple[str, int]] = frozenset(),
 ) -> pd.DataFrame:
-    """Every method on every column for the configured samples; one row per (kind, sample, method, column).
+    """Every method on every column for the configured samples, in this process; one row per (kind, sample,
+    method, column). `spade_engine.distributed.run_protocol_ray` is the same run spread over Ray workers.
 
     Args:
         cfg: the run.
@@ -188,66 +359,46 @@ def run_protocol(
         progress: `progress(phase, done, total)`.
         on_sample: called with each finished sample's rows (e.g. to append them to a file as they come).
         done: (kind, sample index) pairs finished by an earlier, interrupted run: skipped, not in the result.
+
+    Raises:
+        FileNotFoundError: SPADE-tuned without a tuned profile.
     """
     from spade_engine.models import load_model
 
     model = model if model is not None else load_model(cfg.model, cfg.device).model
-    fixed = {"Dense": model}
-    if "Sparse FC" in cfg.columns:
-        fixed["Sparse FC"] = sparse_fc_model(model, cfg)
-    engine = SpadeEngine(model, cfg.device, max_cache_bytes=256 * 2**20)
-    spade = spade_columns(cfg)
-    all_columns = [*cfg.columns, *(v.name for v in cfg.variants)]
+    nets = networks(cfg, model)
+    engine = SpadeEngine(model, cfg.device, max_cache_bytes=ENGINE_CACHE_BYTES)
+    plan = run_samples(cfg, model)
     rows = []
-    for kind in cfg.metrics:
-        n = cfg.trojan_samples if kind == "trojan" else cfg.clean_samples
-        if n <= 0:  # e.g. `--clean 0`: trojan AUC only
-            continue
-        data = testbed_data_for(cfg.model)
-        samples = (
-            trojan_samples(model, n, cfg.seed, cfg.device, data)
-            if kind == "trojan"
-            else clean_samples(model, n, cfg.seed + 1, cfg.device, data)
-        )
-        for i, sample in enumerate(samples):
+    for kind in dict.fromkeys(k for k, _, _ in plan):
+        todo = [(i, s) for k, i, s in plan if k == kind]
+        for i, sample in todo:
             if progress:
-                progress(kind, i, len(samples))
+                progress(kind, i, len(todo))
             if (kind, sample.index) in done:
                 continue
-            first = len(rows)
-            cols = [c for c in all_columns if c != "SPADE-exact" or cfg.exact_samples is None or i < cfg.exact_samples]
-            for col, (net, agrees) in column_models(engine, sample, cfg, cols, fixed, spade).items():
-                for method in cfg.methods:
-                    t0 = time.perf_counter()
-                    sal = attribute(method, net, sample.image[None].to(cfg.device), sample.target)
-                    rows.append(
-                        {
-                            "kind": kind,
-                            "sample": sample.index,
-                            "method": method,
-                            "column": col,
-                            "agrees": agrees,
-                            "seconds": time.perf_counter() - t0,
-                            **(
-                                trojan_scores(sal, sample)
-                                if kind == "trojan"
-                                else insertion_scores(model, sal, sample, cfg.steps, cfg.device)
-                            ),
-                        }
-                    )
+            new = sample_rows(nets, cfg, kind, i, sample, engine)
+            rows += new
             if on_sample:
-                on_sample(rows[first:])
+                on_sample(new)
         if progress:
-            progress(kind, len(samples), len(samples))
+            progress(kind, len(todo), len(todo))
     return pd.DataFrame(rows)
 
 
+Runner = Callable[..., pd.DataFrame]  # `run_protocol`'s signature: (cfg, model, progress, on_sample, done)
+
+
 def run_to_csv(
-    cfg: ProtocolConfig, out: str | Path, resume: bool = False, progress: Progress | None = None
+    cfg: ProtocolConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: Progress | None = None,
+    runner: Runner | None = None,
 ) -> pd.DataFrame:
-    """`run_protocol`, appending each finished sample's rows to `<out>.partial.csv` as it comes, so an
-    interrupted run resumes (`resume=True`) where it stopped; returns all rows (the partial file is kept until
-    the caller writes `out`, then `finish_csv` removes it).
+    """`run_protocol` (or `runner`, e.g. the Ray one), appending each finished sample's rows to
+    `<out>.partial.csv` as it comes, so an interrupted run resumes (`resume=True`) where it stopped; returns all
+    rows (the partial file is kept until the caller writes `out`, then `finish_csv` removes it).
 
     Raises:
         FileNotFoundError: SPADE-tuned without a tuned profile.
@@ -257,12 +408,28 @@ def run_to_csv(
     if earlier is None and partial.exists():
         partial.unlink()
     done = frozenset() if earlier is None else frozenset(zip(earlier["kind"], earlier["sample"], strict=True))
-
-    def append(rows: list[dict]) -> None:
-        pd.DataFrame(rows).to_csv(partial, mode="a", header=not partial.exists(), index=False)
-
-    df = run_protocol(cfg, progress=progress, on_sample=append, done=done)
+    df = (runner or run_protocol)(cfg, None, progress, lambda rows: append_rows(partial, rows), done)
     return df if earlier is None else pd.concat([earlier, df], ignore_index=True)
+
+
+def append_rows(partial: Path, rows: list[dict]) -> None:
+    """Append one sample's rows to a partial CSV under its header; a row with a field the header lacks (the
+    first clean sample after trojan-only rows) rewrites the file with the union of fields, so the columns of
+    files written by earlier versions (one kind's fields only) never shift."""
+    new = pd.DataFrame(rows)
+    if not partial.exists() or not partial.stat().st_size:
+        new.reindex(columns=[c for c in ROW_FIELDS if c in new] + [c for c in new if c not in ROW_FIELDS]).to_csv(
+            partial, index=False
+        )
+        return
+    header = pd.read_csv(partial, nrows=0).columns.tolist()
+    if set(new.columns) <= set(header):
+        new.reindex(columns=header).to_csv(partial, mode="a", header=False, index=False)
+    else:
+        both = pd.concat([pd.read_csv(partial), new], ignore_index=True)
+        both.reindex(columns=[c for c in ROW_FIELDS if c in both] + [c for c in both if c not in ROW_FIELDS]).to_csv(
+            partial, index=False
+        )
 
 
 def partial_path(out: str | Path) -> Path:
@@ -502,65 +669,120 @@ def load_settings(csv_path: str | Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: `python -m spade_engine.protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv`."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="testbed_resnet")
-    ap.add_argument("--trojan", type=int, default=100)
-    ap.add_argument("--clean", type=int, default=100)
+def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The protocol's command-line options (one set for `spade protocol`, `python -m spade_engine.protocol` and
+    `benchmarks/paper_tables.py`); defaults are `ProtocolConfig`'s (sparsity and crops: the model card's)."""
+    d = ProtocolConfig()
+    ap.add_argument("--model", default=d.model)
+    ap.add_argument("--trojan", type=int, default=d.trojan_samples, help="trojaned samples (0: none)")
+    ap.add_argument("--clean", type=int, default=d.clean_samples, help="clean samples (0: none)")
     ap.add_argument("--sparsity", type=float, default=None, help="default: the model card's")
-    ap.add_argument("--n-aug", type=int, default=64)
+    ap.add_argument("--n-aug", type=int, default=d.n_aug, help="calibration views per sample")
     ap.add_argument("--crop-min", type=float, default=None, help="smallest calibration crop; default: the card's")
-    ap.add_argument("--exact-samples", type=int, default=None)
-    ap.add_argument("--methods", nargs="*", default=list(METHODS))
-    ap.add_argument("--columns", nargs="*", default=list(COLUMNS))
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--exact-samples", type=int, default=None, help="cap for the slow exact-OBC column")
+    ap.add_argument("--methods", nargs="*", default=list(d.methods), choices=list(METHODS), metavar="METHOD")
+    ap.add_argument("--columns", nargs="*", default=list(d.columns), choices=list(COLUMNS), metavar="COLUMN")
+    ap.add_argument("--seed", type=int, default=d.seed, help="evaluation images come from this seed")
+    ap.add_argument("--steps", type=int, default=d.steps, help="insertion / deletion steps")
+    ap.add_argument("--device", default=d.device, help="cpu, cuda, ... (Ray tasks use a GPU when they get one)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads in this process (0: torch's default)")
+    ap.add_argument("--out", default=None, help="CSV of the rows (+ .json settings); rows go to <out>.partial.csv "
+                    "as samples finish")  # fmt: skip
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.partial.csv")
     ap.add_argument("--merge", action="store_true",
                     help="re-run only --columns and replace their rows in an existing --out (same samples)")  # fmt: skip
-    args = ap.parse_args(argv)
-    cfg = ProtocolConfig(
-        args.model,
-        args.trojan,
-        args.clean,
-        args.sparsity,
-        args.n_aug,
-        args.crop_min,
-        tuple(args.methods),
-        tuple(args.columns),
-        args.exact_samples,
+    ray = ap.add_argument_group("Ray (distributed run: one task per sample)")
+    ray.add_argument("--workers", type=int, default=None,
+                     help="samples run at once (default: one per CPU of the local cluster, or per GPU)")  # fmt: skip
+    ray.add_argument("--address", default=None, help="a running Ray cluster, e.g. ray://head:10001 or auto")
+    ray.add_argument("--gpus-per-task", type=float, default=None,
+                     help="GPUs per sample task (default: 1 when the cluster has GPUs, else 0)")  # fmt: skip
+    ray.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+    return ap
+
+
+def config_from_args(args: argparse.Namespace, variants: tuple[Variant, ...] = ()) -> ProtocolConfig:
+    """The `ProtocolConfig` the parsed options describe."""
+    return ProtocolConfig(
+        args.model, args.trojan, args.clean, args.sparsity, args.n_aug, args.crop_min, tuple(args.methods),
+        tuple(args.columns), args.exact_samples, seed=args.seed, steps=args.steps, device=args.device,
+        variants=variants,
+    )  # fmt: skip
+
+
+def runner_from_args(args: argparse.Namespace, ray_default: bool) -> Runner:
+    """`run_protocol` (serial) or the Ray runner with the options' workers / address / GPUs.
+
+    Ray runs when `ray_default` (the `spade protocol` command) unless `--serial`, or when `--workers` or
+    `--address` is given (`python -m spade_engine.protocol` runs serially otherwise, as it always did).
+    """
+    wants_ray = not args.serial and (ray_default or args.workers is not None or args.address is not None)
+    if not wants_ray:
+        return run_protocol
+    from functools import partial
+
+    from spade_engine import distributed
+
+    return partial(
+        distributed.run_protocol_ray, workers=args.workers, address=args.address, gpus_per_task=args.gpus_per_task
     )
+
+
+def print_progress(phase: str, done: int, total: int) -> None:
+    """`Progress` callback of the command line: "trojan: 3/100" on one stderr line."""
+    print(f"\r{phase}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    prog: str = "python -m spade_engine.protocol",
+    ray_default: bool = False,
+    variants: tuple[Variant, ...] = (),
+) -> pd.DataFrame:
+    """CLI: `spade protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv` (on Ray), or
+    `python -m spade_engine.protocol ...` (serial unless `--workers`/`--address`). Writes `--out` and its
+    settings JSON, prints the tables; returns the rows. Errors a user can fix end with a message (SystemExit)."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    args = add_arguments(ap).parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = config_from_args(args, variants)
     sparsity, crop = cfg.spade_settings()
-
-    def show(phase: str, done: int, total: int) -> None:
-        print(f"\r{phase}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
+    runner = runner_from_args(args, ray_default)
     t0 = time.perf_counter()
     try:
-        df = run_to_csv(cfg, args.out, args.resume, show) if args.out else run_protocol(cfg, progress=show)
+        if args.out:
+            df = run_to_csv(cfg, args.out, args.resume, print_progress, runner)
+        else:
+            df = runner(cfg, None, print_progress, None, frozenset())
     except FileNotFoundError as e:  # SPADE-tuned before its profile was tuned
         raise SystemExit(str(e)) from None
+    except RuntimeError as e:  # Ray missing or unreachable: say so; any other error is a bug to see in full
+        from spade_engine.distributed import RayUnavailableError
+
+        if isinstance(e, RayUnavailableError):
+            raise SystemExit(str(e)) from None
+        raise
     if args.out:
-        seconds = time.perf_counter() - t0
-        if args.merge and Path(args.out).exists():
-            try:
-                df = merge_columns(pd.read_csv(args.out), df)
-            except ValueError as e:
-                raise SystemExit(str(e)) from None
-            rerun = {
-                "columns": sorted(set(cfg.columns)),
-                "date": time.strftime("%Y-%m-%d"),
-                "seconds": round(seconds, 1),
-            }
-            save_settings(cfg, args.out, load_settings(args.out).get("seconds", 0.0), {"rerun": rerun})
-        else:
-            save_settings(cfg, args.out, seconds)
-        finish_csv(df, args.out)
+        _store(cfg, args, df, time.perf_counter() - t0)
     for name, table in tables(df).items():
         print(f"\n== {name} ({cfg.model}, sparsity {sparsity:.0%}, crop >= {crop:g}, n_aug {cfg.n_aug})")
         print(table.to_string())
+    return df
+
+
+def _store(cfg: ProtocolConfig, args: argparse.Namespace, df: pd.DataFrame, seconds: float) -> None:
+    extra = {"workers": args.workers, "address": args.address} if args.workers or args.address else None
+    if args.merge and Path(args.out).exists():
+        try:
+            df = merge_columns(pd.read_csv(args.out), df)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        rerun = {"columns": sorted(set(cfg.columns)), "date": time.strftime("%Y-%m-%d"), "seconds": round(seconds, 1)}
+        save_settings(cfg, args.out, load_settings(args.out).get("seconds", 0.0), {"rerun": rerun})
+    else:
+        save_settings(cfg, args.out, seconds, extra)
+    finish_csv(df, args.out)
 
 
 if __name__ == "__main__":

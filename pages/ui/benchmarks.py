@@ -15,6 +15,8 @@ METHODS = "benchmarks.methods"
 COLUMNS = "benchmarks.columns"
 SAMPLES = "benchmarks.samples"
 LIVE = "benchmarks.live"  # the last live run's rows
+RUN_FILE = "benchmarks.run_file"  # path of a CSV written by `spade protocol --out`
+NEEDED = ("kind", "sample", "method", "column")  # the protocol's row keys
 
 
 def results_file(model: str, kind: str = "protocol") -> Path:
@@ -34,9 +36,33 @@ def latest(model: str, kind: str = "protocol") -> pd.DataFrame | None:
     return stored_results(str(path), path.stat().st_mtime) if path.exists() else None
 
 
+def read_run(path: str) -> pd.DataFrame:
+    """The rows of a CSV written by `spade protocol --out` (or its `.partial.csv` while it runs).
+
+    Raises:
+        ValueError: no such file, not a CSV, or not protocol rows; the message says which, for the page.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ValueError(f"No file at {file}.")
+    try:
+        df = stored_results(str(file), file.stat().st_mtime)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file.name} is not a readable CSV file ({e}).") from e
+    missing = [c for c in NEEDED if c not in df]
+    if missing or not any(m in df for m in protocol.LABELS):
+        raise ValueError(f"{file.name} does not hold protocol rows (`spade protocol --out` writes them): it lacks "
+                         f"{', '.join(missing) or 'every metric column'}.")  # fmt: skip
+    return df
+
+
 def describe(model: str, df: pd.DataFrame, kind: str = "protocol") -> str:
     """One line on a stored run: its file, samples per metric and (when stored beside it) its SPADE settings."""
-    path = results_file(model, kind)
+    return describe_file(results_file(model, kind), df)
+
+
+def describe_file(path: Path, df: pd.DataFrame) -> str:
+    """`describe` for a run at any path (its settings JSON beside it, when there is one)."""
     n = df.groupby("kind")["sample"].nunique().to_dict()
     text = f"{path.name}: " + ", ".join(f"{v} {k} samples" for k, v in n.items())
     s = protocol.load_settings(path)

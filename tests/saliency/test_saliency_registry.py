@@ -138,8 +138,8 @@ def test_unknown_method_and_bad_shape_raise(tiny_resnet, image):
 
 @pytest.mark.parametrize("name", ["Saliency", "LRP", "Occlusion"])
 def test_map_peaks_on_the_trojan_of_the_shipped_model(name):
-    from spade_engine.bench import trojan_samples
     from spade_engine.models import load_model
+    from spade_engine.protocol import trojan_samples
 
     model = load_model("testbed_resnet").model
     sample = trojan_samples(model, 1, seed=0)[0]

@@ -64,3 +64,22 @@ def test_missing_results_say_how_to_make_them_and_live_run_works(tmp_path, monke
     live = at.session_state[ui.LIVE]
     assert set(live["column"]) == {"Dense", "SPADE-sweep"} and set(live["kind"]) == {"trojan", "insertion"}
     assert live["auc"].dropna().between(0, 1).all() and len(at.get("plotly_chart")) >= 1
+
+
+def test_a_csv_written_by_spade_protocol_is_shown_and_a_wrong_file_is_named(tmp_path, monkeypatch):
+    from spade_engine import protocol
+
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path / "none")
+    out = tmp_path / "cluster_run.csv"
+    protocol.finish_csv(pd.DataFrame(rows("Dense", 0.7) + rows("SPADE-sweep", 0.75)), out)  # as `spade protocol`
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.text_input(key=ui.RUN_FILE).set_value(str(out)).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    tables = [df.value for df in at.dataframe if "SPADE-sweep" in getattr(df.value, "columns", [])]
+    assert tables[0].loc["Saliency", "SPADE-sweep"].startswith("76.0")
+    assert any("cluster_run.csv: 3 trojan samples" in c.value for c in at.caption)
+    at.text_input(key=ui.RUN_FILE).set_value(str(tmp_path / "notes.csv")).run()
+    assert not at.exception and "does not hold protocol rows" in at.error[0].value
+    at.text_input(key=ui.RUN_FILE).set_value(str(tmp_path / "missing.csv")).run()
+    assert not at.exception and "No file at" in at.error[0].value

@@ -1,0 +1,424 @@
+"""`spade explain`: the Debugger's dense-vs-SPADE comparison over many images, written as an offline report.
+
+    spade explain assets/examples --model testbed_resnet --methods Saliency GradCAM --out report/
+
+Every image goes through what the Debugger page does for one (arXiv 2310.04519, SPADE): the model's
+preprocessing, `SpadeEngine.prepare` on `n_aug` calibration views (the model card's crops), `prune` with the
+settings' `PruneConfig`, then each saliency method on the dense and on the pruned network for the dense
+prediction (`saliency.attribute`). Written to `out/`:
+
+- `index.html`: thumbnails, predictions and a sortable table of every image, links to each image's page, and
+  the files that were skipped with the reason; plain HTML + inline script, opens offline.
+- `pages/<id>.html`: one image's predictions, overlays, per-layer sparsity and reconstruction error.
+- `images/<id>/<method>.png`: dense | SPADE overlay pair on one colour scale (+ `input.png`).
+- `maps/<id>.npz`: the raw (H, W) float32 maps, keys `"<method>/dense"` and `"<method>/spade"`.
+- `results.csv` (one row per image x method), `layers.csv` (per image x layer), `skipped.csv`.
+
+A file that cannot be read as an image is listed with its reason and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from spade_engine.engine import PruneConfig, PruneResult, SpadeEngine
+from spade_engine.images import ImageError, load_image
+from spade_engine.models import LoadedModel, spade_augment, spade_defaults
+from spade_engine.saliency import METHODS, attribute
+from spade_engine.saliency.registry import resolve_reduction
+
+DEFAULT_METHODS = tuple(list(METHODS)[:2])  # the Debugger's default selection
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """The Debugger's SPADE and saliency controls (`pages/ui/widgets.SpadeSettings` + methods), for a batch.
+
+    `sparsity` and `crop_min` None mean the model card's (`models.spade_defaults`); `profile` names a sparsity
+    profile in assets/profiles that replaces the uniform sparsity; `reduction` None is each method's own.
+    """
+
+    sparsity: float | None = None
+    n_aug: int = 64
+    seed: int = 0
+    crop_min: float | None = None
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    reduction: str | None = None
+    skip_first: bool = True
+    skip_head: bool = False
+    damp: float = 0.01
+    solver: str = "sparsegpt"
+    profile: str = ""
+
+    def resolved(self, model_name: str | None) -> ExplainSettings:
+        """These settings with the model card's sparsity and crop filled in."""
+        card = spade_defaults(model_name)
+        return replace(
+            self,
+            sparsity=card["sparsity"] if self.sparsity is None else self.sparsity,
+            crop_min=card["crop_min"] if self.crop_min is None else self.crop_min,
+        )
+
+    def prune_config(self) -> PruneConfig:
+        """The engine's `PruneConfig`, built as the Debugger builds it (a profile keeps its per-layer targets).
+
+        Raises:
+            FileNotFoundError: an unknown profile name.
+        """
+        if self.profile:
+            from spade_engine.profiles import PROFILE_DIR, load_profile
+
+            base = load_profile(PROFILE_DIR / f"{self.profile}.json").config
+            return replace(
+                base, skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp, solver=self.solver
+            )
+        return PruneConfig(float(self.sparsity if self.sparsity is not None else 0.9), skip_first=self.skip_first,
+                           skip_head=self.skip_head, damp=self.damp, solver=self.solver)  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        """The pruned network's name in titles, as the Debugger's: "SPADE 80%" or "SPADE <profile>"."""
+        return f"SPADE {self.profile}" if self.profile else f"SPADE {self.sparsity:.0%}"
+
+
+@dataclass
+class ImageResult:
+    """One image's dense and SPADE predictions, maps (method -> (dense, spade), (H, W) float32) and per-method
+    errors (a method that cannot explain this model: its message)."""
+
+    file: str
+    id: str
+    image: torch.Tensor  # (3, S, S) in [0, 1], after the model's preprocessing
+    target: int
+    result: PruneResult
+    maps: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+
+def image_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders into the image files to explain, in order.
+
+    Folders give their files (not recursive, hidden files skipped) whose extension Pillow knows; a path that
+    does not exist is reported.
+
+    Returns:
+        (files, [(path, reason)] of paths that were not found).
+    """
+    known = set(Image.registered_extensions())
+    files, missing = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(
+                f for f in p.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in known
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            missing.append((str(p), "No such file or folder."))
+    return files, missing
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def explain_image(
+    loaded: LoadedModel,
+    engine: SpadeEngine,
+    image: torch.Tensor,
+    settings: ExplainSettings,
+    progress: Progress | None = None,
+) -> tuple[int, PruneResult, dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """SPADE and the saliency maps of one preprocessed image, exactly as the Debugger computes them.
+
+    Args:
+        loaded: the model; engine: a `SpadeEngine` over `loaded.model`; image: (3, S, S) in [0, 1].
+        settings: `settings.resolved(...)` (sparsity and crop filled in).
+        progress: `progress(phase, done, total)` for the engine's phases and "saliency".
+
+    Returns:
+        (target = the dense prediction, the prune result, method -> (dense map, SPADE map), method -> error).
+    """
+    aug = spade_augment(loaded.info.name, settings.crop_min)
+    trace = engine.prepare(image, n_aug=settings.n_aug, seed=settings.seed, augment_config=aug, progress=progress)
+    pruned, result = engine.prune(trace, settings.prune_config(), progress=progress)
+    target = int(result.dense_logits.argmax())
+    device = next(loaded.model.parameters()).device
+    x = image[None].to(device)  # (1, 3, S, S)
+    maps, errors = {}, {}
+    for i, method in enumerate(settings.methods):
+        if progress:
+            progress("saliency", i, len(settings.methods))
+        try:
+            maps[method] = tuple(  # type: ignore[assignment]
+                np.asarray(attribute(method, net, x, target, settings.reduction), dtype=np.float32)
+                for net in (loaded.model, pruned)
+            )
+        except (ValueError, RuntimeError) as e:  # a method that cannot explain this model: say so, keep the rest
+            errors[method] = str(e)
+    if progress:
+        progress("saliency", len(settings.methods), len(settings.methods))
+    return target, result, maps, errors
+
+
+def run_explain(
+    paths: Sequence[str | Path],
+    loaded: LoadedModel,
+    settings: ExplainSettings,
+    out: str | Path,
+    progress: Callable[[str, int, int], Progress] | None = None,
+) -> dict:
+    """Explain every image under `paths` and write the report to `out` (see the module docstring).
+
+    Args:
+        paths: image files and folders; loaded: the model (eval mode, on its device).
+        settings: the controls (None sparsity / crop: the model card's).
+        progress: `progress(file, index, n_files)` -> the per-phase callback for that file (e.g. a tqdm bar).
+
+    Returns:
+        {"images": n explained, "skipped": [(file, reason)], "out": path of index.html}.
+    """
+    out = Path(out)
+    settings = settings.resolved(loaded.info.name)
+    settings.prune_config()  # an unknown profile fails here, before any work
+    files, skipped = image_files(paths)
+    device = next(loaded.model.parameters()).device
+    engine = SpadeEngine(loaded.model, device, max_cache_bytes=256 * 2**20)
+    results = []
+    for n, path in enumerate(files):
+        callback = progress(str(path), n, len(files)) if progress else None
+        try:
+            image = loaded.preprocess(load_image(path))
+        except (ImageError, OSError) as e:
+            skipped.append((str(path), str(e)))
+            continue
+        target, result, maps, errors = explain_image(loaded, engine, image, settings, callback)
+        results.append(ImageResult(str(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, maps, errors))
+    write_report(out, loaded, settings, results, skipped)
+    return {"images": len(results), "skipped": skipped, "out": out / "index.html"}
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+def write_report(
+    out: Path, loaded: LoadedModel, settings: ExplainSettings, results: list[ImageResult], skipped: list
+) -> None:
+    """Write maps, overlays, CSVs, per-image pages and index.html for `results` (see the module docstring)."""
+    for sub in ("maps", "images", "pages"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    names = loaded.class_names
+    rows, layers = [], []
+    for r in results:
+        np.savez_compressed(out / "maps" / f"{r.id}.npz", **{f"{m}/{k}": v for m, pair in r.maps.items()
+                                                             for k, v in zip(("dense", "spade"), pair, strict=True)})  # fmt: skip
+        _write_images(out / "images" / r.id, r, settings)
+        rows += image_rows(r, names, settings)
+        layers += [{"file": r.file, "layer": n, "target": r.result.layer_target.get(n), "sparsity": s,
+                    "error": r.result.layer_error.get(n)} for n, s in r.result.layer_sparsity.items()]  # fmt: skip
+        (out / "pages" / f"{r.id}.html").write_text(_image_page(r, names, settings, loaded.info.title))
+    pd.DataFrame(rows, columns=RESULT_FIELDS).to_csv(out / "results.csv", index=False)
+    pd.DataFrame(layers, columns=["file", "layer", "target", "sparsity", "error"]).to_csv(
+        out / "layers.csv", index=False
+    )
+    pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out / "skipped.csv", index=False)
+    (out / "settings.json").write_text(json.dumps({"model": loaded.info.name, **asdict(settings)}, indent=2) + "\n")
+    (out / "index.html").write_text(_index_page(results, rows, skipped, settings, loaded.info.title))
+
+
+RESULT_FIELDS = ["file", "id", "method", "target", "dense_class", "dense_prob", "spade_class", "spade_prob",
+                 "agrees", "view_agreement", "sparsity", "mean_layer_error", "map_spearman", "error"]  # fmt: skip
+
+
+def image_rows(r: ImageResult, names: Sequence[str], settings: ExplainSettings) -> list[dict]:
+    """One CSV row per method of one image: predictions (top-1 class and probability, dense and SPADE), view
+    agreement, reached sparsity (mean over pruned layers), mean reconstruction error, and the Spearman rank
+    correlation of the dense and SPADE maps (1: same ranking of pixels)."""
+    from scipy.stats import spearmanr
+
+    (dc, dp), (sc, sp) = r.result.dense_top5[0], r.result.pruned_top5[0]
+    errors = list(r.result.layer_error.values())
+    base = {"file": r.file, "id": r.id, "target": _name(names, r.target), "dense_class": _name(names, dc),
+            "dense_prob": dp, "spade_class": _name(names, sc), "spade_prob": sp, "agrees": r.result.agrees,
+            "view_agreement": r.result.view_agreement, "sparsity": r.result.total_sparsity,
+            "mean_layer_error": float(np.mean(errors)) if errors else float("nan")}  # fmt: skip
+    out = []
+    for method in settings.methods:
+        if method in r.maps:
+            dense, spade = r.maps[method]
+            rho = spearmanr(dense.ravel(), spade.ravel()).statistic
+            out.append({**base, "method": method, "map_spearman": float(rho), "error": ""})
+        else:
+            out.append({**base, "method": method, "map_spearman": float("nan"), "error": r.errors.get(method, "")})
+    return out
+
+
+def _name(names: Sequence[str], index: int) -> str:
+    return names[index] if 0 <= index < len(names) else f"class {index}"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60]
+
+
+# ------------------------------------------------------------------------------------------ overlays
+
+
+def pair_vmax(dense: np.ndarray, spade: np.ndarray, signed: bool, q: float = 99.5) -> float:
+    """One colour-scale bound for a dense/SPADE pair: their joint `q`-th percentile (of |values| when signed),
+    as the Debugger's figures."""
+    values = np.concatenate([dense.ravel(), spade.ravel()]).astype(np.float64)
+    values = np.abs(values) if signed else values
+    vmax = float(np.percentile(values, q)) if values.size else 0.0
+    return vmax if vmax > 0 else float(values.max(initial=0.0)) or 1.0
+
+
+def overlay(image_u8: np.ndarray, values: np.ndarray, vmax: float, signed: bool) -> Image.Image:
+    """An (H, W) map over the sample: matplotlib's inferno (RdBu_r, symmetric, when signed), transparent where
+    the map is ~0, over the image half desaturated."""
+    import matplotlib
+
+    t = np.clip(values / vmax, -1, 1)
+    if signed:
+        rgba, alpha = matplotlib.colormaps["RdBu_r"]((t + 1) / 2), np.abs(t)
+    else:
+        t = np.clip(t, 0, 1)
+        rgba, alpha = matplotlib.colormaps["inferno"](t), t
+    base = image_u8.astype(np.float64) / 255
+    base = 0.85 * (0.5 * base + 0.5 * base.mean(-1, keepdims=True))
+    a = 0.95 * alpha[..., None]
+    return Image.fromarray(((base * (1 - a) + rgba[..., :3] * a) * 255).round().astype(np.uint8))
+
+
+def _write_images(folder: Path, r: ImageResult, settings: ExplainSettings, cell: int = 256) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    image_u8 = (r.image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
+    resample = Image.Resampling.NEAREST if max(image_u8.shape[:2]) < 128 else Image.Resampling.BILINEAR
+    Image.fromarray(image_u8).resize((cell, cell), resample).save(folder / "input.png")
+    for method, (dense, spade) in r.maps.items():
+        signed = resolve_reduction(method, settings.reduction) == "signed"
+        vmax = pair_vmax(dense, spade, signed)
+        panels = [overlay(image_u8, m, vmax, signed).resize((cell, cell), resample) for m in (dense, spade)]
+        bar = _colour_bar(cell, signed)
+        canvas = Image.new("RGB", (2 * cell + 8 + bar.width, cell), "white")
+        canvas.paste(panels[0], (0, 0))
+        canvas.paste(panels[1], (cell + 4, 0))
+        canvas.paste(bar, (2 * cell + 8, 0))
+        canvas.save(folder / f"{_slug(method)}.png")
+
+
+def _colour_bar(height: int, signed: bool, width: int = 14) -> Image.Image:
+    import matplotlib
+
+    ramp = np.linspace(1, 0, height)[:, None].repeat(width, 1)  # top = high
+    rgba = matplotlib.colormaps["RdBu_r" if signed else "inferno"](ramp)
+    return Image.fromarray((rgba[..., :3] * 255).round().astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------- HTML
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}
+th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}
+th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}th:after{content:" \\2195";color:#999}
+img.thumb{width:64px;height:64px;image-rendering:pixelated}.bad{color:#b00}.muted{color:#777}
+figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-size:90%}"""
+SORT_SCRIPT = """document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0], asc = th.dataset.asc !== '1';
+  th.closest('tr').querySelectorAll('th').forEach(h => delete h.dataset.asc); th.dataset.asc = asc ? '1' : '0';
+  const key = r => { const c = r.cells[col], v = c.dataset.value ?? c.textContent.trim(), n = parseFloat(v);
+                     return isNaN(n) ? v.toLowerCase() : n; };
+  [...body.rows].sort((a, b) => { const x = key(a), y = key(b); return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1); })
+    .forEach(r => body.appendChild(r));
+}));"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{body}<script>{SORT_SCRIPT}</script></body></html>\n")  # fmt: skip
+
+
+def _settings_line(settings: ExplainSettings, model_title: str) -> str:
+    reduction = settings.reduction or "each method's own"
+    return html.escape(f"{model_title} · {settings.label} per layer, {settings.n_aug} calibration views (crops ≥ "
+                       f"{settings.crop_min:g}), seed {settings.seed}, solver {settings.solver} · maps: {reduction} "
+                       "channel reduction, one colour scale per dense | SPADE pair")  # fmt: skip
+
+
+def _index_page(
+    results: list[ImageResult], rows: list[dict], skipped: list, settings: ExplainSettings, title: str
+) -> str:
+    e = html.escape
+    head = ["image", "file", "dense prediction", "p", "SPADE prediction", "p", "agrees", "views agreeing",
+            "sparsity", "mean layer error", *(f"ρ {m}" for m in settings.methods)]  # fmt: skip
+    by_id = {}
+    for row in rows:
+        by_id.setdefault(row["id"], {})[row["method"]] = row
+    body = [f"<h1>SPADE report</h1><p class='muted'>{_settings_line(settings, title)}. ρ: Spearman rank correlation "
+            "of the dense and SPADE maps. Click a column to sort.</p>",
+            f"<p>{len(results)} images explained, {len(skipped)} skipped.</p>",
+            "<table class='sortable' id='results'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head)
+            + "</tr></thead><tbody>"]  # fmt: skip
+    for r in results:
+        first = next(iter(by_id[r.id].values()))
+        link = f"pages/{r.id}.html"
+        cells = [f"<a href='{link}'><img class='thumb' src='images/{r.id}/input.png' alt=''></a>",
+                 f"<a href='{link}'>{e(Path(r.file).name)}</a>", e(first["dense_class"]), f"{first['dense_prob']:.3f}",
+                 e(first["spade_class"]), f"{first['spade_prob']:.3f}", "yes" if first["agrees"] else "no",
+                 f"{first['view_agreement']:.0%}", f"{first['sparsity']:.1%}", f"{first['mean_layer_error']:.4f}"]  # fmt: skip
+        for m in settings.methods:
+            rho = by_id[r.id][m]["map_spearman"]
+            cells.append("n/a" if np.isnan(rho) else f"{rho:.3f}")
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    body.append("</tbody></table>")
+    if skipped:
+        body.append("<h2 class='bad'>Skipped files</h2><table id='skipped'><thead><tr><th>file</th><th>reason</th>"
+                    "</tr></thead><tbody>" + "".join(f"<tr><td>{e(f)}</td><td>{e(why)}</td></tr>" for f, why in skipped)
+                    + "</tbody></table>")  # fmt: skip
+    body.append("<p class='muted'>Files: results.csv, layers.csv, skipped.csv, maps/*.npz (raw maps), "
+                "settings.json.</p>")  # fmt: skip
+    return _page("SPADE report", "".join(body))
+
+
+def _image_page(r: ImageResult, names: Sequence[str], settings: ExplainSettings, title: str) -> str:
+    e = html.escape
+    top = lambda top5: "".join(f"<li>{e(_name(names, c))}: {p:.3f}</li>" for c, p in top5)  # noqa: E731
+    body = [f"<p><a href='../index.html'>← all images</a></p><h1>{e(Path(r.file).name)}</h1>",
+            f"<p class='muted'>{_settings_line(settings, title)}. Maps explain class "
+            f"<b>{e(_name(names, r.target))}</b> (the dense prediction).</p>",
+            f"<img src='../images/{r.id}/input.png' alt='input' width='192'>",
+            f"<h2>Predictions</h2><p>Dense top 5:</p><ol>{top(r.result.dense_top5)}</ol>"
+            f"<p>{e(settings.label)} top 5:</p><ol>{top(r.result.pruned_top5)}</ol>"
+            f"<p>{r.result.view_agreement:.0%} of the calibration views keep the dense prediction.</p>",
+            "<h2>Saliency: dense | SPADE</h2>"]  # fmt: skip
+    for method in settings.methods:
+        if method in r.maps:
+            body.append(f"<figure><img src='../images/{r.id}/{_slug(method)}.png' alt='{e(method)}'>"
+                        f"<figcaption>{e(method)}: dense (left), {e(settings.label)} (right)</figcaption></figure>")  # fmt: skip
+        else:
+            body.append(f"<p class='bad'>{e(method)}: {e(r.errors.get(method, ''))}</p>")
+    body.append("<h2>Per-layer sparsity and reconstruction error</h2><table class='sortable'><thead><tr><th>layer"
+                "</th><th>target</th><th>sparsity</th><th>relative error</th></tr></thead><tbody>")  # fmt: skip
+    for n, s in r.result.layer_sparsity.items():
+        body.append(f"<tr><td>{e(n)}</td><td>{r.result.layer_target.get(n, float('nan')):.2f}</td><td>{s:.3f}</td>"
+                    f"<td>{r.result.layer_error.get(n, float('nan')):.4g}</td></tr>")  # fmt: skip
+    body.append("</tbody></table>")
+    if r.result.dense_layers:
+        body.append(
+            "<p class='muted'>Left dense: "
+            + "; ".join(f"{e(n)} ({e(w)})" for n, w in r.result.dense_layers.items())
+            + "</p>"
+        )
+    return _page(Path(r.file).name, "".join(body))
