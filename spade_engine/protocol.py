@@ -132,6 +132,10 @@ def trojan_samples(
 
     Returns:
         Up to `n` samples (fewer, with a warning on stderr, when fewer of 4n generated images hit the target).
+        A sample's `index` is its position in the generated batch of max(4n, 32) images. The generators draw
+        each scene parameter for the whole batch at once, so the batch's images depend on its size: runs with
+        different `n` score different images under the same index (compare runs of the same `n` only; the
+        `batch_size` of `testbed.examples` demo entries records it).
     """
     from spade_engine.testbed import data as v1
     from spade_engine.testbed import trojan_targets
