@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,68 +45,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spade_engine.metrics import trojan_auc  # noqa: E402
-from spade_engine.models import load_model  # noqa: E402
-from spade_engine.saliency import PAPER_METHODS, attribute  # noqa: E402
-from spade_engine.testbed.v2 import data  # noqa: E402
-
-
-def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=gen)
-
-
-def variants(scenes: data.Scenes, seed: int) -> dict[str, data.Scenes]:
-    """The card's scenes and one edited copy per variant (module docstring); the edits draw from `seed`."""
-    gen = torch.Generator().manual_seed(seed + 1)
-    n, size, last = len(scenes), scenes.image_size, len(data.LAYERS) - 1
-    opacity = scenes.opacity.clone()
-    opacity[:, last] = _uniform(gen, n, 0.4, 0.6)
-    place = scenes.place.clone()
-    place[:, last, 2] = _uniform(gen, n, size / 12, size / 9)
-    full = torch.randint(0, len(data.DISTRACTORS), scenes.distractor.shape, generator=gen)
-    return {
-        "card": scenes,
-        "faint": replace(scenes, opacity=opacity),
-        "small": replace(scenes, place=place),
-        "crowded": replace(scenes, distractor=torch.where(scenes.distractor >= 0, scenes.distractor, full)),
-        "no distractors": replace(scenes, distractor=torch.full_like(scenes.distractor, -1)),
-    }
-
-
-def run(model_name: str, n: int, seed: int, methods: tuple[str, ...]) -> pd.DataFrame:
-    """One row per (variant, scene, method): attack success and, where it hits, the dense trojan AUC."""
-    model = load_model(model_name).model
-    scenes = data.draw_scenes(n, seed, trojan_fraction=1.0)
-    rows, card = [], None
-    for name, s in variants(scenes, seed).items():
-        batch = data.render(s)
-        card = batch if card is None else card
-        # The faint trojan's blended alpha may stay below the mask threshold: its ground truth is where the
-        # card's (opaque) rendering of the same placement is.
-        masks = card.trojan_mask if name == "faint" else batch.trojan_mask
-        with torch.no_grad():
-            pred = model(batch.images).argmax(-1)
-        hit = pred == batch.trojan_target
-        print(f"{name}: attack success {hit.float().mean():.1%} of {n}", file=sys.stderr, flush=True)
-        for i in torch.nonzero(hit).flatten().tolist():
-            target, mask = int(batch.trojan_target[i]), masks[i].numpy()
-            for m in methods:
-                sal = attribute(m, model, batch.images[i : i + 1], target)
-                rows.append({"variant": name, "scene": i, "method": m, "auc": trojan_auc(sal, mask)})
-        rows.append({"variant": name, "scene": -1, "method": "attack success", "auc": float(hit.float().mean())})
-    return pd.DataFrame(rows)
-
-
-def table(df: pd.DataFrame) -> pd.DataFrame:
-    """Variant x method mean dense trojan AUC (%), with the ten-method mean, the count above 97 and attack success."""
-    maps = df[df.scene >= 0]
-    t = maps.pivot_table(index="variant", columns="method", values="auc", aggfunc="mean") * 100
-    t["mean"] = t.mean(axis=1)
-    t[">97"] = (t.drop(columns="mean") > 97).sum(axis=1)
-    t["attack success"] = df[df.scene < 0].set_index("variant")["auc"] * 100
-    t["n"] = maps.groupby("variant").scene.nunique()
-    order = [v for v in ("card", "faint", "small", "crowded", "no distractors") if v in t.index]
-    return t.loc[order].round(1)
+from spade_engine.saliency import PAPER_METHODS  # noqa: E402
+from spade_engine.testbed.difficulty import run, table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,3 +77,16 @@ def describe_file(path: Path, df: pd.DataFrame) -> str:
         if "exact" in s:
             text += f"; SPADE-exact: {s['exact']}"
     return text
+
+
+def difficulty_figure(summary: pd.DataFrame):
+    """Bars of the mean dense trojan AUC per scene variant (`testbed.difficulty.table`), with the paper's
+    dense average (91.0%) and the testbed target (93%) as lines."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(x=list(summary.index), y=summary["mean"], text=[f"{v:.1f}%" for v in summary["mean"]],
+                           marker_color="#4c78a8"))  # fmt: skip
+    fig.add_hline(y=91.0, line_dash="dot", annotation_text="paper, dense (ResNet-50, ImageNet)")
+    fig.add_hline(y=93.0, line_dash="dash", line_color="grey", annotation_text="testbed target")
+    fig.update_layout(yaxis_title="dense trojan AUC (%)", yaxis_range=[85, 100], height=320, margin=dict(t=20))
+    return fig

@@ -83,3 +83,21 @@ def test_a_csv_written_by_spade_protocol_is_shown_and_a_wrong_file_is_named(tmp_
     assert not at.exception and "does not hold protocol rows" in at.error[0].value
     at.text_input(key=ui.RUN_FILE).set_value(str(tmp_path / "missing.csv")).run()
     assert not at.exception and "No file at" in at.error[0].value
+
+
+def test_difficulty_diagnostic_is_shown_for_the_model_that_has_one(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    shutil.copy(ROOT / "assets" / "benchmarks" / "testbed_v2_resnet_difficulty.csv", tmp_path)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state[ui.MODEL] = "testbed_resnet"
+    at.run()
+    assert not at.exception and not any("Why dense maps" in h.value for h in at.subheader)
+    at.session_state[ui.MODEL] = "testbed_v2_resnet"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Why dense maps find the trojan here" in h.value for h in at.subheader)
+    summary = next(df.value for df in at.dataframe if "attack success" in getattr(df.value, "columns", []))
+    assert list(summary.index) == ["card", "faint", "small", "crowded", "no distractors"]
+    assert 95 < summary.loc["card", "mean"] < 97.5 and summary.loc["faint", "attack success"] == 70.0
