@@ -196,7 +196,11 @@ def write_demo(out: Path, version: str, benchmarks: Path = BENCHMARKS_DIR) -> li
     }
     if version == "v2":
         t = int(sample.trojan[0])
-        entry |= {"trojan_index": t, "trojan_name": testbed.trojan_names(data_v2)[t], "trojan_target": data_v2.TROJANS[t].target}
+        entry |= {
+            "trojan_index": t,
+            "trojan_name": testbed.trojan_names(data_v2)[t],
+            "trojan_target": data_v2.TROJANS[t].target,
+        }
     return [entry]
 
 
@@ -204,8 +208,11 @@ def _one(batch, i: int):  # noqa: ANN001, ANN202 (a TestbedBatch of either gener
     """Image `i` of a batch as a one-image batch of the same type."""
     from dataclasses import fields, replace
 
-    return replace(batch, **{f.name: getattr(batch, f.name)[i : i + 1] for f in fields(batch) if f.name != "scenes"},
-                   **({"scenes": batch.scenes.select(slice(i, i + 1))} if hasattr(batch, "scenes") else {}))
+    return replace(
+        batch,
+        **{f.name: getattr(batch, f.name)[i : i + 1] for f in fields(batch) if f.name != "scenes"},
+        **({"scenes": batch.scenes.select(slice(i, i + 1))} if hasattr(batch, "scenes") else {}),
+    )
 
 
 def write_photos(out: Path) -> list[dict]:

@@ -15,7 +15,9 @@ from spade_engine.testbed.v2 import data as v2
 
 INDEX = json.loads((ASSETS_EXAMPLES / "index.json").read_text())
 DEMOS = [e for e in INDEX["examples"] if "demo" in e]
-TESTBED = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed", "v1") == "v1" and "demo" not in e]
+TESTBED = [
+    e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed", "v1") == "v1" and "demo" not in e
+]
 TESTBED_V2 = [e for e in INDEX["examples"] if e["source"] == "testbed" and e.get("testbed") == "v2" and "demo" not in e]
 PHOTOS = [e for e in INDEX["examples"] if e["source"] != "testbed"]
 

@@ -20,5 +20,7 @@ def test_card_sets_the_solver_and_everything_else_gets_the_sweep(tmp_path, monke
     assert models.spade_solver("testbed_resnet") == models.spade_solver("resnet18") == "sparsegpt"
     assert models.spade_solver(None) == models.spade_solver("no_such_model") == "sparsegpt"
     card = dict(get_info("testbed_resnet").card, spade={"solver": "magic"})  # an unknown solver is not used
-    monkeypatch.setattr(models, "get_info", lambda name: models.ModelInfo(**{**vars(get_info("testbed_resnet")), "card": card}))
+    monkeypatch.setattr(
+        models, "get_info", lambda name: models.ModelInfo(**{**vars(get_info("testbed_resnet")), "card": card})
+    )
     assert models.spade_solver("testbed_resnet") == "sparsegpt"
