@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from spade_engine import testbed
-from spade_engine.testbed import data
 from spade_engine.saliency import PAPER_METHODS
+from spade_engine.testbed import data
 from spade_engine.testbed.examples import ASSETS_EXAMPLES, DEMO_RULE, MAX_PHOTO_SIDE, median_gain_sample
 from spade_engine.testbed.v2 import data as v2
 
