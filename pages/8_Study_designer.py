@@ -4,8 +4,7 @@ open it and hand out participant links. Trial design after the SPADE paper (arXi
 import pandas as pd
 import streamlit as st
 
-from pages.ui import cache
-from pages.ui import access
+from pages.ui import access, cache
 from pages.ui import study as ui
 from spade_engine.study import CONDITIONS, QUESTIONS, StudyError
 
