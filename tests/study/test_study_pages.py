@@ -108,7 +108,9 @@ def test_researcher_pages_need_the_password(store, monkeypatch, caplog, name):
     at.button[0].click().run()
     assert "not right" in at.error[0].value and not at.code and not at.get("download_button")
     refused = [r.message for r in caplog.records if r.name == "spade_engine.study.access"]
-    assert refused == [f"refused researcher access to the {name[:-3].split('_', 1)[1].replace('_', ' ')} page: wrong password"]
+    assert refused == [
+        f"refused researcher access to the {name[:-3].split('_', 1)[1].replace('_', ' ')} page: wrong password"
+    ]
     assert all("guess" not in r.getMessage() for r in caplog.records)
     at.text_input(key=access.PASSWORD_INPUT).set_value(PASSWORD)
     at.button[0].click().run()
