@@ -43,6 +43,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
 PASSWORD = "load-benchmark"
+SHOTS = os.environ.get("SPADE_LOAD_SHOTS")  # a folder: screenshots of failed Debugger sessions go there
 
 
 # ------------------------------------------------------------------------------------------ the study
@@ -135,6 +136,10 @@ SETTLED = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
            " && document.querySelectorAll('[data-stale=\"true\"]').length === 0")  # fmt: skip
 
 
+PANELS_DRAWN = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                " && document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3")  # as tests/e2e/test_browser.py
+
+
 class Record:
     """Latencies per kind of action and errors, shared by every simulated user."""
 
@@ -159,7 +164,7 @@ async def debugger_session(browser, url: str, example: Path, rec: Record, timeou
         start = time.perf_counter()
         await page.goto(url)
         await page.get_by_role("heading", name="SPADE Debugger").wait_for()
-        await page.wait_for_function(SETTLED + " && document.querySelectorAll('.js-plotly-plot').length >= 2")
+        await page.wait_for_function(PANELS_DRAWN)
         rec.add("debugger: first page", time.perf_counter() - start)
         sidebar = page.get_by_test_id("stSidebar")
         await sidebar.get_by_test_id("stRadio").get_by_text("Upload", exact=True).click()
@@ -173,12 +178,14 @@ async def debugger_session(browser, url: str, example: Path, rec: Record, timeou
         await (await chooser.value).set_files(str(example))
         await sidebar.get_by_text(f"{example.name} as the model sees it", exact=False).wait_for()
         await page.wait_for_timeout(300)
-        await page.wait_for_function(SETTLED + " && document.querySelectorAll('.js-plotly-plot').length >= 2")
+        await page.wait_for_function(PANELS_DRAWN)
         rec.add("debugger: SPADE on a new sample", time.perf_counter() - start)
         if await _exception_shown(page):
             rec.errors.append(f"debugger {example.name}: an exception is shown")
     except Exception as e:  # noqa: BLE001 (counted, the run goes on)
         rec.errors.append(f"debugger {example.name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+        if SHOTS:
+            await page.screenshot(path=str(Path(SHOTS) / f"debugger_{example.stem}.png"), full_page=True)
     finally:
         await context.close()
 
