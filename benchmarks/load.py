@@ -136,8 +136,10 @@ SETTLED = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
            " && document.querySelectorAll('[data-stale=\"true\"]').length === 0")  # fmt: skip
 
 
-PANELS_DRAWN = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-                " && document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3")  # as tests/e2e/test_browser.py
+PANELS_DRAWN = (
+    "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    " && document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3"
+)  # as tests/e2e/test_browser.py
 
 
 class Record:
@@ -176,7 +178,7 @@ async def debugger_session(browser, url: str, example: Path, rec: Record, timeou
             )
         start = time.perf_counter()
         await (await chooser.value).set_files(str(example))
-        await sidebar.get_by_text(f"{example.name} as the model sees it", exact=False).wait_for()
+        await sidebar.get_by_text(f"{example.name} as the model sees it", exact=False).first.wait_for()
         await page.wait_for_timeout(300)
         await page.wait_for_function(PANELS_DRAWN)
         rec.add("debugger: SPADE on a new sample", time.perf_counter() - start)
@@ -198,16 +200,16 @@ async def participant(browser, url: str, study_id: str, token: str, trials: int,
     try:
         start = time.perf_counter()
         await page.goto(f"{url}/?participant={token}&study={study_id}")
-        await page.get_by_text(f"Trial 1 of {trials}").wait_for()
+        await page.get_by_text(f"Trial 1 of {trials}").first.wait_for()  # .first: a rerun shows stale + new
         await page.wait_for_function(SETTLED)
         rec.add("participant: first trial", time.perf_counter() - start)
         for k in range(trials):
-            await page.get_by_text("Explanation of the network's decision").wait_for()
+            await page.get_by_text("Explanation of the network's decision").first.wait_for()
             await page.wait_for_function(SETTLED)
             start = time.perf_counter()
             await page.get_by_role("button", name="◀ Patch A" if k % 2 == 0 else "Patch B ▶").click()
             done = f"Trial {k + 2} of {trials}" if k + 1 < trials else "Thank you"
-            await page.get_by_text(done).wait_for()
+            await page.get_by_text(done).first.wait_for()
             rec.add("participant: answer", time.perf_counter() - start)
         if await _exception_shown(page):
             rec.errors.append(f"participant {token[:4]}…: an exception is shown")

@@ -317,6 +317,8 @@ class StudyStore:
             StudyNotOpenError: the study does not accept participants.
             InvalidTokenError: the token belongs to no participant of this study.
         """
+        if not CODE_PATTERN.match(study_id or ""):  # never echo a malformed id (the page renders markdown)
+            raise _refused(UnknownStudyError("There is no such study; please use the link you were given."), "link")
         try:
             info = self.get_study(study_id)
         except UnknownStudyError as e:

@@ -125,6 +125,9 @@ def test_closed_studies_bad_tokens_and_bad_choices_are_refused_and_logged(store,
             store.record_answer(study_id, forged, 0, "left")
     with pytest.raises(UnknownStudyError, match="no study"):
         store.participant_for_token("nope", p1.token)
+    with pytest.raises(UnknownStudyError, match="no such study") as e:
+        store.participant_for_token("[click me](http://evil.example)", p1.token)
+    assert "evil" not in str(e.value)
     with pytest.raises(StudyError, match="choice"):
         store.record_answer(study_id, p1.token, 0, "undecided")
     with pytest.raises(StudyError, match="Trial 3"):
@@ -134,7 +137,7 @@ def test_closed_studies_bad_tokens_and_bad_choices_are_refused_and_logged(store,
         store.record_answer(study_id, p1.token, 0, "left")
     assert store.answers(study_id) == []
     refusals = [r for r in caplog.records if r.message.startswith("refused")]
-    assert len(refusals) == 5 + 1 + 2 + 1
+    assert len(refusals) == 5 + 2 + 2 + 1
     assert all(p1.token not in r.getMessage() for r in caplog.records)  # tokens never reach the log
 
 
