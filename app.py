@@ -10,6 +10,7 @@ to other pages. The study page reads the id itself from `st.query_params["partic
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -55,9 +56,32 @@ def device_label() -> str:
     return "CPU"
 
 
+THREADS_ENV = "SPADE_TORCH_THREADS"
+
+
+@st.cache_resource(show_spinner=False)
+def configure_process() -> str | None:
+    """Once per server process, before any page runs: torch's intra-op thread count from `$SPADE_TORCH_THREADS`
+    (default: torch's own). Process-wide settings are made here only, never on a request path.
+
+    Returns:
+        None, or a plain message when the variable is not a positive whole number (the default is kept).
+    """
+    import torch
+
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        return f"{THREADS_ENV}={raw!r} is not a positive whole number; torch keeps {torch.get_num_threads()} threads."
+    torch.set_num_threads(int(raw))
+    return None
+
+
 def main() -> None:
     """Configure the app, pick the visible pages and run the current one."""
     st.set_page_config(page_title="SPADE Debugger", layout="wide", page_icon="🔬")
+    problem = configure_process()
     pages = discover_pages()
     study = participant_page(pages) if PARTICIPANT_PARAM in st.query_params else None
     if study is not None:
@@ -68,6 +92,8 @@ def main() -> None:
         entries = [st.Page(p, title=page_title(p), default=p.name == DEFAULT_PAGE) for p in listed]
         current = st.navigation(entries)
         st.sidebar.caption(f"Device: **{device_label()}**")
+        if problem:
+            st.sidebar.warning(problem)
     current.run()
 
 

@@ -5,11 +5,13 @@ import itertools
 
 import streamlit as st
 
+from pages.ui import access
 from pages.ui import study as ui
 from spade_engine.study import CONDITIONS, stats
 from spade_engine.study import figures as study_figures
 
 st.title("Study results")
+access.require_researcher("Study results")
 info = ui.study_picker(ui.RESULTS_STUDY)
 if info is None:
     st.info("No study yet: design one on the Study designer page.")

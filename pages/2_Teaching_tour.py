@@ -5,7 +5,7 @@ multifaceted neuron's facets with dense vs SPADE visualisations. Every step is c
 import streamlit as st
 
 from pages.ui import cache, figures, widgets
-from pages.ui import study as ui
+from pages.ui import tour as ui
 
 st.title("Teaching tour: how SPADE works")
 st.caption(

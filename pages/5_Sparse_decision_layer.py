@@ -29,16 +29,8 @@ if info.family == "testbed":
     images, labels, names, targets = batch.images, batch.labels.numpy(), gen.CLASS_NAMES, testbed.target_classes(gen)
     truth, source = ui.testbed_truth(batch), ("testbed", version, n, ui.TESTBED_SEED, frac)
 else:
-    folder = side.text_input("Image folder on the server (one sub-folder per class)", key=ui.SPARSE_FOLDER)
-    if not folder:
-        st.info("For this model, give a folder of your images with one sub-folder per class (ImageFolder layout).")
-        st.stop()
-    try:
-        images, labels, names = ui.folder_images(folder, model.key, model.loaded.preprocess)
-    except (OSError, ValueError) as e:
-        st.info(f"Cannot use this folder: {e}")
-        st.stop()
-    truth, source = {}, (folder, len(labels))
+    images, labels, names, source = ui.user_images(model.key, model.loaded.preprocess)
+    truth = {}
 data = ui.features(model.key, source, model.device, model.model, images, labels, names)
 fit = ui.fit(model.key, source, data, truth, n_lambdas, budget)
 same_classes = tuple(names) == tuple(model.class_names)

@@ -4,16 +4,17 @@ open it and hand out participant links. Trial design after the SPADE paper (arXi
 import pandas as pd
 import streamlit as st
 
-from pages.ui import cache
+from pages.ui import access, cache
 from pages.ui import study as ui
 from spade_engine.study import CONDITIONS, QUESTIONS, StudyError
 
 st.title("Study designer")
+access.require_researcher("Study designer")
 st.caption("In the paper's design participants see an image with two marked patches and an explanation (dense or SPADE, never named) "
            "and choose which patch drove the decision. Reference answers come from an occlusion score on the "
            "dense model (the paper used Score-CAM).")  # fmt: skip
 store = ui.store()
-st.sidebar.caption(f"Study database: `{store.url}`")
+st.sidebar.caption(f"Study database: `{store.safe_url}`")
 
 with st.expander("Design a new study", expanded=not store.list_studies()):
     testbed = [i.name for i in cache.model_infos() if i.family == "testbed"]
@@ -69,14 +70,15 @@ n_new = st.number_input("New participant ids", 1, 200, 5, key=ui.DESIGNER_N_LINK
 if st.button("Create participant ids"):
     for _ in range(int(n_new)):
         store.add_participant(info.id)
-codes = store.participants(info.id)
+tokens = store.tokens(info.id)
+codes = list(tokens)
 answered = {c: 0 for c in codes}
 for a in store.answers(info.id):
     answered[a.participant] = answered.get(a.participant, 0) + 1
 if codes:
-    links = [ui.participant_link(base, info.id, c) for c in codes]
+    links = [ui.participant_link(base, info.id, tokens[c]) for c in codes]
     st.code("\n".join(links), language=None)
     st.dataframe(pd.DataFrame({"participant": codes, "answers": [answered[c] for c in codes], "link": links}),
                  hide_index=True)  # fmt: skip
-st.caption("Any id in a link of an open study registers itself on its first visit, so you may also write "
-           "ids by hand (letters, digits, '.', '_', '-').")  # fmt: skip
+st.caption("Each link carries its participant's secret token: hand every participant their own link. Only these "
+           "links can answer, one answer per trial; the results show the participant ids, never the tokens.")  # fmt: skip

@@ -1,5 +1,6 @@
-"""Study participant: blinded trials from a link `?participant=<id>&study=<id>`; every answer is stored at once,
-so a participant can stop and come back with the same link to continue at the first unanswered trial."""
+"""Study participant: blinded trials from a link `?participant=<token>&study=<id>` issued by the designer; only a
+valid token of an open study gets trials. Every answer is stored at once, so a participant can stop and come back
+with the same link to continue at the first unanswered trial."""
 
 import streamlit as st
 
@@ -7,14 +8,14 @@ from pages.ui import study as ui
 from spade_engine.study import StudyError
 
 st.title("Study")
-code, study_id = st.query_params.get("participant", ""), st.query_params.get("study", "")
-if not code or not study_id:
-    st.info("This study link is incomplete: it needs `?participant=<your id>&study=<study id>`. "
+token, study_id = st.query_params.get("participant", ""), st.query_params.get("study", "")
+if not token or not study_id:
+    st.info("This study link is incomplete: it needs `?participant=<your code>&study=<study id>`. "
             "Please use the link you were given.")  # fmt: skip
     st.stop()
 store = ui.store()
 try:
-    store.ensure_participant(study_id, code)
+    code = store.participant_for_token(study_id, token)  # refusals are logged by the store
     info = store.get_study(study_id)
 except StudyError as e:
     st.info(str(e))
@@ -41,7 +42,9 @@ if current == 0 and not done:
     st.caption("Each trial shows the image the network classified and an explanation of the network. "
                "Choose the option the question asks for; answer quickly but carefully. There are no trick trials.")  # fmt: skip
 view = ui.cached_trial_view(store.url, study_id, code, current)
-ui.trial_screen(view, design, study_id, code, current)
+if st.session_state.get(ui.PARTICIPANT_REFUSED):
+    st.warning(st.session_state[ui.PARTICIPANT_REFUSED])
+ui.trial_screen(view, design, study_id, token, current)
 st.divider()
 if st.button("Take a break (stop here)"):
     st.session_state[ui.PARTICIPANT_PAUSED] = True

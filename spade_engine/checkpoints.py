@@ -18,6 +18,8 @@ with every refusal worded for a user. What real checkpoints look like, and what 
   no code from the file ever runs, and the placeholders are dropped with the other non-tensor entries.
 - **`.safetensors`** (Hugging Face and timm's default format; `u64` header length, JSON header, raw data) is
   recognised by its header and read with the `safetensors` package (the optional `models` extra).
+- **TorchScript** archives are programs (their code runs when the model runs), so they are refused unless the
+  server sets `SPADE_ALLOW_TORCHSCRIPT=1` (`TorchScriptRefusedError`, whose message says why and what to do).
 - **Precision.** Half, bfloat16 and double tensors are cast to float32: the engine and every saliency method
   run in float32.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import pathlib
 import struct
 import zipfile
@@ -46,7 +49,25 @@ CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "n
 # Classes a checkpoint may hold that are safe to build as themselves (plain attribute bags and paths).
 SAFE_GLOBALS = (argparse.Namespace, pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath)
 COMPILE_PREFIX = "_orig_mod."  # torch.compile's OptimizedModule
-SAVE_HINT = "Save the weights with `torch.save(model.state_dict(), 'weights.pt')`, or the whole model as TorchScript."
+SAVE_HINT = "Save the weights with `torch.save(model.state_dict(), 'weights.pt')`, or, where the server allows it, the whole model as TorchScript."
+TORCHSCRIPT_ENV = "SPADE_ALLOW_TORCHSCRIPT"  # "1": TorchScript uploads are loaded and run (trusted users only)
+
+
+class TorchScriptRefusedError(ModelLoadError):
+    """A TorchScript upload on a server that does not allow them (`$SPADE_ALLOW_TORCHSCRIPT` is not "1")."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This is a TorchScript file. TorchScript files are programs: loading one runs the code inside it on "
+            "this server, so they are turned off here. Upload the weights instead "
+            "(`torch.save(model.state_dict(), 'weights.pt')`) and pick the architecture, or, on a server only you "
+            f"use, start the app with `{TORCHSCRIPT_ENV}=1`."
+        )
+
+
+def torchscript_allowed() -> bool:
+    """Whether the server allows TorchScript uploads (`$SPADE_ALLOW_TORCHSCRIPT` is "1"); read at every call."""
+    return os.environ.get(TORCHSCRIPT_ENV, "").strip() == "1"
 
 
 class _Placeholder:
@@ -224,8 +245,11 @@ def load_torchscript(data: bytes) -> nn.Module:
     """A TorchScript archive as a float32 module in eval mode on the CPU (half-precision files are cast).
 
     Raises:
+        TorchScriptRefusedError: the server does not allow TorchScript (`$SPADE_ALLOW_TORCHSCRIPT` is not "1").
         ModelLoadError: the archive cannot be loaded (damaged, or written by a newer PyTorch).
     """
+    if not torchscript_allowed():
+        raise TorchScriptRefusedError()
     try:
         net = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception:

@@ -17,7 +17,9 @@ as they are; its renderer, image parameterisation and transforms are replaced he
 
 The parameterisation (FFT spectrum with 1/f scaling, decorrelated colour, sigmoid) and the standard transforms
 (pad, jitter, random scale, random rotation, jitter) follow Lucent's defaults; the pixel sizes of pad and jitter
-are scaled from Lucent's 224 px to the image size. Finished visualisations are cached on disk (`render_cached`).
+are scaled from Lucent's 224 px to the image size. Finished visualisations are cached on disk (`render_cached`), in
+a folder bounded in bytes (least recently used removed first, `disk_cache`); concurrent requests for the same
+missing visualisation optimise it once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +42,7 @@ from lucent.optvis import objectives as lucent_objectives
 from lucent.optvis.param.color import color_correlation_normalized
 from torch import nn
 
+from spade_engine.disk_cache import DiskCache
 from spade_engine.engine import sample_hash  # noqa: F401  (re-exported: one content hash for every cache key)
 
 Progress = Callable[[int, int], None]
@@ -408,23 +412,39 @@ def render_cached(
     """
     target = replace(target, layer=canonical_layer(model, target.layer))
     key = cache_key(model_name, target, variant, sparsity, config, weights_fingerprint(model))
-    path = cache_dir(directory) / f"{key}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as z:
-                return FeatVis(z["image"], z["trace"], target, config, float(z["seconds"]), from_cache=True)
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # damaged file: render again
-    result = render(model, target, config, device, progress)
-    _save(path, result)
+    store = disk_cache(directory)
+    with store.locks.hold(key):  # a second request for the same visualisation waits, then loads it
+        cached = _load(store, key, target, config)
+        if cached is not None:
+            return cached
+        result = render(model, target, config, device, progress)
+        store.put(key, lambda f: np.savez_compressed(f, image=result.image, trace=result.trace, seconds=result.seconds))
     return result
 
 
-def _save(path: Path, result: FeatVis) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, image=result.image, trace=result.trace, seconds=result.seconds)
-    os.replace(tmp, path)  # atomic: readers never see half a file
+_CACHES: dict[Path, DiskCache] = {}
+_CACHES_LOCK = threading.Lock()
+
+
+def disk_cache(directory: str | Path | None = None) -> DiskCache:
+    """The bounded cache of folder `cache_dir(directory)` (one object, and so one set of locks, per folder)."""
+    root = cache_dir(directory)
+    with _CACHES_LOCK:
+        return _CACHES.setdefault(root, DiskCache(root, ".npz"))
+
+
+def _load(store: DiskCache, key: str, target: Target, config: FeatVisConfig) -> FeatVis | None:
+    path = store.hit(key)
+    if path is None:
+        return None
+    try:
+        with np.load(path) as z:
+            return FeatVis(z["image"], z["trace"], target, config, float(z["seconds"]), from_cache=True)
+    except FileNotFoundError:  # evicted by another process between the hit and the read
+        return None
+    except (OSError, ValueError, KeyError):
+        path.unlink(missing_ok=True)  # damaged file: render again
+        return None
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

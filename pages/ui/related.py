@@ -1,15 +1,20 @@
 """Cached layer and figures of the related-method pages: sparse decision layer (`pages/5_...`), critical
 pathways (`pages/6_...`) and Sobol regions (`pages/7_...`).
 
-- Cheap results (pathways, features, region maps) use `st.cache_data`; models and testbed batches are shared
-  `st.cache_resource` objects and are never mutated (the engine copies what it changes).
-- Long runs that report progress (the GLM path, Sobol designs) are kept in a small shared LRU (`_memo`) filled
-  outside any `st.cache_*` function, so the progress bar is not recorded for replay; GLM paths also go to disk
-  (`spade_engine.sparse_layer.cache_path`).
+One caching scheme, by what is cached:
+- shared objects (testbed batches, image sets, derived networks) are `st.cache_resource`, bounded by
+  `max_entries`, and never mutated (the engine copies what it changes);
+- results that are quick to compute or show no progress (features, pathways, region maps, saliency) are
+  `st.cache_data`, bounded by `max_entries`;
+- long runs that show a progress bar (the GLM path, Sobol designs) cannot be `st.cache_data` (the bar would be
+  recorded and replayed): they go through `long_run`, one bounded LRU shared by all sessions with one lock
+  per key, so two sessions asking for the same result compute it once. GLM paths are also kept on disk by
+  the engine (`sparse_layer.fit_cached`: byte-bounded, survives restarts).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,10 +29,12 @@ from plotly.subplots import make_subplots
 from pages.ui import cache, figures
 from spade_engine import pathways, sobol
 from spade_engine import sparse_layer as sl
+from spade_engine.disk_cache import KeyedLocks
 
 # Session-state keys of the three pages (namespaced per page).
 SPARSE_N, SPARSE_TROJAN, SPARSE_BUDGET, SPARSE_LAMBDAS = "sparse.n", "sparse.trojan", "sparse.budget", "sparse.lambdas"
 SPARSE_FOLDER, SPARSE_CLASS, SPARSE_FEATVIS = "sparse.folder", "sparse.class", "sparse.featvis"
+SPARSE_ZIP = "sparse.zip"
 SPARSE_METHOD = "sparse.method"
 PATH_KEEP, PATH_GRAN, PATH_SEL, PATH_TARGET = (
     "pathways.keep",
@@ -46,10 +53,10 @@ FEATVIS_STEPS = 128  # optimisation steps of a penultimate-feature visualisation
 
 
 class _Memo:
-    """A thread-safe LRU of finished results shared by all sessions."""
+    """A thread-safe LRU of finished long runs shared by all sessions, with one lock per key."""
 
     def __init__(self, size: int = 32):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.size, self.items, self.lock, self.keys = size, OrderedDict(), threading.Lock(), KeyedLocks()
 
     def get(self, key: tuple):
         with self.lock:
@@ -67,6 +74,21 @@ class _Memo:
 @st.cache_resource(show_spinner=False)
 def _memo() -> _Memo:
     return _Memo()
+
+
+def long_run(key: tuple, compute: Callable[[], object]):
+    """The result of a long run (with its own progress bar) from the shared LRU, or `compute()` now; a session
+    asking for a result another session is computing waits for it instead of computing it again."""
+    memo = _memo()
+    result = memo.get(key)
+    if result is not None:
+        return result
+    with memo.keys.hold(repr(key)):
+        result = memo.get(key)
+        if result is None:
+            result = compute()
+            memo.put(key, result)
+    return result
 
 
 class Bar:
@@ -135,8 +157,44 @@ def trojan_notes(f: SparseFit, names: tuple[str, ...], targets: tuple[int, ...])
 
 @st.cache_resource(show_spinner="Reading the image folder…", max_entries=2)
 def folder_images(folder: str, model_key: str, _preprocess: Callable):
-    """(images, labels, class names) of an ImageFolder-style folder, preprocessed for the model."""
-    return sl.load_image_folder(folder, _preprocess)
+    """(images, labels, class names) of an ImageFolder-style folder under the data root, preprocessed for the
+    model. Raises `sl.DataInputError` (plain message) for a folder outside the root or unusable."""
+    return sl.load_image_folder(sl.resolve_data_folder(folder), _preprocess)
+
+
+@st.cache_resource(show_spinner="Reading the zip…", max_entries=2)
+def zip_images(digest: str, model_key: str, _data: bytes, _preprocess: Callable):
+    """(images, labels, class names) of an uploaded zip (ImageFolder layout), keyed by its content `digest`;
+    a replaced upload's images leave the cache (2 entries). Raises `sl.DataInputError` with a plain message."""
+    return sl.load_image_zip(_data, _preprocess)
+
+
+def user_images(model_key: str, preprocess: Callable) -> tuple[torch.Tensor, np.ndarray, tuple[str, ...], tuple]:
+    """The sidebar's image set for a model without generated data: a folder under `$SPADE_DATA_ROOT` (when the
+    server sets one) or an uploaded zip in ImageFolder layout. Stops the page with a plain message otherwise.
+
+    Returns:
+        images (N, 3, S, S), labels (N,), class names, and the `source` tuple that identifies the set.
+    """
+    side, root = st.sidebar, sl.data_root()
+    folder = side.text_input(f"Image folder under the data root `{root}`", key=SPARSE_FOLDER) if root else ""
+    upload = side.file_uploader("…or a zip of images (one sub-folder per class)", type=["zip"], key=SPARSE_ZIP,
+                                help=f"At most {sl.io.ZIP_MAX_BYTES // 2**20} MB and {sl.io.MAX_IMAGES} images.")  # fmt: skip
+    if not folder and upload is None:
+        where = "a folder under the server's data root or " if root else ""
+        st.info(f"For this model, give {where}a zip of your images with one sub-folder per class (ImageFolder layout).")
+        st.stop()
+    try:
+        if upload is not None:
+            data = upload.getvalue()
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            images, labels, names = zip_images(digest, model_key, data, preprocess)
+            return images, labels, names, (f"zip:{digest}", len(labels))
+        images, labels, names = folder_images(folder, model_key, preprocess)
+        return images, labels, names, (folder, len(labels))
+    except sl.DataInputError as e:
+        st.info(f"Cannot use these images: {e}")
+        st.stop()
 
 
 @st.cache_data(show_spinner="Extracting penultimate features…", max_entries=8)
@@ -158,21 +216,19 @@ def sample_features(
 def fit(model_key: str, source: tuple, data: sl.FeatureSet, truth: dict, n_lambdas: int, budget: float) -> SparseFit:
     """The GLM path of `data` (memory, then disk, then fitted now with a progress bar), at the budget's point."""
     key = ("sparse", model_key, source, n_lambdas)
-    stored = _memo().get(key)
-    if stored is None:
-        disk = sl.cache_path(repr(key))
-        stored = sl.load_layer(disk) if disk.exists() else None
-        if stored is None or stored[1] is None:
+
+    def compute() -> tuple[sl.SparseLayer, sl.GLMPath]:
+        def fit_now() -> tuple[sl.SparseLayer, sl.GLMPath]:
             tr, va = sl.split_train_val(len(data), 0.2, seed=0)
             bar = Bar("Fitting the elastic-net path (glm-saga)")
-            layer, path = sl.fit_sparse_layer(
-                data.subset(tr), data.subset(va), budget, n_lambdas=n_lambdas, progress=bar
-            )
+            fitted = sl.fit_sparse_layer(data.subset(tr), data.subset(va), sl.GLMConfig(n_lambdas=n_lambdas),
+                                         max_features_per_class=budget, progress=bar)  # fmt: skip
             bar.clear()
-            sl.save_layer(layer, disk, path)
-            stored = (layer, path)
-        _memo().put(key, stored)
-    layer, path = stored
+            return fitted
+
+        return sl.fit_cached("|".join(map(str, (*key[:2], *source, n_lambdas))), fit_now)
+
+    layer, path = long_run(key, compute)
     chosen = sl.choose_point(path, budget)
     _, va = sl.split_train_val(len(data), 0.2, seed=0)
     held = {k: v[va] for k, v in truth.items()}
@@ -330,15 +386,16 @@ def sobol_run(model_key: str, variant: str, sample_hash: str, target: int, spec:
               device: str, model: torch.nn.Module, x: torch.Tensor, labels: np.ndarray) -> sobol.SobolResult:  # fmt: skip
     """Sobol indices from memory, or computed now with a progress bar (`variant`: "dense" or the SPADE key)."""
     key = ("sobol", model_key, variant, sample_hash, target, spec, n, perturbation)
-    result = _memo().get(key)
-    if result is None:
+
+    def compute() -> sobol.SobolResult:
         bar = Bar(f"Sobol design on the {variant.split(':')[0]} network: forward passes")
         with cache.model_lock(model_key):
             result = sobol.sobol_regions(model, x, target, labels, n=n, perturbation=perturbation, device=device,
                                          progress=bar)  # fmt: skip
         bar.clear()
-        _memo().put(key, result)
-    return result
+        return result
+
+    return long_run(key, compute)
 
 
 def sobol_done(

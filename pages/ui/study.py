@@ -1,5 +1,6 @@
 """Streamlit layer of the study pages (designer, participant, results): the shared store, cached trial views,
-the design form, the pre-computation progress and the participant's trial screen.
+the design form, the pre-computation progress and the participant's trial screen. Researcher access lives in
+`access`, the Teaching tour's helpers in `tour`.
 
 The store is a `st.cache_resource` per database URL (`$SPADE_STUDY_DB`); every store call opens its own short
 session, so sessions of many participants share it safely. Study state (status, answers) is never cached.
@@ -13,7 +14,7 @@ from urllib.parse import urlencode, urlsplit
 import streamlit as st
 
 from spade_engine.models import spade_defaults
-from spade_engine.study import CONDITIONS, QUESTIONS, StudyDesign, StudyInfo, StudyStore, conditions_for
+from spade_engine.study import CONDITIONS, QUESTIONS, StudyDesign, StudyError, StudyInfo, StudyStore, conditions_for
 from spade_engine.study.render import TrialView, trial_view
 from spade_engine.study.samples import neuron_items, patch_items
 from spade_engine.study.store import resolve_url
@@ -22,7 +23,8 @@ from spade_engine.study.store import resolve_url
 DESIGNER_STUDY = "study_designer.study"
 DESIGNER_BASE_URL = "study_designer.base_url"
 DESIGNER_N_LINKS = "study_designer.n_links"
-PARTICIPANT_SHOWN = "study_participant.shown_at"  # + f".{study}.{code}.{trial}": when the trial was first shown
+PARTICIPANT_SHOWN = "study_participant.shown_at"  # + f".{study}.{token}.{trial}": when the trial was first shown
+PARTICIPANT_REFUSED = "study_participant.refused"  # the plain message of a refused answer
 PARTICIPANT_PAUSED = "study_participant.paused"
 PARTICIPANT_LAST = "study_participant.last_answer"
 RESULTS_STUDY = "study_results.study"
@@ -55,11 +57,11 @@ def reference_view(stimulus, question: str) -> TrialView:  # noqa: ANN001 (store
     return trial_view(stimulus, Trial(0, stimulus.item_index, stimulus.condition, "left"), question)
 
 
-def participant_link(base_url: str, study_id: str, code: str) -> str:
-    """`<base>/?participant=<code>&study=<id>`."""
+def participant_link(base_url: str, study_id: str, token: str) -> str:
+    """`<base>/?participant=<token>&study=<id>`: the link carries the participant's secret token."""
     parts = urlsplit(base_url or "http://localhost:8501")
     root = f"{parts.scheme or 'http'}://{parts.netloc or parts.path}"
-    return f"{root}/?{urlencode({'participant': code, 'study': study_id})}"
+    return f"{root}/?{urlencode({'participant': token, 'study': study_id})}"
 
 
 def default_base_url() -> str:
@@ -161,24 +163,29 @@ def precompute_with_progress(study_id: str, device: str) -> None:
 # ------------------------------------------------------------------------------------------ participant
 
 
-def shown_at(study_id: str, code: str, trial_index: int) -> float:
+def shown_at(study_id: str, token: str, trial_index: int) -> float:
     """When this trial was first shown in this browser session (starts the response-time clock)."""
-    key = f"{PARTICIPANT_SHOWN}.{study_id}.{code}.{trial_index}"
+    key = f"{PARTICIPANT_SHOWN}.{study_id}.{token}.{trial_index}"
     if key not in st.session_state:
         st.session_state[key] = time.time()
     return st.session_state[key]
 
 
-def answer(study_id: str, code: str, trial_index: int, choice: str) -> None:
-    """Button callback: store the answer at once (a second click on the same trial stores nothing)."""
-    ms = int((time.time() - shown_at(study_id, code, trial_index)) * 1000)
-    st.session_state[PARTICIPANT_LAST] = store().record_answer(study_id, code, trial_index, choice, ms)
+def answer(study_id: str, token: str, trial_index: int, choice: str) -> None:
+    """Button callback: store the answer at once through the link's token (a second click on the same trial
+    stores nothing); a refused answer (study closed meanwhile, …) leaves its plain message for the page."""
+    ms = int((time.time() - shown_at(study_id, token, trial_index)) * 1000)
+    try:
+        st.session_state[PARTICIPANT_LAST] = store().record_answer(study_id, token, trial_index, choice, ms)
+        st.session_state.pop(PARTICIPANT_REFUSED, None)
+    except StudyError as e:
+        st.session_state[PARTICIPANT_REFUSED] = str(e)
 
 
-def trial_screen(view: TrialView, design: StudyDesign, study_id: str, code: str, trial_index: int) -> None:
+def trial_screen(view: TrialView, design: StudyDesign, study_id: str, token: str, trial_index: int) -> None:
     """The trial: prompt, image with marked patches, explanation, two options with their choice buttons."""
     question = QUESTIONS[design.question]
-    shown_at(study_id, code, trial_index)
+    shown_at(study_id, token, trial_index)
     st.markdown(f"#### {question.prompt}")
     if view.decision:
         st.markdown(f"The network classified this image as **{view.decision}**.")
@@ -188,7 +195,7 @@ def trial_screen(view: TrialView, design: StudyDesign, study_id: str, code: str,
     if view.explanation is not None:
         top[-1].image(view.explanation, caption="Explanation of the network's decision", width=320)
     left, right = st.columns(2)
-    args = (study_id, code, trial_index)
+    args = (study_id, token, trial_index)
     label = question.option_label
     left.image(view.left, caption=f"{label.capitalize()} A", width=200)
     left.button(f"◀ {label.capitalize()} A", key=f"choose.left.{trial_index}", on_click=answer, args=(*args, "left"),
@@ -198,150 +205,3 @@ def trial_screen(view: TrialView, design: StudyDesign, study_id: str, code: str,
                  type="primary", shortcut="B")  # fmt: skip
     if design.allow_undecided:
         st.button("I can't tell", key=f"choose.undecided.{trial_index}", on_click=answer, args=(*args, "undecided"))
-
-
-# -------------------------------------------------------------------------------------------- teaching tour
-# (helpers of pages/2_Teaching_tour.py; the tour reuses the engine, `cache`, `figures` and `neurons` layers)
-
-TOUR = "tour"  # session-state namespace of the tour (`tour.sparsity`, …)
-TOUR_MODEL = "testbed_resnet"
-TOUR_CLASS, TOUR_FACET, TOUR_LAYER, TOUR_METHOD, TOUR_STEPS = (
-    "tour.class",
-    "tour.facet",
-    "tour.layer",
-    "tour.method",
-    "tour.steps",
-)
-TOUR_SHOW_VIS = "tour.show_vis"
-TOUR_TROJAN = "tour.trojan"  # + f".{class}": the trojan pasted on the sample, when the generator has several
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def tour_sample(version: str, cls: int, facet: int, seed: int, size: int, trojan: int | None = None):
-    """A trojaned testbed image of generator `version` ("v1", "v2"), class `cls` / `facet`, with trojan `trojan`
-    (an index into the generator's trojans; None: one its class can carry, picked by the seed).
-
-    Returns:
-        The image (3, S, S), its trojan mask (S, S) bool, the trojan's target class and the trojan's name.
-    """
-    from spade_engine import testbed
-
-    data = testbed.generator(version)
-    chosen = testbed.sample_trojan(data, cls, seed, trojan)
-    batch = data.make_sample(cls, facet, seed, trojan=chosen, image_size=size)
-    name = testbed.trojan_names(data)[testbed.trojan_index(data, chosen)]
-    return batch.images[0], batch.trojan_mask[0].numpy(), int(testbed.trojan_targets(batch)[0]), name
-
-
-def tour_trojan(version: str, cls: int) -> int:
-    """The trojan of the tour's sample: a sidebar choice among those class `cls` can carry when the generator
-    has several (v2), else the one."""
-    from spade_engine import testbed
-
-    data = testbed.generator(version)
-    choices, names = testbed.trojans_for(data, cls), testbed.trojan_names(data)
-    if len(choices) == 1:
-        return choices[0]
-    return st.sidebar.radio("Trojan", choices, key=f"{TOUR_TROJAN}.{cls}", format_func=lambda t: names[t])
-
-
-def default_layer(layers: list[str]) -> int:
-    """Index of the tour's default layer: a 3x3 conv (not a 1x1 shortcut) half-way through the network."""
-    convs = [i for i, n in enumerate(layers) if "conv" in n and "downsample" not in n] or list(range(len(layers)))
-    return convs[len(convs) // 2]
-
-
-def views_grid(views, k: int = 16, columns: int = 8, cell: int = 72):  # noqa: ANN001 (uint8 (B, 3, H, W))
-    """The first `k` calibration views as one uint8 image."""
-    from pages.ui import neurons as ui_neurons
-
-    imgs = views[:k].float().div(255).permute(0, 2, 3, 1).numpy()  # (k, H, W, 3)
-    return ui_neurons.grid(imgs, columns=columns, cell=cell)
-
-
-def _pool(matrix, max_side: int):  # noqa: ANN001, ANN202 (torch (r, c) -> block-averaged (<= max_side, <= max_side))
-    import torch.nn.functional as F
-
-    r, c = matrix.shape
-    kr, kc = max(1, -(-r // max_side)), max(1, -(-c // max_side))
-    return F.avg_pool2d(matrix[None, None].float(), (kr, kc), ceil_mode=True)[0, 0], (kr, kc)
-
-
-def hessian_figure(H, max_side: int = 120):  # noqa: ANN001 (torch (d, d))
-    """Heat map of a layer Hessian normalised by its mean diagonal (block-averaged when d > `max_side`)."""
-    import plotly.graph_objects as go
-
-    scaled = H / H.diagonal().mean().clamp_min(1e-12)
-    pooled, (kr, _) = _pool(scaled, max_side)
-    z = pooled.cpu().numpy()
-    lim = float(abs(z).max()) or 1.0
-    fig = go.Figure(go.Heatmap(z=z, colorscale="RdBu_r", zmin=-lim, zmax=lim, colorbar={"title": "H / mean diag"}))
-    title = f"d = {H.shape[0]} inputs" + (f", shown in {kr}×{kr} blocks" if kr > 1 else "")
-    fig.update_layout(title=title, height=380, yaxis={"autorange": "reversed", "scaleanchor": "x"},
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
-    return fig
-
-
-def mask_figure(weight):  # noqa: ANN001 (torch (out, in, kh, kw) or (out, in))
-    """Kept fraction of weights per (output, input) channel pair of the pruned layer."""
-    import plotly.graph_objects as go
-
-    kept = (weight != 0).float()
-    kept = kept.flatten(2).mean(-1) if kept.dim() == 4 else kept  # (out, in)
-    pooled, _ = _pool(kept, 120)
-    fig = go.Figure(go.Heatmap(z=pooled.cpu().numpy(), colorscale="Greys_r", zmin=0, zmax=1,
-                               colorbar={"title": "kept"}))  # fmt: skip
-    fig.update_layout(title=f"{kept.mean():.1%} of the weights kept", height=380, xaxis_title="input channel",
-                      yaxis={"title": "output channel", "autorange": "reversed"}, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
-    return fig
-
-
-def sample_with_patch(image_u8, mask, size: int = 256):  # noqa: ANN001 ((H, W, 3) uint8, (H, W) bool or None)
-    """The sample enlarged to `size` px with the trojan patch outlined."""
-    from PIL import Image, ImageDraw
-
-    from pages.ui import figures
-
-    img = Image.fromarray(image_u8).resize((size, size), Image.NEAREST)
-    box = figures.mask_box(mask)
-    if box is not None:
-        s = size / image_u8.shape[1]
-        x0, y0, x1, y1 = round(box[0] * s), round(box[1] * s), round((box[2] + 1) * s), round((box[3] + 1) * s)
-        ImageDraw.Draw(img).rectangle((x0 - 2, y0 - 2, x1 + 1, y1 + 1), outline=figures.PATCH_COLOUR, width=3)
-    return img
-
-
-def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names, version: str) -> None:  # noqa: ANN001
-    """Step 6 of the tour: the class unit's facets (testbed images of generator `version`) and its dense vs SPADE
-    visualisations."""
-    from pages.ui import neurons as ui_neurons
-    from spade_engine import featvis, neurons
-    from spade_engine.engine import sample_hash
-
-    size = x.shape[-1]
-    infos = ui_neurons.layers(key, size, device, model)
-    head, n = infos[-1].name, ui_neurons.testbed_count(size)
-    scores = ui_neurons.multifaceted(key, head, n, size, version, 32, device, model)
-    chosen = next(s for s in scores if s.channel == unit)
-    rank = [s.channel for s in scores].index(unit) + 1
-    batch = ui_neurons.testbed(n, size, version)
-    st.caption(
-        f"Multifaceted score {chosen.score:.2f} (rank {rank} of {len(scores)} units of `{head}`). {neurons.SCORE_EXPLANATION}"
-    )
-    for col, facet, letter in zip(st.columns(2), chosen.facets, "AB", strict=False):
-        col.image(ui_neurons.grid(batch.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
-                  caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(batch, facet, version)}")  # fmt: skip
-    steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=TOUR_STEPS)
-    config = featvis.FeatVisConfig(image_size=size, steps=int(steps), input_size=size)
-    prune = neurons.late_prune_config(infos, settings.sparsity)
-    from pages.ui import cache
-
-    run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, prune,
-                          augment_config=settings.augment_config())  # fmt: skip
-    target = featvis.class_target(unit)
-    network = f"{sample_hash(x)}:{settings.n_aug}:{settings.seed}:crop{settings.crop_min:g}"
-    cols = st.columns(2)
-    for col, (title, net, variant, prune_key) in zip(cols, [("Dense", model, "dense", "dense"),
-                                                           (f"SPADE {settings.sparsity:.0%} (late layers)", run.pruned, network, repr(prune))], strict=False):  # fmt: skip
-        vis = ui_neurons.visualise(key, variant, prune_key, target, config, device, net, f"{title} visualisation")
-        col.image(featvis.to_uint8(vis.image), caption=f"{title} · unit {unit} ({names[unit]})", width=256)

@@ -22,6 +22,13 @@ from torch import nn
 
 SEED = 0  # stochastic methods (GradientShap, SmoothGrad, LIME) draw from a fixed seed: maps are reproducible
 
+
+def local_generator(seed: int = SEED) -> torch.Generator:
+    """A CPU `torch.Generator` of its own for one map's random draws (drawn on the CPU, then moved to the
+    model's device, so a map is the same on every device). The process-wide RNGs are never seeded or read,
+    so maps computed at the same time by other sessions or threads cannot disturb each other."""
+    return torch.Generator().manual_seed(seed)
+
 REDUCTIONS = ("absolute", "signed")  # sum_c |A_c| (Captum's `sign="absolute_value"`) | sum_c A_c (the authors' LRP)
 
 

@@ -17,13 +17,20 @@ inplace flags off; hook-based methods may then be inexact on reused modules.
 The copy always returns the class logits (1, K): a network returning a tuple, list or mapping is cut to the
 app's rule (`spade_engine.models.logits_of`: a tuple's first element, a mapping's "logits") by rewriting the
 traced graph's output, or, untraced, by wrapping it in `FirstLogits`.
+
+Tracing is made safe for a server with many sessions (`trace`): while torch.fx traces, it patches
+`nn.Module.__call__` and `__getattr__` for the whole process, so another thread's forward pass would be
+recorded into (and break) the trace, and two traces at once can leave the patches in place for good. One trace
+runs at a time (a process-wide lock), and calls from other threads pass through the tracer untouched.
 """
 
 from __future__ import annotations
 
 import copy
 import operator
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -36,6 +43,38 @@ from spade_engine.models import logits_of
 _FUNCTIONAL_RELUS = (F.relu, torch.relu, torch.relu_)
 _RELU_METHODS = ("relu", "relu_")
 _ADDS = (operator.add, operator.iadd, torch.add)
+_TRACE_LOCK = threading.Lock()  # torch.fx patches nn.Module for the whole process while it traces
+
+
+class _OwnThreadTracer(fx.Tracer):
+    """torch.fx's tracer that records only the tracing thread's module calls; other threads' calls (other
+    sessions' forward passes, which the process-wide patch also reaches) run as if nothing were traced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._owner = threading.get_ident()
+
+    def call_module(self, m: nn.Module, forward, args: tuple, kwargs: dict) -> Any:  # noqa: ANN001
+        if threading.get_ident() != self._owner:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict) -> Any:
+        if threading.get_ident() != self._owner:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+def trace(module: nn.Module) -> fx.GraphModule:
+    """`torch.fx.symbolic_trace(module)`, safe while other threads run models (see the module docstring).
+
+    Raises:
+        Whatever torch.fx raises on an untraceable module (data-dependent control flow, TorchScript).
+    """
+    with _TRACE_LOCK:
+        tracer = _OwnThreadTracer()
+        graph = tracer.trace(module)
+    return fx.GraphModule(tracer.root, graph, module.__class__.__name__)
 
 
 @dataclass
@@ -73,7 +112,7 @@ def attribution_copy(model: nn.Module, x: torch.Tensor, residual_sums: bool = Fa
     _clear_hooks(clone)
     _disable_inplace(clone)
     try:
-        gm = fx.symbolic_trace(clone)
+        gm = trace(clone)
     except Exception:  # untraceable: keep the plain copy
         return CanonicalCopy(logits_module(clone, x), traced=False, example=x.detach())
     _split_reused_modules(gm)

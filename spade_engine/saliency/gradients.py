@@ -5,15 +5,21 @@ mean colour, and black pixels get attribution like any other.
 Papers: Simonyan et al. 2014 (arXiv 1312.6034), Shrikumar et al. 2016 (arXiv 1605.01713),
 Sundararajan et al. 2017 (arXiv 1703.01365), Lundberg & Lee 2017 (arXiv 1705.07874),
 Smilkov et al. 2017 (arXiv 1706.03825).
+
+GradientShap and SmoothGrad draw their noise, baselines and path points from a local generator
+(`_base.local_generator`), never the process-wide RNG; the gradients come from Captum's `Saliency`. GradientShap
+is Captum's `GradientShap` (stdevs 0) written out: mean over samples of grad(b + a (z - b)) x (z - b) for a
+baseline b drawn from the set and a ~ U(0, 1); SmoothGrad is Captum's `NoiseTunnel` (smoothgrad, abs) over
+`Saliency`, written out the same way.
 """
 
 from __future__ import annotations
 
 import torch
-from captum.attr import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+from captum.attr import InputXGradient, IntegratedGradients, Saliency
 from torch import nn
 
-from spade_engine.saliency._base import AttributionInput
+from spade_engine.saliency._base import AttributionInput, local_generator
 from spade_engine.saliency._canonical import attribution_copy
 
 IG_STEPS = 32
@@ -44,33 +50,33 @@ def integrated_gradients(inp: AttributionInput, target: int) -> torch.Tensor:
     return ig.attribute(z, baselines=torch.zeros_like(z), target=target, n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
 
 
-def shap_baselines(inp: AttributionInput) -> torch.Tensor:
-    """The mean colour (z = 0) plus `SHAP_RANDOM_BASELINES` uniform-noise images in [0, 1], normalised
-    (seeded by the caller), (1+R, 3, H, W)."""
+def shap_baselines(inp: AttributionInput, generator: torch.Generator) -> torch.Tensor:
+    """The mean colour (z = 0) plus `SHAP_RANDOM_BASELINES` uniform-noise images in [0, 1] drawn from
+    `generator`, normalised, (1+R, 3, H, W)."""
     x = inp.pixels
-    noise = torch.rand((SHAP_RANDOM_BASELINES, *x.shape[1:]), device=x.device, dtype=x.dtype)
+    noise = torch.rand((SHAP_RANDOM_BASELINES, *x.shape[1:]), generator=generator).to(x)  # (R, 3, H, W)
     with torch.no_grad():
         noise = inp.normalize(noise)
     return torch.cat([torch.zeros_like(inp.z), noise])
 
 
 def gradient_shap(inp: AttributionInput, target: int) -> torch.Tensor:
-    """GradientShap: expected gradients x (z - baseline) over random baselines and random path points."""
-    gs = GradientShap(_model(inp))
-    return gs.attribute(inp.z, baselines=shap_baselines(inp), target=target, n_samples=SHAP_SAMPLES, stdevs=0.0)
+    """GradientShap: expected gradients x (z - baseline) over random baselines and random path points
+    (`SHAP_SAMPLES` draws from a local generator), (1, 3, H, W)."""
+    gen, z = local_generator(), inp.z
+    baselines = shap_baselines(inp, gen)  # (1+R, 3, H, W)
+    pick = torch.randint(len(baselines), (SHAP_SAMPLES,), generator=gen).to(z.device)
+    alpha = torch.rand(SHAP_SAMPLES, generator=gen).to(z).view(-1, 1, 1, 1)  # (S, 1, 1, 1)
+    b = baselines[pick]  # (S, 3, H, W)
+    grads = Saliency(_model(inp)).attribute((b + alpha * (z - b)).detach(), target=target, abs=False)
+    return (grads * (z - b)).mean(0, keepdim=True)
 
 
 def smoothgrad(inp: AttributionInput, target: int) -> torch.Tensor:
-    """SmoothGrad: mean of |gradient| over Gaussian-noised copies of z (NoiseTunnel over Saliency), noise
-    sigma `SMOOTHGRAD_NOISE_LEVEL` times the input's range."""
-    nt = NoiseTunnel(Saliency(_model(inp)))
-    sigma = SMOOTHGRAD_NOISE_LEVEL * float(inp.z.max() - inp.z.min()) or SMOOTHGRAD_NOISE_LEVEL
-    return nt.attribute(
-        inp.z,
-        nt_type="smoothgrad",
-        nt_samples=SMOOTHGRAD_SAMPLES,
-        nt_samples_batch_size=SMOOTHGRAD_SAMPLES,
-        stdevs=sigma,
-        target=target,
-        abs=True,
-    )
+    """SmoothGrad: mean of |gradient| over `SMOOTHGRAD_SAMPLES` Gaussian-noised copies of z (noise from a local
+    generator), noise sigma `SMOOTHGRAD_NOISE_LEVEL` times the input's range, (1, 3, H, W)."""
+    z = inp.z
+    sigma = SMOOTHGRAD_NOISE_LEVEL * float(z.max() - z.min()) or SMOOTHGRAD_NOISE_LEVEL
+    noise = torch.randn((SMOOTHGRAD_SAMPLES, *z.shape[1:]), generator=local_generator()).to(z) * sigma
+    grads = Saliency(_model(inp)).attribute((z + noise).detach(), target=target, abs=True)  # (S, 3, H, W)
+    return grads.mean(0, keepdim=True)

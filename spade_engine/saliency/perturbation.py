@@ -3,7 +3,8 @@
 baseline on a normalised input, as in the SPADE authors' notebook), and read the target logit.
 
 Papers: Zeiler & Fergus 2014, arXiv 1311.2901; Ribeiro, Singh, Guestrin 2016, arXiv 1602.04938;
-SLIC: Achanta et al. 2012.
+SLIC: Achanta et al. 2012. LIME's perturbations (which superpixels stay) are drawn from a local generator
+(`_base.local_generator`) through Captum's `perturb_func` hook, never from the process-wide RNG.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from captum.attr import Lime, Occlusion
 from captum.attr._core.lime import get_exp_kernel_similarity_function
 from skimage.segmentation import slic
 
-from spade_engine.saliency._base import AttributionInput
+from spade_engine.saliency._base import AttributionInput, local_generator
 from spade_engine.saliency._canonical import attribution_copy
 
 OCCLUSION_WINDOW_FRACTION = 1 / 8  # window side = H / 8 (8 px at 64 px, 28 px at 224 px)
@@ -67,6 +68,17 @@ def superpixels(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(contiguous.reshape(labels.shape)).long().to(x.device)[None, None]  # (1, 1, H, W)
 
 
+def _coin_flips(generator: torch.Generator):  # noqa: ANN202
+    """Captum's default LIME sampler (keep each interpretable feature with probability 1/2), drawn from
+    `generator`: a `perturb_func` for `captum.attr.Lime`."""
+
+    def perturb(original_inp: torch.Tensor, **kwargs) -> torch.Tensor:
+        probs = torch.full((1, int(kwargs["num_interp_features"])), 0.5)
+        return torch.bernoulli(probs, generator=generator).to(original_inp.device).long()  # (1, n_features)
+
+    return perturb
+
+
 def lime(inp: AttributionInput, target: int) -> torch.Tensor:
     """Ridge-regression weight of each SLIC superpixel (present vs mean colour), broadcast to its pixels.
 
@@ -76,6 +88,7 @@ def lime(inp: AttributionInput, target: int) -> torch.Tensor:
         attribution_copy(inp.net, x).module,
         interpretable_model=SkLearnRidge(alpha=1.0),
         similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=LIME_KERNEL_WIDTH),
+        perturb_func=_coin_flips(local_generator()),
     )
     mask = superpixels(inp.pixels).expand(1, x.shape[1], *x.shape[-2:])  # (1, 3, H, W)
     return lime_attr.attribute(

@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -249,7 +247,7 @@ def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reducti
     if reduction not in REDUCTIONS:
         raise ValueError(f"Unknown reduction {reduction!r}: use one of {REDUCTIONS}.")
     x = as_batch(x)
-    with _seeded(x.device), torch.enable_grad(), warnings.catch_warnings():
+    with torch.enable_grad(), warnings.catch_warnings():  # stochastic methods use local generators
         for message in _KNOWN_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         raw = METHODS[name].fn(attribution_input(model, x, layer), int(target))
@@ -260,19 +258,6 @@ def resolve_reduction(name: str, reduction: str | None = None) -> str:
     """The channel reduction a map of method `name` (a `with_layer` name too) gets: `reduction`, or the
     method's own (the paper's) when None. Raises KeyError for an unknown method."""
     return reduction or METHODS[split_layer(name)[0]].reduction
-
-
-@contextmanager
-def _seeded(device: torch.device) -> Iterator[None]:
-    """Seed torch's and numpy's global RNGs (Captum draws from both) and restore them afterwards."""
-    np_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(SEED)
-        np.random.seed(SEED)
-        try:
-            yield
-        finally:
-            np.random.set_state(np_state)
 
 
 def explain(name: str, model: nn.Module, x: torch.Tensor, target: int, reduction: str | None = None) -> SaliencyResult:

@@ -8,6 +8,8 @@
 from spade_engine.study.design import CONDITIONS, QUESTIONS, StudyDesign, conditions_for
 from spade_engine.study.store import (
     Answer,
+    InvalidTokenError,
+    Participant,
     Stimulus,
     StudyError,
     StudyInfo,
@@ -19,6 +21,6 @@ from spade_engine.study.store import (
 from spade_engine.study.trials import Trial, make_trials
 
 __all__ = [
-    "CONDITIONS", "QUESTIONS", "Answer", "Stimulus", "StudyDesign", "StudyError", "StudyInfo", "StudyNotOpenError",
+    "CONDITIONS", "QUESTIONS", "Answer", "InvalidTokenError", "Participant", "Stimulus", "StudyDesign", "StudyError", "StudyInfo", "StudyNotOpenError",
     "StudyStore", "Trial", "UnknownParticipantError", "UnknownStudyError", "conditions_for", "make_trials",
 ]  # fmt: skip

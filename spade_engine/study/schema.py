@@ -55,13 +55,15 @@ class StimulusRow(Base):
 
 
 class ParticipantRow(Base):
-    """A participant of one study, known by a public code (the `participant` in the link)."""
+    """A participant of one study: a pseudonymous code (shown in the results) and the unguessable token of their
+    link (`?participant=<token>`), issued by the designer; only the token lets them answer."""
 
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "code", name="uq_participant_code"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     study_id: Mapped[str] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     code: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     study: Mapped[StudyRow] = relationship(back_populates="participants")

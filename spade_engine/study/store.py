@@ -4,11 +4,16 @@ SQLite by default (`$SPADE_STUDY_DB`, else `~/.local/share/spade_debugger/study.
 configuration (e.g. `postgresql+psycopg://user@host/db`). SQLite runs in WAL mode with a busy timeout, every
 method uses its own short session, and an answer is written in its own transaction whose first statement is
 the INSERT, so participants answering at the same time wait for each other instead of failing.
+
+Access: a participant answers only through the unguessable token of their link (`secrets.token_urlsafe`, 128
+bits), issued by the designer with `add_participant`; one answer per trial. Every refused request raises a
+`StudyError` whose text is a plain message for the user and is logged on the `spade_engine.study.access` logger.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -18,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine, event, func, inspect, select, text, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from spade_engine.study.design import CHOICES, UNDECIDED, StudyDesign
@@ -30,6 +35,9 @@ from spade_engine.study.trials import Trial, make_trials
 ENV_VAR = "SPADE_STUDY_DB"
 DEFAULT_PATH = Path("~/.local/share/spade_debugger/study.db")
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+TOKEN_BYTES = 16  # 128 random bits per participant link
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
+access_log = logging.getLogger("spade_engine.study.access")
 
 
 class StudyError(RuntimeError):
@@ -46,6 +54,37 @@ class UnknownParticipantError(StudyError):
 
 class StudyNotOpenError(StudyError):
     pass
+
+
+class InvalidTokenError(StudyError):
+    """A participant link whose token is unknown for the study (mistyped, forged or from another study)."""
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A registered participant: the pseudonymous `code` (results) and the secret `token` of their link."""
+
+    code: str
+    token: str
+
+
+def new_token() -> str:
+    """An unguessable participant token (URL-safe, 22 characters, 128 random bits from `secrets`)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def redact_url(url: str) -> str:
+    """The database URL with its password replaced by `***` (safe to show or log)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 (not a URL SQLAlchemy can parse: show nothing of it)
+        return "<database URL hidden>"
+
+
+def _refused(error: StudyError, detail: str) -> StudyError:
+    """Log a refused request (what and why, never a token) and hand the error back to raise."""
+    access_log.warning("refused %s: %s", detail, error)
+    return error
 
 
 @dataclass(frozen=True)
@@ -122,7 +161,23 @@ class StudyStore:
         self.url = resolve_url(url)
         self.engine = make_engine(self.url)
         Base.metadata.create_all(self.engine)
+        _add_token_column(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._backfill_tokens()
+
+    def __repr__(self) -> str:
+        return f"StudyStore({redact_url(self.url)!r})"
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL without its password, for display."""
+        return redact_url(self.url)
+
+    def _backfill_tokens(self) -> None:
+        """Give participants registered before tokens existed (older databases) a token of their own."""
+        with self._tx() as s:
+            for row in s.scalars(select(ParticipantRow).where(ParticipantRow.token.is_(None))).all():
+                row.token = new_token()
 
     def dispose(self) -> None:
         """Close every pooled connection (the data stay in the database)."""
@@ -230,37 +285,55 @@ class StudyStore:
 
     # ---------------------------------------------------------------------------------- participants
 
-    def add_participant(self, study_id: str, code: str | None = None) -> str:
-        """Register a participant (a random code unless given) and return the code."""
+    def add_participant(self, study_id: str, code: str | None = None) -> Participant:
+        """Register a participant (a random code unless given) with a fresh unguessable link token.
+
+        Raises:
+            UnknownStudyError: no such study.
+            StudyError: the code is malformed or taken in this study.
+        """
         code = code or "p" + secrets.token_hex(4)
         _check_code(code, "participant id")
+        token = new_token()
         try:
             with self._tx() as s:
                 self._study_row(s, study_id)
-                s.add(ParticipantRow(study_id=study_id, code=code))
+                s.add(ParticipantRow(study_id=study_id, code=code, token=token))
         except IntegrityError as e:
             raise StudyError(f"Participant '{code}' exists already in this study.") from e
-        return code
+        return Participant(code, token)
 
-    def ensure_participant(self, study_id: str, code: str, register: bool = True) -> None:
-        """Make sure `code` is a participant of the open study, registering it on its first visit.
+    def tokens(self, study_id: str) -> dict[str, str]:
+        """Participant code -> link token, in registration order (for the designer's links)."""
+        with self._tx() as s:
+            q = select(ParticipantRow.code, ParticipantRow.token).where(ParticipantRow.study_id == study_id)
+            return dict(s.execute(q.order_by(ParticipantRow.id)).all())
+
+    def participant_for_token(self, study_id: str, token: str) -> str:
+        """The code of the participant whose link carries `token`, if the study is open.
 
         Raises:
+            UnknownStudyError: no such study.
             StudyNotOpenError: the study does not accept participants.
-            UnknownParticipantError: unknown code and `register` is False.
+            InvalidTokenError: the token belongs to no participant of this study.
         """
-        info = self.get_study(study_id)
-        if info.status != "open":
-            raise StudyNotOpenError(f"The study '{info.name}' is not open for participants.")
-        if self._participant_id(study_id, code) is not None:
-            return
-        if not register:
-            raise UnknownParticipantError(f"Participant '{code}' is not registered for this study.")
+        if not CODE_PATTERN.match(study_id or ""):  # never echo a malformed id (the page renders markdown)
+            raise _refused(UnknownStudyError("There is no such study; please use the link you were given."), "link")
         try:
-            self.add_participant(study_id, code)
-        except StudyError:
-            if self._participant_id(study_id, code) is None:  # not a concurrent registration of the same code
-                raise
+            info = self.get_study(study_id)
+        except UnknownStudyError as e:
+            raise _refused(e, "participant link") from None
+        if info.status != "open":
+            raise _refused(StudyNotOpenError(f"The study '{info.name}' is not open for participants."), "link")
+        code = None
+        if TOKEN_PATTERN.match(token or ""):
+            with self._tx() as s:
+                q = select(ParticipantRow.code).where(ParticipantRow.study_id == study_id, ParticipantRow.token == token)
+                code = s.scalar(q)
+        if code is None:
+            message = "This study link is not valid. Please use the exact link you were given, or ask the researcher."
+            raise _refused(InvalidTokenError(message), f"participant link for study {study_id}")
+        return code
 
     def participants(self, study_id: str) -> list[str]:
         with self._tx() as s:
@@ -293,30 +366,31 @@ class StudyStore:
         return next((k for k in range(n) if k not in done), None)
 
     def record_answer(
-        self, study_id: str, code: str, trial_index: int, choice: str, response_ms: int | None = None
+        self, study_id: str, token: str, trial_index: int, choice: str, response_ms: int | None = None
     ) -> Answer:
         """Write one answer in its own transaction; answering a trial twice keeps the first answer.
 
         Args:
+            token: the participant's link token (answers come only through a valid token).
             choice: "left", "right" or "undecided" (when the design allows it).
             response_ms: time from showing the trial to the answer.
 
         Returns:
-            The stored answer (`duplicate=True` when the trial had been answered before).
+            The stored answer (`duplicate=True` when the trial had been answered before; nothing new is written).
+
+        Raises:
+            InvalidTokenError, StudyNotOpenError, UnknownStudyError: see `participant_for_token`.
+            StudyError: invalid choice or trial index.
         """
-        info = self.get_study(study_id)
-        if info.status != "open":
-            raise StudyNotOpenError(f"The study '{info.name}' is not open for answers.")
-        if choice not in CHOICES or (choice == UNDECIDED and not info.design.allow_undecided):
-            raise StudyError(f"Invalid choice '{choice}'.")
+        code = self.participant_for_token(study_id, token)
+        design = self.get_study(study_id).design
+        if choice not in CHOICES or (choice == UNDECIDED and not design.allow_undecided):
+            raise _refused(StudyError(f"Invalid choice '{choice}'."), f"answer of {code}")
         pid = self._participant_id(study_id, code)
-        if pid is None:
-            raise UnknownParticipantError(f"Participant '{code}' is not registered for this study.")
         trials = self.trials(study_id, code)
         if not 0 <= trial_index < len(trials):
-            raise StudyError(
-                f"Trial {trial_index} does not exist (the study has {len(trials)} trials per participant)."
-            )
+            message = f"Trial {trial_index} does not exist (the study has {len(trials)} trials per participant)."
+            raise _refused(StudyError(message), f"answer of {code}")
         trial = trials[trial_index]
         stim_id = self.get_stimulus(study_id, trial.item_index, trial.condition).id
         row = AnswerRow(
@@ -328,6 +402,7 @@ class StudyStore:
             with self._tx() as s:
                 s.add(row)
         except IntegrityError:
+            access_log.info("second answer to trial %d of %s in study %s not stored", trial_index, code, study_id)
             return self._existing_answer(pid, code, trial_index)
         self._mark_finished(pid, len(trials))
         return _answer(row, code)
@@ -355,6 +430,19 @@ class StudyStore:
             q = select(AnswerRow, ParticipantRow.code).join(ParticipantRow).where(ParticipantRow.study_id == study_id)
             q = q.order_by(ParticipantRow.id, AnswerRow.trial_index)
             return [_answer(row, code) for row, code in s.execute(q).all()]
+
+
+def _add_token_column(engine: Engine) -> None:
+    """Add `participants.token` (unique) to a database created before link tokens existed."""
+    if "token" in {c["name"] for c in inspect(engine).get_columns("participants")}:
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE participants ADD COLUMN token VARCHAR(64)"))
+            conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_participants_token ON participants (token)"))
+    except OperationalError:  # another process added it at the same moment
+        if "token" not in {c["name"] for c in inspect(engine).get_columns("participants")}:
+            raise
 
 
 def _check_code(code: str, what: str) -> None:

@@ -19,10 +19,11 @@ def server(tmp_path):
     db = tmp_path / "study.db"
     store = StudyStore(str(db))
     study_id = open_study(store, n_items=6, trials=4)
+    token = store.add_participant(study_id, "alice").token
     store.dispose()
     env = {"SPADE_STUDY_DB": str(db), "SPADE_DEVICE": "cpu", "SPADE_OFFLINE": "1"}
     with streamlit_app(env, tmp_path / "streamlit.log") as url:
-        yield url, db, study_id
+        yield url, db, study_id, token
 
 
 def _settled(page) -> None:  # noqa: ANN001
@@ -34,14 +35,14 @@ def _settled(page) -> None:  # noqa: ANN001
 def test_participant_answers_three_trials_in_the_browser(server):
     from playwright.sync_api import expect, sync_playwright
 
-    url, db, study_id = server
+    url, db, study_id, token = server
     expect.set_options(timeout=90_000)  # the first run imports torch on 2 shared cores
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.set_default_timeout(60_000)
-            page.goto(f"{url}/?participant=alice&study={study_id}")
+            page.goto(f"{url}/?participant={token}&study={study_id}")
             for k, button in enumerate(["◀ Patch A", "Patch B ▶", "I can't tell"]):
                 expect(page.get_by_text(f"Trial {k + 1} of 4")).to_be_visible()
                 _settled(page)  # a click on a stale button of the previous run would answer the previous trial

@@ -138,3 +138,24 @@ def test_align_state_dict_picks_the_prefix_that_names_the_architecture():
     state = {"model.conv.weight": 1, "model.fc.weight": 2, "model.fc.bias": 3, "loss.weight": 4}
     assert checkpoints.align_state_dict(state, expected) == {"conv.weight": 1, "fc.weight": 2, "fc.bias": 3}
     assert checkpoints.align_state_dict({"conv.weight": 1}, expected) == {"conv.weight": 1}
+
+
+def test_torchscript_is_refused_unless_the_server_allows_it(net, x, monkeypatch):
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.trace(net.eval(), x), buf)
+    real_load = torch.jit.load
+    calls = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: calls.append(1) or real_load(*a, **k))
+    for value in (None, "0", "yes", "true"):  # only "1" allows it
+        if value is None:
+            monkeypatch.delenv(checkpoints.TORCHSCRIPT_ENV, raising=False)
+        else:
+            monkeypatch.setenv(checkpoints.TORCHSCRIPT_ENV, value)
+        with pytest.raises(checkpoints.TorchScriptRefusedError, match="TorchScript files are programs") as e:
+            load_checkpoint(buf.getvalue(), "ignored", input_size=x.shape[-1])
+        assert isinstance(e.value, ModelLoadError) and "SPADE_ALLOW_TORCHSCRIPT=1" in str(e.value)
+    assert calls == []  # the archive was never opened
+    monkeypatch.setenv(checkpoints.TORCHSCRIPT_ENV, "1")
+    loaded = load_checkpoint(buf.getvalue(), "ignored", input_size=x.shape[-1])
+    assert calls == [1] and loaded.info.arch == "torchscript"
+    torch.testing.assert_close(loaded.model.net(x), net(x))

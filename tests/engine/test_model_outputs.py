@@ -66,6 +66,12 @@ def frozen(net: nn.Module, binary: bool = False) -> Classifier:
     return model
 
 
+@pytest.fixture(autouse=True)
+def allow_torchscript(monkeypatch):
+    """These tests upload TorchScript files, which a server loads only with `SPADE_ALLOW_TORCHSCRIPT=1`."""
+    monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
+
+
 def scripted_bytes(net: nn.Module) -> bytes:
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(net.eval()), buf)

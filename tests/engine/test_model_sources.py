@@ -144,7 +144,8 @@ def test_timm_vit_attention_projections_are_pruned():
     assert not any(why == engine_module.FUNCTIONAL for why in result.dense_layers.values())
 
 
-def test_torchscript_layers_are_reported_dense():
+def test_torchscript_layers_are_reported_dense(monkeypatch):
+    monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(4, 2))  # fmt: skip
     buf = io.BytesIO()

@@ -96,7 +96,8 @@ def test_non_checkpoint_files_and_unknown_arch():
         models.load_model("no_such_model")
 
 
-def test_torchscript_checkpoint():
+def test_torchscript_checkpoint(monkeypatch):
+    monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
     net = tiny_vgg(num_classes=7).net
     scripted = torch.jit.trace(net, torch.rand(1, 3, 32, 32))
     buf = io.BytesIO()

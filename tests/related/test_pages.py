@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -164,8 +165,6 @@ def test_pages_without_a_usable_model_do_not_crash(monkeypatch, tmp_path):
         assert not at.exception, (page, at.exception)
 
 
-
-
 @pytest.mark.parametrize("page", list(PAGES))
 def test_pages_on_shipped_model(page):
     at = _app(page, **{keys.WIDGET + keys.MODEL: SHIPPED, keys.MODEL: SHIPPED, ui.SPARSE_N: 500}).run()
@@ -174,3 +173,63 @@ def test_pages_on_shipped_model(page):
         at.button(key=ui.SOBOL_RUN).click().run()
         _ok(at)
         assert len(at.get("plotly_chart")) == 3
+
+
+def _class_zip(n_per_class: int = 12) -> bytes:
+    """A zip in ImageFolder layout: three classes of noisy flat-coloured 32 px images."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    rng, buf = np.random.default_rng(0), io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for c, colour in enumerate([(220, 30, 30), (30, 220, 30), (30, 30, 220)]):
+            for i in range(n_per_class):
+                pixels = np.clip(np.array(colour) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+                png = io.BytesIO()
+                Image.fromarray(pixels).save(png, format="PNG")
+                z.writestr(f"set/class{c}/{i}.png", png.getvalue())
+    return buf.getvalue()
+
+
+def test_sparse_page_reads_user_images_only_under_the_data_root_or_from_a_zip(tiny_testbed, monkeypatch, tmp_path):
+    """A model without generated data (an uploaded checkpoint): without a data root only a zip is offered; with
+    one, a folder outside it is refused with a plain message and no file outside is read."""
+    import io
+
+    weights = io.BytesIO()
+    torch.save(_tiny_net(3).state_dict(), weights)
+    state = {keys.MODEL: "__checkpoint__", keys.WIDGET + keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "rel_tiny",
+             keys.WIDGET + keys.CKPT_ARCH: "rel_tiny", keys.CKPT_SIZE: 32, keys.WIDGET + keys.CKPT_SIZE: 32,
+             ui.SPARSE_BUDGET: 2}  # fmt: skip
+
+    def checkpoint_app():
+        at = _app("5_Sparse_decision_layer", **state).run()
+        at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
+            ("w.pt", weights.getvalue(), "application/octet-stream")
+        )
+        return at.run()
+
+    monkeypatch.delenv("SPADE_DATA_ROOT", raising=False)
+    at = checkpoint_app()
+    _ok(at)
+    assert "a zip of your images" in _text(at.info) and "data root" not in _text(at.info)
+    assert not [t for t in at.sidebar.text_input if t.key == ui.SPARSE_FOLDER]  # no server folders at all
+    at.sidebar.file_uploader(key=ui.SPARSE_ZIP).set_value(("set.zip", _class_zip(), "application/zip")).run()
+    _ok(at)
+    assert len(at.metric) == 4 and at.selectbox(key=ui.SPARSE_CLASS).options == ["class0", "class1", "class2"]
+
+    root, secret = tmp_path / "data", tmp_path / "secret" / "x"
+    root.mkdir()
+    secret.mkdir(parents=True)
+    monkeypatch.setenv("SPADE_DATA_ROOT", str(root))
+    opened = []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: opened.append(p) or real_read(p))
+    at = checkpoint_app()
+    for bad in ("../secret", str(tmp_path / "secret"), "/"):
+        at.sidebar.text_input(key=ui.SPARSE_FOLDER).set_value(bad).run()
+        _ok(at)
+        assert "Cannot use these images" in _text(at.info) and not at.metric
+    assert not [p for p in opened if "secret" in str(p)]

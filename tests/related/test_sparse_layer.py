@@ -1,4 +1,5 @@
-"""Sparse decision layer: the GLM path, the chosen layer, explanations, the sparse-head model, save/load."""
+"""Sparse decision layer: the GLM path, the chosen layer, explanations, the sparse-head model, save/load, the
+safe reading of user image sets (data root, zip limits), the bounded layer cache and the thread-count race."""
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def _glm_data(n: int, seed: int):
 @pytest.fixture(scope="module")
 def path():
     (z, y), (zv, yv) = _glm_data(600, 0), _glm_data(300, 1)
-    return sl.fit_glm_path(z, y, zv, yv, K, n_lambdas=15, lr=1.0, epochs=200, batch_size=600), (z, y)
+    return sl.fit_glm_path(z, y, zv, yv, K, sl.GLMConfig(n_lambdas=15, lr=1.0, epochs=200, batch_size=600)), (z, y)
 
 
 def test_path_is_monotone_in_sparsity(path):
@@ -123,8 +124,8 @@ def test_pipeline_on_tiny_model():
     assert data.features.shape == (240, 16) and not model.net[7]._forward_hooks
     tr, va = sl.split_train_val(len(data), 0.25, seed=0)
     calls = []
-    layer, glm = sl.fit_sparse_layer(data.subset(tr), data.subset(va), max_features_per_class=5, n_lambdas=10,
-                                     epochs=50, progress=lambda *a: calls.append(a))  # fmt: skip
+    layer, glm = sl.fit_sparse_layer(data.subset(tr), data.subset(va), sl.GLMConfig(n_lambdas=10, epochs=50),
+                                     max_features_per_class=5, progress=lambda *a: calls.append(a))  # fmt: skip
     assert calls[-1] == ("path", 10, 10)
     assert 0 < layer.features_per_class.mean() <= 5, glm.features_per_class
     sparse = sl.sparse_head_model(model, layer)
@@ -179,3 +180,158 @@ def test_load_image_folder(tmp_path):
     assert images.shape == (4, 3, 8, 8) and images[0, 0].mean() > 0.9 and images[3, 2].mean() > 0.9
     with pytest.raises(ValueError):
         sl.load_image_folder(tmp_path / "cats", lambda im: TF.to_tensor(im))
+
+
+# ------------------------------------------------------------------------------- user image sets (safety)
+
+
+def _png(colour) -> bytes:
+    import io as _io
+
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    Image.new("RGB", (12, 10), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _to_tensor(im):
+    from torchvision.transforms import functional as TF
+
+    return TF.to_tensor(TF.resize(im, [8, 8]))
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """A data root with `set/cats`, `set/dogs`, and a secret folder of images next to (outside) the root."""
+    root, secret = tmp_path / "data", tmp_path / "secret"
+    for folder in (root / "set" / "cats", root / "set" / "dogs", secret / "a", secret / "b"):
+        folder.mkdir(parents=True)
+        (folder / "0.png").write_bytes(_png((200, 0, 0) if "cats" in str(folder) else (0, 0, 200)))
+    monkeypatch.setenv(sl.DATA_ROOT_ENV, str(root))
+    return root, secret
+
+
+def test_folders_are_read_only_under_the_data_root(data_root):
+    root, secret = data_root
+    assert sl.resolve_data_folder("set") == root / "set"
+    assert sl.resolve_data_folder(str(root / "set")) == root / "set"  # an absolute path inside the root is fine
+    _, labels, names = sl.load_image_folder(sl.resolve_data_folder("set"), _to_tensor)
+    assert names == ("cats", "dogs") and list(labels) == [0, 1]
+    for bad, why in [("../secret", "'..'"), ("set/../../secret", "'..'"), (str(secret), "outside the data root"),
+                     ("/", "outside the data root"), ("nope", "no folder")]:  # fmt: skip
+        with pytest.raises(sl.DataInputError, match=why):
+            sl.resolve_data_folder(bad)
+
+
+def test_symbolic_links_are_not_followed(data_root):
+    root, secret = data_root
+    (root / "link").symlink_to(secret, target_is_directory=True)
+    with pytest.raises(sl.DataInputError, match="symbolic link"):
+        sl.resolve_data_folder("link")
+    (root / "set" / "cats" / "leak.png").symlink_to(secret / "a" / "0.png")  # a file link inside a good folder
+    (root / "set" / "birds").symlink_to(secret / "b", target_is_directory=True)  # a class-folder link
+    images, labels, names = sl.load_image_folder(sl.resolve_data_folder("set"), _to_tensor)
+    assert names == ("cats", "dogs") and len(labels) == 2  # neither link was read
+
+
+def test_no_data_root_means_no_folder_reads(monkeypatch, tmp_path):
+    monkeypatch.delenv(sl.DATA_ROOT_ENV, raising=False)
+    with pytest.raises(sl.DataInputError, match="SPADE_DATA_ROOT"):
+        sl.resolve_data_folder(str(tmp_path))
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io as _io
+    import zipfile
+
+    buf = _io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_zip_upload_in_image_folder_layout(tmp_path):
+    red, blue = _png((250, 0, 0)), _png((0, 0, 250))
+    flat = _zip({"cats/1.png": red, "cats/2.png": red, "dogs/1.png": blue, "__MACOSX/cats/._1.png": b"x",
+                 "cats/notes.txt": b"not an image", "../../escape/1.png": red})  # fmt: skip
+    images, labels, names = sl.load_image_zip(flat, _to_tensor)
+    assert names == ("cats", "dogs") and list(labels) == [0, 0, 1]
+    assert images[0, 0].mean() > 0.9 and images[2, 2].mean() > 0.9
+    assert not (tmp_path / "escape").exists() and not any(tmp_path.iterdir())  # nothing is extracted
+    nested = _zip({"photos/cats/1.png": red, "photos/dogs/1.png": blue})
+    assert sl.load_image_zip(nested, _to_tensor)[2] == ("cats", "dogs")
+
+
+def test_zip_limits_and_bad_zips_get_plain_messages(monkeypatch):
+    from spade_engine.sparse_layer import io as sl_io
+
+    red = _png((250, 0, 0))
+    with pytest.raises(sl.DataInputError, match="not a zip"):
+        sl.load_image_zip(b"PK but not really", _to_tensor)
+    with pytest.raises(sl.DataInputError, match="at most 3 images"):
+        sl.load_image_zip(_zip({f"c{i % 2}/{i}.png": red for i in range(4)}), _to_tensor, max_images=3)
+    with pytest.raises(sl.DataInputError, match="two class"):
+        sl.load_image_zip(_zip({"cats/1.png": red}), _to_tensor)
+    bomb = _zip({"a/zeros.png": b"\0" * 3_000_000, "b/1.png": red})  # 3 MB that compresses to a few KB
+    assert len(bomb) < 50_000
+    monkeypatch.setattr(sl_io, "ZIP_MAX_UNCOMPRESSED", 2_000_000)
+    with pytest.raises(sl.DataInputError, match="unpacks to more than"):
+        sl.load_image_zip(bomb, _to_tensor)
+    monkeypatch.setattr(sl_io, "ZIP_MAX_BYTES", 1000)
+    with pytest.raises(sl.DataInputError, match="larger than"):
+        sl.load_image_zip(bomb, _to_tensor)
+
+
+def test_two_fits_at_once_leave_the_thread_count_alone(path):
+    """The fit never changes torch's process-wide thread count (it used to set 1 and restore, which two fits at
+    once could leave at 1 for good): a watcher sees the same count during and after two concurrent fits."""
+    import threading
+
+    before, seen, stop = torch.get_num_threads(), set(), threading.Event()
+    (z, y), (zv, yv) = _glm_data(300, 0), _glm_data(100, 1)
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.add(torch.get_num_threads())
+
+    def fit() -> None:
+        sl.fit_glm_path(z, y, zv, yv, K, sl.GLMConfig(n_lambdas=4, epochs=20))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    fits = [threading.Thread(target=fit) for _ in range(2)]
+    for t in fits:
+        t.start()
+    for t in fits:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert seen == {before} and torch.get_num_threads() == before
+
+
+def test_cached_fit_runs_once_for_racing_sessions_and_survives_a_restart(tmp_path):
+    import threading
+
+    (z, y), (zv, yv) = _glm_data(300, 0), _glm_data(100, 1)
+    calls = []
+
+    def fit():
+        calls.append(1)
+        train = sl.FeatureSet(z.numpy(), y.numpy(), y.numpy(), tuple(map(str, range(K))))
+        val = sl.FeatureSet(zv.numpy(), yv.numpy(), yv.numpy(), tuple(map(str, range(K))))
+        return sl.fit_sparse_layer(train, val, sl.GLMConfig(n_lambdas=4, epochs=20))
+
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(sl.fit_cached("k", fit, tmp_path))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(out) == 3
+    assert all(np.array_equal(o[0].weight, out[0][0].weight) for o in out)
+    sl.io._CACHES.clear()  # a new process
+    again = sl.fit_cached("k", fit, tmp_path)
+    assert len(calls) == 1 and np.array_equal(again[1].weights, out[0][1].weights)
+    assert [p.name for p in tmp_path.iterdir()] == [sl.cache_path("k", tmp_path).name]  # no temporary file left

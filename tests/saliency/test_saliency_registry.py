@@ -119,6 +119,42 @@ def test_stochastic_methods_are_reproducible_and_leave_global_rng_alone(tiny_res
     np.testing.assert_array_equal(a, attribute("GradientShap", tiny_resnet, image, 0))
 
 
+@pytest.mark.parametrize("name", ["GradientShap", "SmoothGrad", "LIME"])
+def test_stochastic_maps_stay_reproducible_while_other_threads_use_the_global_rngs(name, tiny_resnet, image):
+    """Two sessions computing the same map at once, while a third thread reseeds and draws from torch's and
+    numpy's global RNGs: every map equals the one computed alone (the draws come from local generators)."""
+    import threading
+
+    alone = attribute(name, tiny_resnet, image, 0)
+    stop, maps, errors = threading.Event(), [], []
+
+    def noisy() -> None:
+        k = 0
+        while not stop.is_set():
+            torch.manual_seed(k)
+            np.random.seed(k)
+            torch.rand(256), np.random.rand(256)
+            k += 1
+
+    def session() -> None:
+        try:
+            for _ in range(3):
+                maps.append(attribute(name, tiny_resnet, image, 0))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=noisy)] + [threading.Thread(target=session) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join()
+    stop.set()
+    threads[0].join()
+    assert errors == [] and len(maps) == 6
+    for m in maps:
+        np.testing.assert_array_equal(m, alone)
+
+
 def test_targets_differ(tiny_resnet, image):
     assert not np.allclose(attribute("Saliency", tiny_resnet, image, 0), attribute("Saliency", tiny_resnet, image, 1))
 

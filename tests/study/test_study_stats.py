@@ -91,9 +91,9 @@ def test_csv_export_matches_the_stored_answers(tmp_path):
     store = StudyStore(str(tmp_path / "s.db"))
     study_id = open_study(store, trials=4)
     for code in ("ann", "ben"):
-        store.ensure_participant(study_id, code)
+        token = store.add_participant(study_id, code).token
         for t in store.trials(study_id, code)[:3]:
-            store.record_answer(study_id, code, t.index, "right", 321 + t.index)
+            store.record_answer(study_id, token, t.index, "right", 321 + t.index)
     answers = store.answers(study_id)
     csv = pd.read_csv(io.StringIO(to_csv(answers_frame(answers))))
     store.dispose()

@@ -1,14 +1,16 @@
 """The study store: creation, stimuli, participants, answers that survive restarts and concurrent writers."""
 
+import logging
+import sqlite3
 import threading
 
 import pytest
 from PIL import Image
 from sqlalchemy import text
 
-from spade_engine.study import StudyError, StudyNotOpenError, StudyStore, UnknownParticipantError
+from spade_engine.study import InvalidTokenError, StudyError, StudyNotOpenError, StudyStore, UnknownStudyError
 from spade_engine.study.render import from_png, to_png, trial_view
-from spade_engine.study.store import Stimulus, resolve_url
+from spade_engine.study.store import Stimulus, redact_url, resolve_url
 from tests.study.factory import design, fill_stimuli, open_study
 
 
@@ -62,9 +64,9 @@ def test_answers_survive_a_restart_and_the_participant_resumes(tmp_path):
     url = str(tmp_path / "study.db")
     store = StudyStore(url)
     study_id = open_study(store, trials=6)
-    store.ensure_participant(study_id, "alice")
+    alice = store.add_participant(study_id, "alice")
     for k in range(3):
-        store.record_answer(study_id, "alice", k, "left", response_ms=900 + k)
+        store.record_answer(study_id, alice.token, k, "left", response_ms=900 + k)
     store.dispose()
 
     again = StudyStore(url)  # a new engine, new connections
@@ -73,27 +75,27 @@ def test_answers_survive_a_restart_and_the_participant_resumes(tmp_path):
         ("alice", k, "left", 900 + k) for k in range(3)
     ]
     assert again.next_trial(study_id, "alice") == 3
-    again.ensure_participant(study_id, "alice")  # coming back does not re-register
+    assert again.participant_for_token(study_id, alice.token) == "alice"  # the same link after a restart
     assert again.participants(study_id) == ["alice"]
     again.dispose()
 
 
 def test_resume_is_the_first_unanswered_trial_even_with_gaps(store):
     study_id = open_study(store, trials=5)
-    store.ensure_participant(study_id, "bob")
+    token = store.add_participant(study_id, "bob").token
     for k in (0, 1, 3):
-        store.record_answer(study_id, "bob", k, "right")
+        store.record_answer(study_id, token, k, "right")
     assert store.next_trial(study_id, "bob") == 2
-    store.record_answer(study_id, "bob", 2, "right")
-    store.record_answer(study_id, "bob", 4, "right")
+    store.record_answer(study_id, token, 2, "right")
+    store.record_answer(study_id, token, 4, "right")
     assert store.next_trial(study_id, "bob") is None
 
 
 def test_a_resubmitted_answer_is_not_duplicated(store):
     study_id = open_study(store, trials=4)
-    store.ensure_participant(study_id, "p1")
-    first = store.record_answer(study_id, "p1", 0, "left", 500)
-    second = store.record_answer(study_id, "p1", 0, "right", 700)
+    token = store.add_participant(study_id, "p1").token
+    first = store.record_answer(study_id, token, 0, "left", 500)
+    second = store.record_answer(study_id, token, 0, "right", 700)
     assert not first.duplicate and second.duplicate
     assert (second.choice, second.response_ms) == ("left", 500)  # the first answer is kept
     assert len(store.answers(study_id)) == 1
@@ -101,10 +103,10 @@ def test_a_resubmitted_answer_is_not_duplicated(store):
 
 def test_answers_are_scored_against_the_trial_reference_side(store):
     study_id = open_study(store, trials=4)
-    store.ensure_participant(study_id, "p1")
+    token = store.add_participant(study_id, "p1").token
     trials = store.trials(study_id, "p1")
     for t in trials:
-        store.record_answer(study_id, "p1", t.index, t.reference_side if t.index % 2 == 0 else "undecided")
+        store.record_answer(study_id, token, t.index, t.reference_side if t.index % 2 == 0 else "undecided")
     answers = store.answers(study_id)
     assert [a.correct for a in answers] == [True, False, True, False]
     assert [(a.item_index, a.condition, a.reference_side) for a in answers] == [
@@ -112,22 +114,72 @@ def test_answers_are_scored_against_the_trial_reference_side(store):
     ]
 
 
-def test_closed_studies_unknown_participants_and_bad_choices_are_refused(store):
+def test_closed_studies_bad_tokens_and_bad_choices_are_refused_and_logged(store, caplog):
     study_id = open_study(store, trials=3, allow_undecided=False)
-    with pytest.raises(UnknownParticipantError):
-        store.record_answer(study_id, "ghost", 0, "left")
-    with pytest.raises(UnknownParticipantError):
-        store.ensure_participant(study_id, "ghost", register=False)
-    store.ensure_participant(study_id, "p1")
+    other = open_study(store, trials=3)
+    p1 = store.add_participant(study_id, "p1")
+    stranger = store.add_participant(other, "p1")  # the same code in another study has another token
+    caplog.set_level(logging.WARNING, logger="spade_engine.study.access")
+    for forged in ("p1", "", stranger.token, p1.token[:-1] + ("A" if p1.token[-1] != "A" else "B"), "x" * 300):
+        with pytest.raises(InvalidTokenError, match="link is not valid"):
+            store.record_answer(study_id, forged, 0, "left")
+    with pytest.raises(UnknownStudyError, match="no study"):
+        store.participant_for_token("nope", p1.token)
+    with pytest.raises(UnknownStudyError, match="no such study") as e:
+        store.participant_for_token("[click me](http://evil.example)", p1.token)
+    assert "evil" not in str(e.value)
     with pytest.raises(StudyError, match="choice"):
-        store.record_answer(study_id, "p1", 0, "undecided")
+        store.record_answer(study_id, p1.token, 0, "undecided")
     with pytest.raises(StudyError, match="Trial 3"):
-        store.record_answer(study_id, "p1", 3, "left")
+        store.record_answer(study_id, p1.token, 3, "left")
     store.set_status(study_id, "closed")
     with pytest.raises(StudyNotOpenError):
-        store.record_answer(study_id, "p1", 0, "left")
-    with pytest.raises(StudyNotOpenError):
-        store.ensure_participant(study_id, "p2")
+        store.record_answer(study_id, p1.token, 0, "left")
+    assert store.answers(study_id) == []
+    refusals = [r for r in caplog.records if r.message.startswith("refused")]
+    assert len(refusals) == 5 + 2 + 2 + 1
+    assert all(p1.token not in r.getMessage() for r in caplog.records)  # tokens never reach the log
+
+
+def test_tokens_are_unguessable_per_participant_and_listed_for_the_designer(store):
+    study_id = open_study(store, trials=2)
+    issued = [store.add_participant(study_id) for _ in range(50)]
+    tokens = [p.token for p in issued]
+    assert len(set(tokens)) == 50 and all(len(t) >= 22 for t in tokens)  # 128 random bits, URL-safe
+    assert all(p.token != p.code and p.code not in p.token for p in issued)
+    assert store.tokens(study_id) == {p.code: p.token for p in issued}
+    assert [store.participant_for_token(study_id, p.token) for p in issued[:5]] == [p.code for p in issued[:5]]
+
+
+def test_a_database_from_before_tokens_gets_a_token_column_and_tokens(tmp_path):
+    path = tmp_path / "old.db"
+    store = StudyStore(str(path))
+    study_id = open_study(store, trials=2)
+    store.add_participant(study_id, "old")
+    store.dispose()
+    con = sqlite3.connect(path)  # rebuild the participants table as it was before tokens
+    con.executescript(
+        "CREATE TABLE p2 (id INTEGER NOT NULL PRIMARY KEY, study_id VARCHAR(64) NOT NULL REFERENCES studies (id) "
+        "ON DELETE CASCADE, code VARCHAR(64) NOT NULL, created_at DATETIME NOT NULL, finished_at DATETIME, "
+        "CONSTRAINT uq_participant_code UNIQUE (study_id, code));"
+        "INSERT INTO p2 SELECT id, study_id, code, created_at, finished_at FROM participants;"
+        "DROP TABLE participants; ALTER TABLE p2 RENAME TO participants;"
+    )
+    con.commit()
+    con.close()
+    again = StudyStore(str(path))
+    token = again.tokens(study_id)["old"]
+    assert token and again.participant_for_token(study_id, token) == "old"
+    again.record_answer(study_id, token, 0, "left")
+    assert [a.participant for a in again.answers(study_id)] == ["old"]
+    again.dispose()
+
+
+def test_database_urls_are_shown_without_their_password():
+    url = "postgresql+psycopg://lab:s3cret-pw@db.example.org:5432/study"
+    assert "s3cret-pw" not in redact_url(url) and "lab:***@db.example.org" in redact_url(url)
+    assert "s3cret-pw" not in redact_url("mysql://u:s3cret-pw@host/db")
+    assert redact_url("sqlite:////tmp/study.db") == "sqlite:////tmp/study.db"
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["store-per-thread", "shared-store"])
@@ -143,13 +195,13 @@ def test_concurrent_participants_do_not_interfere(tmp_path, shared):
         store = setup if shared else StudyStore(url)
         try:
             code = f"p{k}"
-            store.ensure_participant(study_id, code)
+            token = store.add_participant(study_id, code).token
             barrier.wait()
             for t in store.trials(study_id, code):
                 store.record_answer(
-                    study_id, code, t.index, "left" if (t.index + k) % 2 else "right", 100 * k + t.index
+                    study_id, token, t.index, "left" if (t.index + k) % 2 else "right", 100 * k + t.index
                 )
-                store.record_answer(study_id, code, t.index, "left")  # double click: must not duplicate
+                store.record_answer(study_id, token, t.index, "left")  # double click: must not duplicate
         except Exception as e:  # noqa: BLE001
             errors.append(e)
         finally:

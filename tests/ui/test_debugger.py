@@ -158,11 +158,12 @@ def test_checkpoint_upload_runs_the_page(tiny_assets):
     assert len(target.options) == 5 and target.options[0].startswith("class 0")
 
 
-def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets):
+def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets, monkeypatch):
     import io
 
     from tests.ui.conftest import tiny_net
 
+    monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(tiny_net(4)), buf)
     at = make_app(**FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_SIZE: 32}).run()
@@ -175,3 +176,23 @@ def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets):
     charts, errors = {c.key for c in at.get("plotly_chart")}, _texts(at.error)
     for method in at.multiselect(key=keys.DEBUGGER_METHODS).value:  # a map, or a message naming the method
         assert f"debugger.sal.{method}" in charts or f"{method} failed on this model" in errors
+
+
+def test_torchscript_upload_is_refused_by_default_and_the_page_says_why(tiny_assets, monkeypatch):
+    import io
+
+    from tests.ui.conftest import tiny_net
+
+    monkeypatch.delenv("SPADE_ALLOW_TORCHSCRIPT", raising=False)
+    loads = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: loads.append(a))  # must never be reached
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(tiny_net(4)), buf)
+    at = make_app(**FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_SIZE: 32}).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
+        ("refused.ts", buf.getvalue(), "application/octet-stream")
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert "TorchScript files are programs" in _texts(at.error) and "SPADE_ALLOW_TORCHSCRIPT=1" in _texts(at.error)
+    assert loads == [] and "SPADE ran in" not in _status_labels(at)

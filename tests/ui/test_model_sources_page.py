@@ -100,7 +100,8 @@ class NamedOutputs(nn.Module):
         return Outputs(self.body(x), x)
 
 
-def test_scripted_named_tuple_model_runs_and_hook_methods_say_why_not(extra_archs):
+def test_scripted_named_tuple_model_runs_and_hook_methods_say_why_not(extra_archs, monkeypatch):
+    monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(NamedOutputs().eval()), buf)
     at = upload(None, "googlenet_like.pt", buf.getvalue(), **{keys.DEBUGGER_METHODS: ["Saliency", "GradCAM"]})
