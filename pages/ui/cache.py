@@ -56,6 +56,19 @@ def architecture_names() -> list[str]:
     return list(models.architectures())
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def sparsity_profiles(model_name: str | None = None) -> dict:
+    """Sparsity profiles (assets/profiles/*.json) usable for `model_name` (all when None), by name: the JSON files
+    are read once and re-read every minute, so a newly tuned profile appears without a restart.
+
+    Returns:
+        {name: `spade_engine.profiles.SparsityProfile`}, sorted by name.
+    """
+    from spade_engine.profiles import list_profiles
+
+    return {p.name: p for p in list_profiles(model_name)}
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def load_model(name: str, device: str) -> models.LoadedModel:
     """A registry model in eval mode on `device`, shared by all sessions (read-only!)."""
