@@ -57,16 +57,17 @@ def architecture_names() -> list[str]:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def sparsity_profiles(model_name: str | None = None) -> dict:
-    """Sparsity profiles (assets/profiles/*.json) usable for `model_name` (all when None), by name: the JSON files
-    are read once and re-read every minute, so a newly tuned profile appears without a restart.
+def sparsity_profiles() -> dict:
+    """All sparsity profiles (assets/profiles/*.json) by name: the JSON files are read once and re-read every
+    minute, so a newly tuned profile appears without a restart.
 
     Returns:
-        {name: `spade_engine.profiles.SparsityProfile`}, sorted by name.
+        {name: `spade_engine.profiles.SparsityProfile`}, sorted by name; each says in `.model` which model it
+        was made for ("" = any).
     """
     from spade_engine.profiles import list_profiles
 
-    return {p.name: p for p in list_profiles(model_name)}
+    return {p.name: p for p in list_profiles()}
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)

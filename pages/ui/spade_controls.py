@@ -114,7 +114,7 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
                            valid=lambda v: v in SOLVERS, format_func=SOLVERS.get)  # fmt: skip
         profile = ""
         if model_name is not None and profiles:
-            names = ["", *cache.sparsity_profiles(model_name)]
+            names = ["", *(n for n, p in cache.sparsity_profiles().items() if p.model in ("", model_name))]
             profile = persisted(st.selectbox, k(keys.PROFILE), "", "Sparsity profile", options=names,
                                 valid=lambda v: v in names, format_func=lambda n: n or "uniform (the slider)",
                                 help="Per-block sparsities from assets/profiles; overrides the slider.")  # fmt: skip
