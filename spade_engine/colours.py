@@ -86,7 +86,11 @@ def plotly_colorscale(signed: bool = False, cmap: str | None = None, n: int = 21
     Sampled at `n` evenly spaced positions plus the opacity ramp's corners, so plotly's linear interpolation
     between stops stays within a few levels of the matplotlib map.
     """
-    corners = [p for p, _ in _ALPHA] if not signed else [(1 - m) / 2 for m, _ in _ALPHA_SIGNED] + [(1 + m) / 2 for m, _ in _ALPHA_SIGNED]
+    corners = (
+        [p for p, _ in _ALPHA]
+        if not signed
+        else [(1 - m) / 2 for m, _ in _ALPHA_SIGNED] + [(1 + m) / 2 for m, _ in _ALPHA_SIGNED]
+    )
     positions = np.unique(np.round(np.concatenate([np.linspace(0, 1, n), corners]), 6))
     values = 2 * positions - 1 if signed else positions
     rgba = colorize(values[None, :], 1.0, signed, cmap)[0]  # (P, 4)

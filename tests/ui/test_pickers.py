@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from pages.ui import cache, keys
+from pages.ui import keys
 from pages.ui.model_picker import checkpoint_normalisation
 from spade_engine import colours, profiles
 from spade_engine.engine import PruneConfig
