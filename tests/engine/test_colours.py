@@ -45,3 +45,12 @@ def test_unknown_names_get_plain_errors():
         colours.colorize(np.zeros((2, 2)), 1.0, cmap="infernal")
     with pytest.raises(ValueError, match="choose one of"):
         colours.palette_maps("rainbow")
+
+
+def test_opacity_is_the_ramp_the_page_had_before_matplotlib():
+    """The Debugger's overlays kept their opacity when the colours moved to matplotlib: the old hand-written stops
+    (sequential 0 / 0.15 / 0.45 / 0.7 / 0.85 / 0.95; signed 0.95 / 0.6 / 0 / 0.6 / 0.95), linear in between."""
+    t = np.array([[0.0, 0.15, 0.35, 0.55, 0.75, 1.0, 0.25]])
+    assert np.allclose(colours.colorize(t, 1.0)[0, :, 3], [0.0, 0.15, 0.45, 0.7, 0.85, 0.95, 0.3])
+    s = np.array([[-1.0, -0.5, 0.0, 0.5, 1.0, 0.25]])
+    assert np.allclose(colours.colorize(s, 1.0, signed=True)[0, :, 3], [0.95, 0.6, 0.0, 0.6, 0.95, 0.3])
