@@ -48,9 +48,10 @@ methods = cache.saliency_methods()
 if not methods:
     st.info("The saliency registry (`spade_engine.saliency`) is not available.")
     st.stop()
-left, mid, right = st.columns([3, 2, 2])
+left, mid, colours, right = st.columns([3, 2, 2, 2])
 chosen = left.multiselect("Methods", methods, default=methods[:2], key=keys.DEBUGGER_METHODS)
 reduction = widgets.reduction_picker(mid)
+palette = widgets.palette_picker(colours)
 dense_cls = result.dense_top5[0][0]
 target = right.selectbox(
     "Explain class",
@@ -85,7 +86,7 @@ for method in chosen:
         st.error(f"{method} failed on this model: {type(e).__name__}: {e}", icon=":material/error:")
         continue
     aucs = cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask)
-    pair = figures.MapPair(method, dense, spade, *aucs, cache.method_reduction(method, reduction))
+    pair = figures.MapPair(method, dense, spade, *aucs, cache.method_reduction(method, reduction), palette)
     pairs.append(pair)
     st.markdown(f"**{method}**")
     st.plotly_chart(figures.saliency_figure(image_u8, pair, spade_label, mask), key=f"debugger.sal.{method}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -46,3 +47,41 @@ def execution_order(model: nn.Module, x: torch.Tensor, types: tuple[type, ...]) 
     order = list(dict.fromkeys(calls))
     shared = {n for n in order if calls.count(n) > 1}
     return order, shared
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """The layers SPADE prunes in a model, as one forward pass shows them (the engine's per-sample trace).
+
+    Attributes:
+        layers: Conv2d / Linear modules in the order the pass first calls them, each called exactly once.
+        first_conv: the first Conv2d of `layers` (kept dense by `PruneConfig.skip_first`), or None.
+        head: the last of `layers` when it is a Linear (the classifier head, `PruneConfig.skip_head`), or None.
+        shared: Conv2d / Linear modules called more than once per pass (one mask cannot fit every call).
+    """
+
+    layers: tuple[str, ...]
+    first_conv: str | None
+    head: str | None
+    shared: frozenset[str]
+
+
+def layer_trace(model: nn.Module, x: torch.Tensor) -> LayerTrace:
+    """Which layers SPADE prunes, from one forward pass of `x` (the rule `SpadeEngine` applies to its trace).
+
+    Execution order, not module-declaration order: a module declared before it is used, or one the forward pass
+    never calls (applied functionally), is placed or left out as the engine does.
+
+    Args:
+        model: the network (not modified; hooks are removed afterwards).
+        x: one input batch on the model's device, e.g. (1, 3, S, S).
+
+    Returns:
+        The trace.
+    """
+    order, shared = execution_order(model, x, (nn.Conv2d, nn.Linear))
+    layers = [n for n in order if n not in shared]
+    modules = dict(model.named_modules())
+    first_conv = next((n for n in layers if isinstance(modules[n], nn.Conv2d)), None)
+    head = layers[-1] if layers and isinstance(modules[layers[-1]], nn.Linear) else None
+    return LayerTrace(tuple(layers), first_conv, head, frozenset(shared))

@@ -56,6 +56,20 @@ def architecture_names() -> list[str]:
     return list(models.architectures())
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def sparsity_profiles() -> dict:
+    """All sparsity profiles (assets/profiles/*.json) by name: the JSON files are read once and re-read every
+    minute, so a newly tuned profile appears without a restart.
+
+    Returns:
+        {name: `spade_engine.profiles.SparsityProfile`}, sorted by name; each says in `.model` which model it
+        was made for ("" = any).
+    """
+    from spade_engine.profiles import list_profiles
+
+    return {p.name: p for p in list_profiles()}
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def load_model(name: str, device: str) -> models.LoadedModel:
     """A registry model in eval mode on `device`, shared by all sessions (read-only!)."""

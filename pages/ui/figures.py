@@ -1,9 +1,9 @@
 """Figures for the debugger: plotly charts for the page, a PIL-composed PNG of the panel, CSV/JSON exports.
 
-No matplotlib: the colour maps are defined here once (`HEAT` for non-negative maps, the diverging `SIGNED` for
-signed ones: blue negative, transparent zero, red positive) and used both as the plotly colour scale and for the
-PNG, so the download looks like the page. Saliency pairs share one normalisation (`shared_vmax`; symmetric
-around 0 for signed maps).
+Colours come from `spade_engine.colours` (matplotlib's colour maps with an opacity ramp; a palette pairs a
+sequential map for non-negative maps with a diverging one for signed maps: blue negative, transparent zero, red
+positive by default), used both as the plotly colour scale and for the PNG, so the download looks like the page.
+Saliency pairs share one normalisation (`shared_vmax`; symmetric around 0 for signed maps).
 """
 
 from __future__ import annotations
@@ -18,23 +18,8 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 from plotly.subplots import make_subplots
 
-# Heat map for overlays: (position, (r, g, b, alpha)); low saliency is transparent so the image shows through.
-HEAT = [
-    (0.0, (0, 0, 4, 0.0)),
-    (0.15, (40, 11, 84, 0.15)),
-    (0.35, (101, 21, 110, 0.45)),
-    (0.55, (188, 55, 84, 0.7)),
-    (0.75, (249, 142, 9, 0.85)),
-    (1.0, (252, 255, 164, 0.95)),
-]
-# Diverging map for signed attributions (sum over channels, sign kept): zero is transparent.
-SIGNED = [
-    (0.0, (5, 48, 97, 0.95)),
-    (0.25, (67, 147, 195, 0.6)),
-    (0.5, (247, 247, 247, 0.0)),
-    (0.75, (214, 96, 77, 0.6)),
-    (1.0, (103, 0, 31, 0.95)),
-]
+from spade_engine.colours import DEFAULT_PALETTE, blend, colorize, palette_maps, plotly_colorscale
+
 DENSE_COLOUR, SPADE_COLOUR, PATCH_COLOUR = "#7f7f7f", "#d62728", "#00e5ff"
 
 
@@ -48,10 +33,16 @@ class MapPair:
     dense_auc: float | None = None
     spade_auc: float | None = None
     reduction: str = "absolute"  # "signed": a diverging colour scale symmetric around 0
+    palette: str = DEFAULT_PALETTE  # a key of `spade_engine.colours.PALETTES`
 
     @property
     def signed(self) -> bool:
         return self.reduction == "signed"
+
+    @property
+    def cmap(self) -> str:
+        """The matplotlib colour map of this pair: the palette's diverging map when signed, else its sequential."""
+        return palette_maps(self.palette)[int(self.signed)]
 
     @property
     def vmax(self) -> float:
@@ -65,21 +56,6 @@ def shared_vmax(*maps: np.ndarray, q: float = 99.5, signed: bool = False) -> flo
     values = np.abs(values) if signed else values
     vmax = float(np.percentile(values, q)) if values.size else 0.0
     return vmax if vmax > 0 else float(values.max(initial=0.0)) or 1.0
-
-
-def plotly_colorscale(signed: bool = False) -> list[list]:
-    """`HEAT` (or `SIGNED`) as a plotly colour scale with transparency."""
-    return [[p, f"rgba({r},{g},{b},{a})"] for p, (r, g, b, a) in (SIGNED if signed else HEAT)]
-
-
-def colorize(values: np.ndarray, vmax: float, signed: bool = False) -> np.ndarray:
-    """(H, W) map -> (H, W, 4) float RGBA in [0, 1]: 0..vmax through `HEAT`, or -vmax..vmax through `SIGNED`."""
-    t = np.asarray(values, dtype=np.float64) / max(vmax, 1e-12)
-    t = np.clip((t + 1) / 2 if signed else t, 0.0, 1.0)
-    scale = SIGNED if signed else HEAT
-    stops = np.array([p for p, _ in scale])
-    colours = np.array([[r / 255, g / 255, b / 255, a] for _, (r, g, b, a) in scale])
-    return np.stack([np.interp(t, stops, colours[:, c]) for c in range(4)], axis=-1)
 
 
 def base_image(image_u8: np.ndarray) -> np.ndarray:
@@ -121,7 +97,7 @@ def saliency_figure(image_u8: np.ndarray, pair: MapPair, spade_label: str, mask:
     fig.update_yaxes(visible=False, scaleanchor="x", constrain="domain")
     fig.update_yaxes(scaleanchor="x2", row=1, col=2)
     fig.update_layout(
-        coloraxis=dict(colorscale=plotly_colorscale(pair.signed), cmin=-vmax if pair.signed else 0, cmax=vmax,
+        coloraxis=dict(colorscale=plotly_colorscale(pair.signed, pair.cmap), cmin=-vmax if pair.signed else 0, cmax=vmax,
                        colorbar=dict(title=dict(text="signed saliency" if pair.signed else "saliency", side="right"),
                                      thickness=14, tickformat=".2~g")),
         margin=dict(l=0, r=0, t=36, b=0), height=360, plot_bgcolor="white",
@@ -206,21 +182,27 @@ def panel_png(
         ):
             left = pad + j * (cell + pad)
             draw.text((left, top + 24), _panel_title(label, auc), fill="#444444", font=small)
-            canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell, pair.signed), (left, top + row_head_h))
-        _colour_bar(draw, (pad + 2 * (cell + pad), top + row_head_h), cell, pair.vmax, small, pair.signed)
+            canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell, pair.signed, pair.cmap),
+                         (left, top + row_head_h))  # fmt: skip
+        _colour_bar(draw, (pad + 2 * (cell + pad), top + row_head_h), cell, pair.vmax, small, pair.signed, pair.cmap)
     out = io.BytesIO()
     canvas.save(out, format="PNG")
     return out.getvalue()
 
 
 def overlay_image(
-    image_u8: np.ndarray, values: np.ndarray, vmax: float, mask: np.ndarray | None, cell: int, signed: bool = False
+    image_u8: np.ndarray,
+    values: np.ndarray,
+    vmax: float,
+    mask: np.ndarray | None,
+    cell: int,
+    signed: bool = False,
+    cmap: str | None = None,
 ) -> Image.Image:
-    """One map over the sample, scaled to `cell` px (nearest for small images), patch outlined."""
-    rgba = colorize(values, vmax, signed)  # (H, W, 4)
-    base = base_image(image_u8).astype(np.float64) / 255
-    alpha = rgba[..., 3:]
-    blended = (base * (1 - alpha) + rgba[..., :3] * alpha) * 255
+    """One map over the sample, scaled to `cell` px (nearest for small images), patch outlined; `cmap` is a
+    matplotlib colour-map name (default: the default palette's)."""
+    rgba = colorize(values, vmax, signed, cmap)  # (H, W, 4)
+    blended = blend(base_image(image_u8).astype(np.float64) / 255, rgba) * 255  # (H, W, 3)
     img = Image.fromarray(blended.round().astype(np.uint8))
     h, w = values.shape
     resample = Image.Resampling.NEAREST if max(h, w) < 128 else Image.Resampling.BILINEAR
@@ -236,11 +218,17 @@ def overlay_image(
 
 
 def _colour_bar(
-    draw: ImageDraw.ImageDraw, origin: tuple[int, int], height: int, vmax: float, font, signed: bool = False
+    draw: ImageDraw.ImageDraw,
+    origin: tuple[int, int],
+    height: int,
+    vmax: float,
+    font,
+    signed: bool = False,
+    cmap: str | None = None,
 ) -> None:
     x, y = origin
     low = -1.0 if signed else 0.0
-    ramp = colorize(np.linspace(1, low, height)[:, None], 1.0, signed)  # (height, 1, 4), top = high
+    ramp = colorize(np.linspace(1, low, height)[:, None], 1.0, signed, cmap)  # (height, 1, 4), top = high
     for r in range(height):
         rgb = tuple(int(round(255 * (1 - ramp[r, 0, 3] + ramp[r, 0, c] * ramp[r, 0, 3]))) for c in range(3))
         draw.line([(x, y + r), (x + 14, y + r)], fill=rgb)

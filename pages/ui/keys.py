@@ -1,14 +1,14 @@
 """Session-state keys, one constant per key, namespaced per page (`"debugger.sparsity"`).
 
 Keys under `shared.` belong to widgets every page reuses (model and sample pickers): their values survive
-page switches. Widget keys get the `WIDGET` prefix; `widgets.persisted` mirrors their values into the plain key.
+page switches. Widget keys get the `WIDGET` prefix; `state.persisted` mirrors their values into the plain key.
 """
 
 from __future__ import annotations
 
 WIDGET = "_w."  # prefix of a widget's own key; the un-prefixed key holds the value that survives navigation
 
-# ---- shared sidebar widgets (pages/ui/widgets.py)
+# ---- shared sidebar widgets (pages/ui/model_picker.py, sample_picker.py)
 MODEL = "shared.model"
 CKPT_FILE = "shared.checkpoint.file"
 CKPT_ARCH = "shared.checkpoint.arch"
@@ -20,7 +20,7 @@ SAMPLE_SOURCE = "shared.sample.source"
 SAMPLE_EXAMPLE = "shared.sample.example"
 SAMPLE_UPLOAD = "shared.sample.upload"
 
-# ---- SPADE controls (reused by pages that prune; `prefix` in widgets.spade_controls)
+# ---- SPADE controls (reused by pages that prune; `prefix` in spade_controls.spade_controls)
 SPARSITY = "sparsity"
 N_AUG = "n_aug"
 SEED = "seed"
@@ -36,6 +36,7 @@ DEBUGGER = "debugger"
 DEBUGGER_METHODS = "debugger.methods"
 DEBUGGER_TARGET = "debugger.target"
 DEBUGGER_REDUCTION = "debugger.reduction"
+DEBUGGER_PALETTE = "debugger.palette"
 
 
 def scoped(prefix: str, name: str) -> str:

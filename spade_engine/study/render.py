@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from spade_engine.colours import colorize
 from spade_engine.study.trials import Trial
 
 DISPLAY = 256  # side of stored images in pixels
@@ -51,13 +52,16 @@ def tensor_image(x, size: int = DISPLAY) -> Image.Image:  # noqa: ANN001 (torch 
     return Image.fromarray(arr).resize((size, size), Image.NEAREST)
 
 
-def heat_overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.55) -> Image.Image:
-    """A saliency map (H, W) drawn over `image` with the inferno colour map, scaled to the image's size."""
-    from matplotlib import colormaps
+def heat_overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.55, cmap: str = "inferno") -> Image.Image:
+    """A saliency map (H, W), min-max scaled, drawn over `image` with one opacity and the colour map `cmap` (a
+    matplotlib name, through `spade_engine.colours`), scaled to the image's size.
 
+    Raises:
+        ValueError: unknown `cmap`.
+    """
     h = np.asarray(heat, dtype=np.float64)
     h = (h - h.min()) / max(float(h.max() - h.min()), 1e-12)
-    rgb = (colormaps["inferno"](h)[..., :3] * 255).astype(np.uint8)  # (H, W, 3)
+    rgb = (colorize(h, 1.0, cmap=cmap)[..., :3] * 255).astype(np.uint8)  # (H, W, 3); the map's own opacity unused
     layer = Image.fromarray(rgb).resize(image.size, Image.BILINEAR)
     return Image.blend(image.convert("RGB"), layer, alpha)
 

@@ -1,4 +1,5 @@
-"""Shared by the browser tests: Debian's Chromium and `streamlit run app.py` on a free loopback port."""
+"""Shared by the browser tests: `streamlit run app.py` on a free loopback port, and a page of it in Debian's
+headless Chromium (Playwright's sync API)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,26 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: flo
         except OSError:
             time.sleep(0.5)
     pytest.fail(f"streamlit did not start in {timeout} s:\n{log_path.read_text()[-3000:]}")
+
+
+@contextmanager
+def browser_page(url: str, timeout_ms: int, viewport: dict | None = None) -> Iterator:
+    """Headless Chromium (Debian's, `CHROMIUM_ARGS`) on `url`: yields the Playwright page; always closes the browser.
+
+    Args:
+        url: the page to open (the app's URL, with a query string if needed).
+        timeout_ms: default timeout of the page's actions and of `expect` assertions.
+        viewport: e.g. {"width": 1440, "height": 2400}; default Playwright's 1280x720.
+    """
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=timeout_ms)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=viewport) if viewport else browser.new_page()
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from spade_engine.study import StudyStore
-from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, require_browser, streamlit_app
+from tests.e2e.server import browser_page, require_browser, streamlit_app
 from tests.study.factory import open_study
 
 
@@ -33,25 +33,17 @@ def _settled(page) -> None:  # noqa: ANN001
 
 
 def test_participant_answers_three_trials_in_the_browser(server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, db, study_id, token = server
-    expect.set_options(timeout=90_000)  # the first run imports torch on 2 shared cores
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(60_000)
-            page.goto(f"{url}/?participant={token}&study={study_id}")
-            for k, button in enumerate(["◀ Patch A", "Patch B ▶", "I can't tell"]):
-                expect(page.get_by_text(f"Trial {k + 1} of 4")).to_be_visible()
-                _settled(page)  # a click on a stale button of the previous run would answer the previous trial
-                expect(page.get_by_text("Explanation of the network's decision")).to_be_visible()
-                page.get_by_role("button", name=button).click()
-            expect(page.get_by_text("Trial 4 of 4")).to_be_visible()
-            assert page.get_by_text("Debugger").count() == 0  # no navigation to researcher pages
-        finally:
-            browser.close()
+    with browser_page(f"{url}/?participant={token}&study={study_id}", 90_000) as page:  # torch's first import: slow
+        for k, button in enumerate(["◀ Patch A", "Patch B ▶", "I can't tell"]):
+            expect(page.get_by_text(f"Trial {k + 1} of 4")).to_be_visible()
+            _settled(page)  # a click on a stale button of the previous run would answer the previous trial
+            expect(page.get_by_text("Explanation of the network's decision")).to_be_visible()
+            page.get_by_role("button", name=button).click()
+        expect(page.get_by_text("Trial 4 of 4")).to_be_visible()
+        assert page.get_by_text("Debugger").count() == 0  # no navigation to researcher pages
 
     store = StudyStore(str(db))
     answers = store.answers(study_id)
