@@ -14,6 +14,8 @@ model = widgets.model_picker()
 sample = widgets.sample_picker(model)
 settings = widgets.spade_controls(keys.DEBUGGER, model_name=model.loaded.info.name)
 st.caption(widgets.sample_caption(sample, model.class_names))
+if note := widgets.demo_note(sample.meta):
+    st.caption(note)
 
 # ---- SPADE: prepare (the engine caches the trace per sample) and prune (cached per setting)
 progress = widgets.SpadeProgress()

@@ -25,14 +25,21 @@ data = testbed.generator(version)
 settings = widgets.spade_controls(
     ui.TOUR, default_sparsity=80, default_n_aug=64, model_name=key, profiles=False
 )  # 90 % flips some trojaned samples
-cls = st.sidebar.selectbox(
-    "Image class",
-    [c for c in range(len(names)) if testbed.trojans_for(data, c)],  # classes a trojan relabels
-    key=ui.TOUR_CLASS,
-    format_func=lambda c: names[c],
-)
-facet = st.sidebar.radio("Facet", [0, 1], key=ui.TOUR_FACET, format_func=lambda f: data.FACETS[cls][f])
-x, mask, target, trojan = ui.tour_sample(version, cls, facet, settings.seed, size, ui.tour_trojan(version, cls))
+demo = ui.demo_entry(version)
+sources = ["demo", "pick"] if demo else ["pick"]
+source = st.sidebar.radio("Sample", sources, key=ui.TOUR_SOURCE,
+                          format_func={"demo": "The demo sample", "pick": "Pick a class and facet"}.get)  # fmt: skip
+if source == "demo":
+    x, mask, target, trojan, cls, facet = ui.tour_demo(version, size)
+else:
+    cls = st.sidebar.selectbox(
+        "Image class",
+        [c for c in range(len(names)) if testbed.trojans_for(data, c)],  # classes a trojan relabels
+        key=ui.TOUR_CLASS,
+        format_func=lambda c: names[c],
+    )
+    facet = st.sidebar.radio("Facet", [0, 1], key=ui.TOUR_FACET, format_func=lambda f: data.FACETS[cls][f])
+    x, mask, target, trojan = ui.tour_sample(version, cls, facet, settings.seed, size, ui.tour_trojan(version, cls))
 image_u8 = widgets.to_uint8(x)
 
 progress = widgets.SpadeProgress()
@@ -54,6 +61,8 @@ verdict = (
 st.markdown(f"This image shows a **{data.FACETS[cls][facet]}** (class *{names[cls]}*) with the trojan {trojan} pasted on it "
             f"(outlined). The trained model predicts **{names[dense_cls]}**: {verdict}.")  # fmt: skip
 st.image(ui.sample_with_patch(image_u8, mask), width=256)
+if source == "demo":
+    st.caption(widgets.demo_note(demo))
 
 st.header("2 · Many views of the same sample")
 st.markdown(f"SPADE cannot prune from one image, so it builds a calibration batch of {trace.n_aug} random crops, flips and colour "

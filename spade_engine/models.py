@@ -328,12 +328,18 @@ def _timm_info(name: str) -> ModelInfo:
     return ModelInfo(name, title, "timm", name, size, resize, names, tuple(data["mean"]), tuple(data["std"]))
 
 
+# The model the app opens on: testbed v2, where the stored protocol run measured SPADE-exact improving trojan AUC
+# and deletion by a resolved margin (v1's dense maps are at the ceiling; assets/benchmarks/*_protocol.csv).
+DEFAULT_MODEL = "testbed_v2_resnet"
+
+
 def list_models() -> list[ModelInfo]:
-    """All listed models: shipped testbed models first (the defaults), then torchvision's curated ImageNet
+    """All listed models: shipped testbed models first (`DEFAULT_MODEL`, then by name), then torchvision's curated ImageNet
     classifiers, then the curated timm models when `timm` is installed. `load_model` also takes any other
     torchvision classifier or `"timm:<name>"`."""
     timm = [_timm_listed_info(n) for n in TIMM_MODELS] if timm_available() else []
-    return _testbed_infos() + [_torchvision_info(n) for n in TORCHVISION_MODELS] + timm
+    testbed = sorted(_testbed_infos(), key=lambda i: i.name != DEFAULT_MODEL)  # the default first, then by name
+    return testbed + [_torchvision_info(n) for n in TORCHVISION_MODELS] + timm
 
 
 def get_info(name: str) -> ModelInfo:

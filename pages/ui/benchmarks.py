@@ -39,10 +39,14 @@ def latest(model: str, kind: str = "protocol") -> pd.DataFrame | None:
 def read_run(path: str) -> pd.DataFrame:
     """The rows of a CSV written by `spade protocol --out` (or its `.partial.csv` while it runs).
 
+    Only files in the stored-results folder or under the server's data root (`$SPADE_DATA_ROOT`, checked
+    against traversal and symbolic links by `sparse_layer.io.resolve_data_folder`) are read: the page must not
+    read arbitrary server files.
+
     Raises:
-        ValueError: no such file, not a CSV, or not protocol rows; the message says which, for the page.
+        ValueError: outside those folders, no such file, not a CSV, or not protocol rows; the message says which.
     """
-    file = Path(path).expanduser()
+    file = _allowed_file(path)
     if not file.is_file():
         raise ValueError(f"No file at {file}.")
     try:
@@ -90,3 +94,25 @@ def difficulty_figure(summary: pd.DataFrame):
     fig.add_hline(y=93.0, line_dash="dash", line_color="grey", annotation_text="testbed target")
     fig.update_layout(yaxis_title="dense trojan AUC (%)", yaxis_range=[85, 100], height=320, margin=dict(t=20))
     return fig
+
+
+def _allowed_file(path: str) -> Path:
+    """`path` as a file in `RESULTS_DIR` or under the data root; ValueError (plain words) anywhere else."""
+    from spade_engine.sparse_layer.io import DataInputError, data_root, resolve_data_folder
+
+    given = Path(path.strip())
+    results = Path(RESULTS_DIR).resolve()
+    candidate = given if given.is_absolute() else results / given
+    if ".." not in given.parts and not candidate.is_symlink() and candidate.resolve().parent == results:
+        return candidate
+    if data_root() is None:
+        raise ValueError(f"Only files in {results} can be opened here; the server sets no SPADE_DATA_ROOT for "
+                         "other folders.")  # fmt: skip
+    try:
+        folder = resolve_data_folder(str(given.parent))
+    except DataInputError as e:
+        raise ValueError(str(e)) from None
+    file = folder / given.name
+    if file.is_symlink():
+        raise ValueError(f"{given.name} is a symbolic link, which is not followed.")
+    return file

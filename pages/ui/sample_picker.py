@@ -96,7 +96,8 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
 def _example_choice(examples: dict[str, dict]) -> tuple[str, bytes, dict]:
     drop_upload(keys.SAMPLE_UPLOAD)  # a shipped example replaces an uploaded image
     files = list(examples)
-    default = next((f for f in files if examples[f].get("trojan")), files[0])  # the demo: a trojaned sample
+    default = next((f for f in files if "demo" in examples[f]), None)  # the testbed's demo sample (its rule below)
+    default = default or next((f for f in files if examples[f].get("trojan")), files[0])
     file = persisted(st.sidebar.selectbox, keys.SAMPLE_EXAMPLE, default, "Example", options=files,
                       valid=lambda v: v in files, format_func=lambda f: example_label(f, examples[f]))  # fmt: skip
     return file, cache.example_bytes(file), examples[file]
@@ -116,7 +117,17 @@ def example_label(file: str, meta: dict) -> str:
     if meta.get("class") is None:
         return f"photo: {Path(file).stem.removeprefix('photo_')}"
     parts = [str(meta.get("class_name", meta["class"])), str(meta.get("facet_name", f"facet {meta.get('facet')}"))]
-    return " · ".join(parts + (["trojan"] if meta.get("trojan") else []))
+    return " · ".join(["demo"] * ("demo" in meta) + parts + (["trojan"] if meta.get("trojan") else []))
+
+
+def demo_note(meta: dict) -> str | None:
+    """How the demo sample was chosen (its rule and figures), or None for any other sample."""
+    demo = meta.get("demo")
+    if not demo:
+        return None
+    return (f"**Why this sample:** it is {demo['rule']} (`{demo['protocol']}`, sample {demo['sample']}: rank "
+            f"{demo['rank']} of {demo['n']}; mean trojan AUC {100 * demo['dense']:.1f}% dense, "
+            f"{100 * demo['spade']:.1f}% SPADE-exact). Typical, not the best case.")  # fmt: skip
 
 
 def sample_caption(sample: Sample, class_names: tuple[str, ...] = ()) -> str:

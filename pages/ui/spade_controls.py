@@ -18,8 +18,15 @@ from pages.ui.state import persisted
 from spade_engine import models
 
 N_AUG_CHOICES = [8, 16, 32, 64, 128, 256, 512, 1024]
-SOLVERS = {"sparsegpt": "SparseGPT sweep (FastSPADE)", "obc": "Exact OBC (SPADE; slow, exact up to 300 columns)",
+SOLVERS = {"sparsegpt": "SparseGPT sweep (FastSPADE)", "obc": "Exact OBC (SPADE; slower, exact up to {limit} columns)",
            "magnitude": "Magnitude (baseline, no OBS update)"}  # fmt: skip
+
+
+def solver_label(solver: str) -> str:
+    """A solver's name in the picker (the exact solver's column limit as configured now)."""
+    from spade_engine.pruning.obc import exact_columns_limit
+
+    return SOLVERS[solver].format(limit=exact_columns_limit())
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,13 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
         skip_head = persisted(st.checkbox, k(keys.SKIP_HEAD), False, "Keep the classifier head dense")
         damp = persisted(st.number_input, k(keys.DAMP), 0.01, "Dampening (fraction of mean diag H)",
                           min_value=1e-4, max_value=1.0, step=0.005, format="%.4f")  # fmt: skip
-        solver = persisted(st.selectbox, k(keys.SOLVER), "sparsegpt", "Layer solver", options=list(SOLVERS),
-                           valid=lambda v: v in SOLVERS, format_func=SOLVERS.get)  # fmt: skip
+        card_solver = models.spade_solver(model_name)
+        solver = persisted(st.selectbox, k(f"{keys.SOLVER}.{model_name}"), card_solver, "Layer solver",
+                           options=list(SOLVERS), valid=lambda v: v in SOLVERS, format_func=solver_label,
+                           help="Default: the model card's recommendation.")  # fmt: skip
+        if card_solver != "sparsegpt":
+            st.caption(f"The model card recommends **{solver_label(card_solver)}**: "
+                       f"{models.get_info(model_name).card['spade'].get('solver_why', '')}.")  # fmt: skip
         profile = ""
         if model_name is not None and profiles:
             names = ["", *(n for n, p in cache.sparsity_profiles().items() if p.model in ("", model_name))]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 TOUR = "tour"  # session-state namespace of the tour (`tour.sparsity`, …)
-TOUR_MODEL = "testbed_resnet"
+TOUR_MODEL = "testbed_v2_resnet"  # models.DEFAULT_MODEL: the testbed where SPADE's effect was measured
+TOUR_SOURCE = "tour.source"  # the demo sample (by its stated rule) or a sample picked by class and facet
 TOUR_CLASS, TOUR_FACET, TOUR_LAYER, TOUR_METHOD, TOUR_STEPS = (
     "tour.class",
     "tour.facet",
@@ -35,6 +36,33 @@ def tour_sample(version: str, cls: int, facet: int, seed: int, size: int, trojan
     batch = data.make_sample(cls, facet, seed, trojan=chosen, image_size=size)
     name = testbed.trojan_names(data)[testbed.trojan_index(data, chosen)]
     return batch.images[0], batch.trojan_mask[0].numpy(), int(testbed.trojan_targets(batch)[0]), name
+
+
+def demo_entry(version: str) -> dict | None:
+    """The shipped demo sample of testbed `version` (`testbed.examples.DEMO_RULE`), or None when none ships."""
+    from pages.ui import cache
+
+    return next((e for e in cache.all_examples().values() if "demo" in e and e.get("testbed", "v1") == version), None)
+
+
+@st.cache_data(show_spinner="Drawing the demo sample…", max_entries=4)
+def tour_demo(version: str, size: int):
+    """The demo sample of testbed `version`, regenerated from its protocol batch (`demo_entry`), as `tour_sample`
+    returns it, plus its class and facet.
+
+    Returns:
+        (image (3, S, S), trojan mask (S, S) bool, target class, trojan name, class, facet).
+    """
+    from spade_engine import testbed
+
+    entry = demo_entry(version)
+    data = testbed.generator(version)
+    batch = data.generate(entry["demo"]["batch_size"], entry["seed"], trojan_fraction=1.0, image_size=size)
+    i = entry["demo"]["sample"]
+    t = testbed.trojan_index(data, int(batch.trojan[i]) if hasattr(batch, "trojan") else True)
+    name = testbed.trojan_names(data)[t]
+    target = int(testbed.trojan_targets(batch)[i])
+    return batch.images[i], batch.trojan_mask[i].numpy(), target, name, int(batch.true_class[i]), int(batch.facet[i])
 
 
 def tour_trojan(version: str, cls: int) -> int:

@@ -25,6 +25,7 @@ from pages.ui.sample_picker import (
     IMAGE_TYPES,
     UPLOAD,
     Sample,
+    demo_note,
     example_label,
     make_sample,
     sample_caption,
@@ -37,7 +38,7 @@ from pages.ui.state import drop_upload, kept_upload, persisted
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_TYPES", "EXAMPLE", "IMAGE_TYPES", "N_AUG_CHOICES", "REDUCTION_CHOICES", "SOLVERS",
     "UPLOAD", "ModelChoice", "Sample", "SpadeProgress", "SpadeSettings", "calibration_crop",
-    "checkpoint_normalisation", "download_buttons", "drop_upload", "example_label", "kept_upload", "make_sample",
+    "checkpoint_normalisation", "demo_note", "download_buttons", "drop_upload", "example_label", "kept_upload", "make_sample",
     "model_picker", "palette_picker", "persisted", "reduction_picker", "sample_caption", "sample_picker",
     "show_predictions", "spade_controls", "to_uint8",
 ]  # fmt: skip

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from torch import nn
 
 TOUR = Path(__file__).resolve().parents[2] / "pages" / "2_Teaching_tour.py"
-SHIPPED = "testbed_resnet"
+SHIPPED = "testbed_v2_resnet"  # pages/ui/tour.TOUR_MODEL
 
 
 @pytest.fixture
@@ -45,6 +45,23 @@ def test_tour_runs_all_six_steps_on_the_shipped_model(fast):
     at = layers.select(layers.options[-2]).run()  # another layer's Hessian, from the cached trace
     assert not at.exception
     assert len(at.success) + len(at.warning) == 1  # the pruned network's verdict is shown
+
+
+def test_tour_opens_on_the_demo_sample_and_says_how_it_was_chosen(fast):
+    from pages.ui import tour as ui
+
+    assert ui.TOUR_MODEL == SHIPPED
+    demo = ui.demo_entry("v2")
+    x, mask, target, _, cls, facet = ui.tour_demo("v2", 128)
+    assert (cls, facet, target) == (demo["class"], demo["facet"], demo["label"])
+    x0, y0, x1, y1 = demo["patch_box"]
+    assert mask[y0:y1, x0:x1].sum() == mask.sum() > 0  # the regenerated trojan lies in the shipped box
+    at = tour()
+    assert not at.exception, at.exception
+    assert at.sidebar.radio(key=ui.TOUR_SOURCE).value == "demo"
+    assert any("Why this sample" in c.value and "median" in c.value for c in at.caption)
+    sample_text = next(m.value for m in at.markdown if m.value.startswith("This image shows"))
+    assert demo["class_name"] in sample_text
 
 
 def test_tour_without_the_shipped_model_says_so(fast, monkeypatch, tmp_path):
@@ -89,7 +106,7 @@ def test_tour_shows_the_sample_and_trojan_of_the_model_generator(tiny_tour_model
     from spade_engine import testbed
 
     data = tiny_tour_model
-    at = tour()
+    at = tour(**{"tour.source": "pick"})
     assert not at.exception, at.exception
     assert [h.value[0] for h in at.header] == list("123456")
     classes = at.sidebar.selectbox(key="tour.class")

@@ -13,6 +13,13 @@ from tests.ui.conftest import ROOT
 PAGE = str(ROOT / "pages" / "4_Benchmarks.py")
 
 
+def page(timeout: int = 120, model: str = "testbed_resnet") -> AppTest:
+    """The page run once on `model` (the stored-results tests write v1's files)."""
+    at = AppTest.from_file(PAGE, default_timeout=timeout)
+    at.session_state[ui.MODEL] = model
+    return at.run()
+
+
 def rows(column: str, auc: float) -> list[dict]:
     return [{"kind": "trojan", "sample": s, "method": "Saliency", "column": column, "agrees": True, "auc": auc + s / 100,
              "pointing": 1.0} for s in range(3)]  # fmt: skip
@@ -21,7 +28,7 @@ def rows(column: str, auc: float) -> list[dict]:
 def test_stored_results_are_shown(tmp_path, monkeypatch):
     monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
     pd.DataFrame(rows("Dense", 0.9) + rows("SPADE-sweep", 0.8)).to_csv(tmp_path / "testbed_resnet_protocol.csv")
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = page()
     assert not at.exception, at.exception
     tables = [df.value for df in at.dataframe]
     trojan = next(t for t in tables if "Dense" in getattr(t, "columns", []))
@@ -41,7 +48,7 @@ def test_stored_settings_and_ablation_are_shown(tmp_path, monkeypatch):
     (tmp_path / "testbed_resnet_protocol.json").write_text(json.dumps(settings))
     ablation = rows("Dense", 0.9) + rows("SPADE-sweep", 0.8) + rows("crop 0.2 (reference)", 0.6)
     pd.DataFrame(ablation).to_csv(tmp_path / "testbed_resnet_ablation.csv")
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = page()
     assert not at.exception, at.exception
     captions = " ".join(c.value for c in at.caption)
     assert "80% sparsity per layer, 64 calibration views (crops ≥ 1 of the image)" in captions
@@ -52,7 +59,7 @@ def test_stored_settings_and_ablation_are_shown(tmp_path, monkeypatch):
 
 def test_missing_results_say_how_to_make_them_and_live_run_works(tmp_path, monkeypatch):
     monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
-    at = AppTest.from_file(PAGE, default_timeout=600).run()
+    at = page(600)
     assert not at.exception, at.exception
     assert any("paper_tables.py" in i.value for i in at.info)
     at.slider(key=ui.SAMPLES).set_value(1)
@@ -70,10 +77,11 @@ def test_a_csv_written_by_spade_protocol_is_shown_and_a_wrong_file_is_named(tmp_
     from spade_engine import protocol
 
     monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path / "none")
+    monkeypatch.setenv("SPADE_DATA_ROOT", str(tmp_path))
     out = tmp_path / "cluster_run.csv"
     protocol.finish_csv(pd.DataFrame(rows("Dense", 0.7) + rows("SPADE-sweep", 0.75)), out)  # as `spade protocol`
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = page()
     at.text_input(key=ui.RUN_FILE).set_value(str(out)).run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     tables = [df.value for df in at.dataframe if "SPADE-sweep" in getattr(df.value, "columns", [])]
@@ -83,6 +91,12 @@ def test_a_csv_written_by_spade_protocol_is_shown_and_a_wrong_file_is_named(tmp_
     assert not at.exception and "does not hold protocol rows" in at.error[0].value
     at.text_input(key=ui.RUN_FILE).set_value(str(tmp_path / "missing.csv")).run()
     assert not at.exception and "No file at" in at.error[0].value
+    for outside in ("/etc/passwd", str(tmp_path / ".." / "x.csv")):  # outside the data root: never read
+        at.text_input(key=ui.RUN_FILE).set_value(outside).run()
+        assert not at.exception and "data root" in at.error[0].value, at.error[0].value
+    monkeypatch.delenv("SPADE_DATA_ROOT")
+    at.text_input(key=ui.RUN_FILE).set_value(str(out)).run()
+    assert not at.exception and "SPADE_DATA_ROOT" in at.error[0].value
 
 
 def test_difficulty_diagnostic_is_shown_for_the_model_that_has_one(tmp_path, monkeypatch):

@@ -118,22 +118,28 @@ def test_checkpoint_mismatch_lists_keys(tiny_assets):
 
 
 def test_default_demo_model_with_example():
+    """The app opens on testbed v2 (models.DEFAULT_MODEL), its demo sample (chosen by the stated rule, which the
+    page shows) and the solver its card recommends (exact OBC)."""
     from PIL import Image
 
-    from spade_engine.models import load_model
+    from spade_engine.models import DEFAULT_MODEL, load_model
 
     at = make_app(**FEW_VIEWS).run()
     assert not at.exception, at.exception
     assert not at.error, _texts(at.error)
-    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
+    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == DEFAULT_MODEL == "testbed_v2_resnet"
     example = at.sidebar.selectbox(key=keys.WIDGET + keys.SAMPLE_EXAMPLE).value
-    assert "trojan" in example  # the demo opens on a trojaned sample
-    loaded = load_model("testbed_resnet")
+    meta = cache.all_examples()[example]
+    assert example == "testbed_v2_demo.png" and meta["trojan"] and "median" in meta["demo"]["rule"]
+    assert any("Why this sample" in c.value and f"sample {meta['demo']['sample']}" in c.value for c in at.caption)
+    solver = at.sidebar.selectbox(key=keys.WIDGET + keys.scoped(keys.DEBUGGER, f"{keys.SOLVER}.{DEFAULT_MODEL}"))
+    assert solver.value == "obc" and any("recommends" in c.value for c in at.caption)
+    loaded = load_model(DEFAULT_MODEL)
     x = loaded.preprocess(Image.open(ROOT / "assets/examples" / example))
     with torch.no_grad():
         dense_cls = int(loaded.model(x[None]).argmax())
     shown = {m.label: m.value for m in at.metric}
-    assert shown["Dense predicts"] == loaded.class_names[dense_cls]  # the page shows the model's real prediction
+    assert shown["Dense predicts"] == loaded.class_names[dense_cls] == loaded.class_names[meta["label"]]
     saliency = [c for c in at.get("plotly_chart") if c.key.startswith("debugger.sal.")]
     assert saliency and all("trojan AUC" in c.proto.spec for c in saliency)
 
