@@ -56,6 +56,7 @@ with st.expander("How each map is computed (attribution space, baseline, channel
                "Maps are the absolute channel sum except LRP's, which is signed, as in the authors' code.")  # fmt: skip
     st.dataframe(method_table(), width="stretch", hide_index=True)
 
+
 def study(kind: str, title: str, caption: str, reference: str = "Dense") -> None:
     """A stored one-model study (`<model>_<kind>.csv`): its summary chart and tables, when it has been run."""
     df = ui.latest(model, kind)

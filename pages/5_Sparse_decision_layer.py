@@ -59,9 +59,7 @@ if not feats:
     st.stop()
 st.plotly_chart(ui.bars_figure([f"#{k}" for k, _ in feats], [w for _, w in feats], "weight on the standardised feature"),
                 width="stretch")  # fmt: skip
-show_vis = st.checkbox(
-    "Feature visualisations (Lucent; slow the first time)", key=ui.SPARSE_FEATVIS
-)
+show_vis = st.checkbox("Feature visualisations (Lucent; slow the first time)", key=ui.SPARSE_FEATVIS)
 for k, w in feats[:6]:
     left, right = st.columns([1, 4])
     left.markdown(f"**Feature #{k}** · weight {w:+.2f}")

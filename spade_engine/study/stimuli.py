@@ -236,7 +236,9 @@ def _precompute_item(store, study_id, design, item_index, conditions, loaded, en
         cond, net = CONDITIONS[condition], model
         if cond.pruned:
             report(done, f"{label}: SPADE pruning at {design.sparsity:.0%} for the {cond.kind} condition")
-            trace = trace or engine.prepare(base.x, design.n_aug, design.seed, augment_config=spade_augment(design.model))
+            trace = trace or engine.prepare(
+                base.x, design.n_aug, design.seed, augment_config=spade_augment(design.model)
+            )
             net, result = engine.prune(trace, prune_config(design, cond.kind, model, base.x.shape[-1], device))
             base.meta[f"pruned_agrees_{cond.kind}"] = bool(result.agrees)
         report(done, f"{label}: {cond.title}")

@@ -18,7 +18,6 @@ EVAL_SEED = 4242  # neither the training seed nor the card's evaluation seeds
 MARGIN = 0.04  # about two standard errors at 300 images and 90% accuracy
 
 
-
 @pytest.fixture(scope="module")
 def shipped():
     torch.set_num_threads(2)
