@@ -588,8 +588,12 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, extra: dict | None = None) -> Path:
-    """Write the run's settings beside its CSV (`<name>.json`), for the Benchmarks page and the notes."""
+def save_settings(
+    cfg: ProtocolConfig, csv_path: str | Path, seconds: float, extra: dict | None = None, model: nn.Module | None = None
+) -> Path:
+    """Write the run's settings beside its CSV (`<name>.json`), for the Benchmarks page and the notes.
+
+    `model` (the dense model the run used) describes the SPADE-exact column; without it the model is loaded."""
     sparsity, crop = cfg.spade_settings()
     info = {
         "model": cfg.model,
@@ -606,7 +610,8 @@ def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, ext
         "threads": torch.get_num_threads(),
         "attribution": ATTRIBUTION,
         "sweep_granularity": _granularity(PruneConfig()),
-        **({"exact": exact_note(_dense(cfg))} if "SPADE-exact" in cfg.columns else {}),
+        **({"exact": exact_note(model if model is not None else _dense(cfg), _input_size(cfg))}
+           if "SPADE-exact" in cfg.columns else {}),  # fmt: skip
         **(extra or {}),
     }
     path = Path(csv_path).with_suffix(".json")
@@ -614,33 +619,41 @@ def save_settings(cfg: ProtocolConfig, csv_path: str | Path, seconds: float, ext
     return path
 
 
-def exact_coverage(model: nn.Module, config: PruneConfig | None = None) -> dict[str, list[str]]:
+def exact_coverage(model: nn.Module, config: PruneConfig | None = None, input_size: int | None = None) -> dict[str, list[str]]:
     """Which of the model's pruned layers the SPADE-exact column solves exactly (greedy OBC) and which fall back
     to the column sweep because they have more than `obc.exact_columns_limit()` columns.
 
+    The pruned layers are the engine's (`hooks.layer_trace`: execution order, shared and functional layers out,
+    the first conv and the head as `config` says), from one forward pass of a blank (1, 3, S, S) input.
+
+    Args:
+        model: the dense model; config: the pruning settings (default `PruneConfig()`).
+        input_size: S in pixels; default the model's `input_size` attribute or 224.
+
     Returns:
-        {"exact": [layer names], "sweep": [layer names]} in module order (the first conv excluded as the engine).
+        {"exact": [layer names], "sweep": [layer names]} in execution order.
     """
+    from spade_engine.hooks import layer_trace
     from spade_engine.pruning.obc import is_exact
 
     config = config or PruneConfig()
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    convs = [n for n, m in layers.items() if isinstance(m, nn.Conv2d)]
-    heads = [n for n, m in layers.items() if isinstance(m, nn.Linear)]
-    targets = config.targets(list(layers), convs[0] if convs else None, heads[-1] if heads else None)
+    size = input_size or int(getattr(model, "input_size", 224))
+    device = next(model.parameters()).device
+    trace = layer_trace(model, torch.zeros(1, 3, size, size, device=device))
+    modules = dict(model.named_modules())
     out: dict[str, list[str]] = {"exact": [], "sweep": []}
-    for name in targets:
-        m = layers[name]
+    for name in config.targets(list(trace.layers), trace.first_conv, trace.head):
+        m = modules[name]
         d = m.in_features if isinstance(m, nn.Linear) else m.weight[0].numel()  # columns per group
         out["exact" if is_exact(d) else "sweep"].append(name)
     return out
 
 
-def exact_note(model: nn.Module) -> str:
+def exact_note(model: nn.Module, input_size: int | None = None) -> str:
     """One line for the SPADE-exact column: exact everywhere, or which layers fall back to the sweep."""
     from spade_engine.pruning.obc import exact_columns_limit
 
-    cov = exact_coverage(model)
+    cov = exact_coverage(model, input_size=input_size)
     head = "greedy OBC (unstructured, per weight)"
     if not cov["sweep"]:
         return f"{head}, exact on all {len(cov['exact'])} pruned layers"
@@ -654,6 +667,12 @@ def _granularity(cfg: PruneConfig) -> str:
     block = "kh·kw columns per conv input channel, 1 per Linear column" if cfg.blocksize == "kernel" else cfg.blocksize
     count = "int(n·s)+1 per block (the authors')" if cfg.mask_count == "reference" else "the exact running target"
     return f"mask per block of {block}, {count}"
+
+
+def _input_size(cfg: ProtocolConfig) -> int:
+    from spade_engine.models import get_info
+
+    return get_info(cfg.model).input_size
 
 
 def _dense(cfg: ProtocolConfig) -> nn.Module:
