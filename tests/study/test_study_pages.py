@@ -13,7 +13,7 @@ from spade_engine.study import CONDITIONS, StudyStore
 from tests.study.factory import open_study
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
-SHIPPED = "testbed_resnet"
+SHIPPED = "testbed_v2_resnet"  # models.DEFAULT_MODEL: the first model the designer offers
 PASSWORD = "correct horse battery staple"
 
 
