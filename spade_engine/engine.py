@@ -34,7 +34,7 @@ from spade_engine.pruning import (
     prune_layer,
     reconstruction_error,
 )
-from spade_engine.pruning.hessian import PRUNABLE
+from spade_engine.pruning.hessian import MATMULS, PRUNABLE
 
 Progress = Callable[[str, int, int], None]
 
@@ -181,6 +181,9 @@ class SpadeEngine:
         batch_size: views per forward pass.
         max_columns: Hessian column subsample per layer and batch (None: exact; see `HessianAccumulator`).
         hessian_dtype: torch.float32 (default, as the reference; half the memory) or torch.float64.
+        hessian_matmul: how the Hessians' `X @ X.T` products run: "auto" (default: bf16 inputs where the device
+            has fast bf16 matmuls, about 2x faster at ~0.3% relative error of H, below the 1% dampening; else
+            exact), "bfloat16", or "exact" (in `hessian_dtype`). See `HessianAccumulator`.
         max_cache_bytes: bound on cached traces (Hessians, inverse factors, views); at least one is kept.
         max_pruned: number of recent pruned copies kept (moving the slider back is free).
 
@@ -194,6 +197,7 @@ class SpadeEngine:
         batch_size: int = 64,
         max_columns: int | None = 32768,
         hessian_dtype: torch.dtype = torch.float32,
+        hessian_matmul: str = "auto",
         max_cache_bytes: int = 2 * 2**30,
         max_pruned: int = 4,
     ):
@@ -202,6 +206,9 @@ class SpadeEngine:
         self.batch_size = batch_size
         self.max_columns = max_columns
         self.hessian_dtype = hessian_dtype
+        if hessian_matmul not in MATMULS:
+            raise ValueError(f"hessian_matmul must be one of {', '.join(MATMULS)}; got {hessian_matmul!r}.")
+        self.hessian_matmul = hessian_matmul
         self.max_cache_bytes = max_cache_bytes
         self.max_pruned = max_pruned
         self._work = copy.deepcopy(model).to(self.device).eval()
@@ -286,7 +293,10 @@ class SpadeEngine:
         """
         modules = dict(model.named_modules())
         gen = torch.Generator().manual_seed(int(seed) + 1)
-        accs = {n: HessianAccumulator(modules[n], self.hessian_dtype, self.max_columns, gen) for n in layers}
+        accs = {
+            n: HessianAccumulator(modules[n], self.hessian_dtype, self.max_columns, gen, self.hessian_matmul)
+            for n in layers
+        }
 
         def hook(name, module, inputs, output):
             accs[name].add_batch(inputs[0])
