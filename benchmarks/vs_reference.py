@@ -157,15 +157,22 @@ def compare(SparseGPT: type, arch: str, args: argparse.Namespace) -> None:
     names = [n for n, m in ours[0].named_modules() if isinstance(m, PRUNABLE)][1:]
     hessians = heldout_hessians(model, names, heldout)
     rows = {"authors'": (ref_first, ref_second), "ours": ours}
-    print(f"\n{arch}, {args.size} px, {args.n_aug} views, {args.sparsity:.0%} cold then {args.resparsity:.0%}, "
-          f"{args.repeats} repeats, {torch.get_num_threads()} threads, quality on {args.heldout} held-out views")
+    print(
+        f"\n{arch}, {args.size} px, {args.n_aug} views, {args.sparsity:.0%} cold then {args.resparsity:.0%}, "
+        f"{args.repeats} repeats, {torch.get_num_threads()} threads, quality on {args.heldout} held-out views"
+    )
     print("| code | cold (s) | re-prune (s) | held-out layer error | top-1 kept | logit cosine |")
     print("| --- | --- | --- | --- | --- | --- |")
     for label, key in (("authors'", "ref"), ("ours", "ours")):
         q = [quality(model, p, hessians, heldout) for p in rows[label]]
-        fmt = lambda k, f: " / ".join(f.format(qi[k]) for qi in q)  # noqa: E731
-        print(f"| {label} | {spread(times[key + '_cold'])} | {spread(times[key + '_warm'])} | "
-              f"{fmt('error', '{:.4f}')} | {fmt('top1', '{:.1%}')} | {fmt('cosine', '{:.4f}')} |")
+
+        def fmt(k: str, f: str, q: list[dict] = q) -> str:
+            return " / ".join(f.format(qi[k]) for qi in q)
+
+        print(
+            f"| {label} | {spread(times[key + '_cold'])} | {spread(times[key + '_warm'])} | "
+            f"{fmt('error', '{:.4f}')} | {fmt('top1', '{:.1%}')} | {fmt('cosine', '{:.4f}')} |"
+        )
     cold = [a / b for a, b in zip(times["ref_cold"], times["ours_cold"], strict=True)]
     warm = [a / b for a, b in zip(times["ref_warm"], times["ours_warm"], strict=True)]
     print(f"| ratio (authors' / ours) | {spread(cold)}x | {spread(warm)}x | | | |")

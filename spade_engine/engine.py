@@ -184,7 +184,9 @@ class SpadeEngine:
         hessian_matmul: how the Hessians' `X @ X.T` products run: "auto" (default: bf16 inputs where the device
             has fast bf16 matmuls, about 2x faster at ~0.3% relative error of H, below the 1% dampening; else
             exact), "bfloat16", or "exact" (in `hessian_dtype`). See `HessianAccumulator`.
-        max_cache_bytes: bound on cached traces (Hessians, inverse factors, views); at least one is kept.
+        max_cache_bytes: bound on cached traces (Hessians, inverse factors per dampening, views), enforced after
+            every `prepare` and `prune`; the current trace's Hessians and views are always kept (during one
+            prune its new inverse factors may exceed the bound until the prune ends).
         max_pruned: number of recent pruned copies kept (moving the slider back is free).
 
     Thread-safe: one lock serialises prepare/prune, so several UI sessions can share an engine.
@@ -317,17 +319,27 @@ class SpadeEngine:
         return {n: a.H for n, a in accs.items()}
 
     def _evict(self) -> None:
-        while len(self._traces) > 1 and sum(t.nbytes for t in self._traces.values()) > self.max_cache_bytes:
+        """Keep the cache within `max_cache_bytes`: drop the least recently used traces (with their pruned copies)
+        while more than one is cached, then the remaining trace's inverse factors, oldest first (they are
+        recomputed when needed). The current trace's Hessians and views always stay."""
+        while len(self._traces) > 1 and self._cache_bytes() > self.max_cache_bytes:
             old_key, _ = self._traces.popitem(last=False)
             for k in [k for k in self._pruned if k[0] == old_key]:
                 del self._pruned[k]
+        for trace in self._traces.values():
+            while trace.inverses and self._cache_bytes() > self.max_cache_bytes:
+                del trace.inverses[next(iter(trace.inverses))]
+
+    def _cache_bytes(self) -> int:
+        return sum(t.nbytes for t in self._traces.values())
 
     def cache_info(self) -> dict:
         """Number and size of cached traces and pruned copies, and the bound."""
         with self._lock:
             return {
                 "traces": len(self._traces),
-                "trace_bytes": sum(t.nbytes for t in self._traces.values()),
+                "trace_bytes": self._cache_bytes(),
+                "inverse_factors": sum(len(t.inverses) for t in self._traces.values()),
                 "max_cache_bytes": self.max_cache_bytes,
                 "pruned_models": len(self._pruned),
                 **self.stats,
@@ -360,6 +372,7 @@ class SpadeEngine:
                 return self._pruned[key]
             out = self._prune(trace, cfg, progress or _no_progress)
             trace.prunes += 1
+            self._evict()  # the inverse factors this prune added count against the bound
             self._pruned[key] = out
             while len(self._pruned) > self.max_pruned:
                 self._pruned.popitem(last=False)
@@ -413,9 +426,9 @@ class SpadeEngine:
 
     def _inverse(self, trace: Trace, name: str, damp: float) -> InverseHessian:
         key = (name, float(damp))
-        if key not in trace.inverses:
-            trace.inverses[key] = inverse_hessian(trace.hessians[name], damp)
-        return trace.inverses[key]
+        hinv = trace.inverses.pop(key, None) or inverse_hessian(trace.hessians[name], damp)
+        trace.inverses[key] = hinv  # most recently used last: `_evict` drops the oldest first
+        return hinv
 
 
 FUNCTIONAL = "applied functionally (not through the module's forward), so SPADE's hooks cannot see its inputs"

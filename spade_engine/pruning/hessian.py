@@ -73,7 +73,9 @@ def default_matmul(device: torch.device | str) -> str:
     """
     if torch.device(device).type == "cuda":
         return "bfloat16"
-    return "bfloat16" if torch.device(device).type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "exact"
+    return (
+        "bfloat16" if torch.device(device).type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "exact"
+    )
 
 
 def symmetric_blocks(d: int, block: int | None = None) -> list[tuple[slice, slice]]:

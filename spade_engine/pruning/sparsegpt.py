@@ -61,8 +61,15 @@ def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, count
     g, r, k = W1.shape
     score = W1.pow(2) / u_diag.pow(2).unsqueeze(1)  # (G, R, k)
     score = score.masked_fill(dead.unsqueeze(1), 0.0).reshape(g, r * k)
-    ranks = score.argsort(dim=1).argsort(dim=1)  # (G, R*k): 0 = least salient
-    return (ranks < counts.to(W1.device).unsqueeze(1)).view(g, r, k)
+    most = min(int(counts.max()), r * k)
+    mask = torch.zeros(g, r * k, dtype=torch.bool, device=W1.device)
+    if most == 0:
+        return mask.view(g, r, k)
+    lowest = score.topk(most, dim=1, largest=False).indices  # (G, most): least salient first
+    if int(counts.min()) == most:
+        return mask.scatter_(1, lowest, True).view(g, r, k)
+    take = torch.arange(most, device=W1.device) < counts.to(W1.device).unsqueeze(1)  # (G, most)
+    return mask.scatter_(1, lowest, take).view(g, r, k)
 
 
 def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +85,9 @@ def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tupl
         (pruned block Q1 (G, R, k), scaled errors E1 (G, R, k) to propagate to later columns).
     """
     m = mask.to(W1.dtype)
+    if W1.shape[-1] == 1:  # one column: no system to solve
+        E1 = m * W1 / U1  # (G, R, 1) / (G, 1, 1)
+        return W1 - m * W1, E1
     strict = U1.triu(1).unsqueeze(1)  # (G, 1, k, k)
     A = torch.diag_embed(U1.diagonal(dim1=1, dim2=2)).unsqueeze(1) + strict * m.unsqueeze(2)  # (G, R, k, k)
     E1 = torch.linalg.solve_triangular(A.transpose(-1, -2), (m * W1).unsqueeze(-1), upper=False)[..., 0]  # (G, R, k)

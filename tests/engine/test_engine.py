@@ -214,3 +214,24 @@ def test_view_agreement_counts_views_that_keep_the_dense_class():
     expected = float((preds == trace.dense_logits.argmax()).float().mean())
     assert trace.view_agreement == pytest.approx(expected)
     assert engine.prune(trace, 0.5)[1].view_agreement == trace.view_agreement
+
+
+def test_inverse_factors_count_against_the_bound_and_are_evicted_after_prune():
+    """Factors per dampening value are counted; after a prune the oldest go first, and a later prune that
+    needs them again recomputes the same result."""
+    engine = SpadeEngine(NETS["vgg"](), batch_size=8)
+    trace = engine.prepare(sample(), n_aug=8, seed=0)
+    base = trace.nbytes  # Hessians and views, before any factor
+    _, first = engine.prune(trace, PruneConfig(0.5, damp=0.01))
+    one_damp = trace.nbytes - base
+    assert one_damp > 0 and engine.cache_info()["inverse_factors"] == len(first.layer_sparsity)
+    engine.max_cache_bytes = base + one_damp  # room for one dampening's factors
+    engine.prune(trace, PruneConfig(0.5, damp=0.05))
+    info = engine.cache_info()
+    assert info["trace_bytes"] <= engine.max_cache_bytes
+    assert {damp for _, damp in trace.inverses} == {0.05}
+    engine.max_pruned = 0  # force a real solve again
+    engine._pruned.clear()
+    _, again = engine.prune(trace, PruneConfig(0.5, damp=0.01))
+    assert again.layer_error == pytest.approx(first.layer_error)
+    assert engine.cache_info()["trace_bytes"] <= engine.max_cache_bytes
