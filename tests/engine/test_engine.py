@@ -94,11 +94,8 @@ def test_obs_error_below_magnitude_on_every_layer(setup, sparsity):
         assert obs.layer_error[name] < mag.layer_error[name], name
 
 
-def test_error_matches_outputs_on_calibration_batch(setup):
-    """The Hessian-based error equals ||WX - W_hat X||^2 / ||WX||^2 measured on the layer's real inputs."""
-    _, model, engine, trace = setup
-    pruned, result = engine.prune(trace, 0.6)
-    name = list(result.layer_error)[-1]
+def measured_error(engine, pruned, trace, name) -> float:
+    """||WX - W_hat X||^2 / ||WX||^2 of layer `name` on its real inputs from the calibration views."""
     dense_layer, pruned_layer = dict(engine._work.named_modules())[name], dict(pruned.named_modules())[name]
     inputs = []
     with forward_hooks({name: dense_layer}, lambda n, m, i, o: inputs.append(i[0])), torch.no_grad():
@@ -107,7 +104,20 @@ def test_error_matches_outputs_on_calibration_batch(setup):
     bias = dense_layer.bias
     num = (dense_layer(x) - pruned_layer(x)).pow(2).sum()
     den = (dense_layer(x) - (0 if bias is None else bias.view(-1, *[1] * (x.dim() - 2)))).pow(2).sum()
-    assert result.layer_error[name] == pytest.approx(float(num / den), rel=1e-3)
+    return float(num / den)
+
+
+def test_error_matches_outputs_on_calibration_batch(setup):
+    """The Hessian-based error equals the error measured on the layer's real inputs: to 1e-3 with exact Hessian
+    products, and within 3% with the default (bf16 products where the CPU has them, ~0.3% error on H)."""
+    name, model, engine, trace = setup
+    pruned, result = engine.prune(trace, 0.6)
+    last = list(result.layer_error)[-1]
+    assert result.layer_error[last] == pytest.approx(measured_error(engine, pruned, trace, last), rel=0.03)
+    exact = SpadeEngine(model, "cpu", batch_size=16, hessian_matmul="exact")
+    exact_trace = exact.prepare(sample(), n_aug=48, seed=0)
+    pruned, result = exact.prune(exact_trace, 0.6)
+    assert result.layer_error[last] == pytest.approx(measured_error(exact, pruned, exact_trace, last), rel=1e-3)
 
 
 def test_low_sparsity_keeps_logits_close(setup):
