@@ -187,6 +187,10 @@ class SpadeEngine:
         max_cache_bytes: bound on cached traces (Hessians, inverse factors per dampening, views), enforced after
             every `prepare` and `prune`; the current trace's Hessians and views are always kept (during one
             prune its new inverse factors may exceed the bound until the prune ends).
+        max_hessian_bytes: layers whose Hessian (G * d^2 in `hessian_dtype`) would take more stay dense, with the
+            reason in `PruneResult.dense_layers`. Default 1 GiB: a layer's peak while its inverse factor is
+            computed is about 4x its Hessian, so one layer stays within about 4 GiB on top of the cache. VGG-16's
+            classifier.0 (25,088 inputs: 2.5 GB in float32) is refused by default; raise the bound to prune it.
         max_pruned: number of recent pruned copies kept (moving the slider back is free).
 
     Thread-safe: one lock serialises prepare/prune, so several UI sessions can share an engine.
@@ -201,6 +205,7 @@ class SpadeEngine:
         hessian_dtype: torch.dtype = torch.float32,
         hessian_matmul: str = "auto",
         max_cache_bytes: int = 2 * 2**30,
+        max_hessian_bytes: int = 2**30,
         max_pruned: int = 4,
     ):
         self.model = model
@@ -212,6 +217,7 @@ class SpadeEngine:
             raise ValueError(f"hessian_matmul must be one of {', '.join(MATMULS)}; got {hessian_matmul!r}.")
         self.hessian_matmul = hessian_matmul
         self.max_cache_bytes = max_cache_bytes
+        self.max_hessian_bytes = max_hessian_bytes
         self.max_pruned = max_pruned
         self._work = copy.deepcopy(model).to(self.device).eval()
         self._traces: OrderedDict[tuple, Trace] = OrderedDict()
@@ -274,10 +280,21 @@ class SpadeEngine:
         )  # fmt: skip
 
     def _prunable_layers(self, x: torch.Tensor) -> tuple[list[str], dict[str, str]]:
-        """Prunable layers in execution order, and the weight layers that cannot be pruned, with the reason."""
+        """Prunable layers in execution order, and the weight layers that cannot be pruned, with the reason
+        (including layers whose Hessian would exceed `max_hessian_bytes`)."""
         with torch.no_grad():
             order, shared = execution_order(self._work, x.unsqueeze(0).to(self.device), PRUNABLE)
-        return [n for n in order if n not in shared], unprunable_layers(self._work, order, shared)
+        modules = dict(self._work.named_modules())
+        out, too_wide = [], {}
+        for name in order:
+            if name in shared:
+                continue
+            nbytes = hessian_bytes(modules[name], self.hessian_dtype)
+            if nbytes > self.max_hessian_bytes:
+                too_wide[name] = too_wide_reason(modules[name], nbytes, self.max_hessian_bytes)
+            else:
+                out.append(name)
+        return out, {**unprunable_layers(self._work, order, shared), **too_wide}
 
     def _accumulate(
         self,
@@ -429,6 +446,23 @@ class SpadeEngine:
         hinv = trace.inverses.pop(key, None) or inverse_hessian(trace.hessians[name], damp)
         trace.inverses[key] = hinv  # most recently used last: `_evict` drops the oldest first
         return hinv
+
+
+def hessian_bytes(layer: nn.Module, dtype: torch.dtype) -> int:
+    """Bytes of a Conv2d/Linear layer's (G, d, d) Hessian in `dtype`."""
+    w = layer.weight
+    g = getattr(layer, "groups", 1)
+    d = w[0].numel() if isinstance(layer, nn.Conv2d) else w.shape[1]
+    return g * d * d * torch.empty((), dtype=dtype).element_size()
+
+
+def too_wide_reason(layer: nn.Module, nbytes: int, bound: int) -> str:
+    """Why a layer stays dense when its Hessian exceeds the engine's `max_hessian_bytes`, in words."""
+    d = layer.weight[0].numel()
+    return (
+        f"too wide for the memory bound: its Hessian ({d:,} inputs) would take {nbytes / 2**30:.1f} GiB, over "
+        f"max_hessian_bytes = {bound / 2**30:.1f} GiB (a prune needs about 4x that); raise the bound to prune it"
+    )
 
 
 FUNCTIONAL = "applied functionally (not through the module's forward), so SPADE's hooks cannot see its inputs"

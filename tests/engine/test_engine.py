@@ -245,3 +245,20 @@ def test_inverse_factors_count_against_the_bound_and_are_evicted_after_prune():
     _, again = engine.prune(trace, PruneConfig(0.5, damp=0.01))
     assert again.layer_error == pytest.approx(first.layer_error)
     assert engine.cache_info()["trace_bytes"] <= engine.max_cache_bytes
+
+
+def test_layer_over_the_hessian_bound_stays_dense_with_a_reason():
+    from spade_engine.engine import hessian_bytes
+
+    model = NETS["vgg"]()
+    sizes = {
+        n: hessian_bytes(m, torch.float32) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
+    widest = max(sizes, key=sizes.get)
+    engine = SpadeEngine(model, batch_size=8, max_hessian_bytes=sizes[widest] - 1)
+    trace = engine.prepare(sample(), n_aug=8, seed=0)
+    assert widest not in trace.hessians and len(trace.hessians) == len(sizes) - 1
+    pruned, result = engine.prune(trace, 0.5)
+    assert "too wide for the memory bound" in result.dense_layers[widest]
+    assert torch.equal(dict(pruned.named_modules())[widest].weight, dict(model.named_modules())[widest].weight)
+    assert all(s == pytest.approx(0.5, abs=0.01) for s in result.layer_sparsity.values())
