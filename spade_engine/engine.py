@@ -43,6 +43,10 @@ def _no_progress(phase: str, done: int, total: int) -> None:
     pass
 
 
+class PrefetchCancelled(Exception):
+    """Raised inside a background prefetch's prune when a foreground request cancels it."""
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     """How to prune: per-layer target sparsity, which layers, which solver.
@@ -223,6 +227,9 @@ class SpadeEngine:
         self._traces: OrderedDict[tuple, Trace] = OrderedDict()
         self._pruned: OrderedDict[tuple, tuple[nn.Module, PruneResult]] = OrderedDict()
         self._lock = threading.RLock()
+        self._prefetch_thread: threading.Thread | None = None
+        self._prefetch_cancel = threading.Event()
+        self._prefetch_key: tuple | None = None
         self.stats = {"traces_built": 0, "trace_hits": 0, "hessian_passes": 0, "solves": 0, "pruned_hits": 0}
 
     # ------------------------------------------------------------------------------------ prepare
@@ -382,6 +389,8 @@ class SpadeEngine:
         if cfg.solver not in SOLVERS:
             raise ValueError(f"Unknown solver '{cfg.solver}'. Known: {', '.join(SOLVERS)}.")
         key = (trace.key, cfg)
+        if threading.current_thread() is not self._prefetch_thread:
+            self.cancel_prefetch(unless=key)  # the user's request goes first
         with self._lock:
             if key in self._pruned:
                 self._pruned.move_to_end(key)
@@ -394,6 +403,62 @@ class SpadeEngine:
             while len(self._pruned) > self.max_pruned:
                 self._pruned.popitem(last=False)
             return out
+
+    def prefetch(self, trace: Trace, configs: list[PruneConfig]) -> threading.Thread | None:
+        """Prune `configs` for `trace` in a background thread, so that a later `prune` of one of them is a cache
+        hit (e.g. the slider's neighbouring sparsities after the first prune).
+
+        At most `max_pruned - 1` configs run (the pruned copies they add stay within the cache, next to the
+        current one), configs already cached are skipped, and any earlier prefetch is cancelled first. A `prune`
+        from another thread cancels the prefetch at the next layer boundary, unless the prefetch is computing
+        exactly what it asks for (then it waits for that result).
+
+        Args:
+            trace: from `prepare`.
+            configs: `PruneConfig`s (or sparsities), most wanted first.
+
+        Returns:
+            The started thread (daemon), or None when there was nothing to do.
+        """
+        self.cancel_prefetch()
+        todo = [c if isinstance(c, PruneConfig) else PruneConfig(sparsity=float(c)) for c in configs]
+        todo = [c for c in todo if (trace.key, c) not in self._pruned][: max(0, self.max_pruned - 1)]
+        if not todo:
+            return None
+        cancel = threading.Event()
+
+        def stop_if_cancelled(phase: str, done: int, total: int) -> None:
+            if cancel.is_set():
+                raise PrefetchCancelled
+
+        def work() -> None:
+            for cfg in todo:
+                if cancel.is_set():
+                    return
+                self._prefetch_key = (trace.key, cfg)
+                try:
+                    self.prune(trace, cfg, progress=stop_if_cancelled)
+                except PrefetchCancelled:
+                    return
+                finally:
+                    self._prefetch_key = None
+                self.stats["prefetched"] = self.stats.get("prefetched", 0) + 1
+
+        self._prefetch_cancel = cancel
+        self._prefetch_thread = threading.Thread(target=work, name="spade-prefetch", daemon=True)
+        self._prefetch_thread.start()
+        return self._prefetch_thread
+
+    def cancel_prefetch(self, unless: tuple | None = None) -> None:
+        """Stop the background prefetch (it ends at its next layer boundary) and wait for it, unless it is
+        computing the prune `unless` (a `(trace.key, config)` pair)."""
+        thread = self._prefetch_thread
+        if thread is None or not thread.is_alive() or threading.current_thread() is thread:
+            return
+        if unless is not None and self._prefetch_key == unless:
+            return
+        self._prefetch_cancel.set()
+        thread.join()
 
     def _prune(self, trace: Trace, cfg: PruneConfig, progress: Progress) -> tuple[nn.Module, PruneResult]:
         cached = trace.prunes > 0

@@ -262,3 +262,41 @@ def test_layer_over_the_hessian_bound_stays_dense_with_a_reason():
     assert "too wide for the memory bound" in result.dense_layers[widest]
     assert torch.equal(dict(pruned.named_modules())[widest].weight, dict(model.named_modules())[widest].weight)
     assert all(s == pytest.approx(0.5, abs=0.01) for s in result.layer_sparsity.values())
+
+
+def test_prefetch_makes_the_neighbours_cache_hits_with_the_same_result():
+    model = NETS["resnet"]()
+    engine = SpadeEngine(model, batch_size=16)
+    trace = engine.prepare(sample(), n_aug=16, seed=0)
+    engine.prune(trace, 0.5)
+    thread = engine.prefetch(trace, [0.4, 0.6])
+    thread.join()
+    solves, hits = engine.stats["solves"], engine.stats["pruned_hits"]
+    _, near = engine.prune(trace, 0.6)
+    assert engine.stats["solves"] == solves and engine.stats["pruned_hits"] == hits + 1
+    assert engine.stats["prefetched"] == 2 and engine.prefetch(trace, [0.4, 0.6]) is None  # both cached already
+    fresh = SpadeEngine(model, batch_size=16)
+    _, ref = fresh.prune(fresh.prepare(sample(), n_aug=16, seed=0), 0.6)
+    assert near.layer_error == pytest.approx(ref.layer_error)
+
+
+def test_a_foreground_prune_cancels_the_prefetch():
+    import threading
+
+    engine = SpadeEngine(NETS["resnet"](), batch_size=16)
+    trace = engine.prepare(sample(), n_aug=16, seed=0)
+    gate, real = threading.Event(), engine._prune
+
+    def held(trace, cfg, progress):  # the prefetch waits at its first layer until the foreground request comes
+        def wait_then(phase, done, total):
+            gate.wait(10)
+            progress(phase, done, total)
+
+        return real(trace, cfg, wait_then)
+
+    engine._prune = held
+    thread = engine.prefetch(trace, [0.3, 0.4, 0.5])
+    threading.Timer(0.2, gate.set).start()
+    _, result = engine.prune(trace, 0.8)  # cancels, waits for the prefetch to stop, then prunes
+    assert not thread.is_alive() and engine.stats.get("prefetched", 0) == 0
+    assert [k[1].sparsity for k in engine._pruned] == [0.8] and result.config.sparsity == 0.8
