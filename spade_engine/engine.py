@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +42,15 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(phase: str, done: int, total: int) -> None:
     pass
+
+
+def _yield_cpu() -> None:
+    """Lower the calling thread's priority (Linux: nice 19 per thread; the threads its torch ops start inherit
+    it), so background pre-pruning does not slow what the user is waiting for. Elsewhere a no-op."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
 
 
 class PrefetchCancelled(Exception):
@@ -409,7 +419,8 @@ class SpadeEngine:
         hit (e.g. the slider's neighbouring sparsities after the first prune).
 
         At most `max_pruned - 1` configs run (the pruned copies they add stay within the cache, next to the
-        current one), configs already cached are skipped, and any earlier prefetch is cancelled first. A `prune`
+        current one), configs already cached are skipped, and any earlier prefetch is cancelled first. The thread
+        runs at the lowest CPU priority (Linux). A `prune`
         from another thread cancels the prefetch at the next layer boundary, unless the prefetch is computing
         exactly what it asks for (then it waits for that result).
 
@@ -432,6 +443,7 @@ class SpadeEngine:
                 raise PrefetchCancelled
 
         def work() -> None:
+            _yield_cpu()
             for cfg in todo:
                 if cancel.is_set():
                     return
