@@ -3,13 +3,15 @@
     python benchmarks/prune_speed.py [--models resnet18 resnet50] [--n-aug 128] [--size 224] [--exact]
     python benchmarks/prune_speed.py --sweep
 
-Random weights are fine for timing. Runs on CPU, and on CUDA when available. `--sweep` times only
+Random weights are fine for timing. `peak_RSS_MB` is the process's peak resident memory so far (Linux
+`ru_maxrss`), so run one model per call for a per-model figure. Runs on CPU, and on CUDA when available. `--sweep` times only
 `sparsegpt_solve` on CPU, on four layer shapes: kernel-sized mask blocks ("kernel") vs 128-column blocks.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import torch
@@ -54,6 +56,7 @@ def run(arch: str, device: str, n_aug: int, size: int, max_columns: int | None) 
         "warm": warm_total,
         "ratio": cold_total / warm_total,
         "cache_MB": engine.cache_info()["trace_bytes"] / 2**20,
+        "peak_RSS_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,  # Linux: KiB; process peak so far
     }
 
 
@@ -91,12 +94,28 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cols = None if args.exact else 32768
     print(f"n_aug={args.n_aug} size={args.size} max_columns={cols} threads={torch.get_num_threads()}")
-    header = ["model", "device", "augment", "hessians", "inverse", "solve", "cold", "warm", "ratio", "cache_MB"]
+    header = [
+        "model",
+        "device",
+        "augment",
+        "hessians",
+        "inverse",
+        "solve",
+        "cold",
+        "warm",
+        "ratio",
+        "cache_MB",
+        "peak_RSS_MB",
+    ]
     print(" | ".join(f"{h:>9}" for h in header))
     for arch in args.models:
         for device in devices:
             r = run(arch, device, args.n_aug, args.size, cols)
-            row = [arch, device] + [f"{r[k]:.2f}" for k in header[2:8]] + [f"{r['ratio']:.1f}x", f"{r['cache_MB']:.0f}"]
+            row = (
+                [arch, device]
+                + [f"{r[k]:.2f}" for k in header[2:8]]
+                + [f"{r['ratio']:.1f}x", f"{r['cache_MB']:.0f}", f"{r['peak_RSS_MB']:.0f}"]
+            )
             print(" | ".join(f"{v:>9}" for v in row), flush=True)
 
 

@@ -4,7 +4,9 @@
   Cached models are shared, so never mutate one: the engine prunes private copies, saliency runs on copies.
 - `st.cache_data`: saliency maps keyed by (model key, sample hash, variant, method, target); arguments with a
   leading `_` (model, tensors) stay out of the key.
-- The engine caches traces (Hessians) and recent pruned copies itself; `run_spade` reports whether it reused them.
+- The engine caches traces (Hessians) and recent pruned copies itself; `run_spade` reports whether it reused them,
+  and then has the engine pre-prune the slider's neighbouring sparsities in the background (env
+  `SPADE_PREFETCH=0` turns that off), so a one-step slider move is usually a cache hit.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +187,12 @@ class SpadeRun:
         return f"Reused cached trace and pruned network ({self.seconds * 1000:.0f} ms)"
 
 
+def neighbour_configs(config, step: float = 0.01) -> list:
+    """`config` at the slider's neighbouring sparsities (one step of 1% down and up, within [0, 0.99])."""
+    values = [round(config.sparsity + delta, 2) for delta in (-step, step)]
+    return [replace(config, sparsity=v) for v in values if 0.0 <= v <= 0.99]
+
+
 def run_spade(
     model_key: str,
     device: str,
@@ -225,6 +233,8 @@ def run_spade(
     with model_lock(model_key):
         trace = engine.prepare(x, n_aug=n_aug, seed=seed, augment_config=augment_config, progress=watch("prepare"))
         pruned, result = engine.prune(trace, config, progress=watch("prune"))
+    if os.environ.get("SPADE_PREFETCH", "1") != "0":
+        engine.prefetch(trace, neighbour_configs(config))
     return SpadeRun(pruned, result, did["prepare"], did["prune"], time.perf_counter() - t0)
 
 

@@ -7,8 +7,7 @@ blocks go in order, each updating only the rest of the lazy block, so small mask
 128-column ones do, with the same result as lazy blocks as small as the mask blocks.
 
 Batched over groups (a depthwise conv's C tiny Hessians cost one sweep) and over rows: once a mask block's
-mask is chosen, SparseGPT's column-by-column OBS updates inside it are a triangular system per row, solved in
-one batched `solve_triangular` instead of a Python loop over columns (same result, see the tests).
+mask is chosen, SparseGPT's column-by-column OBS updates inside it run on all rows and groups at once.
 
 How many weights a mask block loses (`mask_count`):
 - "running": the mask block's share of the running layer target, `round(s * G * R * i2) - pruned so far`,
@@ -61,15 +60,23 @@ def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, count
     g, r, k = W1.shape
     score = W1.pow(2) / u_diag.pow(2).unsqueeze(1)  # (G, R, k)
     score = score.masked_fill(dead.unsqueeze(1), 0.0).reshape(g, r * k)
-    ranks = score.argsort(dim=1).argsort(dim=1)  # (G, R*k): 0 = least salient
-    return (ranks < counts.to(W1.device).unsqueeze(1)).view(g, r, k)
+    most = min(int(counts.max()), r * k)
+    mask = torch.zeros(g, r * k, dtype=torch.bool, device=W1.device)
+    if most == 0:
+        return mask.view(g, r, k)
+    lowest = score.topk(most, dim=1, largest=False).indices  # (G, most): least salient first
+    if int(counts.min()) == most:
+        return mask.scatter_(1, lowest, True).view(g, r, k)
+    take = torch.arange(most, device=W1.device) < counts.to(W1.device).unsqueeze(1)  # (G, most)
+    return mask.scatter_(1, lowest, take).view(g, r, k)
 
 
 def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """OBS updates inside one mask block with a fixed mask.
+    """OBS updates inside one mask block with a fixed mask, column by column, all rows and groups at once.
 
-    Column i's error is `e_i = m_i * (w_i - sum_{j<i} e_j U_ji) / U_ii`, i.e. `e A = m * w` with the upper
-    triangular `A = diag(U) + triu(U, 1) * m` (per row, since masks differ per row).
+    Column i's error is `e_i = m_i * (w_i - sum_{j<i} e_j U_ji) / U_ii` (SparseGPT's Algorithm 1): k small
+    vector operations per block. (A batched per-row triangular solve gives the same result but measured 10-30x
+    slower on CPU for kh*kw = 9 columns: one tiny LAPACK call per row.)
 
     Args:
         W1: (G, R, k) block weights; U1: (G, k, k) block of the inverse-Hessian Cholesky factor; mask: (G, R, k).
@@ -78,10 +85,16 @@ def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tupl
         (pruned block Q1 (G, R, k), scaled errors E1 (G, R, k) to propagate to later columns).
     """
     m = mask.to(W1.dtype)
-    strict = U1.triu(1).unsqueeze(1)  # (G, 1, k, k)
-    A = torch.diag_embed(U1.diagonal(dim1=1, dim2=2)).unsqueeze(1) + strict * m.unsqueeze(2)  # (G, R, k, k)
-    E1 = torch.linalg.solve_triangular(A.transpose(-1, -2), (m * W1).unsqueeze(-1), upper=False)[..., 0]  # (G, R, k)
-    current = W1 - torch.einsum("grj,gji->gri", E1, U1.triu(1))  # w_i after earlier columns' updates
+    k = W1.shape[-1]
+    diag = U1.diagonal(dim1=1, dim2=2).unsqueeze(1)  # (G, 1, k)
+    if k == 1:  # one column: nothing to update inside the block
+        return W1 - m * W1, m * W1 / diag
+    current = W1.clone()  # w_i after earlier columns' updates
+    E1 = torch.empty_like(W1)
+    for i in range(k):
+        E1[..., i] = m[..., i] * current[..., i] / diag[..., i]  # (G, R)
+        if i + 1 < k:
+            current[..., i + 1 :] -= E1[..., i : i + 1] * U1[:, i : i + 1, i + 1 :]  # (G, R, 1) * (G, 1, k-i-1)
     return current * (1 - m), E1
 
 

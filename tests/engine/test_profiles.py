@@ -49,7 +49,9 @@ def test_standard_profiles_apply():
 
 def test_tuned_profile_beats_uniform_and_reloads(tmp_path):
     model = tiny_vgg()
-    engine = SpadeEngine(model)
+    # exact Hessian products: the margin this test needs (tuned 0.117 vs uniform 0.115) is within what bf16
+    # products move the tiny model's logit, and the tuner's logic does not depend on them
+    engine = SpadeEngine(model, hessian_matmul="exact")
     samples = [(sample(i), int(model(sample(i)[None]).argmax())) for i in range(2)]
 
     def objective(pruned, x, y):  # keep the target's logit: favours low sparsity somewhere
@@ -59,7 +61,7 @@ def test_tuned_profile_beats_uniform_and_reloads(tmp_path):
     # 99% everywhere destroys the logit; a tuner that did nothing would keep it: it must lower some block
     assert result.score > result.uniform_score and min(result.profile.meta["blocks"].values()) < 0.99
     # the reported score is the objective of the saved profile, re-measured by a fresh engine (no cache)
-    fresh = SpadeEngine(model)
+    fresh = SpadeEngine(model, hessian_matmul="exact")
     measured = [objective(fresh.prune(fresh.prepare(x, n_aug=16, seed=i), result.profile.config)[0], x, y)
                 for i, (x, y) in enumerate(samples)]  # fmt: skip
     assert result.score == pytest.approx(float(np.mean(measured)), rel=1e-4, abs=1e-5)

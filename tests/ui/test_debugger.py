@@ -40,14 +40,14 @@ def test_slider_reprunes_from_cached_trace(tiny_assets):
     engine = _engine()
     stats = dict(engine.stats)
     assert stats["traces_built"] == 1
-    first = _last_result(engine)
+    first = _last_result(engine, 0.90)
 
     at.sidebar.slider(key=keys.WIDGET + keys.scoped(keys.DEBUGGER, keys.SPARSITY)).set_value(40).run()
     assert not at.exception, at.exception
     assert engine.stats["traces_built"] == 1, "moving the slider must not rebuild the trace"
     assert engine.stats["trace_hits"] > stats["trace_hits"]
     assert engine.stats["solves"] > stats["solves"], "the new sparsity must be solved"
-    second = _last_result(engine)
+    second = _last_result(engine, 0.40)
     assert second.cached_trace
     assert second.config.sparsity == pytest.approx(0.40)
     reached = sum(second.layer_sparsity.values()) / len(second.layer_sparsity)
@@ -56,8 +56,10 @@ def test_slider_reprunes_from_cached_trace(tiny_assets):
     assert "Reused cached trace" in _texts(at.caption) + _status_labels(at)
 
 
-def _last_result(engine):
-    return next(reversed(engine._pruned.values()))[1]
+def _last_result(engine, sparsity: float | None = None):
+    """The most recent prune, or the one at `sparsity` (the engine also pre-prunes the slider's neighbours)."""
+    results = [r for _, r in reversed(engine._pruned.values())]
+    return next(r for r in results if sparsity is None or r.config.sparsity == pytest.approx(sparsity))
 
 
 def _status_labels(at) -> str:
