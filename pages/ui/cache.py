@@ -233,7 +233,7 @@ def run_spade(
     with model_lock(model_key):
         trace = engine.prepare(x, n_aug=n_aug, seed=seed, augment_config=augment_config, progress=watch("prepare"))
         pruned, result = engine.prune(trace, config, progress=watch("prune"))
-    if os.environ.get("SPADE_PREFETCH", "1") != "0":
+    if os.environ.get("SPADE_PREFETCH", "1") != "0" and config.solver != "obc":  # exact solves take seconds each
         engine.prefetch(trace, neighbour_configs(config))
     return SpadeRun(pruned, result, did["prepare"], did["prune"], time.perf_counter() - t0)
 
