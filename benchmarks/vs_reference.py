@@ -12,8 +12,9 @@ stand-in module with an empty `Conv1D` class is registered so the import succeed
 
 Both get the same model (torchvision `--arch`, random weights, seed 0), sample (uniform noise, seed 0), views
 (`spade_engine.augment`, 8-bit like the engine's cache), and the same sparsities: `--sparsity` cold, then
-`--resparsity` as the re-prune. Ours is `SpadeEngine` with its defaults. Per repeat the order is
-reference cold, reference re-prune, ours cold, ours re-prune (a fresh engine each repeat).
+`--resparsity` as the re-prune. Ours is `SpadeEngine` with its defaults (`--hessian-matmul` for bf16
+products). Per repeat the order is reference cold, reference re-prune, ours cold, ours re-prune (a fresh engine
+each repeat).
 
 Quality is measured on held-out views (another augmentation seed) for the models pruned at each sparsity:
 - held-out layer error: mean over pruned layers of `||W X - W_hat X||^2 / ||W X||^2`, X the layer's dense
@@ -123,9 +124,12 @@ def timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def ours_run(model: nn.Module, x: torch.Tensor, n_aug: int, sparsities: tuple[float, float]):
-    """Cold (prepare + prune) and re-prune times of a fresh `SpadeEngine`, and its two pruned copies."""
-    engine = SpadeEngine(model)
+def ours_run(
+    model: nn.Module, x: torch.Tensor, n_aug: int, sparsities: tuple[float, float], hessian_matmul: str = "exact"
+):
+    """Cold (prepare + prune) and re-prune times of a fresh `SpadeEngine` (Hessian products `hessian_matmul`),
+    and its two pruned copies."""
+    engine = SpadeEngine(model, hessian_matmul=hessian_matmul)
     t0 = time.perf_counter()
     first, _ = engine.prune(engine.prepare(x, n_aug=n_aug, seed=0), sparsities[0])
     cold = time.perf_counter() - t0
@@ -150,7 +154,7 @@ def compare(SparseGPT: type, arch: str, args: argparse.Namespace) -> None:
         times["ref_cold"].append(t)
         ref_second, t = timed(reference_prune, SparseGPT, model, views, sparsities[1])
         times["ref_warm"].append(t)
-        ours, cold, warm = ours_run(model, x, args.n_aug, sparsities)
+        ours, cold, warm = ours_run(model, x, args.n_aug, sparsities, args.hessian_matmul)
         times["ours_cold"].append(cold)
         times["ours_warm"].append(warm)
         print(" ".join(f"{k}={v[-1]:.2f}s" for k, v in times.items()), flush=True)
@@ -190,6 +194,8 @@ def main() -> None:
     ap.add_argument("--resparsity", type=float, default=0.8, help="re-prune")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--hessian-matmul", default="exact", choices=["exact", "bfloat16", "auto"],
+                    help="our engine's Hessian products (SpadeEngine's default: exact)")  # fmt: skip
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
