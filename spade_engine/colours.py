@@ -110,3 +110,19 @@ def blend(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     """
     alpha = rgba[..., 3:]  # (H, W, 1)
     return base * (1 - alpha) + rgba[..., :3] * alpha
+
+
+def shared_vmax(*maps: np.ndarray, q: float = 99.5, signed: bool = False) -> float:
+    """One upper bound for several maps (their joint `q`-th percentile; of |values| when `signed`), so they share
+    one colour scale (0..vmax, or -vmax..vmax when signed)."""
+    values = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
+    values = np.abs(values) if signed else values
+    vmax = float(np.percentile(values, q)) if values.size else 0.0
+    return vmax if vmax > 0 else float(values.max(initial=0.0)) or 1.0
+
+
+def base_image(image_u8: np.ndarray) -> np.ndarray:
+    """The sample, half desaturated and slightly dimmed, as the backdrop of an overlay (H, W, 3) uint8."""
+    rgb = image_u8.astype(np.float64)
+    grey = rgb.mean(axis=-1, keepdims=True)
+    return np.clip((0.5 * rgb + 0.5 * grey) * 0.85, 0, 255).astype(np.uint8)

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from spade_engine.colours import base_image, blend, colorize, shared_vmax
 from spade_engine.engine import PruneConfig, PruneResult, SpadeEngine
 from spade_engine.images import ImageError, load_image
 from spade_engine.models import LoadedModel, spade_augment, spade_defaults
@@ -276,30 +277,11 @@ def _slug(text: str) -> str:
 # ------------------------------------------------------------------------------------------ overlays
 
 
-def pair_vmax(dense: np.ndarray, spade: np.ndarray, signed: bool, q: float = 99.5) -> float:
-    """One colour-scale bound for a dense/SPADE pair: their joint `q`-th percentile (of |values| when signed),
-    as the Debugger's figures."""
-    values = np.concatenate([dense.ravel(), spade.ravel()]).astype(np.float64)
-    values = np.abs(values) if signed else values
-    vmax = float(np.percentile(values, q)) if values.size else 0.0
-    return vmax if vmax > 0 else float(values.max(initial=0.0)) or 1.0
-
-
 def overlay(image_u8: np.ndarray, values: np.ndarray, vmax: float, signed: bool) -> Image.Image:
-    """An (H, W) map over the sample: matplotlib's inferno (RdBu_r, symmetric, when signed), transparent where
-    the map is ~0, over the image half desaturated."""
-    import matplotlib
-
-    t = np.clip(values / vmax, -1, 1)
-    if signed:
-        rgba, alpha = matplotlib.colormaps["RdBu_r"]((t + 1) / 2), np.abs(t)
-    else:
-        t = np.clip(t, 0, 1)
-        rgba, alpha = matplotlib.colormaps["inferno"](t), t
-    base = image_u8.astype(np.float64) / 255
-    base = 0.85 * (0.5 * base + 0.5 * base.mean(-1, keepdims=True))
-    a = 0.95 * alpha[..., None]
-    return Image.fromarray(((base * (1 - a) + rgba[..., :3] * a) * 255).round().astype(np.uint8))
+    """An (H, W) map over the sample, drawn as the Debugger's PNG export draws it (`colours.colorize` over
+    `colours.base_image`: the default palette, transparent where the map is ~0)."""
+    rgba = colorize(values, vmax, signed)  # (H, W, 4)
+    return Image.fromarray((blend(base_image(image_u8) / 255, rgba) * 255).round().astype(np.uint8))
 
 
 def _write_images(folder: Path, r: ImageResult, settings: ExplainSettings, cell: int = 256) -> None:
@@ -309,7 +291,7 @@ def _write_images(folder: Path, r: ImageResult, settings: ExplainSettings, cell:
     Image.fromarray(image_u8).resize((cell, cell), resample).save(folder / "input.png")
     for method, (dense, spade) in r.maps.items():
         signed = resolve_reduction(method, settings.reduction) == "signed"
-        vmax = pair_vmax(dense, spade, signed)
+        vmax = shared_vmax(dense, spade, signed=signed)
         panels = [overlay(image_u8, m, vmax, signed).resize((cell, cell), resample) for m in (dense, spade)]
         bar = _colour_bar(cell, signed)
         canvas = Image.new("RGB", (2 * cell + 8 + bar.width, cell), "white")
@@ -320,11 +302,9 @@ def _write_images(folder: Path, r: ImageResult, settings: ExplainSettings, cell:
 
 
 def _colour_bar(height: int, signed: bool, width: int = 14) -> Image.Image:
-    import matplotlib
-
-    ramp = np.linspace(1, 0, height)[:, None].repeat(width, 1)  # top = high
-    rgba = matplotlib.colormaps["RdBu_r" if signed else "inferno"](ramp)
-    return Image.fromarray((rgba[..., :3] * 255).round().astype(np.uint8))
+    """The pair's colour scale as a vertical bar over white, top = high (the default palette)."""
+    ramp = colorize(np.linspace(1, -1.0 if signed else 0.0, height)[:, None].repeat(width, 1), 1.0, signed)
+    return Image.fromarray((blend(np.ones((height, width, 3)), ramp) * 255).round().astype(np.uint8))
 
 
 # ---------------------------------------------------------------------------------------------- HTML

@@ -18,7 +18,15 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 from plotly.subplots import make_subplots
 
-from spade_engine.colours import DEFAULT_PALETTE, blend, colorize, palette_maps, plotly_colorscale
+from spade_engine.colours import (
+    DEFAULT_PALETTE,
+    base_image,
+    blend,
+    colorize,
+    palette_maps,
+    plotly_colorscale,
+    shared_vmax,
+)
 
 DENSE_COLOUR, SPADE_COLOUR, PATCH_COLOUR = "#7f7f7f", "#d62728", "#00e5ff"
 
@@ -47,22 +55,6 @@ class MapPair:
     @property
     def vmax(self) -> float:
         return shared_vmax(self.dense, self.spade, signed=self.signed)
-
-
-def shared_vmax(*maps: np.ndarray, q: float = 99.5, signed: bool = False) -> float:
-    """One upper bound for several maps (their joint `q`-th percentile; of |values| when `signed`), so they share
-    one colour scale (0..vmax, or -vmax..vmax when signed)."""
-    values = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
-    values = np.abs(values) if signed else values
-    vmax = float(np.percentile(values, q)) if values.size else 0.0
-    return vmax if vmax > 0 else float(values.max(initial=0.0)) or 1.0
-
-
-def base_image(image_u8: np.ndarray) -> np.ndarray:
-    """The sample, half desaturated and slightly dimmed, as the backdrop of an overlay (H, W, 3) uint8."""
-    rgb = image_u8.astype(np.float64)
-    grey = rgb.mean(axis=-1, keepdims=True)
-    return np.clip((0.5 * rgb + 0.5 * grey) * 0.85, 0, 255).astype(np.uint8)
 
 
 def mask_box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:

@@ -145,3 +145,17 @@ def test_index_table_sorts_in_a_browser(report):
         page.locator("#results tbody a").first.click()
         assert "Per-layer sparsity" in page.content()
         browser.close()
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_report_overlays_are_drawn_as_the_debuggers_png(signed):
+    from pages.ui import figures
+    from spade_engine import report
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    values = rng.normal(size=(32, 32)) if signed else rng.random((32, 32))
+    vmax = figures.shared_vmax(values, signed=signed)
+    ours = np.asarray(report.overlay(image, values, vmax, signed))
+    page = np.asarray(figures.overlay_image(image, values, vmax, None, 32, signed))
+    assert np.array_equal(ours, page)
