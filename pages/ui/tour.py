@@ -54,15 +54,13 @@ def tour_demo(version: str, size: int):
         (image (3, S, S), trojan mask (S, S) bool, target class, trojan name, class, facet).
     """
     from spade_engine import testbed
+    from spade_engine.testbed.examples import demo_sample
 
-    entry = demo_entry(version)
-    data = testbed.generator(version)
-    batch = data.generate(entry["demo"]["batch_size"], entry["seed"], trojan_fraction=1.0, image_size=size)
-    i = entry["demo"]["sample"]
-    t = testbed.trojan_index(data, int(batch.trojan[i]) if hasattr(batch, "trojan") else True)
-    name = testbed.trojan_names(data)[t]
-    target = int(testbed.trojan_targets(batch)[i])
-    return batch.images[i], batch.trojan_mask[i].numpy(), target, name, int(batch.true_class[i]), int(batch.facet[i])
+    entry, data = demo_entry(version), testbed.generator(version)
+    b = demo_sample(data, entry["demo"]["batch_size"], entry["seed"], entry["demo"]["sample"], size)
+    name = testbed.trojan_names(data)[testbed.trojan_index(data, int(b.trojan[0]) if hasattr(b, "trojan") else True)]
+    target = int(testbed.trojan_targets(b)[0])
+    return b.images[0], b.trojan_mask[0].numpy(), target, name, int(b.true_class[0]), int(b.facet[0])
 
 
 def tour_trojan(version: str, cls: int) -> int:

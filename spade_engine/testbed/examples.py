@@ -181,10 +181,9 @@ def write_demo(out: Path, version: str, benchmarks: Path = BENCHMARKS_DIR) -> li
     pick = median_gain_sample(rows)
     seed = int(load_settings(csv).get("seed", 1000))
     generator = data if version == "v1" else data_v2
-    # The protocol's trojaned batch (`bench.trojan_samples`): max(4 n, 32) scenes of seed `seed`, all trojaned.
+    # The protocol's trojaned batch (`protocol.trojan_samples`): max(4 n, 32) scenes of seed `seed`, all trojaned.
     batch_size = max(4 * rows.query("kind == 'trojan'")["sample"].nunique(), 32)
-    batch = generator.generate(batch_size, seed, trojan_fraction=1.0)
-    sample = _one(batch, pick["sample"])
+    sample = demo_sample(generator, batch_size, seed, pick["sample"])
     name = f"testbed_{version}_demo.png" if version != "v1" else "testbed_demo.png"
     _save_png(sample, out / name)
     cls = int(sample.true_class[0])
@@ -202,6 +201,15 @@ def write_demo(out: Path, version: str, benchmarks: Path = BENCHMARKS_DIR) -> li
             "trojan_target": data_v2.TROJANS[t].target,
         }
     return [entry]
+
+
+def demo_sample(generator: ModuleType, batch_size: int, seed: int, index: int, image_size: int | None = None):  # noqa: ANN201
+    """Image `index` of the protocol's trojaned batch (`generator.generate(batch_size, seed, 1.0)`), as a one-image
+    `TestbedBatch` of that generator, rendered at `image_size` px (default the generator's). A demo entry's
+    `seed` and `demo` fields name it: `demo_sample(gen, e["demo"]["batch_size"], e["seed"], e["demo"]["sample"])`.
+    """
+    size = image_size or generator.IMAGE_SIZE
+    return _one(generator.generate(batch_size, seed, trojan_fraction=1.0, image_size=size), index)
 
 
 def _one(batch, i: int):  # noqa: ANN001, ANN202 (a TestbedBatch of either generator)

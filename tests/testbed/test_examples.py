@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from spade_engine import testbed
 from spade_engine.saliency import PAPER_METHODS
 from spade_engine.testbed import data
-from spade_engine.testbed.examples import ASSETS_EXAMPLES, DEMO_RULE, MAX_PHOTO_SIDE, median_gain_sample
+from spade_engine.testbed.examples import ASSETS_EXAMPLES, DEMO_RULE, MAX_PHOTO_SIDE, demo_sample, median_gain_sample
 from spade_engine.testbed.v2 import data as v2
 
 INDEX = json.loads((ASSETS_EXAMPLES / "index.json").read_text())
@@ -141,4 +142,6 @@ def test_shipped_demo_follows_the_rule_on_its_stored_protocol_run(entry):
     expected = (batch.images[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.abs(_pixels(entry).astype(int) - expected.astype(int)).max() <= 1
     assert entry["trojan"] and entry["class"] == int(batch.true_class[i]) and entry["label"] == int(batch.labels[i])
+    one = demo_sample(generator, entry["demo"]["batch_size"], entry["seed"], i)
+    assert torch.equal(one.images[0], batch.images[i]) and torch.equal(one.trojan_mask[0], batch.trojan_mask[i])
     assert entry["demo"]["rule"] == DEMO_RULE
