@@ -122,8 +122,8 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
                            options=list(SOLVERS), valid=lambda v: v in SOLVERS, format_func=solver_label,
                            help="Default: the model card's recommendation.")  # fmt: skip
         if card_solver != "sparsegpt":
-            st.caption(f"The model card recommends **{solver_label(card_solver)}**: "
-                       f"{models.get_info(model_name).card['spade'].get('solver_why', '')}.")  # fmt: skip
+            why = models.get_info(model_name).card["spade"].get("solver_why")
+            st.caption(f"The model card recommends **{solver_label(card_solver)}**" + (f": {why}." if why else "."))
         profile = ""
         if model_name is not None and profiles:
             names = ["", *(n for n, p in cache.sparsity_profiles().items() if p.model in ("", model_name))]

@@ -186,10 +186,8 @@ def write_demo(out: Path, version: str, benchmarks: Path = BENCHMARKS_DIR) -> li
     sample = demo_sample(generator, batch_size, seed, pick["sample"])
     name = f"testbed_{version}_demo.png" if version != "v1" else "testbed_demo.png"
     _save_png(sample, out / name)
-    cls = int(sample.true_class[0])
-    facet = int(sample.facet[0]) if hasattr(sample, "facet") else 0
     entry = {
-        **_entry(generator, name, cls, facet, seed, sample),
+        **_entry(generator, name, int(sample.true_class[0]), int(sample.facet[0]), seed, sample),
         "testbed": version,
         "demo": {"rule": DEMO_RULE, "protocol": f"assets/benchmarks/{csv.name}", "batch_size": batch_size, **pick},
     }
