@@ -9,24 +9,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from pages.ui import keys
 from pages.ui import neurons as ui
 from spade_engine import models
+from tests.tiny_models import seeded_tiny_net
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "pages" / "3_Neuron_explorer.py"
 SHIPPED = models.TESTBED_DIR / "testbed_resnet.json"
 FAST = {ui.STEPS: 8, keys.scoped(ui.PREFIX, keys.N_AUG): 8}
-
-
-def _tiny_net(num_classes: int) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes),
-    )  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +50,12 @@ def tiny_testbed(monkeypatch, tmp_path, testbed_example):
 
     models_dir = tmp_path / "models"
     models_dir.mkdir()
-    torch.save(_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny.pt")
+    torch.save(seeded_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny.pt")
     card = dict(name="fv_tiny", title="Tiny", arch="fv_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
                 weights="fv_tiny.pt")  # fmt: skip
     (models_dir / "fv_tiny.json").write_text(json.dumps(card))
     monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": _tiny_net})
+    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
 
 
 @pytest.fixture
@@ -80,12 +72,12 @@ def tiny_v2(monkeypatch, tmp_path, testbed_example):
     (testbed_example / "index.json").write_text(json.dumps(index))
     models_dir = tmp_path / "models_v2"
     models_dir.mkdir()
-    torch.save(_tiny_net(len(v2.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny_v2.pt")
+    torch.save(seeded_tiny_net(len(v2.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny_v2.pt")
     card = dict(name="fv_tiny_v2", title="Tiny v2", arch="fv_tiny", image_size=32, class_names=list(v2.CLASS_NAMES),
                 weights="fv_tiny_v2.pt", testbed="v2")  # fmt: skip
     (models_dir / "fv_tiny_v2.json").write_text(json.dumps(card))
     monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": _tiny_net})
+    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
     assert cache.testbed_version("fv_tiny_v2") == "v2"
 
 

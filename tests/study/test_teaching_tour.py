@@ -7,7 +7,8 @@ import pytest
 import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
-from torch import nn
+
+from tests.tiny_models import seeded_tiny_net
 
 TOUR = Path(__file__).resolve().parents[2] / "pages" / "2_Teaching_tour.py"
 SHIPPED = "testbed_v2_resnet"  # pages/ui/tour.TOUR_MODEL
@@ -73,14 +74,6 @@ def test_tour_without_the_shipped_model_says_so(fast, monkeypatch, tmp_path):
     assert "testbed model" in at.info[0].value and not at.header
 
 
-def _tiny_net(num_classes: int) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes),
-    )  # fmt: skip
-
-
 @pytest.fixture(params=["v1", "v2"])
 def tiny_tour_model(request, fast, monkeypatch, tmp_path):
     """A random tiny 32 px net registered as the tour's model, its card naming testbed v1 or v2; returns the
@@ -91,12 +84,12 @@ def tiny_tour_model(request, fast, monkeypatch, tmp_path):
     data = generator(request.param)
     models_dir = tmp_path / "models"
     models_dir.mkdir()
-    torch.save(_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "tiny.pt")
+    torch.save(seeded_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "tiny.pt")
     card = dict(name=SHIPPED, title="Tiny tour", arch="tour_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
                 weights="tiny.pt", testbed=request.param)  # fmt: skip
     (models_dir / f"{SHIPPED}.json").write_text(json.dumps(card))
     monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"tour_tiny": _tiny_net})
+    monkeypatch.setattr(models, "architectures", lambda: {"tour_tiny": seeded_tiny_net})
     return data
 
 
