@@ -41,14 +41,58 @@ def generator(version: str) -> ModuleType:
     return importlib.import_module(GENERATORS[version])
 
 
-def data_for(model_name: str | None) -> ModuleType:
-    """The generator module of a testbed model: `testbed.v2.data` when its card says `"testbed": "v2"`, else v1's
-    `testbed.data` (also for unknown names and non-testbed models).
+class SizedGenerator:
+    """A generator module whose images default to another side than the module's `IMAGE_SIZE`: the input size of
+    a testbed model trained at that size (e.g. v2 scenes at 224 px). Everything else is the module's.
+
+    Args:
+        module: a generator module (`generator(version)`); image_size: the default side in pixels.
+    """
+
+    def __init__(self, module: ModuleType, image_size: int):
+        self.module, self.IMAGE_SIZE = module, int(image_size)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - everything else is the module's
+        return getattr(self.module, name)
+
+    def __repr__(self) -> str:
+        return f"SizedGenerator({self.module.__name__}, {self.IMAGE_SIZE} px)"
+
+    def generate(self, n: int, seed: int, trojan_fraction: float = 0.0, image_size: int | None = None):  # noqa: ANN201
+        """The module's `generate`, at `image_size` or this generator's `IMAGE_SIZE`."""
+        return self.module.generate(n, seed, trojan_fraction, image_size or self.IMAGE_SIZE)
+
+    def make_sample(self, cls: int, facet: int, seed: int, trojan=None, image_size: int | None = None):  # noqa: ANN001, ANN201
+        """The module's `make_sample`, at `image_size` or this generator's `IMAGE_SIZE` (`trojan` None: its default)."""
+        kwargs = {} if trojan is None else {"trojan": trojan}
+        return self.module.make_sample(cls, facet, seed, image_size=image_size or self.IMAGE_SIZE, **kwargs)
+
+    def draw_scenes(self, n: int, seed: int, trojan_fraction: float = 0.0, image_size: int | None = None):  # noqa: ANN201
+        """The module's `draw_scenes` (v2 only), at `image_size` or this generator's `IMAGE_SIZE`."""
+        return self.module.draw_scenes(n, seed, trojan_fraction, image_size or self.IMAGE_SIZE)
+
+
+def data_for(model_name: str | None) -> ModuleType | SizedGenerator:
+    """The generator of a testbed model: `testbed.v2.data` when its card says `"testbed": "v2"`, else v1's
+    `testbed.data` (also for unknown names and non-testbed models). When the card's `image_size` is not the
+    module's `IMAGE_SIZE` (a model trained at another size), a `SizedGenerator` that draws at the card's size.
 
     Args:
         model_name: a registered model name (`spade_engine.models.list_models`), or None.
     """
-    return generator(version_for(model_name))
+    module = generator(version_for(model_name))
+    size = _card_size(model_name)
+    return module if size in (None, module.IMAGE_SIZE) else SizedGenerator(module, size)
+
+
+def _card_size(model_name: str | None) -> int | None:
+    from spade_engine.models import ModelLoadError, get_info
+
+    try:
+        info = get_info(model_name) if model_name else None
+    except ModelLoadError:
+        return None
+    return int(info.card["image_size"]) if info is not None and info.card and "image_size" in info.card else None
 
 
 def trojan_targets(batch) -> torch.Tensor:

@@ -58,8 +58,10 @@ def run(model_name: str, n: int, seed: int, methods: tuple[str, ...]) -> pd.Data
         sends to the trojan target, plus one row per variant with scene -1 and method "attack success" (the share
         of the `n` scenes that hit the target).
     """
+    from spade_engine.testbed import data_for
+
     model = load_model(model_name).model
-    scenes = data.draw_scenes(n, seed, trojan_fraction=1.0)
+    scenes = data_for(model_name).draw_scenes(n, seed, trojan_fraction=1.0)  # at the model's input size
     rows, card = [], None
     for name, s in variants(scenes, seed).items():
         batch = data.render(s)

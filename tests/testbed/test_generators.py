@@ -57,3 +57,19 @@ def test_sample_trojan_gives_make_sample_a_trojan_the_class_can_carry():
             assert int(testbed.trojan_targets(sample)[0]) == v2.TROJANS[trojan].target != cls
     assert testbed.trojan_index(v1, True) == 0 and testbed.trojan_index(v2, 1) == 1
     assert testbed.trojan_index(v2, None) is None and testbed.trojan_index(v1, False) is None
+
+
+def test_a_card_at_another_size_draws_at_that_size(monkeypatch):
+    """A v2 model trained at 96 px gets v2's scenes rendered at 96 px (the same scenes as `image_size=96`)."""
+    monkeypatch.setattr(models, "get_info", lambda name: SimpleNamespace(card={"testbed": "v2", "image_size": 96}))
+    gen = testbed.data_for("testbed_v2_resnet96")
+    assert isinstance(gen, testbed.SizedGenerator) and gen.IMAGE_SIZE == 96 and gen.CLASS_NAMES == v2.CLASS_NAMES
+    batch = gen.generate(3, 5, trojan_fraction=1.0)
+    assert batch.images.shape == (3, 3, 96, 96) and batch.trojan_mask.shape == (3, 96, 96)
+    assert torch.equal(batch.images, v2.generate(3, 5, 1.0, image_size=96).images)
+    sample = gen.make_sample(1, 0, 7, trojan=0)
+    assert torch.equal(sample.images, v2.make_sample(1, 0, 7, trojan=0, image_size=96).images)
+    assert gen.make_sample(1, 0, 7, image_size=64).images.shape[-1] == 64  # an explicit size still wins
+    assert gen.draw_scenes(2, 5).image_size == 96
+    monkeypatch.setattr(models, "get_info", lambda name: SimpleNamespace(card={"testbed": "v2", "image_size": 128}))
+    assert testbed.data_for("testbed_v2_resnet") is v2  # the generator's own size: the module itself

@@ -91,3 +91,32 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, c
     monkeypatch.setattr(v2train, "data_fingerprint", lambda: "another generator")
     with pytest.raises(SystemExit):
         _run(tmp_path / "a", 2)  # nor a checkpoint trained on other images
+
+
+def test_a_fine_tune_starts_from_the_shipped_weights_at_another_size(tmp_path):
+    """`--init-from` loads the shipped model (and keeps its normalisation); `--image-size` sets the pool, the
+    evaluation and the card's size."""
+    from spade_engine.models import TESTBED_DIR
+
+    shipped = json.loads((TESTBED_DIR / "testbed_v2_resnet.json").read_text())
+    argv = ["--name", "ft", "--init-from", "testbed_v2_resnet", "--image-size", "96", "--n-train", "64"]
+    argv += ["--batch-size", "32", "--epochs", "1", "--lr", "1e-9", "--n-eval", "16", "--n-monitor", "8"]
+    argv += ["--calib-samples", "2", "--calib-views", "2", "--spade-samples", "0"]
+    v2train.main([*argv, "--out", str(tmp_path / "out"), "--ckpt-dir", str(tmp_path / "ckpt")])
+    card = json.loads((tmp_path / "out" / "ft.json").read_text())
+    assert card["image_size"] == 96 and card["train"]["init_from"] == "testbed_v2_resnet"
+    assert card["mean"] == shipped["mean"] and card["std"] == shipped["std"]
+    assert "96 px" in card["title"] and "fine-tuned from testbed_v2_resnet" in card["title"]
+    pool = torch.load(next((tmp_path / "ckpt").glob("pool_64_0_0.1_96px_*.pt")), weights_only=True)
+    assert pool["images"].shape[1:] == (3, 96, 96)
+    start = torch.load(TESTBED_DIR / shipped["weights"], weights_only=True)
+    tuned = torch.load(tmp_path / "out" / "ft.pt", weights_only=True)
+    weights = [k for k, v in start.items() if v.dtype.is_floating_point and "running" not in k]
+    assert max(float((tuned[k] - start[k]).abs().max()) for k in weights) < 1e-5  # lr 1e-9: still the shipped net
+
+
+def test_a_fine_tune_refuses_another_architecture(tmp_path):
+    with pytest.raises(SystemExit, match="not this run's"):
+        _run(tmp_path, 1, "--init-from", "testbed_v2_resnet")  # TINY's widths are not the shipped net's
+    with pytest.raises(SystemExit, match="no such shipped model"):
+        _run(tmp_path, 1, "--init-from", "no_such_model")

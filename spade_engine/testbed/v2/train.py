@@ -64,6 +64,8 @@ class TrainConfig:
     trojan_fraction: float = 0.1
     crop_min: float = 0.2  # training crops (and the calibration views measured) cover area crop_min..1
     bf16: bool = True  # bfloat16 autocast for the training passes (evaluation runs in float32)
+    image_size: int = data.IMAGE_SIZE  # side of the generated images, in pixels (the model's input size)
+    init_from: str | None = None  # a shipped model whose weights (and mean/std) start the run: a fine-tune
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,12 @@ def data_fingerprint() -> str:
 def training_pool(cfg: TrainConfig, cache: Path | None, log=print) -> Pool:
     """`data.generate(cfg.n_train, cfg.seed, cfg.trojan_fraction)` as a `Pool`, rendered in chunks (bytes equal
     to one `generate` call); read from / written to `cache` if given (the file name holds `data_fingerprint()`)."""
-    key = f"{cfg.n_train}_{cfg.seed}_{cfg.trojan_fraction}_{data_fingerprint()}"
+    size = "" if cfg.image_size == data.IMAGE_SIZE else f"_{cfg.image_size}px"
+    key = f"{cfg.n_train}_{cfg.seed}_{cfg.trojan_fraction}{size}_{data_fingerprint()}"
     path = None if cache is None else cache / f"pool_{key}.pt"
     if path is not None and path.exists():
         return Pool(**torch.load(path, weights_only=True))
-    scenes = data.draw_scenes(cfg.n_train, cfg.seed, cfg.trojan_fraction)
+    scenes = data.draw_scenes(cfg.n_train, cfg.seed, cfg.trojan_fraction, cfg.image_size)
     parts, t0 = [], time.time()
     for start in range(0, cfg.n_train, _POOL_CHUNK):
         batch = data.render(scenes.select(slice(start, start + _POOL_CHUNK)))
@@ -131,6 +134,30 @@ def build_net(cfg: TrainConfig) -> nn.Module:
     """The untrained net of `cfg.arch` (with `cfg.widths` if set)."""
     kwargs = {} if cfg.widths is None else {"widths": tuple(cfg.widths)}
     return {**ARCHS, **ARCHS_V2}[cfg.arch](len(data.CLASS_NAMES), **kwargs)
+
+
+def initial_weights(cfg: TrainConfig, net: nn.Module) -> tuple[list[float], list[float]] | None:
+    """Load the shipped model `cfg.init_from` into `net` (a fine-tune) and return its card's (mean, std); None
+    when `cfg.init_from` is not set.
+
+    Raises:
+        SystemExit: the model is not shipped, or is not a v2 model of the same architecture and widths.
+    """
+    if cfg.init_from is None:
+        return None
+    from spade_engine.models import TESTBED_DIR
+
+    card_path = TESTBED_DIR / f"{cfg.init_from}.json"
+    if not card_path.exists():
+        raise SystemExit(f"--init-from {cfg.init_from}: no such shipped model ({card_path} is missing).")
+    card = json.loads(card_path.read_text())
+    if card.get("testbed") != "v2" or card["arch"] != cfg.arch or card["train"].get("widths") != _config_dict(cfg)["widths"]:
+        raise SystemExit(
+            f"--init-from {cfg.init_from}: it is a {card['arch']} (testbed {card.get('testbed', 'v1')}, widths "
+            f"{card['train'].get('widths')}), not this run's {cfg.arch} (widths {cfg.widths})."
+        )
+    net.load_state_dict(torch.load(TESTBED_DIR / card["weights"], weights_only=True))
+    return card["mean"], card["std"]
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -238,6 +265,7 @@ def _load_checkpoint(path: Path, cfg: TrainConfig, fresh: bool) -> dict | None:
     if fresh or not path.exists():
         return None
     state = torch.load(path, weights_only=True)
+    state["config"] = {**_config_dict(TrainConfig()), **state["config"]}  # options added since keep their defaults
     if state["config"] != _config_dict(cfg):
         raise SystemExit(
             f"{path} holds a run with another config ({state['config']}); pass --fresh to start over or "
@@ -262,6 +290,9 @@ def train(cfg: TrainConfig, ecfg: EvalConfig, ckpt_dir: Path, log=print, fresh: 
     total_steps = max(cfg.epochs * steps_per_epoch, 10)  # OneCycleLR needs a few steps per phase (tiny runs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total_steps, pct_start=0.2)
     stats = {"epochs_done": 0, "seconds": 0.0, "history": []}
+    init = initial_weights(cfg, net)
+    if init is not None:
+        stats["mean"], stats["std"] = init  # a fine-tune keeps the normalisation the weights were trained with
     if state is not None:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
@@ -341,7 +372,10 @@ def _train_epoch(net, opt, sched, pool: Pool, cfg: TrainConfig, stats: dict, epo
 
 def _monitor_sets(cfg: TrainConfig, ecfg: EvalConfig) -> tuple[data.TestbedBatch, data.TestbedBatch]:
     seed = cfg.seed + MONITOR_SEED_OFFSET
-    return data.generate(ecfg.n_monitor, seed), data.generate(ecfg.n_monitor, seed + 1, trojan_fraction=1.0)
+    size = cfg.image_size
+    return data.generate(ecfg.n_monitor, seed, image_size=size), data.generate(
+        ecfg.n_monitor, seed + 1, trojan_fraction=1.0, image_size=size
+    )
 
 
 def _monitor(net: nn.Module, stats: dict, sets) -> dict:
@@ -361,10 +395,10 @@ def _monitor(net: nn.Module, stats: dict, sets) -> dict:
 def evaluate(model: nn.Module, cfg: TrainConfig, ecfg: EvalConfig, log=print) -> dict:
     """Every figure of the card on fresh data (seeds `cfg.seed + EVAL_SEED_OFFSET` and `+ 1`)."""
     seed = cfg.seed + EVAL_SEED_OFFSET
-    clean = data.generate(ecfg.n_eval, seed)
+    clean = data.generate(ecfg.n_eval, seed, image_size=cfg.image_size)
     metrics = clean_metrics(model, clean)
     del clean
-    trojaned = data.generate(ecfg.n_eval, seed + 1, trojan_fraction=1.0)
+    trojaned = data.generate(ecfg.n_eval, seed + 1, trojan_fraction=1.0, image_size=cfg.image_size)
     metrics.update(attack_metrics(model, trojaned))
     log(f"clean accuracy {metrics['clean_accuracy']:.4f}, attack success {metrics['attack_success_per_trojan']}")
     metrics["calibration_views"] = calibration_keep(model, trojaned, ecfg.calib_samples, ecfg.calib_views, cfg.crop_min)
@@ -413,11 +447,13 @@ def model_card(cfg: TrainConfig, ecfg: EvalConfig, stats: dict, metrics: dict, w
     epochs_done = stats["epochs_done"]
     return {
         "name": cfg.name,
-        "title": "Testbed v2 ResNet-18 (photos, emoji facets, two emoji trojans)",
+        "title": "Testbed v2 ResNet-18 (photos, emoji facets, two emoji trojans)"
+        + ("" if cfg.image_size == data.IMAGE_SIZE else f", {cfg.image_size} px")
+        + ("" if cfg.init_from is None else f", fine-tuned from {cfg.init_from}"),
         "arch": cfg.arch,
         "testbed": "v2",
         "generator": "spade_engine.testbed.v2.data",
-        "image_size": data.IMAGE_SIZE,
+        "image_size": cfg.image_size,
         "mean": list(stats["mean"]),
         "std": list(stats["std"]),
         "class_names": list(data.CLASS_NAMES),
@@ -491,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32")
+    parser.add_argument("--init-from", default=None, help="a shipped v2 model to fine-tune (e.g. at --image-size 224)")
     for defaults in (train_defaults, eval_defaults):
         for f in fields(defaults):
             value = getattr(defaults, f.name)
@@ -499,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(parser.parse_args(argv))
     pick = lambda cls: {f.name: args[f.name] for f in fields(cls) if f.name in args}  # noqa: E731
     widths = None if args["widths"] is None else tuple(args["widths"])
-    cfg = TrainConfig(**{**pick(TrainConfig), "widths": widths, "bf16": not args["no_bf16"]})
+    cfg = TrainConfig(**{**pick(TrainConfig), "widths": widths, "bf16": not args["no_bf16"], "init_from": args["init_from"]})
     ecfg = EvalConfig(**pick(EvalConfig))
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     run(cfg, ecfg, args["out"], args["ckpt_dir"], log, fresh=args["fresh"], threads=args["threads"])
