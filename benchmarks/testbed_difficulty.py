@@ -1,7 +1,8 @@
 """What makes dense maps find the trojan on testbed v2? Dense trojan AUC under scene variations (issue 14).
 
     python benchmarks/testbed_difficulty.py [--model testbed_v2_resnet] [--samples 40] [--seed 1000]
-                                            [--methods Saliency GradCAM ...] [--out FILE.csv]
+                                            [--methods Saliency GradCAM ...] [--variants card faint ...]
+                                            [--image-size PX] [--out FILE.csv]
 
 The same trojaned scenes (`testbed.v2.data.draw_scenes`, seed `--seed`) are rendered once as the card draws them
 and once per variant, with one parameter changed:
@@ -46,7 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spade_engine.saliency import PAPER_METHODS  # noqa: E402
-from spade_engine.testbed.difficulty import run, table  # noqa: E402
+from spade_engine.testbed.difficulty import VARIANTS, run, table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,11 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", type=int, default=40)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--methods", nargs="+", default=list(PAPER_METHODS))
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="render the scenes at this side (px) instead of the model's input size")  # fmt: skip
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     torch.manual_seed(0)
     np.random.seed(0)
-    df = run(a.model, a.samples, a.seed, tuple(a.methods))
+    only = None if a.variants is None else tuple(a.variants)
+    df = run(a.model, a.samples, a.seed, tuple(a.methods), only, a.image_size)
     if a.out:
         df.to_csv(a.out, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 20):

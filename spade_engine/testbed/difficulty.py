@@ -50,8 +50,24 @@ def variants(scenes: data.Scenes, seed: int) -> dict[str, data.Scenes]:
     }
 
 
-def run(model_name: str, n: int, seed: int, methods: tuple[str, ...]) -> pd.DataFrame:
+def run(
+    model_name: str,
+    n: int,
+    seed: int,
+    methods: tuple[str, ...],
+    only: tuple[str, ...] | None = None,
+    image_size: int | None = None,
+) -> pd.DataFrame:
     """Dense maps of `methods` on `n` trojaned scenes of seed `seed`, in every variant.
+
+    Args:
+        model_name: a v2 testbed model; n: scenes; seed: their seed; methods: saliency method names.
+        only: the variants to run (names of `VARIANTS`; default all).
+        image_size: render the scenes at this side in pixels instead of the model's input size (the nets take any
+            size): the same scenes seen at a higher resolution, without training a model for it.
+
+    Raises:
+        ValueError: an unknown variant name.
 
     Returns:
         One row per (variant, scene, method) with the dense trojan AUC ("auc", a fraction) on the scenes the model
@@ -60,12 +76,20 @@ def run(model_name: str, n: int, seed: int, methods: tuple[str, ...]) -> pd.Data
     """
     from spade_engine.testbed import data_for
 
+    unknown = set(only or ()) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"Unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}.")
     model = load_model(model_name).model
-    scenes = data_for(model_name).draw_scenes(n, seed, trojan_fraction=1.0)  # at the model's input size
+    gen = data_for(model_name)  # draws at the model's input size
+    scenes = gen.draw_scenes(n, seed, trojan_fraction=1.0, image_size=image_size or gen.IMAGE_SIZE)
     rows, card = [], None
     for name, s in variants(scenes, seed).items():
+        if only and name not in only and not (name == "card" and "faint" in only):
+            continue
         batch = data.render(s)
         card = batch if card is None else card
+        if only and name not in only:
+            continue  # the card's rendering only gives the faint variant its ground truth
         # The faint trojan's blended alpha may stay below the mask threshold: its ground truth is where the
         # card's (opaque) rendering of the same placement is.
         masks = card.trojan_mask if name == "faint" else batch.trojan_mask

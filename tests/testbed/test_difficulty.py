@@ -48,3 +48,21 @@ def test_run_scores_hits_only_and_table_summarises_them():
         t.loc["card", ["GradCAM", "Saliency"]].to_numpy(float), expected[["GradCAM", "Saliency"]].round(1), atol=0.051
     )
     assert abs(t.loc["card", "mean"] - expected.mean()) < 0.06 and (t["n"] <= 6).all()
+
+
+def test_a_subset_of_variants_at_another_size():
+    """`only` scores just those variants (faint still gets the card's mask as ground truth); `image_size` renders
+    the same scenes larger, and the full run's faint rows are reproduced."""
+    import pytest
+
+    full = run("testbed_v2_resnet", 4, 1000, ("Saliency",), only=("faint",))
+    assert set(full.variant) == {"faint"}
+    again = run("testbed_v2_resnet", 4, 1000, ("Saliency",))
+    assert np.allclose(full.auc.to_numpy(), again[again.variant == "faint"].auc.to_numpy())
+    big = run("testbed_v2_resnet", 4, 1000, ("Saliency",), only=("card",), image_size=160)
+    assert set(big.variant) == {"card"} and len(big) >= 1
+    assert not np.allclose(  # the same scenes at 160 px give other maps
+        big[big.scene >= 0].auc.to_numpy()[:1], again[(again.variant == "card") & (again.scene >= 0)].auc.to_numpy()[:1]
+    )
+    with pytest.raises(ValueError, match="Unknown variant"):
+        run("testbed_v2_resnet", 4, 1000, ("Saliency",), only=("blurry",))
