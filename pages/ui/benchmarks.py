@@ -32,8 +32,20 @@ def stored_results(path: str, mtime: float) -> pd.DataFrame:
 
 
 def latest(model: str, kind: str = "protocol") -> pd.DataFrame | None:
+    """The model's stored rows of `kind`; while only an unfinished run's rows are stored
+    (`<file>.partial.csv`, committed as a long run goes), those (`is_partial` tells); None when neither exists."""
     path = results_file(model, kind)
-    return stored_results(str(path), path.stat().st_mtime) if path.exists() else None
+    if not path.exists():
+        path = protocol.partial_path(path)
+    if not path.exists() or not path.stat().st_size:
+        return None
+    return stored_results(str(path), path.stat().st_mtime)
+
+
+def is_partial(model: str, kind: str = "protocol") -> bool:
+    """Whether `latest(model, kind)` is an unfinished run's rows (no finished file, a partial one)."""
+    path = results_file(model, kind)
+    return not path.exists() and protocol.partial_path(path).exists()
 
 
 def read_run(path: str) -> pd.DataFrame:
@@ -61,8 +73,14 @@ def read_run(path: str) -> pd.DataFrame:
 
 
 def describe(model: str, df: pd.DataFrame, kind: str = "protocol") -> str:
-    """One line on a stored run: its file, samples per metric and (when stored beside it) its SPADE settings."""
-    return describe_file(results_file(model, kind), df)
+    """One line on a stored run: its file, samples per metric and (when stored beside it) its SPADE settings;
+    an unfinished run says so first."""
+    path = results_file(model, kind)
+    if is_partial(model, kind):
+        return "Unfinished run (the rows stored so far; figures will change): " + describe_file(
+            protocol.partial_path(path), df
+        )
+    return describe_file(path, df)
 
 
 def describe_file(path: Path, df: pd.DataFrame) -> str:

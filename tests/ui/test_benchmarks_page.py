@@ -41,6 +41,21 @@ def test_stored_results_are_shown(tmp_path, monkeypatch):
     assert not any("What SPADE's effect depends on" in h.value for h in at.subheader)  # no ablation stored
 
 
+def test_an_unfinished_run_is_shown_and_labelled(tmp_path, monkeypatch):
+    """A long run commits its `.partial.csv` as it goes: the page shows those rows and says they are unfinished;
+    the finished file, once there, wins."""
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    pd.DataFrame(rows("Dense", 0.9)).to_csv(tmp_path / "testbed_resnet_protocol.partial.csv", index=False)
+    at = page()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Unfinished run" in captions and "testbed_resnet_protocol.partial.csv: 3 trojan samples" in captions
+    pd.DataFrame(rows("Dense", 0.5)).to_csv(tmp_path / "testbed_resnet_protocol.csv", index=False)
+    at = page()
+    captions = " ".join(c.value for c in at.caption)
+    assert "Unfinished run" not in captions and "testbed_resnet_protocol.csv: 3 trojan samples" in captions
+
+
 def test_stored_settings_and_ablation_are_shown(tmp_path, monkeypatch):
     monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
     pd.DataFrame(rows("Dense", 0.9) + rows("SPADE-sweep", 0.8)).to_csv(tmp_path / "testbed_resnet_protocol.csv")
