@@ -11,8 +11,8 @@ Random weights are fine for timing. `peak_RSS_MB` is the process's peak resident
 `--per-layer` also prints, per layer, the seconds and achieved GFLOP/s of each phase against its nominal work:
 Hessians (path "shift" or "unfold": multiply-adds of `shift_flops`, or of the unfold's upper block triangle at
 the column cap), inverse (Cholesky + triangular inverse, 2/3 d^3 per group), solve (the sweep, R d^2 / 2
-multiply-adds per group: every column's OBS update of the later ones) and the layer error (2 R d^2:
-`reconstruction_error`). One multiply-add is 2 flops. `--compare-paths` runs each model twice in one process,
+multiply-adds per group: every column's OBS update of the later ones) and the layer error (R d^2 for the
+dense energy, once per trace; `sweep_error` itself is O(R d)). One multiply-add is 2 flops. `--compare-paths` runs each model twice in one process,
 first with the unfold path for every conv (as before the shifted path), then with the default rule.
 """
 
@@ -93,16 +93,17 @@ class LayerClock:
             clock.macs[(name, "solve")] += g * r * d * d / 2
             return out
 
-        def timed_error(W, W_hat, H):
-            t0 = time.perf_counter()
-            out = error(W, W_hat, H)
-            name = current[0]
-            clock.seconds[(name, "error")] += time.perf_counter() - t0
-            g, r, d = W.shape
-            clock.macs[(name, "error")] += 2 * g * r * d * d
-            return out
+        def timed(fn, macs):  # the layer-error functions: `reconstruction_error` 2 R d^2, `dense_energy` R d^2
+            def wrapper(W, *a):
+                t0 = time.perf_counter()
+                out = fn(W, *a)
+                clock.seconds[(current[0], "error")] += time.perf_counter() - t0
+                clock.macs[(current[0], "error")] += macs * W.numel() * W.shape[-1]
+                return out
 
-        error = engine_module.reconstruction_error
+            return wrapper
+
+        errors = (engine_module.reconstruction_error, engine_module.dense_energy, engine_module.sweep_error)
         layer_hessian = engine._layer_hessian
 
         def named_layer_hessian(trace, pruned, name, *a, **k):
@@ -112,7 +113,9 @@ class LayerClock:
         HessianAccumulator.add_batch = timed_add_batch
         engine_module.inverse_hessian = timed_inverse
         engine_module.prune_layer = timed_prune_layer
-        engine_module.reconstruction_error = timed_error
+        engine_module.reconstruction_error = timed(errors[0], 2)
+        engine_module.dense_energy = timed(errors[1], 1)
+        engine_module.sweep_error = timed(errors[2], 0)
         engine._layer_hessian = named_layer_hessian
         try:
             yield self
@@ -120,7 +123,7 @@ class LayerClock:
             HessianAccumulator.add_batch = add_batch
             engine_module.inverse_hessian = inverse
             engine_module.prune_layer = prune_layer
-            engine_module.reconstruction_error = error
+            engine_module.reconstruction_error, engine_module.dense_energy, engine_module.sweep_error = errors
             del engine._layer_hessian
 
     def print(self, title: str) -> None:

@@ -11,7 +11,9 @@ the unfolded product), with no (C k^2 x N) copy.
 
 The map is laid out flat per channel with `(kh-1)*dil` zero rows and `(kw-1)*dil` zero columns appended, so a
 flat shift by `dy * width + dx` pairs exactly the positions (q, q + d) of the 2D map: a pair that would wrap
-to the next row or image lands on an appended zero. Only zero padding qualifies (other modes put data in
+to the next row or image lands on an appended zero. Small maps, where those zeros would add more than
+`CROP_OVERHEAD` of the positions (ResNet's 7x7 layer4: 81 for 49), copy each offset's two windows instead,
+so no product runs over zeros. Only zero padding qualifies (other modes put data in
 the border), and only stride 1 (a strided conv reads a subgrid; those keep `layer_columns`).
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+CROP_OVERHEAD = 1.25  # see `_cropped`; measured: cropping wins at 14x14 (1.31) and 7x7 (1.65), loses at 28x28 (1.15)
 
 
 def shift_eligible(layer: nn.Module) -> bool:
@@ -37,19 +41,41 @@ def _geometry(layer: nn.Conv2d, h: int, w: int) -> tuple[list[tuple[int, int]], 
     return taps, h_out, w_out, dh * (kh - 1), dw * (kw - 1)
 
 
+def _cropped(h: int, w: int, gy: int, gx: int) -> bool:
+    """Whether the products run on cropped windows instead of the flat layout: when the appended zeros would
+    add more than `CROP_OVERHEAD` of the map's positions (small maps, e.g. ResNet's 7x7 layer4)."""
+    return (h + gy) * (w + gx) > CROP_OVERHEAD * h * w
+
+
+def _half_offsets(layer: nn.Conv2d) -> list[tuple[int, int]]:
+    """The distinct tap differences d = o_b - o_a with d >= 0 lexicographically (the others are transposes)."""
+    (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation
+    return [(dy * dh, dx * dw) for dy in range(kh) for dx in range(1 - kw, kw) if dy > 0 or dx >= 0]
+
+
 def shift_flops(layer: nn.Conv2d, shape: torch.Size) -> int:
     """Multiply-adds of the `F_d` products of `shifted_hessian_sum` for an input of `shape` (B, C, H, W)
     (border corrections, a few rows per tap pair, not counted)."""
     b, c, h, w = shape
     (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation
     gy, gx = dh * (kh - 1), dw * (kw - 1)
-    offsets = ((2 * kh - 1) * (2 * kw - 1) + 1) // 2
-    return offsets * (c // layer.groups) * c * b * (h + gy) * (w + gx)
+    offsets = _half_offsets(layer)
+    if _cropped(h, w, gy, gx):
+        positions = sum(max(h - abs(dy), 0) * max(w - abs(dx), 0) for dy, dx in offsets)
+    else:
+        positions = len(offsets) * (h + gy) * (w + gx)
+    return (c // layer.groups) * c * b * positions
+
+
+def _pairs(size: int, shift: int) -> tuple[int, int]:
+    """The range [lo, hi) of q in [0, size) with q + shift in [0, size) (empty: lo == hi)."""
+    lo = max(0, -shift)
+    return lo, max(lo, min(size, size - shift))
 
 
 def _excluded(size: int, shift: int, start: int, length: int) -> list[int]:
     """Positions q in [0, size) with q + shift in [0, size) that lie outside the window [start, start + length)."""
-    lo, hi = max(0, -shift), min(size, size - shift)
+    lo, hi = _pairs(size, shift)
     return [q for q in range(lo, hi) if not start <= q < start + length]
 
 
@@ -81,40 +107,46 @@ def shifted_hessian_sum(
     g, cg, k = layer.groups, c // layer.groups, len(taps)
     z = F.pad(inp.to(dtype or inp.dtype), (0, gx, 0, gy))  # (B, C, H+gy, W+gx), data top left
     wz = w + gx
-    zc = z.transpose(0, 1).contiguous().view(g, cg, b, h + gy, wz)  # (G, Cg, B, Hz, Wz) one copy
-    flat = zc.view(g, cg, -1)  # (G, Cg, L)
+    zp = z.permute(0, 2, 3, 1).contiguous()  # (B, Hz, Wz, C): positions major (no copy for channels-last input)
+    out_dtype = out_dtype or z.dtype
+
+    def columns(t: torch.Tensor) -> torch.Tensor:  # (..., C) positions -> (G, Cg, N), a transposed view if it can
+        return t.reshape(-1, g, cg).permute(1, 2, 0)
+
+    def gram(a: torch.Tensor, b_: torch.Tensor) -> torch.Tensor:  # sum over positions of a b^T per group
+        return torch.bmm(columns(a), columns(b_).mT).to(out_dtype)
+
+    flat = zp.view(-1, c)  # (L, C)
     full: dict[tuple[int, int], torch.Tensor] = {}
     rows: dict[tuple[int, int, int], torch.Tensor] = {}
     cols: dict[tuple[int, int, int], torch.Tensor] = {}
+    cropped = _cropped(h, w, gy, gx)
 
     def product(d: tuple[int, int]) -> torch.Tensor:  # F_d (G, Cg, Cg): pairs (q, q + d) inside the map
         if d not in full:
             s = d[0] * wz + d[1]
             if s < 0:
                 full[d] = product((-d[0], -d[1])).transpose(1, 2)
+            elif cropped:  # the pairs' windows: no products over appended zeros
+                (y0, y1), (x0, x1) = _pairs(h, d[0]), _pairs(w, d[1])
+                full[d] = gram(zp[:, y0:y1, x0:x1], zp[:, y0 + d[0] : y1 + d[0], x0 + d[1] : x1 + d[1]])
             else:
-                full[d] = torch.bmm(flat[..., : flat.shape[-1] - s], flat[..., s:].mT).to(out_dtype or z.dtype)
+                full[d] = gram(flat[: flat.shape[0] - s], flat[s:])
         return full[d]
 
     def row(r: int, d: tuple[int, int]) -> torch.Tensor:  # pairs of F_d with q in map row r
         if (r, *d) not in rows:
-            x0, x1 = max(0, -d[1]), max(min(w, w - d[1]), max(0, -d[1]))
-            a = zc[:, :, :, r, x0:x1].reshape(g, cg, -1)
-            shifted = zc[:, :, :, r + d[0], x0 + d[1] : x1 + d[1]].reshape(g, cg, -1)
-            rows[(r, *d)] = torch.bmm(a, shifted.mT).to(out_dtype or z.dtype)
+            x0, x1 = _pairs(w, d[1])
+            rows[(r, *d)] = gram(zp[:, r, x0:x1], zp[:, r + d[0], x0 + d[1] : x1 + d[1]])
         return rows[(r, *d)]
 
     def col(x: int, d: tuple[int, int]) -> torch.Tensor:  # pairs of F_d with q in map column x
         if (x, *d) not in cols:
-            y0, y1 = max(0, -d[0]), max(min(h, h - d[0]), max(0, -d[0]))
-            a = zc[:, :, :, y0:y1, x].reshape(g, cg, -1)
-            shifted = zc[:, :, :, y0 + d[0] : y1 + d[0], x + d[1]].reshape(g, cg, -1)
-            cols[(x, *d)] = torch.bmm(a, shifted.mT).to(out_dtype or z.dtype)
+            y0, y1 = _pairs(h, d[0])
+            cols[(x, *d)] = gram(zp[:, y0:y1, x], zp[:, y0 + d[0] : y1 + d[0], x + d[1]])
         return cols[(x, *d)]
 
-    out = torch.zeros(
-        g, k, cg, k, cg, dtype=out_dtype or z.dtype, device=z.device
-    )  # tap-major blocks, upper ones filled
+    out = torch.zeros(g, k, cg, k, cg, dtype=out_dtype, device=z.device)  # tap-major blocks, upper ones filled
     for i, (ay, ax) in enumerate(taps):
         for j in range(i, k):
             d = (taps[j][0] - ay, taps[j][1] - ax)
@@ -127,7 +159,7 @@ def shifted_hessian_sum(
                 block -= col(x, d)
             for r in ey:  # corners were subtracted twice
                 for x in ex:
-                    block += torch.bmm(zc[:, :, :, r, x], zc[:, :, :, r + d[0], x + d[1]].mT).to(block.dtype)
+                    block += gram(zp[:, r, x], zp[:, r + d[0], x + d[1]])
     out += out.permute(0, 3, 4, 1, 2).clone()  # mirror the upper tap blocks; diagonal ones are now doubled
     out.diagonal(dim1=1, dim2=3).mul_(0.5)  # (G, Cg, Cg, K) view of the diagonal tap blocks
     return out.permute(0, 2, 1, 4, 3).reshape(g, cg * k, cg * k)  # (G, Cg*K, Cg*K) channel-major

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from spade_engine.pruning import hessian
+from spade_engine.pruning import hessian, shifted
 from spade_engine.pruning.hessian import HessianAccumulator, layer_columns
 from spade_engine.pruning.shifted import shift_eligible, shifted_hessian_sum
 
@@ -30,8 +30,11 @@ def unfolded_sum(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kwargs", GEOMETRIES.values(), ids=GEOMETRIES.keys())
 @pytest.mark.parametrize("size", [(9, 7), (3, 3), (2, 6)], ids=str)
-def test_shifted_sum_equals_the_unfolded_product(kwargs, size):
-    """Every entry, border taps included, in float64 to rounding; maps smaller than the kernel's reach too."""
+@pytest.mark.parametrize("crop", [0.0, 1e9], ids=["cropped", "flat"])
+def test_shifted_sum_equals_the_unfolded_product(kwargs, size, crop, monkeypatch):
+    """Every entry, border taps included, in float64 to rounding, with the products on cropped windows and on
+    the flat layout; maps smaller than the kernel's reach too."""
+    monkeypatch.setattr(shifted, "CROP_OVERHEAD", crop)
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 8, **kwargs).double()
     x = torch.randn(3, 4, *size, dtype=torch.float64)
