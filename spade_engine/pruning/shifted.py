@@ -146,20 +146,23 @@ def shifted_hessian_sum(
             cols[(x, *d)] = gram(zp[:, y0:y1, x], zp[:, y0 + d[0] : y1 + d[0], x + d[1]])
         return cols[(x, *d)]
 
-    out = torch.zeros(g, k, cg, k, cg, dtype=out_dtype, device=z.device)  # tap-major blocks, upper ones filled
+    out = torch.empty(g, cg, k, cg, k, dtype=out_dtype, device=z.device)  # (G, Cg, K, Cg, K) as `layer_columns`
     for i, (ay, ax) in enumerate(taps):
         for j in range(i, k):
             d = (taps[j][0] - ay, taps[j][1] - ax)
             ey, ex = _excluded(h, d[0], ay, h_out), _excluded(w, d[1], ax, w_out)
-            block = out[:, i, :, j]  # (G, Cg, Cg) view
-            block.copy_(product(d))
-            for r in ey:
-                block -= row(r, d)
-            for x in ex:
-                block -= col(x, d)
-            for r in ey:  # corners were subtracted twice
+            block = product(d)
+            if ey or ex:
+                block = block.clone()
+                for r in ey:
+                    block -= row(r, d)
                 for x in ex:
-                    block += gram(zp[:, r, x], zp[:, r + d[0], x + d[1]])
-    out += out.permute(0, 3, 4, 1, 2).clone()  # mirror the upper tap blocks; diagonal ones are now doubled
-    out.diagonal(dim1=1, dim2=3).mul_(0.5)  # (G, Cg, Cg, K) view of the diagonal tap blocks
-    return out.permute(0, 2, 1, 4, 3).reshape(g, cg * k, cg * k)  # (G, Cg*K, Cg*K) channel-major
+                    block -= col(x, d)
+                for r in ey:  # corners were subtracted twice
+                    for x in ex:
+                        block += gram(zp[:, r, x], zp[:, r + d[0], x + d[1]])
+            if i == j:  # a diagonal tap block: symmetric up to rounding; made exactly so
+                block = (block + block.mT) / 2
+            out[:, :, i, :, j] = block  # (G, Cg, Cg) tap blocks (i, j) and (j, i)
+            out[:, :, j, :, i] = block.mT
+    return out.view(g, cg * k, cg * k)
