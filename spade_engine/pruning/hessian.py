@@ -71,9 +71,10 @@ MATMULS = ("auto", "exact", "bfloat16")
 SYMMETRIC_BLOCK = 768  # Hessians wider than this are accumulated by blocks of about this many columns, upper ones only
 # The shifted-correlation path is taken while its multiply-adds are at most this many times the unfold path's
 # (at the `max_columns` cap): the unfold path also copies or gathers kh*kw copies of the input, which the
-# shifted path does not, but its products are larger and run at a higher rate. Measured on ResNet-18's 3x3
-# convs, 64 channels-last views, 224 px, one thread (ratio of multiply-adds shifted / capped unfold): layer1
-# 0.39 s vs 0.41 s (1.06), layer2 0.34 vs 0.35 (0.38), layer3 0.32 vs 0.38 (0.24), layer4 0.53 vs 0.77 (0.15).
+# shifted path does not. Measured in the engine on ResNet-18's stride-1 3x3 convs (`prune_speed.py --per-layer
+# --compare-paths --threads 1`, 2 batches of 64 views, 224 px; multiply-adds shifted / capped unfold in
+# brackets): layer1 0.75 s vs 1.2 s (1.06), layer2 0.66 vs 2.7 (0.38), layer3 0.62 vs 2.2 (0.24), layer4 1.1
+# vs 1.85 (0.15).
 SHIFT_ADVANTAGE = 2.0
 
 
