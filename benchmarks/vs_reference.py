@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import copy
 import io
+import os
 import statistics
 import sys
 import time
@@ -148,6 +149,7 @@ def compare(SparseGPT: type, arch: str, args: argparse.Namespace) -> None:
     views = (augment(x, args.n_aug, 0) * 255).round() / 255  # the engine's 8-bit views, (B, 3, H, W)
     heldout = (augment(x, args.heldout, 1000) * 255).round() / 255
     sparsities = (args.sparsity, args.resparsity)
+    load_before = os.getloadavg()
     times = {k: [] for k in ("ref_cold", "ref_warm", "ours_cold", "ours_warm")}
     for _ in range(args.repeats):
         ref_first, t = timed(reference_prune, SparseGPT, model, views, sparsities[0])
@@ -163,7 +165,9 @@ def compare(SparseGPT: type, arch: str, args: argparse.Namespace) -> None:
     rows = {"authors'": (ref_first, ref_second), "ours": ours}
     print(
         f"\n{arch}, {args.size} px, {args.n_aug} views, {args.sparsity:.0%} cold then {args.resparsity:.0%}, "
-        f"{args.repeats} repeats, {torch.get_num_threads()} threads, quality on {args.heldout} held-out views"
+        f"{args.repeats} repeats, {torch.get_num_threads()} threads, quality on {args.heldout} held-out views; "
+        f"load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, "
+        f"after {'/'.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
     print("| code | cold (s) | re-prune (s) | held-out layer error | top-1 kept | logit cosine |")
     print("| --- | --- | --- | --- | --- | --- |")

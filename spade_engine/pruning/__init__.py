@@ -8,16 +8,18 @@ d = in_channels_per_group * kh * kw columns.
 
 from spade_engine.pruning.hessian import HessianAccumulator, grouped_weight, layer_columns, ungroup_weight
 from spade_engine.pruning.inverse import InverseHessian, inverse_hessian
-from spade_engine.pruning.layer import SOLVERS, prune_layer, reconstruction_error
+from spade_engine.pruning.layer import SOLVERS, dense_energy, prune_layer, reconstruction_error, sweep_error
 
 __all__ = [
     "SOLVERS",
     "HessianAccumulator",
     "InverseHessian",
+    "dense_energy",
     "grouped_weight",
     "inverse_hessian",
     "layer_columns",
     "prune_layer",
     "reconstruction_error",
+    "sweep_error",
     "ungroup_weight",
 ]

@@ -139,6 +139,7 @@ def sparsegpt_solve(
     mask_count: str = "running",
     *,
     lazy_columns: int = LAZY_COLUMNS,
+    loss_out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Prune grouped weights to `sparsity` and update the survivors to reconstruct the layer output.
 
@@ -158,6 +159,10 @@ def sparsegpt_solve(
             block. See the module docstring.
         lazy_columns: columns per lazy block, rounded down to a whole number (at least one) of mask blocks;
             the result does not depend on it (up to rounding), the speed does.
+        loss_out: optional (G,) float64 tensor; the sweep adds to it, per group, its OBS losses over the live
+            (not dead) columns, `sum e_j^2 / [U]_jj^2` (SparseGPT's `Losses`, times 2), which equal
+            `D (H_d) D^T` restricted to live columns, D = W - W_hat and H_d the dampened Hessian the factor came
+            from. `sweep_error` turns this into the layer error without another (R, d, d) product.
 
     Returns:
         (G, R, d) pruned and OBS-updated weights, in W's dtype.
@@ -170,5 +175,8 @@ def sparsegpt_solve(
     for j1 in range(0, d, lazy):
         j2 = min(j1 + lazy, d)
         E = _sweep_lazy_block(Wf, hinv, sparsity, blocksize, mask_count, j1, j2)  # (G, R, j2 - j1)
+        if loss_out is not None:
+            live = ~hinv.dead[:, None, j1:j2]  # (G, 1, j2 - j1)
+            loss_out += E.pow(2).mul(live).sum((1, 2), dtype=torch.float64)
         Wf[:, :, j2:].baddbmm_(E, U[:, j1:j2, j2:], alpha=-1)  # lazy update of all later columns
     return Wf.to(W.dtype)

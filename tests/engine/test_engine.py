@@ -300,3 +300,36 @@ def test_a_foreground_prune_cancels_the_prefetch():
     _, result = engine.prune(trace, 0.8)  # cancels, waits for the prefetch to stop, then prunes
     assert not thread.is_alive() and engine.stats.get("prefetched", 0) == 0
     assert [k[1].sparsity for k in engine._pruned] == [0.8] and result.config.sparsity == 0.8
+
+
+class ViewsActivations(nn.Module):
+    """A conv net that `.view`s its activations, which channels-last tensors do not allow."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16 * 16, 5)
+
+    def forward(self, x):
+        x = self.conv2(torch.relu(self.conv(x)))
+        return self.fc(x.view(x.shape[0], -1))
+
+
+def test_hessian_pass_feeds_channels_last_only_to_models_that_accept_it():
+    """The Hessian pass runs channels-last where the model allows (a plain ResNet) and falls back for a model
+    that `.view`s its activations; either way the Hessians are the contiguous pass's to rounding."""
+    for model, expected in ((NETS["resnet"](), True), (ViewsActivations(), False)):
+        x = sample(size=16) if expected is False else sample()
+        engine = SpadeEngine(model, "cpu", batch_size=8)
+        trace = engine.prepare(x, n_aug=8, seed=0)
+        assert engine._channels_last is expected
+        plain = SpadeEngine(model, "cpu", batch_size=8)
+        plain._channels_last = False
+        reference = plain.prepare(x, n_aug=8, seed=0)
+        for name in trace.layers:
+            H, ref = trace.hessians[name], reference.hessians[name]
+            assert float((H - ref).norm() / ref.norm()) < 1e-5, name
+        pruned, result = engine.prune(trace, 0.5)
+        assert result.total_sparsity > 0.3

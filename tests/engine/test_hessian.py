@@ -35,10 +35,11 @@ def test_columns_reproduce_the_conv_and_samples_match(conv):
     idx = torch.randperm(cols.shape[-1])[:17]
     torch.testing.assert_close(sampled_columns(conv, x, idx), cols[..., idx])
     acc = HessianAccumulator(conv, max_columns=None)
-    assert acc._n_columns(x) == cols.shape[-1]
+    assert acc._n_columns(x.shape) == cols.shape[-1]
 
 
-def test_subsampled_hessian_is_close_to_exact():
+def test_subsampled_hessian_is_close_to_exact(monkeypatch):
+    monkeypatch.setattr(hessian, "SHIFT_ADVANTAGE", 0.0)  # the unfold path, which subsamples
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 4, 3, padding=1)
     x = torch.randn(8, 4, 32, 32)
@@ -77,6 +78,7 @@ def test_symmetric_blocks_tile_the_upper_triangle_once(d):
 def test_blocked_exact_path_equals_the_plain_sum(conv, monkeypatch):
     """Upper blocks only, mirrored on read: the same sums as the full product (float64, to rounding)."""
     monkeypatch.setattr(hessian, "SYMMETRIC_BLOCK", 7)  # force several blocks on these small layers
+    monkeypatch.setattr(hessian, "SHIFT_ADVANTAGE", 0.0)  # the unfold path
     torch.manual_seed(0)
     batches = list(torch.randn(6, 6, 9, 10).double().split(2))
     conv = copy.deepcopy(conv).double()
@@ -88,14 +90,17 @@ def test_blocked_exact_path_equals_the_plain_sum(conv, monkeypatch):
     assert torch.equal(acc.H, acc.H.transpose(1, 2))
 
 
-def test_bfloat16_path_is_within_its_bound_of_the_exact_hessian(monkeypatch):
+@pytest.mark.parametrize("advantage", [0.0, 1e9], ids=["unfold", "shifted"])
+def test_bfloat16_path_is_within_its_bound_of_the_exact_hessian(monkeypatch, advantage):
     """bf16 products: relative (Frobenius) error of H below 1%, the dampening the inverse adds; and not zero,
     so the fast path really ran."""
     monkeypatch.setattr(hessian, "SYMMETRIC_BLOCK", 64)
+    monkeypatch.setattr(hessian, "SHIFT_ADVANTAGE", advantage)
     torch.manual_seed(0)
     conv = nn.Conv2d(32, 16, 3, padding=1)  # d = 288: 5 column blocks
     batches = list(torch.randn(8, 32, 12, 12).relu().split(4))  # post-ReLU inputs, as inside a network
     fast = HessianAccumulator(conv, matmul="bfloat16")
+    assert fast.shifted(batches[0].shape) == (advantage > 0)
     for b in batches:
         fast.add_batch(b)
     exact = exact_hessian(conv, batches)

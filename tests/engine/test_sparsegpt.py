@@ -5,7 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from spade_engine.pruning import grouped_weight, inverse_hessian, layer_columns, prune_layer, reconstruction_error
+from spade_engine.pruning import (
+    dense_energy,
+    grouped_weight,
+    inverse_hessian,
+    layer_columns,
+    prune_layer,
+    reconstruction_error,
+    sweep_error,
+)
 from spade_engine.pruning.magnitude import magnitude_solve
 from spade_engine.pruning.sparsegpt import sparsegpt_solve
 
@@ -184,3 +192,23 @@ def test_obs_beats_magnitude_and_zero_sparsity_is_identity():
         assert obs < mag
     torch.testing.assert_close(sparsegpt_solve(W, hinv, 0.0), W)
     assert reconstruction_error(W, W, H) == 0.0
+
+
+@pytest.mark.parametrize("blocksize", [1, 9, 128])
+@pytest.mark.parametrize("mask_count", ["running", "reference"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_error_from_the_sweep_losses_equals_the_direct_product(blocksize, mask_count, dtype):
+    """`sweep_error` (the sweep's OBS losses minus the dampening's share) against `reconstruction_error`
+    (D H D^T directly), with a dead input, three groups and both mask counts: to rounding in float64, and
+    within 1e-4 relative in float32 (the engine's dtype)."""
+    W, H = random_problem(g=3, r=8, d=45, n=300, seed=2)
+    W, H = W.to(dtype), H.to(dtype)
+    for damp in (0.01, 0.1):
+        hinv = inverse_hessian(H, damp)
+        for sparsity in (0.3, 0.9):
+            loss = torch.zeros(3, dtype=torch.float64)
+            W_hat = sparsegpt_solve(W, hinv, sparsity, blocksize, mask_count, loss_out=loss)
+            direct = reconstruction_error(W, W_hat, H)
+            got = sweep_error(W, W_hat, H, hinv, loss, dense_energy(W, H))
+            assert got == pytest.approx(direct, rel=1e-9 if dtype == torch.float64 else 1e-4)
+    assert sweep_error(W, W, H, hinv, torch.zeros(3, dtype=torch.float64), dense_energy(W, H)) == 0.0
