@@ -212,3 +212,25 @@ def test_error_from_the_sweep_losses_equals_the_direct_product(blocksize, mask_c
             got = sweep_error(W, W_hat, H, hinv, loss, dense_energy(W, H))
             assert got == pytest.approx(direct, rel=1e-9 if dtype == torch.float64 else 1e-4)
     assert sweep_error(W, W, H, hinv, torch.zeros(3, dtype=torch.float64), dense_energy(W, H)) == 0.0
+
+
+@pytest.mark.parametrize("counts", [[0, 3, 7], [20, 31, 36], [36, 36, 36], [5, 18, 30]])
+def test_block_mask_prunes_the_least_salient_by_either_selection(counts):
+    """`block_mask` picks the `counts[g]` lowest scores w^2 / U_jj^2 per group, dead inputs first, whether it
+    selects the weights to prune (counts up to half the block) or the ones to keep (more than half)."""
+    from spade_engine.pruning.sparsegpt import block_mask
+
+    g, r, k = 3, 4, 9
+    gen = torch.Generator().manual_seed(0)
+    W1, u_diag = torch.randn(g, r, k, generator=gen), torch.rand(g, k, generator=gen) + 0.5
+    dead = torch.zeros(g, k, dtype=torch.bool)
+    dead[:, 2] = True
+    mask = block_mask(W1, u_diag, dead, torch.tensor(counts))
+    score = (W1.pow(2) / u_diag.pow(2).unsqueeze(1)).masked_fill(dead.unsqueeze(1), -1.0).reshape(g, r * k)
+    for gi, c in enumerate(counts):
+        picked, s_g = mask[gi].reshape(-1), score[gi]
+        assert int(picked.sum()) == c, gi
+        if 0 < c < r * k:  # every pruned weight scores at most every kept one (ties may go either way)
+            assert float(s_g[picked].max()) <= float(s_g[~picked].min()), gi
+        if c >= r:
+            assert bool(mask[gi, :, 2].all())  # the dead input's weights go first
