@@ -23,7 +23,7 @@ config = settings.prune_config()
 try:
     run = cache.run_spade(
         model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed, config, progress,
-        settings.augment_config(),
+        settings.augment_config(), defer_prefetch=True,
     )  # fmt: skip
 except Exception as e:  # an architecture the engine cannot prune: say so instead of a traceback
     st.error(f"SPADE could not prune this model: {type(e).__name__}: {e}", icon=":material/error:")
@@ -116,3 +116,6 @@ header = f"{info.title} · {sample.name} · target {names[target]} · {spade_lab
 png = figures.panel_png(image_u8, pairs, spade_label, header, mask) if pairs else None
 stem = f"spade_{sample.sample_hash[:8]}_{round(settings.sparsity * 100)}"
 widgets.download_buttons(stem, png, figures.report_csv(rep), figures.report_json(rep))
+
+# ---- the page is drawn: pre-prune the slider's neighbours in the background (exact OBC solves included)
+run.prefetch()

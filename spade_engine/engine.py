@@ -12,12 +12,14 @@ the reason, together with the layers the settings keep dense (first conv, head, 
 
 from __future__ import annotations
 
+import atexit
 import copy
 import fnmatch
 import hashlib
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,17 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(phase: str, done: int, total: int) -> None:
     pass
+
+
+_PREFETCHING: weakref.WeakSet = weakref.WeakSet()  # engines that have started a background prefetch
+
+
+@atexit.register
+def _stop_prefetches() -> None:
+    """At interpreter exit, stop every background prefetch and wait for it (it ends at its next layer boundary):
+    a torch op still running in a daemon thread while Python finalises aborts the process."""
+    for engine in list(_PREFETCHING):
+        engine.cancel_prefetch()
 
 
 def _yield_cpu() -> None:
@@ -478,6 +491,7 @@ class SpadeEngine:
 
         self._prefetch_cancel = cancel
         self._prefetch_thread = threading.Thread(target=work, name="spade-prefetch", daemon=True)
+        _PREFETCHING.add(self)
         self._prefetch_thread.start()
         return self._prefetch_thread
 

@@ -173,6 +173,7 @@ class SpadeRun:
     built_trace: bool  # prepare did the per-sample work now (cold run)
     pruned_now: bool  # the solver ran now (False: the engine had this pruned copy cached)
     seconds: float  # wall time of this call
+    prefetch: Callable[[], None] = field(default=lambda: None, repr=False)  # see `run_spade(defer_prefetch=True)`
 
     def summary(self) -> str:
         """One line: what was computed or reused, and how long it took."""
@@ -203,8 +204,15 @@ def run_spade(
     config,
     progress: Progress | None = None,
     augment_config=None,
+    defer_prefetch: bool = False,
 ) -> SpadeRun:
     """Prepare (cached per sample by the engine) and prune (cached per config) for one sample.
+
+    After the prune the engine pre-prunes the slider's neighbouring sparsities in a background thread at the
+    lowest CPU priority (`SpadeEngine.prefetch`; env `SPADE_PREFETCH=0` turns it off), so that a one-step slider
+    move is usually a cache hit. By default it starts at once, except for the exact OBC solver, whose solves take
+    seconds each and would slow the page's own maps. With `defer_prefetch=True` nothing starts here: the page
+    calls `run.prefetch()` once its own work is drawn, and then OBC neighbours are pre-pruned too.
 
     Args:
         model_key, device: identify the shared engine.
@@ -214,6 +222,7 @@ def run_spade(
         config: `PruneConfig`.
         progress: `progress(phase, done, total)`; called only for work actually done.
         augment_config: `AugmentConfig` of the calibration views (default: the engine's).
+        defer_prefetch: leave starting the neighbours' prefetch to the caller (`SpadeRun.prefetch`).
 
     Returns:
         The run; `built_trace` / `pruned_now` tell what had to be computed.
@@ -233,9 +242,17 @@ def run_spade(
     with model_lock(model_key):
         trace = engine.prepare(x, n_aug=n_aug, seed=seed, augment_config=augment_config, progress=watch("prepare"))
         pruned, result = engine.prune(trace, config, progress=watch("prune"))
-    if os.environ.get("SPADE_PREFETCH", "1") != "0" and config.solver != "obc":  # exact solves take seconds each
-        engine.prefetch(trace, neighbour_configs(config))
-    return SpadeRun(pruned, result, did["prepare"], did["prune"], time.perf_counter() - t0)
+
+    def prefetch() -> None:
+        if os.environ.get("SPADE_PREFETCH", "1") != "0":
+            engine.prefetch(trace, neighbour_configs(config))
+
+    run = SpadeRun(pruned, result, did["prepare"], did["prune"], time.perf_counter() - t0)
+    if defer_prefetch:
+        return replace(run, prefetch=prefetch)
+    if config.solver != "obc":  # exact solves take seconds each: only once the page has drawn (defer_prefetch)
+        prefetch()
+    return run
 
 
 # ---------------------------------------------------------------------------------------------- saliency

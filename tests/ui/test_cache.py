@@ -71,3 +71,26 @@ def test_examples_are_those_of_the_model_generator(monkeypatch):
     assert set(cache.examples("v2m")) == photos | v2
     assert all(e["testbed"] == "v2" and e["class_name"] for f, e in cache.examples("v2m").items() if f in v2)
     assert {m["file"] for m in cache.example_by_digest().values()} == set(every)
+
+
+def test_exact_solver_prefetch_waits_for_the_page_then_makes_the_neighbours_hits():
+    """With OBC, `run_spade` starts no background prune (it would slow the page's maps) unless deferred; the
+    page's `run.prefetch()` then pre-prunes sparsity +-1%, and a one-step slider move is a cache hit."""
+    from spade_engine.engine import PruneConfig
+
+    cache.st.cache_resource.clear()
+    model, x = tiny_net(3).eval(), torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    config = PruneConfig(sparsity=0.5, solver="obc")
+    run = cache.run_spade("obc-net", "cpu", model, x, 8, 0, config)  # not deferred: OBC is never prefetched
+    engine = cache.get_engine("obc-net", "cpu", model)
+    assert run.pruned_now and engine._prefetch_thread is None
+    run = cache.run_spade("obc-net", "cpu", model, x, 8, 0, config, defer_prefetch=True)
+    assert not run.pruned_now and engine._prefetch_thread is None  # nothing starts before the page is drawn
+    run.prefetch()
+    engine._prefetch_thread.join(timeout=120)
+    assert engine.stats.get("prefetched") == 2
+    moved = cache.run_spade("obc-net", "cpu", model, x, 8, 0, PruneConfig(sparsity=0.51, solver="obc"))
+    assert not moved.pruned_now  # the slider's move was pre-pruned
+    direct = cache.get_engine("obc-direct", "cpu", model)
+    _, expected = direct.prune(direct.prepare(x, n_aug=8, seed=0), PruneConfig(sparsity=0.51, solver="obc"))
+    torch.testing.assert_close(moved.result.pruned_logits, expected.pruned_logits)
