@@ -39,6 +39,7 @@ from spade_engine.pruning import (
     reconstruction_error,
     sweep_error,
 )
+from spade_engine.pruning.cancel import Cancelled, cancellable
 from spade_engine.pruning.hessian import MATMULS, PRUNABLE
 
 Progress = Callable[[str, int, int], None]
@@ -53,7 +54,7 @@ _PREFETCHING: weakref.WeakSet = weakref.WeakSet()  # engines that have started a
 
 @atexit.register
 def _stop_prefetches() -> None:
-    """At interpreter exit, stop every background prefetch and wait for it (it ends at its next layer boundary):
+    """At interpreter exit, stop every background prefetch and wait for it (it stops at the solvers' next check):
     a torch op still running in a daemon thread while Python finalises aborts the process."""
     for engine in list(_PREFETCHING):
         engine.cancel_prefetch()
@@ -68,7 +69,7 @@ def _yield_cpu() -> None:
         pass
 
 
-class PrefetchCancelled(Exception):
+class PrefetchCancelled(Cancelled):
     """Raised inside a background prefetch's prune when a foreground request cancels it."""
 
 
@@ -453,9 +454,9 @@ class SpadeEngine:
 
         At most `max_pruned - 1` configs run (the pruned copies they add stay within the cache, next to the
         current one), configs already cached are skipped, and any earlier prefetch is cancelled first. The thread
-        runs at the lowest CPU priority (Linux). A `prune`
-        from another thread cancels the prefetch at the next layer boundary, unless the prefetch is computing
-        exactly what it asks for (then it waits for that result).
+        runs at the lowest CPU priority (Linux). A `prune` from another thread cancels the prefetch at its next
+        check (layer boundaries and the solvers' loops, `pruning.cancel`: milliseconds to a fraction of a second),
+        unless the prefetch is computing exactly what it asks for (then it waits for that result).
 
         Args:
             trace: from `prepare`.
@@ -482,8 +483,9 @@ class SpadeEngine:
                     return
                 self._prefetch_key = (trace.key, cfg)
                 try:
-                    self.prune(trace, cfg, progress=stop_if_cancelled)
-                except PrefetchCancelled:
+                    with cancellable(cancel):  # the solvers' loops check it too: a cancel waits milliseconds
+                        self.prune(trace, cfg, progress=stop_if_cancelled)
+                except Cancelled:
                     return
                 finally:
                     self._prefetch_key = None
@@ -496,7 +498,7 @@ class SpadeEngine:
         return self._prefetch_thread
 
     def cancel_prefetch(self, unless: tuple | None = None) -> None:
-        """Stop the background prefetch (it ends at its next layer boundary) and wait for it, unless it is
+        """Stop the background prefetch (at its next layer boundary or solver check) and wait for it, unless it is
         computing the prune `unless` (a `(trace.key, config)` pair)."""
         thread = self._prefetch_thread
         if thread is None or not thread.is_alive() or threading.current_thread() is thread:

@@ -31,6 +31,7 @@ import os
 
 import torch
 
+from spade_engine.pruning.cancel import check_cancelled
 from spade_engine.pruning.inverse import InverseHessian
 from spade_engine.pruning.sparsegpt import sparsegpt_solve
 
@@ -109,6 +110,8 @@ def _greedy_order(
     losses = w.new_empty(rc, steps)
     b = 0
     for step in range(steps):
+        if step % 16 == 0:
+            check_cancelled()  # a background prefetch stops here when the user asks for something else
         n = idx.shape[1]  # live positions at the last checkpoint
         score = (w.pow(2) / diag.clamp_min(1e-20)).masked_fill(dead, 0.0).masked_fill(removed, float("inf"))
         p = score.argmin(dim=1)  # (Rc,) position to remove
@@ -204,6 +207,8 @@ def obc_solve(W: torch.Tensor, hinv: InverseHessian, sparsity: float, blocksize:
     order, counts = torch.cat(orders), _allocate(torch.cat(losses), total)
     out = torch.empty_like(Wf)
     for i in range(g * r):
+        if i % 64 == 0:
+            check_cancelled()
         mask = torch.zeros(d, dtype=torch.bool, device=W.device)
         mask[order[i, : counts[i]]] = True
         out[i] = _reconstruct(Wf[i], Hinv[group[i]], H[group[i]], mask)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from spade_engine.pruning.cancel import check_cancelled
 from spade_engine.pruning.inverse import InverseHessian
 
 MASK_COUNTS = ("running", "reference")
@@ -183,6 +184,7 @@ def sparsegpt_solve(
     d = Wf.shape[-1]
     lazy = blocksize * max(1, lazy_columns // blocksize)
     for j1 in range(0, d, lazy):
+        check_cancelled()  # a background prefetch stops here when the user asks for something else
         j2 = min(j1 + lazy, d)
         E = _sweep_lazy_block(Wf, hinv, sparsity, blocksize, mask_count, j1, j2)  # (G, R, j2 - j1)
         if loss_out is not None:

@@ -333,3 +333,37 @@ def test_hessian_pass_feeds_channels_last_only_to_models_that_accept_it():
             assert float((H - ref).norm() / ref.norm()) < 1e-5, name
         pruned, result = engine.prune(trace, 0.5)
         assert result.total_sparsity > 0.3
+
+
+def test_a_cancel_stops_an_exact_prefetch_inside_its_layer(monkeypatch):
+    """The exact OBC solver checks for a cancel inside its greedy loop (`pruning.cancel`), so a foreground request
+    does not wait for the rest of a layer: the prefetch stops in the layer it was solving."""
+    import threading
+
+    from spade_engine.pruning import cancel, obc
+
+    engine = SpadeEngine(NETS["resnet"](), batch_size=16)
+    trace = engine.prepare(sample(), n_aug=16, seed=0)
+    inside, real_check, layers = threading.Event(), cancel.check_cancelled, []
+
+    def check():  # hold the solver inside its first layer until the cancel comes, then really check
+        event = getattr(cancel._local, "event", None)
+        inside.set()
+        if event is not None:
+            event.wait(10)
+        real_check()
+
+    real_prune = engine._prune
+
+    def counting(trace, cfg, progress):
+        return real_prune(trace, cfg, lambda phase, *a: (layers.append(phase), progress(phase, *a)))
+
+    monkeypatch.setattr(obc, "check_cancelled", check)
+    engine._prune = counting
+    thread = engine.prefetch(trace, [PruneConfig(0.5, solver="obc")])
+    assert inside.wait(60)
+    engine.cancel_prefetch()
+    assert not thread.is_alive() and engine.stats.get("prefetched", 0) == 0 and not engine._pruned
+    assert len([p for p in layers if p.startswith("solve ")]) == 1  # stopped inside the first layer's solve
+    with cancel.cancellable(threading.Event()):  # outside a cancelled block the check is a no-op
+        real_check()

@@ -234,3 +234,20 @@ def test_block_mask_prunes_the_least_salient_by_either_selection(counts):
             assert float(s_g[picked].max()) <= float(s_g[~picked].min()), gi
         if c >= r:
             assert bool(mask[gi, :, 2].all())  # the dead input's weights go first
+
+
+def test_both_solvers_stop_when_their_thread_is_cancelled():
+    import threading
+
+    from spade_engine.pruning.cancel import Cancelled, cancellable
+    from spade_engine.pruning.obc import obc_solve
+
+    W, H = random_problem(g=1, r=8, d=18)
+    hinv = inverse_hessian(H, 0.01)
+    stop = threading.Event()
+    stop.set()
+    for solve in (sparsegpt_solve, obc_solve):
+        with cancellable(stop), pytest.raises(Cancelled):
+            solve(W, hinv, 0.5)
+        with cancellable(threading.Event()):
+            assert int((solve(W, hinv, 0.5) == 0).sum()) == W.numel() // 2  # not set: the solve runs as before
