@@ -367,3 +367,42 @@ def test_a_cancel_stops_an_exact_prefetch_inside_its_layer(monkeypatch):
     assert len([p for p in layers if p.startswith("solve ")]) == 1  # stopped inside the first layer's solve
     with cancel.cancellable(threading.Event()):  # outside a cancelled block the check is a no-op
         real_check()
+
+
+def test_prepare_does_not_wait_for_a_prefetch_of_its_own_trace_and_cancels_one_of_another():
+    """The prefetch holds the engine's lock while it prunes. The page's next run first calls `prepare`: for the
+    same sample it gets the trace at once (the prefetch goes on), for another sample it cancels the prefetch."""
+    import threading
+    import time
+
+    engine = SpadeEngine(NETS["resnet"](), batch_size=16)
+    x = sample()
+    trace = engine.prepare(x, n_aug=16, seed=0)
+    gate, real = threading.Event(), engine._prune
+
+    def held(trace, cfg, progress):  # the prefetch waits at its first layer, lock held, until the gate or a cancel
+        def wait_then(phase, done, total):
+            while not (gate.is_set() or engine._prefetch_cancel.is_set()):
+                time.sleep(0.01)
+            progress(phase, done, total)
+
+        return real(trace, cfg, wait_then)
+
+    engine._prune = held
+    thread = engine.prefetch(trace, [0.3])
+    while engine._prefetch_key is None:
+        time.sleep(0.01)
+    got = []  # a prepare that waited for the prefetch's lock would still be waiting after 20 s: fail, not hang
+    waiter = threading.Thread(target=lambda: got.append(engine.prepare(x, n_aug=16, seed=0)), daemon=True)
+    waiter.start()
+    waiter.join(20)
+    assert got == [trace] and thread.is_alive()  # no wait, and the prefetch goes on
+    gate.set()
+    thread.join(30)
+    assert engine.stats["prefetched"] == 1
+    gate.clear()
+    thread = engine.prefetch(trace, [0.4])
+    while engine._prefetch_key is None:
+        time.sleep(0.01)
+    other = engine.prepare(sample(seed=1), n_aug=16, seed=0)  # another sample: the prefetch is cancelled
+    assert other is not trace and not thread.is_alive() and engine.stats["prefetched"] == 1
