@@ -39,7 +39,8 @@ from spade_engine.pruning import (
     reconstruction_error,
     sweep_error,
 )
-from spade_engine.pruning.cancel import Cancelled, cancellable
+from spade_engine.pruning import cancel as cancellation
+from spade_engine.pruning.cancel import Cancelled, cancellable, check_cancelled
 from spade_engine.pruning.hessian import MATMULS, PRUNABLE
 
 Progress = Callable[[str, int, int], None]
@@ -49,15 +50,19 @@ def _no_progress(phase: str, done: int, total: int) -> None:
     pass
 
 
-_PREFETCHING: weakref.WeakSet = weakref.WeakSet()  # engines that have started a background prefetch
+_ENGINES: weakref.WeakSet = weakref.WeakSet()  # every engine, for `_stop_at_exit`
 
 
 @atexit.register
-def _stop_prefetches() -> None:
-    """At interpreter exit, stop every background prefetch and wait for it (it stops at the solvers' next check):
-    a torch op still running in a daemon thread while Python finalises aborts the process."""
-    for engine in list(_PREFETCHING):
+def _stop_at_exit() -> None:
+    """At interpreter exit, stop every running prune (`cancellation.shutdown`: the solvers and the Hessian pass raise at
+    their next check) and wait briefly for it: a torch op still running in a daemon thread (a server's script
+    thread, a background prefetch) while Python finalises aborts the process."""
+    cancellation.shutdown()
+    for engine in list(_ENGINES):
         engine.cancel_prefetch()
+        if engine._lock.acquire(timeout=30):  # a foreground prune holds it until it has stopped
+            engine._lock.release()
 
 
 def _yield_cpu() -> None:
@@ -260,6 +265,7 @@ class SpadeEngine:
         self._prefetch_cancel = threading.Event()
         self._prefetch_key: tuple | None = None
         self._channels_last: bool | None = None  # set by the first trace (`_runs_channels_last`)
+        _ENGINES.add(self)
         self.stats = {"traces_built": 0, "trace_hits": 0, "hessian_passes": 0, "solves": 0, "pruned_hits": 0}
 
     # ------------------------------------------------------------------------------------ prepare
@@ -381,6 +387,7 @@ class SpadeEngine:
         with forward_hooks({n: modules[n] for n in layers}, hook), torch.no_grad():
             for b, batch in enumerate(batches):
                 progress("hessians", b, len(batches))
+                check_cancelled()
                 batch = batch.to(self.device).float().div_(255.0)  # (B, 3, H, W)
                 if self._channels_last:  # the convs run ~20% faster on CPU (oneDNN); same values to rounding
                     batch = batch.contiguous(memory_format=torch.channels_last)
@@ -500,7 +507,6 @@ class SpadeEngine:
 
         self._prefetch_cancel = cancel
         self._prefetch_thread = threading.Thread(target=work, name="spade-prefetch", daemon=True)
-        _PREFETCHING.add(self)
         self._prefetch_thread.start()
         return self._prefetch_thread
 

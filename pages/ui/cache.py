@@ -185,6 +185,9 @@ class SpadeRun:
         if self.pruned_now:
             phases = f"inverse {t.get('inverse', 0):.2f} s · solve {t.get('solve', 0):.2f} s"
             return f"Reused cached trace · re-pruned in {self.seconds:.2f} s ({phases})"
+        if self.seconds >= 1.0:  # the pruned copy came from the background pre-prune, which was still running
+            return (f"Reused cached trace and pruned network: waited {self.seconds:.1f} s for the background "
+                    "pre-prune of this setting to finish")  # fmt: skip
         return f"Reused cached trace and pruned network ({self.seconds * 1000:.0f} ms)"
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _local = threading.local()
+_shutdown = threading.Event()  # set at interpreter exit (`shutdown`): every solve stops, in any thread
 
 
 class Cancelled(Exception):
@@ -27,8 +28,15 @@ def cancellable(event: threading.Event) -> Iterator[None]:
 
 
 def check_cancelled() -> None:
-    """Raise `Cancelled` if this thread runs inside `cancellable(event)` and `event` is set; else nothing (a
-    thread-local read, ~100 ns)."""
+    """Raise `Cancelled` if this thread runs inside `cancellable(event)` and `event` is set, or the interpreter is
+    exiting (`shutdown`); else nothing (a thread-local read, ~100 ns)."""
     event = getattr(_local, "event", None)
-    if event is not None and event.is_set():
+    if _shutdown.is_set() or (event is not None and event.is_set()):
         raise Cancelled
+
+
+def shutdown() -> None:
+    """Make every later `check_cancelled()` raise, in every thread: at exit, a prune still running in a daemon
+    thread (a server's script thread or a background prefetch) stops at its next check instead of running torch
+    ops while Python finalises, which aborts the process."""
+    _shutdown.set()

@@ -251,3 +251,19 @@ def test_both_solvers_stop_when_their_thread_is_cancelled():
             solve(W, hinv, 0.5)
         with cancellable(threading.Event()):
             assert int((solve(W, hinv, 0.5) == 0).sum()) == W.numel() // 2  # not set: the solve runs as before
+
+
+def test_an_exit_stops_solves_in_every_thread(monkeypatch):
+    """`cancel.shutdown()` (the engine calls it at interpreter exit) makes solves raise without a `cancellable`
+    block, so a server's script thread stops instead of running torch ops while Python finalises."""
+    import threading
+
+    from spade_engine.pruning import cancel
+
+    monkeypatch.setattr(cancel, "_shutdown", threading.Event())  # this test's own exit flag
+    W, H = random_problem(g=1, r=8, d=18)
+    hinv = inverse_hessian(H, 0.01)
+    sparsegpt_solve(W, hinv, 0.5)
+    cancel.shutdown()
+    with pytest.raises(cancel.Cancelled):
+        sparsegpt_solve(W, hinv, 0.5)

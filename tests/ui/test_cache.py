@@ -94,3 +94,13 @@ def test_exact_solver_prefetch_waits_for_the_page_then_makes_the_neighbours_hits
     direct = cache.get_engine("obc-direct", "cpu", model)
     _, expected = direct.prune(direct.prepare(x, n_aug=8, seed=0), PruneConfig(sparsity=0.51, solver="obc"))
     torch.testing.assert_close(moved.result.pruned_logits, expected.pruned_logits)
+
+
+def test_a_wait_for_the_background_pre_prune_is_not_called_a_cache_hit():
+    from types import SimpleNamespace
+
+    def run(seconds):
+        return cache.SpadeRun(None, SimpleNamespace(timings={}), False, False, seconds).summary()
+
+    assert run(0.004) == "Reused cached trace and pruned network (4 ms)"
+    assert "waited 22.8 s for the background pre-prune" in run(22.8)
