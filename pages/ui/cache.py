@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -95,10 +96,28 @@ def load_checkpoint(
     return models.load_checkpoint(_data, arch, None, class_names, input_size, mean, std, name=name, device=device)
 
 
+_MODEL_LOCKS: list = []  # every `model_lock`, for `_finish_model_work` at exit
+
+
 @st.cache_resource(show_spinner=False)
 def model_lock(model_key: str) -> threading.RLock:
     """One lock per model: saliency runs on a model (dense or its pruned copies) hold it, across sessions."""
-    return threading.RLock()
+    lock = threading.RLock()
+    _MODEL_LOCKS.append(lock)
+    return lock
+
+
+@atexit.register
+def _finish_model_work() -> None:
+    """At exit (e.g. Ctrl-C on the server): stop running prunes at their next check (`cancel.shutdown`) and wait,
+    up to 30 s per model, for the work under each model lock (a prune, a saliency map) to end: torch ops still
+    running in Streamlit's script threads while Python finalises abort the process."""
+    from spade_engine.pruning import cancel
+
+    cancel.shutdown()
+    for lock in list(_MODEL_LOCKS):
+        if lock.acquire(timeout=30):
+            lock.release()
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
