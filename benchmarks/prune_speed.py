@@ -6,7 +6,8 @@
 
 Random weights are fine for timing. `peak_RSS_MB` is the process's peak resident memory so far (Linux
 `ru_maxrss`), so run one model per call for a per-model figure. Runs on CPU, and on CUDA when available. `--sweep` times only
-`sparsegpt_solve` on CPU, on four layer shapes: kernel-sized mask blocks ("kernel") vs 128-column blocks.
+`sparsegpt_solve` on CPU, on four layer shapes: kernel-sized mask blocks ("kernel") vs 128-column blocks, and the
+compiled (Numba) lazy-block kernel against the torch one.
 
 `--per-layer` also prints, per layer, the seconds and achieved GFLOP/s of each phase against its nominal work:
 Hessians (path "shift" or "unfold": multiply-adds of `shift_flops`, or of the unfold's upper block triangle at
@@ -183,20 +184,28 @@ def run(
 
 
 def sweep(sparsity: float = 0.9) -> None:
-    """Print `sparsegpt_solve`'s time per shape (float32, G=1, Hessian of random X with n = 4d columns)."""
+    """Print `sparsegpt_solve`'s time per shape (float32, G=1, Hessian of random X with n = 4d columns): kernel-sized
+    vs 128-column mask blocks with the torch kernel, and kernel-sized blocks with the compiled (Numba) kernel,
+    median of 3 after a warm-up call (which loads or compiles the Numba function)."""
     print(f"sparsity={sparsity} threads={torch.get_num_threads()}")
-    print(" | ".join(f"{h:>17}" for h in ["layer", "kernel block (s)", "128 block (s)", "ratio"]))
+    heads = ["layer", "kernel block (s)", "128 block (s)", "ratio", "compiled (s)", "torch/compiled"]
+    print(" | ".join(f"{h:>17}" for h in heads))
     for name, (r, d, kernel) in SWEEP_SHAPES.items():
         gen = torch.Generator().manual_seed(0)
         X = torch.randn(1, d, 4 * d, generator=gen)  # (G, d, n)
         hinv = inverse_hessian(2 * X @ X.transpose(1, 2) / X.shape[-1], 0.01)
         W = torch.randn(1, r, d, generator=gen)  # (G, R, d)
         times = []
-        for blocksize in (kernel, 128):
-            t0 = time.perf_counter()
-            sparsegpt_solve(W, hinv, sparsity, blocksize)
-            times.append(time.perf_counter() - t0)
-        row = [name, f"{times[0]:.2f} (k={kernel})", f"{times[1]:.2f}", f"{times[0] / times[1]:.2f}x"]
+        for blocksize, how in ((kernel, "torch"), (128, "torch"), (kernel, "compiled")):
+            sparsegpt_solve(W, hinv, sparsity, blocksize, kernel=how)
+            runs = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                sparsegpt_solve(W, hinv, sparsity, blocksize, kernel=how)
+                runs.append(time.perf_counter() - t0)
+            times.append(sorted(runs)[1])
+        row = [name, f"{times[0]:.3f} (k={kernel})", f"{times[1]:.3f}", f"{times[0] / times[1]:.2f}x"]
+        row += [f"{times[2]:.3f}", f"{times[0] / times[2]:.2f}x"]
         print(" | ".join(f"{v:>17}" for v in row), flush=True)
 
 

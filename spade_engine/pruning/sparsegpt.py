@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import torch
 
+from spade_engine.pruning import sweep_kernel
 from spade_engine.pruning.cancel import check_cancelled
 from spade_engine.pruning.inverse import InverseHessian
 
 MASK_COUNTS = ("running", "reference")
+KERNELS = ("auto", "compiled", "torch")
 LAZY_COLUMNS = 128  # SparseGPT's lazy-update block
 SYSTEM_ELEMENTS = 16 * 2**20  # rows are chunked so a mask block's (G, rows, k, k) systems hold at most this
 
@@ -49,6 +51,36 @@ def block_counts(sparsity: float, g: int, r: int, i1: int, i2: int, mask_count: 
     counts = torch.full((g,), total // g, dtype=torch.long)
     counts[: total % g] += 1  # spread over groups as evenly as possible
     return counts
+
+
+def block_count_table(sparsity: float, g: int, r: int, d: int, blocksize: int, mask_count: str) -> torch.Tensor:
+    """`block_counts` of every mask block of a (G, R, d) layer at once.
+
+    Returns:
+        (G, ceil(d / blocksize)) int64 counts.
+    """
+    starts = torch.arange(0, d, blocksize, dtype=torch.float64)
+    ends = (starts + blocksize).clamp(max=d)
+    if mask_count == "reference":
+        n = r * (ends - starts)
+        table = torch.minimum((n * sparsity).floor() + 1, n).long()
+        return table.expand(g, -1).contiguous()
+    bounds = torch.cat([starts, ends[-1:]])
+    target = (sparsity * g * r * bounds).round().long()  # running layer target; round half to even, as `round`
+    total = target.diff()  # (B,)
+    table = (total // g).expand(g, -1).clone()
+    table += torch.arange(g).unsqueeze(1) < (total % g).unsqueeze(0)  # spread over groups as evenly as possible
+    return table
+
+
+def _use_compiled(kernel: str, W: torch.Tensor) -> bool:
+    """Whether `sparsegpt_solve` runs the compiled lazy block for `kernel` on `W`'s device and dtype."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
+    runnable = sweep_kernel.AVAILABLE and W.device.type == "cpu" and W.dtype in (torch.float32, torch.float64)
+    if kernel == "compiled" and not runnable:
+        raise ValueError("The compiled sweep needs Numba (`pip install numba`) and float32/64 weights on the CPU.")
+    return kernel != "torch" and runnable
 
 
 def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -151,6 +183,7 @@ def sparsegpt_solve(
     *,
     lazy_columns: int = LAZY_COLUMNS,
     loss_out: torch.Tensor | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """Prune grouped weights to `sparsity` and update the survivors to reconstruct the layer output.
 
@@ -174,19 +207,34 @@ def sparsegpt_solve(
             (not dead) columns, `sum e_j^2 / [U]_jj^2` (SparseGPT's `Losses`, times 2), which equal
             `D (H_d) D^T` restricted to live columns, D = W - W_hat and H_d the dampened Hessian the factor came
             from. `sweep_error` turns this into the layer error without another (R, d, d) product.
+        kernel: how each lazy block runs: "compiled" (`sweep_kernel.lazy_block`, Numba, CPU only), "torch"
+            (`_sweep_lazy_block`, any device) or "auto" (compiled where it can run). The same result up to
+            float rounding and ties in the mask (tests pin one to the other); see `sweep_kernel` for speed.
 
     Returns:
         (G, R, d) pruned and OBS-updated weights, in W's dtype.
+
+    Raises:
+        ValueError: an unknown `mask_count` or `kernel`, or "compiled" where it cannot run (no Numba, not CPU).
     """
     check_mask_count(mask_count)
     U = hinv.U
     Wf = W.to(U.dtype).clone()
-    d = Wf.shape[-1]
+    g, r, d = Wf.shape
     lazy = blocksize * max(1, lazy_columns // blocksize)
+    compiled = _use_compiled(kernel, Wf)
+    if compiled:  # numpy views of the same memory: the kernel updates Wf in place
+        counts = block_count_table(sparsity, g, r, d, blocksize, mask_count).numpy()  # (G, mask blocks)
+        Wn, Un, dead = Wf.numpy(), U.numpy(), hinv.dead.numpy()  # U may be column-major (LAPACK)
     for j1 in range(0, d, lazy):
         check_cancelled()  # a background prefetch stops here when the user asks for something else
         j2 = min(j1 + lazy, d)
-        E = _sweep_lazy_block(Wf, hinv, sparsity, blocksize, mask_count, j1, j2)  # (G, R, j2 - j1)
+        if compiled:
+            E = Wf.new_empty(g, r, j2 - j1)
+            b1 = j1 // blocksize
+            sweep_kernel.lazy_block(Wn, Un, dead, counts[:, b1:], blocksize, j1, j2, E.numpy())
+        else:
+            E = _sweep_lazy_block(Wf, hinv, sparsity, blocksize, mask_count, j1, j2)  # (G, R, j2 - j1)
         if loss_out is not None:
             live = ~hinv.dead[:, None, j1:j2]  # (G, 1, j2 - j1)
             loss_out += E.pow(2).mul(live).sum((1, 2), dtype=torch.float64)

@@ -1,5 +1,6 @@
-"""The vectorised SparseGPT sweep against a plain column-by-column OBS loop, OBS vs magnitude, and the
-SPADE authors' mask granularity (one block per input channel, `int(n * s) + 1` pruned per block)."""
+"""The vectorised SparseGPT sweep (both kernels: compiled with Numba, and torch) against a plain
+column-by-column OBS loop, OBS vs magnitude, and the SPADE authors' mask granularity (one block per input
+channel, `int(n * s) + 1` pruned per block)."""
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from spade_engine.pruning import (
 )
 from spade_engine.pruning.magnitude import magnitude_solve
 from spade_engine.pruning.sparsegpt import sparsegpt_solve
+
+KERNELS = ["compiled", "torch"]  # every equality test below runs both lazy-block kernels
 
 
 def loop_counts(sparsity, g, r, i1, i2, mask_count):
@@ -85,56 +88,60 @@ def layer_problem(layer, seed=0):
 CONV = {"dense": lambda: nn.Conv2d(6, 16, 3, padding=1), "grouped": lambda: nn.Conv2d(6, 16, 3, groups=2)}
 
 
-def test_vectorised_sweep_equals_column_loop():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_vectorised_sweep_equals_column_loop(kernel):
     W, H = random_problem()
     hinv = inverse_hessian(H, 0.01)
     for sparsity in (0.3, 0.75):
         for blocksize in (7, 128):
-            fast = sparsegpt_solve(W, hinv, sparsity, blocksize)
+            fast = sparsegpt_solve(W, hinv, sparsity, blocksize, kernel=kernel)
             ref, mask = loop_reference(W, hinv, sparsity, blocksize)
             assert torch.equal(fast == 0, mask)
             torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("conv", list(CONV))
 @pytest.mark.parametrize(("blocksize", "mask_count"), [(9, "reference"), (32, "running")])
-def test_sweep_equals_column_loop_on_conv(conv, blocksize, mask_count):
+def test_sweep_equals_column_loop_on_conv(conv, blocksize, mask_count, kernel):
     """Kernel blocks with the authors' count, and 32-column blocks with the running count, on conv weights."""
     layer, H = layer_problem(CONV[conv]())
     hinv = inverse_hessian(H, 0.01)
     W = grouped_weight(layer)
     for sparsity in (0.3, 0.8):
-        fast = sparsegpt_solve(W, hinv, sparsity, blocksize, mask_count=mask_count)
+        fast = sparsegpt_solve(W, hinv, sparsity, blocksize, mask_count=mask_count, kernel=kernel)
         ref, mask = loop_reference(W, hinv, sparsity, blocksize, mask_count)
         assert torch.equal(fast == 0, mask)
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("mask_count", ["reference", "running"])
-def test_sweep_equals_column_loop_on_linear_columns(mask_count):
+def test_sweep_equals_column_loop_on_linear_columns(mask_count, kernel):
     """One-column mask blocks (a Linear's "kernel" block) across several 128-column lazy blocks."""
     layer, H = layer_problem(nn.Linear(300, 10))
     hinv = inverse_hessian(H, 0.01)
     W = grouped_weight(layer)  # (1, 10, 300)
     for sparsity in (0.3, 0.8):
-        fast = sparsegpt_solve(W, hinv, sparsity, 1, mask_count=mask_count)
+        fast = sparsegpt_solve(W, hinv, sparsity, 1, mask_count=mask_count, kernel=kernel)
         ref, mask = loop_reference(W, hinv, sparsity, 1, mask_count)
         assert torch.equal(fast == 0, mask)
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
 
 
-def test_lazy_block_and_row_chunks_do_not_change_the_result(monkeypatch):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_lazy_block_and_row_chunks_do_not_change_the_result(monkeypatch, kernel):
     """Mask blocks of 3 columns in lazy blocks of 3, 6, 9 or 18 columns (d = 20 leaves a partial mask block),
     and rows solved one at a time, all match the column loop."""
     W, H = random_problem()
     hinv = inverse_hessian(H, 0.01)
     ref, mask = loop_reference(W, hinv, 0.6, 3, "reference")
     for lazy_columns in (1, 3, 7, 9, 20):
-        fast = sparsegpt_solve(W, hinv, 0.6, 3, "reference", lazy_columns=lazy_columns)
+        fast = sparsegpt_solve(W, hinv, 0.6, 3, "reference", lazy_columns=lazy_columns, kernel=kernel)
         assert torch.equal(fast == 0, mask)
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
     monkeypatch.setattr("spade_engine.pruning.sparsegpt.SYSTEM_ELEMENTS", 2 * 3 * 3)  # G=2, k=3: one row per solve
-    torch.testing.assert_close(sparsegpt_solve(W, hinv, 0.6, 3, "reference"), ref, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(sparsegpt_solve(W, hinv, 0.6, 3, "reference", kernel=kernel), ref, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("conv", list(CONV))
@@ -194,10 +201,11 @@ def test_obs_beats_magnitude_and_zero_sparsity_is_identity():
     assert reconstruction_error(W, W, H) == 0.0
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("blocksize", [1, 9, 128])
 @pytest.mark.parametrize("mask_count", ["running", "reference"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_error_from_the_sweep_losses_equals_the_direct_product(blocksize, mask_count, dtype):
+def test_error_from_the_sweep_losses_equals_the_direct_product(blocksize, mask_count, dtype, kernel):
     """`sweep_error` (the sweep's OBS losses minus the dampening's share) against `reconstruction_error`
     (D H D^T directly), with a dead input, three groups and both mask counts: to rounding in float64, and
     within 1e-4 relative in float32 (the engine's dtype)."""
@@ -207,7 +215,7 @@ def test_error_from_the_sweep_losses_equals_the_direct_product(blocksize, mask_c
         hinv = inverse_hessian(H, damp)
         for sparsity in (0.3, 0.9):
             loss = torch.zeros(3, dtype=torch.float64)
-            W_hat = sparsegpt_solve(W, hinv, sparsity, blocksize, mask_count, loss_out=loss)
+            W_hat = sparsegpt_solve(W, hinv, sparsity, blocksize, mask_count, loss_out=loss, kernel=kernel)
             direct = reconstruction_error(W, W_hat, H)
             got = sweep_error(W, W_hat, H, hinv, loss, dense_energy(W, H))
             assert got == pytest.approx(direct, rel=1e-9 if dtype == torch.float64 else 1e-4)
@@ -267,3 +275,48 @@ def test_an_exit_stops_solves_in_every_thread(monkeypatch):
     cancel.shutdown()
     with pytest.raises(cancel.Cancelled):
         sparsegpt_solve(W, hinv, 0.5)
+
+
+@pytest.mark.parametrize("mask_count", ["running", "reference"])
+def test_count_table_equals_the_per_block_counts(mask_count):
+    """The compiled kernel's per-layer table of mask-block counts equals `block_counts` block by block, with a
+    partial last block and groups that share a remainder."""
+    from spade_engine.pruning.sparsegpt import block_count_table, block_counts
+
+    for sparsity, g, r, d, bs in [(0.8, 1, 64, 576, 9), (0.37, 3, 5, 20, 3), (0.9, 2, 10, 300, 1), (0.5, 4, 7, 13, 13)]:
+        table = block_count_table(sparsity, g, r, d, bs, mask_count)
+        for b, i1 in enumerate(range(0, d, bs)):
+            expected = block_counts(sparsity, g, r, i1, min(i1 + bs, d), mask_count)
+            assert torch.equal(table[:, b], expected), (sparsity, g, r, d, bs, b)
+
+
+@pytest.mark.parametrize(("shape", "blocksize"), [((1, 64, 576), 9), ((2, 16, 27), 9), ((1, 100, 256), 1)])
+def test_compiled_kernel_matches_torch_in_float32(shape, blocksize):
+    """The engine's dtype: both kernels pick the same mask (a few ties may differ) and weights within float32
+    rounding, on a layer-sized problem with a dead input."""
+    g, r, d = shape
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(g, d, 3 * d, generator=gen)
+    X[:, 5] = 0
+    hinv = inverse_hessian(2 * X @ X.transpose(1, 2) / X.shape[-1], 0.01)
+    W = torch.randn(g, r, d, generator=gen)
+    for sparsity in (0.5, 0.9):
+        a = sparsegpt_solve(W, hinv, sparsity, blocksize, kernel="compiled")
+        b = sparsegpt_solve(W, hinv, sparsity, blocksize, kernel="torch")
+        assert int(((a == 0) != (b == 0)).sum()) <= W.numel() // 1000
+        same = (a == 0) == (b == 0)
+        torch.testing.assert_close(a[same], b[same], rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_choice_is_checked():
+    from spade_engine.pruning import sparsegpt
+
+    W, H = random_problem(g=1, r=4, d=9)
+    hinv = inverse_hessian(H, 0.01)
+    with pytest.raises(ValueError, match="kernel"):
+        sparsegpt_solve(W, hinv, 0.5, kernel="numba")
+    assert sparsegpt._use_compiled("auto", W)  # CPU, float64, Numba installed: the compiled kernel runs
+    assert not sparsegpt._use_compiled("torch", W)
+    assert not sparsegpt._use_compiled("auto", W.to(torch.bfloat16))
+    with pytest.raises(ValueError, match="Numba"):
+        sparsegpt._use_compiled("compiled", W.to(torch.bfloat16))
