@@ -40,7 +40,7 @@ from torch import nn
 from spade_engine import metrics
 from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import ASSETS, spade_augment, spade_defaults
-from spade_engine.saliency import METHODS, attribute
+from spade_engine.saliency import METHODS, UnsupportedModelError, attribute
 from spade_engine.testbed import data_for as testbed_data_for
 
 ATTRIBUTION = (
@@ -53,6 +53,9 @@ Progress = Callable[[str, int, int], None]
 # Every row's fields, in the order the stored CSVs have them (a trojan row leaves insertion/deletion empty).
 ROW_FIELDS = ("kind", "sample", "method", "column", "agrees", "seconds", "auc", "pointing", "rank_acc",
               "insertion", "deletion")  # fmt: skip
+KIND_METRICS = {"trojan": ("auc", "pointing", "rank_acc"), "insertion": ("insertion", "deletion")}
+# A map a method refuses on one network (`UnsupportedModelError`) is a row with empty scores and the reason in an
+# extra "unsupported" field; the tables leave it out (NaN), so a paired difference uses the samples both have.
 ENGINE_CACHE_BYTES = 256 * 2**20  # each sample is visited once: keep little
 LABELS = {
     "auc": "Trojan ROC AUC (%) ↑",
@@ -327,7 +330,8 @@ def sample_rows(
             `cfg.exact_samples`); engine: a `SpadeEngine` over `nets.model` (a new one when None).
 
     Returns:
-        Rows with the fields of `ROW_FIELDS` that `kind` measures.
+        Rows with the fields of `ROW_FIELDS` that `kind` measures; a map the method refuses on a column's network
+        (`UnsupportedModelError`) gets NaN scores and the reason in "unsupported" instead of stopping the run.
     """
     engine = engine or SpadeEngine(nets.model, cfg.device, max_cache_bytes=ENGINE_CACHE_BYTES)
     all_columns = [*cfg.columns, *(v.name for v in cfg.variants)]
@@ -337,7 +341,13 @@ def sample_rows(
     for col, (net, agrees) in column_models(engine, sample, cfg, cols, nets.fixed, nets.spade).items():
         for method in cfg.methods:
             t0 = time.perf_counter()
-            sal = attribute(method, net, x, sample.target)
+            try:
+                sal = attribute(method, net, x, sample.target)
+            except UnsupportedModelError as e:  # e.g. LRP not conservative on one pruned net: no score, say why
+                rows.append({"kind": kind, "sample": sample.index, "method": method, "column": col,
+                             "agrees": agrees, "seconds": time.perf_counter() - t0,
+                             **dict.fromkeys(KIND_METRICS[kind], float("nan")), "unsupported": str(e)})  # fmt: skip
+                continue
             score = (
                 trojan_scores(sal, sample)
                 if kind == "trojan"

@@ -207,7 +207,7 @@ def sparsegpt_solve(
             (not dead) columns, `sum e_j^2 / [U]_jj^2` (SparseGPT's `Losses`, times 2), which equal
             `D (H_d) D^T` restricted to live columns, D = W - W_hat and H_d the dampened Hessian the factor came
             from. `sweep_error` turns this into the layer error without another (R, d, d) product.
-        kernel: how each lazy block runs: "compiled" (`sweep_kernel.lazy_block`, Numba, CPU only), "torch"
+        kernel: how each lazy block runs: "compiled" (`sweep_kernel.compiled`, Numba, CPU only), "torch"
             (`_sweep_lazy_block`, any device) or "auto" (compiled where it can run). The same result up to
             float rounding and ties in the mask (tests pin one to the other); see `sweep_kernel` for speed.
 
@@ -224,6 +224,7 @@ def sparsegpt_solve(
     lazy = blocksize * max(1, lazy_columns // blocksize)
     compiled = _use_compiled(kernel, Wf)
     if compiled:  # numpy views of the same memory: the kernel updates Wf in place
+        lazy_block = sweep_kernel.compiled(str(Wf.dtype).removeprefix("torch."))
         counts = block_count_table(sparsity, g, r, d, blocksize, mask_count).numpy()  # (G, mask blocks)
         Wn, Un, dead = Wf.numpy(), U.numpy(), hinv.dead.numpy()  # U may be column-major (LAPACK)
     for j1 in range(0, d, lazy):
@@ -232,7 +233,7 @@ def sparsegpt_solve(
         if compiled:
             E = Wf.new_empty(g, r, j2 - j1)
             b1 = j1 // blocksize
-            sweep_kernel.lazy_block(Wn, Un, dead, counts[:, b1:], blocksize, j1, j2, E.numpy())
+            lazy_block(Wn, Un, dead, counts[:, b1:], blocksize, j1, j2, E.numpy())
         else:
             E = _sweep_lazy_block(Wf, hinv, sparsity, blocksize, mask_count, j1, j2)  # (G, R, j2 - j1)
         if loss_out is not None:

@@ -2,7 +2,7 @@
 
 `sparsegpt._sweep_lazy_block` spends most of a re-prune on per-op overhead, not on flops: a ResNet-18 has
 ~4,400 kh*kw mask blocks, each a dozen small torch calls (~0.7 ms per block against ~0.05 ms of arithmetic).
-`lazy_block` does the same work per mask block in one compiled loop nest: the mask from the block's current
+`compiled(dtype)` does the same work per mask block in one compiled loop nest: the mask from the block's current
 weights (the `counts[g, b]` lowest OBS saliencies `w^2 / [U]_jj^2`, dead inputs scoring 0), then for every
 row the column-by-column OBS update `e_i = w_i / U_ii` of each pruned weight to the block's later columns,
 then the block's updates of the rest of the lazy block (`w_j -= sum_i e_i U_ij`, j in [i2, j2)). The same arithmetic as the torch path up to float
@@ -14,6 +14,8 @@ cached on disk (`cache=True`), so only a machine's first call compiles (about 2-
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 try:
@@ -22,6 +24,33 @@ except ImportError:  # the torch path runs instead
     numba = None
 
 AVAILABLE = numba is not None
+
+
+def _kth_smallest(a, k):
+    """The k-th smallest (0-based) value of the 1-D array `a`, which is reordered in place: Hoare's quickselect
+    with median-of-three pivots, O(n) expected. (Numba compiles this in ~0.3 s against ~8 s for
+    `np.partition`, and it runs ~2x faster on a 4,608-weight mask block.)"""
+    lo, hi = 0, a.shape[0] - 1
+    while lo < hi:
+        x, y, z = a[lo], a[(lo + hi) // 2], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
 
 
 def _lazy_block(W, U, dead, counts, blocksize, j1, j2, E):
@@ -57,7 +86,14 @@ def _lazy_block(W, U, dead, counts, blocksize, j1, j2, E):
                         u = U[g, col, col]
                         w = W[g, r, col]
                         score[r * k + i] = 0.0 if dead[g, col] else w * w / (u * u)
-                mask[np.argpartition(score, c - 1)[:c]] = True  # the c least salient
+                threshold = _kth_smallest(score.copy(), c - 1)
+                ties = c - np.sum(score < threshold)  # weights at the threshold to prune too, in index order
+                for q in range(n):
+                    if score[q] < threshold:
+                        mask[q] = True
+                    elif score[q] == threshold and ties > 0:
+                        mask[q] = True
+                        ties -= 1
             m = j2 - i2  # the rest of the lazy block, updated after each row's in-block sweep
             u_rest = np.ascontiguousarray(U[g, i1:i2, i2:j2])  # (k, m): contiguous rows vectorise below
             acc = np.empty(m, W.dtype)
@@ -79,7 +115,23 @@ def _lazy_block(W, U, dead, counts, blocksize, j1, j2, E):
                     W[g, r, i2 + j] -= acc[j]
 
 
-if AVAILABLE:
-    lazy_block = numba.njit(cache=True, nogil=True)(_lazy_block)
-else:
-    lazy_block = None
+_SIGNATURE = "void({t}[:,:,:], {t}[:,:,:], boolean[:,:], int64[:,:], int64, int64, int64, {t}[:,:,:])"
+
+
+@functools.cache
+def compiled(dtype: str):
+    """`_lazy_block` compiled for `dtype` ("float32" or "float64") on first use, cached on disk (`cache=True`).
+
+    One explicit signature with any-stride ("A") arrays per dtype, so inverse factors in any memory layout
+    (LAPACK's column-major, or row-major) share one compiled function instead of compiling one each.
+
+    Raises:
+        RuntimeError: Numba is not installed.
+    """
+    if numba is None:
+        raise RuntimeError("Numba is not installed (`pip install numba`).")
+    return numba.njit(_SIGNATURE.format(t=dtype), cache=True, nogil=True)(_lazy_block)
+
+
+if numba is not None:  # compiled where `_lazy_block` calls it, for the caller's dtype
+    _kth_smallest = numba.njit(cache=True, nogil=True)(_kth_smallest)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from spade_engine import protocol
 from spade_engine.engine import PruneConfig
@@ -161,3 +163,36 @@ def test_the_exact_column_says_where_it_is_exact(monkeypatch):
     cov = protocol.exact_coverage(load_model("testbed_resnet").model)
     assert "net.layer4.0.conv2" in cov["sweep"] and "net.fc" in cov["exact"]
     assert "net.layer4.0.conv2" in protocol.exact_note(load_model("testbed_resnet").model)
+
+
+class CentredHead(torch.nn.Module):
+    """Channel centring before the head (a LayerNorm's first half, written functionally): LRP's relevance through
+    it sums to zero, so `attribute("LRP", ...)` refuses the net as not conservative."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Linear(8, classes)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).mean((2, 3))
+        return self.fc(h - h.mean(dim=1, keepdim=True))
+
+
+def test_a_map_the_method_refuses_is_a_row_without_a_score_not_a_stopped_run():
+    """A method that refuses one network (here LRP, not conservative) leaves that row's scores empty with the
+    reason; the other methods on the same sample are scored, and the tables leave the empty row out."""
+    cfg = protocol.ProtocolConfig(
+        "testbed_resnet", trojan_samples=1, clean_samples=0, n_aug=8, methods=("Saliency", "LRP"),
+        columns=("Dense",), metrics=("trojan",),
+    )  # fmt: skip
+    model = load_model(cfg.model).model
+    kind, position, sample = protocol.run_samples(cfg, model)[0]
+    torch.manual_seed(0)
+    net = CentredHead(int(model(sample.image[None]).shape[1])).eval()
+    rows = protocol.sample_rows(protocol.Networks(model, {"Dense": net}, {}), cfg, kind, position, sample)
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {"Saliency", "LRP"}
+    assert 0.0 <= by_method["Saliency"]["auc"] <= 1.0 and "unsupported" not in by_method["Saliency"]
+    assert np.isnan(by_method["LRP"]["auc"]) and "not conservative" in by_method["LRP"]["unsupported"]
+    table = protocol.tables(pd.DataFrame(rows))["auc"]
+    assert "Saliency" in table.index
