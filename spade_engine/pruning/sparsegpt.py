@@ -20,6 +20,8 @@ How many weights a mask block loses (`mask_count`):
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from spade_engine.pruning import sweep_kernel
@@ -74,7 +76,10 @@ def block_count_table(sparsity: float, g: int, r: int, d: int, blocksize: int, m
 
 
 def _use_compiled(kernel: str, W: torch.Tensor) -> bool:
-    """Whether `sparsegpt_solve` runs the compiled lazy block for `kernel` on `W`'s device and dtype."""
+    """Whether `sparsegpt_solve` runs the compiled lazy block for `kernel` on `W`'s device and dtype ("auto"
+    follows env `SPADE_SWEEP_KERNEL` when set, read at call time, e.g. "torch" to rule the compiled kernel out)."""
+    if kernel == "auto":
+        kernel = os.environ.get("SPADE_SWEEP_KERNEL", "auto")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
     runnable = sweep_kernel.AVAILABLE and W.device.type == "cpu" and W.dtype in (torch.float32, torch.float64)
@@ -208,7 +213,8 @@ def sparsegpt_solve(
             `D (H_d) D^T` restricted to live columns, D = W - W_hat and H_d the dampened Hessian the factor came
             from. `sweep_error` turns this into the layer error without another (R, d, d) product.
         kernel: how each lazy block runs: "compiled" (`sweep_kernel.compiled`, Numba, CPU only), "torch"
-            (`_sweep_lazy_block`, any device) or "auto" (compiled where it can run). The same result up to
+            (`_sweep_lazy_block`, any device) or "auto" (compiled where it can run; env `SPADE_SWEEP_KERNEL`
+            overrides it). The same result up to
             float rounding and ties in the mask (tests pin one to the other); see `sweep_kernel` for speed.
 
     Returns:

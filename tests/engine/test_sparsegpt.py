@@ -311,7 +311,7 @@ def test_compiled_kernel_matches_torch_in_float32(shape, blocksize):
         torch.testing.assert_close(a[same], b[same], rtol=1e-4, atol=1e-4)
 
 
-def test_kernel_choice_is_checked():
+def test_kernel_choice_is_checked(monkeypatch):
     from spade_engine.pruning import sparsegpt
 
     W, H = random_problem(g=1, r=4, d=9)
@@ -323,6 +323,11 @@ def test_kernel_choice_is_checked():
     assert not sparsegpt._use_compiled("auto", W.to(torch.bfloat16))
     with pytest.raises(ValueError, match="Numba"):
         sparsegpt._use_compiled("compiled", W.to(torch.bfloat16))
+    monkeypatch.setenv("SPADE_SWEEP_KERNEL", "torch")  # the switch for a machine where Numba misbehaves
+    assert not sparsegpt._use_compiled("auto", W) and sparsegpt._use_compiled("compiled", W)
+    monkeypatch.setenv("SPADE_SWEEP_KERNEL", "fast")
+    with pytest.raises(ValueError, match="kernel"):
+        sparsegpt_solve(W, hinv, 0.5)
 
 
 def test_quickselect_finds_the_kth_smallest_with_ties():
