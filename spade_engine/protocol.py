@@ -486,21 +486,23 @@ def tables(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
 
 
 def paired_stats(df: pd.DataFrame, metric: str, reference: str = "Dense") -> dict[str, dict[str, tuple]]:
-    """method (+ "average", the per-sample mean over methods) -> column -> (mean, lo, hi) of the paired
-    difference column - `reference` on the same samples (95% CI)."""
+    """method (+ "average") -> column -> (mean, lo, hi) of the paired difference column - `reference` on the same
+    samples (95% CI). "average" is, per sample, the mean over methods of the per-method differences, so a map
+    missing on one side (a method that refused that network: NaN) leaves out only that method's pair."""
     sub = df.dropna(subset=[metric])
     wide = sub.pivot_table(index=["method", "kind", "sample"], columns="column", values=metric, aggfunc="first")
-    avg = sub.groupby(["column", "kind", "sample"])[metric].mean().unstack("column")
-    avg.index = pd.MultiIndex.from_tuples([("average", *i) for i in avg.index], names=["method", "kind", "sample"])
-    wide = pd.concat([wide, avg])
     cols = [c for c in column_order(sub) if c != reference and c in wide]
     out: dict[str, dict[str, tuple]] = {}
     if reference not in wide:
         return out
     for method in [*dict.fromkeys(sub["method"]), "average"]:
-        rows = wide.loc[method]
         for col in cols:
-            d = (rows[col] - rows[reference]).to_numpy(dtype=float)
+            diff = wide[col] - wide[reference]  # (method, kind, sample)
+            if method == "average":
+                diff = diff.groupby(level=["kind", "sample"]).mean()  # NaN pairs skipped
+            else:
+                diff = diff.loc[method]
+            d = diff.to_numpy(dtype=float)
             out.setdefault(method, {})[col] = metrics.mean_ci(d[~np.isnan(d)])
     return out
 

@@ -196,3 +196,16 @@ def test_a_map_the_method_refuses_is_a_row_without_a_score_not_a_stopped_run():
     assert np.isnan(by_method["LRP"]["auc"]) and "not conservative" in by_method["LRP"]["unsupported"]
     table = protocol.tables(pd.DataFrame(rows))["auc"]
     assert "Saliency" in table.index
+
+
+def test_the_paired_average_leaves_out_only_the_missing_pair():
+    """Sample 1's LRP map is missing on SPADE (refused): the average difference of that sample is its Saliency
+    difference alone, not SPADE's Saliency score minus Dense's mean over both methods."""
+    rows = []
+    for sample, (sal_d, sal_s, lrp_d, lrp_s) in enumerate([(0.5, 0.6, 0.9, 0.9), (0.5, 0.7, 0.1, float("nan"))]):
+        for method, dense, spade in (("Saliency", sal_d, sal_s), ("LRP", lrp_d, lrp_s)):
+            rows += [{"kind": "trojan", "sample": sample, "method": method, "column": "Dense", "auc": dense},
+                     {"kind": "trojan", "sample": sample, "method": method, "column": "SPADE-exact", "auc": spade}]  # fmt: skip
+    stats = protocol.paired_stats(pd.DataFrame(rows), "auc")
+    assert stats["average"]["SPADE-exact"][0] == pytest.approx(((0.1 + 0.0) / 2 + 0.2) / 2)
+    assert stats["LRP"]["SPADE-exact"][0] == pytest.approx(0.0)  # one pair
