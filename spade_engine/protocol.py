@@ -465,6 +465,9 @@ def finish_csv(df: pd.DataFrame, out: str | Path) -> None:
 def tables(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
     """Paper-style tables: metric -> rows = methods (+ "average"), columns = networks, cells "mean [lo, hi]".
 
+    "average" is the per-sample mean over methods, leaving out a method on a sample where some column refused
+    its map (so every column averages the same methods).
+
     Also an "agreement" table: the share of samples on which each column predicts the dense class.
     """
     out = {}
@@ -476,7 +479,8 @@ def tables(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
         cells = {}
         for (method, col), g in sub.groupby(["method", "column"], sort=False):
             cells.setdefault(method, {})[col] = _cell(g[metric].to_numpy(), scale)
-        avg = sub.groupby(["column", "sample"], sort=False)[metric].mean().reset_index()
+        avg = _scored_on_every_column(sub, metric).groupby(["column", "sample"], sort=False)[metric].mean()
+        avg = avg.reset_index()
         cells["average"] = {col: _cell(g[metric].to_numpy(), scale) for col, g in avg.groupby("column", sort=False)}
         out[metric] = pd.DataFrame(cells).T[column_order(sub)]
     if "agrees" in df:
@@ -509,11 +513,14 @@ def paired_stats(df: pd.DataFrame, metric: str, reference: str = "Dense") -> dic
 
 def paired_differences(df: pd.DataFrame, metric: str, reference: str = "Dense", scale: float = 100.0) -> pd.DataFrame:
     """Per method (+ "average"): each column's mean paired difference to `reference` on the same samples, with
-    its 95% CI, "+1.2 [0.4, 2.0]". Pairing removes the between-sample spread that makes the tables' CIs
+    its 95% CI, "+1.2 [0.4, 2.0]" ("—" where no pair was scored). Pairing removes the between-sample spread that makes the tables' CIs
     overlap, so an interval that excludes 0 is a difference the run resolved."""
     stats = paired_stats(df, metric, reference)
     cells = {
-        method: {col: f"{m * scale:+.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}]" for col, (m, lo, hi) in row.items()}
+        method: {
+            col: "—" if np.isnan(m) else f"{m * scale:+.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
+            for col, (m, lo, hi) in row.items()
+        }
         for method, row in stats.items()
     }
     return pd.DataFrame(cells).T
@@ -525,9 +532,23 @@ def column_order(df: pd.DataFrame) -> list[str]:
     return [c for c in COLUMNS if c in present] + [c for c in present if c not in COLUMNS]
 
 
+def _scored_on_every_column(sub: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """`sub` without the (sample, method) pairs that some column left unscored (a refused map, NaN), so that a
+    per-sample average over methods covers the same methods on every column."""
+    missing = sub[metric].isna()
+    if not missing.any():
+        return sub
+    refused = pd.MultiIndex.from_frame(sub.loc[missing, ["sample", "method"]])
+    return sub[~pd.MultiIndex.from_frame(sub[["sample", "method"]]).isin(refused)]
+
+
 def _cell(values: np.ndarray, scale: float) -> str:
+    """"mean [lo, hi] (n=N)" over the scored values; "— (n=0)" when none was scored (every map refused)."""
+    n = int(np.sum(~np.isnan(values)))
+    if n == 0:
+        return "— (n=0)"
     mean, lo, hi = metrics.mean_ci(values[~np.isnan(values)])
-    return f"{mean * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}] (n={np.sum(~np.isnan(values))})"
+    return f"{mean * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}] (n={n})"
 
 
 def figure(df: pd.DataFrame, metric: str = "auc"):

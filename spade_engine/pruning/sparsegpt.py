@@ -78,14 +78,19 @@ def block_count_table(sparsity: float, g: int, r: int, d: int, blocksize: int, m
 def _use_compiled(kernel: str, W: torch.Tensor) -> bool:
     """Whether `sparsegpt_solve` runs the compiled lazy block for `kernel` on `W`'s device and dtype ("auto"
     follows env `SPADE_SWEEP_KERNEL` when set, read at call time, e.g. "torch" to rule the compiled kernel out)."""
-    if kernel == "auto":
-        kernel = os.environ.get("SPADE_SWEEP_KERNEL", "auto")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
     runnable = sweep_kernel.AVAILABLE and W.device.type == "cpu" and W.dtype in (torch.float32, torch.float64)
+    if kernel == "auto":  # the environment can only state a preference: "compiled" falls back where it can't run
+        preference = os.environ.get("SPADE_SWEEP_KERNEL", "").strip() or "auto"
+        if preference not in KERNELS:
+            raise ValueError(f"SPADE_SWEEP_KERNEL must be one of {', '.join(KERNELS)} (or unset); got {preference!r}.")
+        return preference != "torch" and runnable
     if kernel == "compiled" and not runnable:
-        raise ValueError("The compiled sweep needs Numba (`pip install numba`) and float32/64 weights on the CPU.")
-    return kernel != "torch" and runnable
+        raise ValueError(
+            "The compiled sweep needs Numba (`pip install numba`, JIT enabled) and float32/64 weights on the CPU."
+        )
+    return kernel == "compiled"
 
 
 def block_mask(W1: torch.Tensor, u_diag: torch.Tensor, dead: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -221,9 +226,12 @@ def sparsegpt_solve(
         (G, R, d) pruned and OBS-updated weights, in W's dtype.
 
     Raises:
-        ValueError: an unknown `mask_count` or `kernel`, or "compiled" where it cannot run (no Numba, not CPU).
+        ValueError: a sparsity outside [0, 1], an unknown `mask_count` or `kernel` (or env `SPADE_SWEEP_KERNEL`),
+            or kernel "compiled" where it cannot run (no Numba, not CPU).
     """
     check_mask_count(mask_count)
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must be in [0, 1]; got {sparsity}.")
     U = hinv.U
     Wf = W.to(U.dtype).clone()
     g, r, d = Wf.shape

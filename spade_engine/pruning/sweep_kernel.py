@@ -8,8 +8,9 @@ row the column-by-column OBS update `e_i = w_i / U_ii` of each pruned weight to 
 then the block's updates of the rest of the lazy block (`w_j -= sum_i e_i U_ij`, j in [i2, j2)). The same arithmetic as the torch path up to float
 rounding (products summed in another order) and ties in the mask (tests: `tests/engine/test_sparsegpt.py`).
 
-Numba is optional: without it (or on CUDA) `sparsegpt_solve` runs the torch path. The compiled function is
-cached on disk (`cache=True`), so only a machine's first call compiles (about 2-4 s); it releases the GIL.
+Numba is optional: without it, with `NUMBA_DISABLE_JIT=1`, or on CUDA, `sparsegpt_solve` runs the torch path.
+The compiled function is cached on disk where Numba can write (`cache=True`), so only a machine's first call
+compiles (about 2 s per dtype); it releases the GIL.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ try:
 except ImportError:  # the torch path runs instead
     numba = None
 
-AVAILABLE = numba is not None
+# NUMBA_DISABLE_JIT=1 would run the kernel as plain Python, ~15x slower than the torch path: not available then.
+AVAILABLE = numba is not None and not numba.config.DISABLE_JIT
+
+
+def _jit(fn, signature: str | None = None):
+    """`numba.njit(nogil=True)` of `fn`, cached on disk where Numba finds a writable place (the package's
+    `__pycache__`, `NUMBA_CACHE_DIR` or the user's cache), else compiled in each process (a read-only install
+    with no writable home: about 2 s per dtype at the first prune)."""
+    args = (signature,) if signature else ()
+    try:
+        return numba.njit(*args, cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(*args, nogil=True)(fn)
 
 
 def _kth_smallest(a, k):
@@ -128,10 +141,10 @@ def compiled(dtype: str):
     Raises:
         RuntimeError: Numba is not installed.
     """
-    if numba is None:
-        raise RuntimeError("Numba is not installed (`pip install numba`).")
-    return numba.njit(_SIGNATURE.format(t=dtype), cache=True, nogil=True)(_lazy_block)
+    if not AVAILABLE:
+        raise RuntimeError("Numba is not installed (`pip install numba`) or its JIT is disabled.")
+    return _jit(_lazy_block, _SIGNATURE.format(t=dtype))
 
 
-if numba is not None:  # compiled where `_lazy_block` calls it, for the caller's dtype
-    _kth_smallest = numba.njit(cache=True, nogil=True)(_kth_smallest)
+if AVAILABLE:  # compiled where `_lazy_block` calls it, for the caller's dtype
+    _kth_smallest = _jit(_kth_smallest)

@@ -152,8 +152,11 @@ def median_gain_sample(rows: pd.DataFrame, column: str = "SPADE-exact") -> dict:
     from spade_engine.saliency import PAPER_METHODS
 
     t = rows[(rows.kind == "trojan") & rows.method.isin(PAPER_METHODS) & rows.column.isin(["Dense", column])]
-    per = t.pivot_table(index="sample", columns="column", values="auc", aggfunc="mean").dropna()
-    if per.empty or column not in per:
+    pairs = t.pivot_table(index=["sample", "method"], columns="column", values="auc", aggfunc="first")
+    if column not in pairs or "Dense" not in pairs:
+        raise ValueError(f"no trojaned sample has both Dense and {column} rows")
+    per = pairs[["Dense", column]].dropna().groupby(level="sample").mean()  # methods scored on both columns
+    if per.empty:
         raise ValueError(f"no trojaned sample has both Dense and {column} rows")
     gain = per[column] - per["Dense"]
     ranked = [int(s) for s, _ in sorted(gain.items(), key=lambda kv: (kv[1], kv[0]))]

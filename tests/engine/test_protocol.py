@@ -209,3 +209,20 @@ def test_the_paired_average_leaves_out_only_the_missing_pair():
     stats = protocol.paired_stats(pd.DataFrame(rows), "auc")
     assert stats["average"]["SPADE-exact"][0] == pytest.approx(((0.1 + 0.0) / 2 + 0.2) / 2)
     assert stats["LRP"]["SPADE-exact"][0] == pytest.approx(0.0)  # one pair
+
+
+def test_the_tables_average_the_same_methods_on_every_column():
+    """LRP refused on SPADE for the only sample: the average row compares Saliency with Saliency (90 vs 80), not
+    Dense's mean over both methods (70) with SPADE's Saliency alone (80); the refused cell says so."""
+    from spade_engine.testbed.examples import median_gain_sample
+
+    nan = float("nan")
+    rows = [{"kind": "trojan", "sample": 0, "method": m, "column": c, "auc": v, "pointing": 1.0}
+            for m, c, v in [("Saliency", "Dense", 0.9), ("Saliency", "SPADE-exact", 0.8),
+                            ("LRP", "Dense", 0.5), ("LRP", "SPADE-exact", nan)]]  # fmt: skip
+    table = protocol.tables(pd.DataFrame(rows))["auc"]
+    assert table.loc["average", "Dense"].startswith("90.0") and table.loc["average", "SPADE-exact"].startswith("80.0")
+    assert table.loc["LRP", "SPADE-exact"] == "— (n=0)"
+    assert protocol.paired_differences(pd.DataFrame(rows), "auc").loc["LRP", "SPADE-exact"] == "—"
+    pick = median_gain_sample(pd.DataFrame(rows))  # the demo sample's rule: the same pairing
+    assert pick["gain"] == pytest.approx(-0.1) and pick["dense"] == pytest.approx(0.9)

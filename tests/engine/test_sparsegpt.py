@@ -325,9 +325,46 @@ def test_kernel_choice_is_checked(monkeypatch):
         sparsegpt._use_compiled("compiled", W.to(torch.bfloat16))
     monkeypatch.setenv("SPADE_SWEEP_KERNEL", "torch")  # the switch for a machine where Numba misbehaves
     assert not sparsegpt._use_compiled("auto", W) and sparsegpt._use_compiled("compiled", W)
+    monkeypatch.setenv("SPADE_SWEEP_KERNEL", "compiled")  # a preference: where it cannot run, the torch path does
+    assert sparsegpt._use_compiled("auto", W) and not sparsegpt._use_compiled("auto", W.to(torch.bfloat16))
+    monkeypatch.setenv("SPADE_SWEEP_KERNEL", "")  # empty: as unset
+    assert sparsegpt._use_compiled("auto", W)
     monkeypatch.setenv("SPADE_SWEEP_KERNEL", "fast")
-    with pytest.raises(ValueError, match="kernel"):
+    with pytest.raises(ValueError, match="SPADE_SWEEP_KERNEL"):
         sparsegpt_solve(W, hinv, 0.5)
+
+
+def test_a_read_only_install_without_a_cache_still_imports_and_prunes(tmp_path):
+    """No writable place for Numba's cache (a read-only package and no writable home): the kernel compiles in
+    the process instead of failing the import; NUMBA_DISABLE_JIT=1 falls back to the torch path."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import spade_engine
+
+    root = tmp_path / "ro"
+    shutil.copytree(Path(spade_engine.__file__).parent, root / "spade_engine", ignore=shutil.ignore_patterns("*.nb?"))
+    pycache = root / "spade_engine" / "pruning" / "__pycache__"
+    shutil.rmtree(pycache, ignore_errors=True)
+    pycache.touch()  # a file where the cache directory would go: nothing can be written there
+    code = (
+        "import torch; from spade_engine.pruning import inverse_hessian, sweep_kernel;"
+        "from spade_engine.pruning.sparsegpt import sparsegpt_solve, _use_compiled;"
+        "X = torch.randn(1, 18, 60); h = inverse_hessian(2 * X @ X.mT / 60);"
+        "W = sparsegpt_solve(torch.randn(1, 4, 18), h, 0.5, 9);"
+        "print(sweep_kernel.AVAILABLE, _use_compiled('auto', W), int((W == 0).sum()))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root), "HOME": "/dev/null", "NUMBA_CACHE_DIR": "/dev/null/x"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True", "36"]
+    env["NUMBA_DISABLE_JIT"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False", "36"]
 
 
 def test_quickselect_finds_the_kth_smallest_with_ties():
@@ -343,3 +380,30 @@ def test_quickselect_finds_the_kth_smallest_with_ties():
     for a in arrays:
         for k in (0, 1, len(a) // 2, len(a) - 2, len(a) - 1):
             assert sweep_kernel._kth_smallest(a.copy(), k) == np.sort(a)[k], (a[:5], k)
+
+
+def test_sweep_error_falls_back_where_the_dampening_swamps_the_loss():
+    """Tiny activations beside dead inputs (H_jj = 1 sets the dampening's scale): the sweep's losses are nearly
+    all dampening, and their difference is float32 noise; `sweep_error` returns the direct product then."""
+    torch.manual_seed(0)
+    g, r, d, n = 64, 1, 9, 64  # a depthwise 3x3 conv
+    X = 1e-6 * torch.randn(g, d, n)
+    X[:, :3] = 0
+    H = 2 * X @ X.transpose(1, 2) / n
+    W = torch.randn(g, r, d)
+    hinv = inverse_hessian(H, 0.01)
+    for kernel in KERNELS:
+        loss = torch.zeros(g, dtype=torch.float64)
+        W_hat = sparsegpt_solve(W, hinv, 0.5, 9, loss_out=loss, kernel=kernel)
+        direct = reconstruction_error(W, W_hat, H)
+        assert direct > 1e-3
+        assert sweep_error(W, W_hat, H, hinv, loss, dense_energy(W, H)) == pytest.approx(direct, rel=1e-4)
+
+
+def test_sparsity_outside_the_unit_interval_is_refused_by_both_kernels():
+    W, H = random_problem(g=1, r=4, d=9)
+    hinv = inverse_hessian(H, 0.01)
+    for kernel in KERNELS:
+        for sparsity in (-0.5, 1.5):
+            with pytest.raises(ValueError, match="sparsity"):
+                sparsegpt_solve(W, hinv, sparsity, kernel=kernel)
