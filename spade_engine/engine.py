@@ -218,10 +218,10 @@ class SpadeEngine:
         max_columns: Hessian column subsample per layer and batch (None: exact; see `HessianAccumulator`).
         hessian_dtype: torch.float32 (default, as the reference; half the memory) or torch.float64.
         hessian_matmul: how the Hessians' `X @ X.T` products run: "exact" (default, in `hessian_dtype`),
-            "bfloat16", or "auto" (bf16 inputs where the device has fast bf16 matmuls, else exact). bf16 makes
-            the Hessian phase about 1.6x faster on this CPU at ~0.3% relative error of H, but the pruned layers'
-            error grows (ResNet-18, 90%: mean layer error 0.0704 exact vs 0.0787 bf16), so it is opt-in. See
-            `HessianAccumulator`.
+            "bfloat16", or "auto" (bf16 inputs on CUDA, exact on CPUs: `hessian.default_matmul`). On this
+            CPU bf16 is both slower with the shifted-correlation Hessians (22.5-23.8 s against 8.0-9.4 s for
+            ResNet-18, 128 views) and less accurate (held-out layer error 0.0796 against 0.0755 at 90%), so it
+            is opt-in. See `HessianAccumulator`.
         max_cache_bytes: bound on cached traces (Hessians, inverse factors per dampening, views), enforced after
             every `prepare` and `prune`; the current trace's Hessians and views are always kept (during one
             prune its new inverse factors may exceed the bound until the prune ends).

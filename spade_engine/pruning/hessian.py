@@ -79,14 +79,14 @@ SHIFT_ADVANTAGE = 2.0
 
 
 def default_matmul(device: torch.device | str) -> str:
-    """The `matmul` that `"auto"` resolves to: "bfloat16" on CUDA and on CPUs with native bf16 matmuls (oneDNN,
-    e.g. AVX512-BF16 or AMX), where `X @ X.T` runs about 2x faster than in float32, else "exact".
+    """The `matmul` that `"auto"` resolves to: "bfloat16" on CUDA (tensor cores), "exact" on CPUs.
+
+    On the CPU bf16 products are not a speed-up with the shifted-correlation path: measured 2026-12-01 (torch
+    2.14, AVX512-BF16 EPYC, 2 threads, ResNet-18, 128 views at 224 px) the Hessian phase took 22.5-23.8 s in
+    bf16 against 8.0-9.4 s exact, and the held-out layer error rose (0.0796 / 0.0363 against 0.0755 / 0.0332
+    at 90% / 80%, `benchmarks/vs_reference.py --hessian-matmul bfloat16`).
     """
-    if torch.device(device).type == "cuda":
-        return "bfloat16"
-    return (
-        "bfloat16" if torch.device(device).type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "exact"
-    )
+    return "bfloat16" if torch.device(device).type == "cuda" else "exact"
 
 
 def symmetric_blocks(d: int, block: int | None = None) -> list[tuple[slice, slice]]:
