@@ -40,23 +40,10 @@ def check_mask_count(mask_count: str) -> None:
         raise ValueError(f"mask_count must be one of {', '.join(MASK_COUNTS)}; got {mask_count!r}.")
 
 
-def block_counts(sparsity: float, g: int, r: int, i1: int, i2: int, mask_count: str) -> torch.Tensor:
-    """How many weights each group loses in the mask block of columns [i1, i2) (see the module docstring).
-
-    Returns:
-        (G,) int64 counts.
-    """
-    if mask_count == "reference":
-        n = r * (i2 - i1)
-        return torch.full((g,), min(int(n * sparsity) + 1, n), dtype=torch.long)
-    total = int(round(sparsity * g * r * i2)) - int(round(sparsity * g * r * i1))  # running target's increment
-    counts = torch.full((g,), total // g, dtype=torch.long)
-    counts[: total % g] += 1  # spread over groups as evenly as possible
-    return counts
-
-
 def block_count_table(sparsity: float, g: int, r: int, d: int, blocksize: int, mask_count: str) -> torch.Tensor:
-    """`block_counts` of every mask block of a (G, R, d) layer at once.
+    """How many weights each group loses in each mask block of `blocksize` columns of a (G, R, d) layer (see the
+    module docstring): "reference" `min(int(n * s) + 1, n)` of a block's n = R * k weights; "running" the
+    increment of the layer target `round(s * G * R * i2)` over the block, spread over groups as evenly as possible.
 
     Returns:
         (G, ceil(d / blocksize)) int64 counts.
@@ -152,7 +139,7 @@ def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, mask: torch.Tensor) -> tupl
 
 
 def _sweep_lazy_block(
-    Wf: torch.Tensor, hinv: InverseHessian, sparsity: float, blocksize: int, mask_count: str, j1: int, j2: int
+    Wf: torch.Tensor, hinv: InverseHessian, counts: torch.Tensor, blocksize: int, j1: int, j2: int
 ) -> torch.Tensor:
     """Prune the lazy block of columns [j1, j2) of `Wf` in place, one mask block at a time.
 
@@ -162,6 +149,7 @@ def _sweep_lazy_block(
 
     Args:
         Wf: (G, R, d) weights, modified in place.
+        counts: (G, B) weights to prune per group in each of the lazy block's mask blocks (`block_count_table`).
 
     Returns:
         (G, R, j2 - j1) scaled errors E, for the caller's update of the columns from j2 on.
@@ -170,11 +158,10 @@ def _sweep_lazy_block(
     g, r, _ = Wf.shape
     rows = max(1, SYSTEM_ELEMENTS // (g * blocksize * blocksize))  # rows are independent: bound the memory
     E = Wf.new_empty(g, r, j2 - j1)
-    for i1 in range(j1, j2, blocksize):
+    for b, i1 in enumerate(range(j1, j2, blocksize)):
         i2 = min(i1 + blocksize, j2)
         U1 = U[:, i1:i2, i1:i2]  # (G, k, k)
-        counts = block_counts(sparsity, g, r, i1, i2, mask_count)
-        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], counts)
+        mask = block_mask(Wf[:, :, i1:i2], U1.diagonal(dim1=1, dim2=2), hinv.dead[:, i1:i2], counts[:, b])
         for r1 in range(0, r, rows):
             r2 = r1 + rows
             Q1, E1 = _sweep_block(Wf[:, r1:r2, i1:i2], U1, mask[:, r1:r2])  # (G, rows, k) each
@@ -219,8 +206,8 @@ def sparsegpt_solve(
             from. `sweep_error` turns this into the layer error without another (R, d, d) product.
         kernel: how each lazy block runs: "compiled" (`sweep_kernel.compiled`, Numba, CPU only), "torch"
             (`_sweep_lazy_block`, any device) or "auto" (compiled where it can run; env `SPADE_SWEEP_KERNEL`
-            overrides it). The same result up to
-            float rounding and ties in the mask (tests pin one to the other); see `sweep_kernel` for speed.
+            overrides it). The same result up to float rounding and ties in the mask (tests pin one to the
+            other); see `sweep_kernel` for speed.
 
     Returns:
         (G, R, d) pruned and OBS-updated weights, in W's dtype.
@@ -236,20 +223,20 @@ def sparsegpt_solve(
     Wf = W.to(U.dtype).clone()
     g, r, d = Wf.shape
     lazy = blocksize * max(1, lazy_columns // blocksize)
+    counts = block_count_table(sparsity, g, r, d, blocksize, mask_count)  # (G, mask blocks), both kernels
     compiled = _use_compiled(kernel, Wf)
     if compiled:  # numpy views of the same memory: the kernel updates Wf in place
         lazy_block = sweep_kernel.compiled(str(Wf.dtype).removeprefix("torch."))
-        counts = block_count_table(sparsity, g, r, d, blocksize, mask_count).numpy()  # (G, mask blocks)
-        Wn, Un, dead = Wf.numpy(), U.numpy(), hinv.dead.numpy()  # U may be column-major (LAPACK)
+        Wn, Un, dead, counts_n = Wf.numpy(), U.numpy(), hinv.dead.numpy(), counts.numpy()  # U: any strides
     for j1 in range(0, d, lazy):
         check_cancelled()  # a background prefetch stops here when the user asks for something else
         j2 = min(j1 + lazy, d)
+        b1 = j1 // blocksize  # the lazy block's first mask block
         if compiled:
             E = Wf.new_empty(g, r, j2 - j1)
-            b1 = j1 // blocksize
-            lazy_block(Wn, Un, dead, counts[:, b1:], blocksize, j1, j2, E.numpy())
+            lazy_block(Wn, Un, dead, counts_n[:, b1:], blocksize, j1, j2, E.numpy())
         else:
-            E = _sweep_lazy_block(Wf, hinv, sparsity, blocksize, mask_count, j1, j2)  # (G, R, j2 - j1)
+            E = _sweep_lazy_block(Wf, hinv, counts[:, b1:], blocksize, j1, j2)  # (G, R, j2 - j1)
         if loss_out is not None:
             live = ~hinv.dead[:, None, j1:j2]  # (G, 1, j2 - j1)
             loss_out += E.pow(2).mul(live).sum((1, 2), dtype=torch.float64)

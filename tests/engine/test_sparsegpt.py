@@ -278,16 +278,17 @@ def test_an_exit_stops_solves_in_every_thread(monkeypatch):
 
 
 @pytest.mark.parametrize("mask_count", ["running", "reference"])
-def test_count_table_equals_the_per_block_counts(mask_count):
-    """The compiled kernel's per-layer table of mask-block counts equals `block_counts` block by block, with a
-    partial last block and groups that share a remainder."""
-    from spade_engine.pruning.sparsegpt import block_count_table, block_counts
+def test_count_table_follows_the_written_out_rules(mask_count):
+    """The per-layer table of mask-block counts both kernels use equals `loop_counts` (the two rules written out
+    per block) block by block, with a partial last block and groups that share a remainder."""
+    from spade_engine.pruning.sparsegpt import block_count_table
 
     for sparsity, g, r, d, bs in [(0.8, 1, 64, 576, 9), (0.37, 3, 5, 20, 3), (0.9, 2, 10, 300, 1), (0.5, 4, 7, 13, 13)]:
         table = block_count_table(sparsity, g, r, d, bs, mask_count)
+        assert table.shape == (g, -(-d // bs))
         for b, i1 in enumerate(range(0, d, bs)):
-            expected = block_counts(sparsity, g, r, i1, min(i1 + bs, d), mask_count)
-            assert torch.equal(table[:, b], expected), (sparsity, g, r, d, bs, b)
+            expected = loop_counts(sparsity, g, r, i1, min(i1 + bs, d), mask_count)
+            assert table[:, b].tolist() == expected, (sparsity, g, r, d, bs, b)
 
 
 @pytest.mark.parametrize(("shape", "blocksize"), [((1, 64, 576), 9), ((2, 16, 27), 9), ((1, 100, 256), 1)])
