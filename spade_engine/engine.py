@@ -6,7 +6,9 @@ The dampened inverse-Hessian factors are cached per trace too, so a slider move 
 
 SPADE prunes what forward hooks can see: every Conv2d and Linear *module* called once per forward pass. Weight
 matrices used functionally (`nn.MultiheadAttention`'s input and output projections in torchvision's ViT and
-Swin), shared modules and layers inside TorchScript stay dense; `PruneResult.dense_layers` lists them with
+Swin), shared modules, layers inside TorchScript and layers whose forward transforms their weight (timm's
+StdConv2d; `reparam`) stay dense (weight-normed weights are folded into plain ones first, so pruning acts on
+the weight the forward uses); `PruneResult.dense_layers` lists them with
 the reason, together with the layers the settings keep dense (first conv, head, patterns).
 """
 
@@ -42,6 +44,7 @@ from spade_engine.pruning import (
 from spade_engine.pruning import cancel as cancellation
 from spade_engine.pruning.cancel import Cancelled, cancellable, check_cancelled
 from spade_engine.pruning.hessian import MATMULS, PRUNABLE
+from spade_engine.reparam import TRANSFORMED, copy_model, fold_reparametrisations, transformed_weight_layers
 
 Progress = Callable[[str, int, int], None]
 
@@ -257,7 +260,8 @@ class SpadeEngine:
         self.max_cache_bytes = max_cache_bytes
         self.max_hessian_bytes = max_hessian_bytes
         self.max_pruned = max_pruned
-        self._work = copy.deepcopy(model).to(self.device).eval()
+        self._work = copy_model(model).to(self.device).eval()
+        fold_reparametrisations(self._work)  # weight norm & co.: prune the weight the forward computes with
         self._traces: OrderedDict[tuple, Trace] = OrderedDict()
         self._pruned: OrderedDict[tuple, tuple[nn.Module, PruneResult]] = OrderedDict()
         self._lock = threading.RLock()
@@ -337,9 +341,12 @@ class SpadeEngine:
             if self._channels_last is None:
                 self._channels_last = self._runs_channels_last(x)
         modules = dict(self._work.named_modules())
+        once = [n for n in order if n not in shared]
+        transformed = transformed_weight_layers(self._work, x.unsqueeze(0).to(self.device), once)
         out, too_wide = [], {}
-        for name in order:
-            if name in shared:
+        for name in once:
+            if name in transformed:
+                too_wide[name] = TRANSFORMED
                 continue
             nbytes = hessian_bytes(modules[name], self.hessian_dtype)
             if nbytes > self.max_hessian_bytes:

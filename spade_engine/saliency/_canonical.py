@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from zennit.layer import Sum
 
 from spade_engine.models import logits_of
+from spade_engine.reparam import copy_model
 
 _FUNCTIONAL_RELUS = (F.relu, torch.relu, torch.relu_)
 _RELU_METHODS = ("relu", "relu_")
@@ -108,7 +109,7 @@ def attribution_copy(model: nn.Module, x: torch.Tensor, residual_sums: bool = Fa
     Returns:
         `CanonicalCopy` in eval mode with no hooks from the caller.
     """
-    clone = copy.deepcopy(model).eval()
+    clone = copy_model(model).eval()
     _clear_hooks(clone)
     _disable_inplace(clone)
     try:

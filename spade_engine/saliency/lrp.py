@@ -21,8 +21,6 @@ Anders et al. 2021 (zennit), arXiv 2106.13200.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import fx, nn
 from torchvision.models import VGG
@@ -32,6 +30,7 @@ from zennit.canonizers import Canonizer, NamedMergeBatchNorm, SequentialMergeBat
 from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
+from spade_engine.reparam import copy_model
 from spade_engine.saliency._base import AttributionInput, attribution_input
 from spade_engine.saliency._canonical import _clear_hooks, _disable_inplace, attribution_copy, logits_module
 from spade_engine.saliency.support import check_conservation, graph_support, static_support
@@ -71,7 +70,7 @@ def lrp_model(net: nn.Module, z: torch.Tensor) -> tuple[nn.Module, list[Canonize
 
 
 def _plain_copy(net: nn.Module) -> nn.Module:
-    clone = copy.deepcopy(net).eval()
+    clone = copy_model(net).eval()
     _clear_hooks(clone)
     _disable_inplace(clone)
     return clone

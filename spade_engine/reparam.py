@@ -1,0 +1,132 @@
+"""Weights that the forward pass does not use as stored: copying, folding and detecting them.
+
+A Conv2d / Linear can compute with another tensor than the one it stores, and pruning writes zeros into the
+stored one:
+
+- `torch.nn.utils.parametrize` (`parametrizations.weight_norm`, `orthogonal`, `spectral_norm`): `module.weight`
+  is recomputed from `parametrizations.weight.original*` on every access, so zeros written into it are lost;
+- the legacy hook-based `torch.nn.utils.weight_norm` / `spectral_norm`: a forward pre-hook recomputes `weight`
+  from `weight_g`/`weight_v` (or `weight_orig`), and `copy.deepcopy` refuses such a module (pytorch #28594);
+- subclasses whose forward transforms the weight (timm's `StdConv2d` / `ScaledStdConv2d` standardise it, as in
+  BiT, NFNets and the ViT-hybrid stems): zeros in `weight` are not zeros after standardisation.
+
+The first two are folded into a plain weight (`fold_reparametrisations`: the copy then computes with exactly the
+weight it stores, so pruning acts on the weight the forward uses); the third kind is found by running the
+module's own forward against the plain convolution/linear map of its stored weight
+(`transformed_weight_layers`), and the engine leaves those layers dense, with `TRANSFORMED` as the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
+
+from spade_engine.hooks import forward_hooks
+
+TRANSFORMED = (
+    "its forward computes with a transformed weight, not the stored one (weight standardisation as in timm's "
+    "StdConv2d / ScaledStdConv2d, or another reparametrisation), so zeros written into the weight would not be "
+    "zeros in the computation"
+)
+
+
+def _legacy_hooks(module: nn.Module) -> dict:
+    """The legacy weight_norm / spectral_norm pre-hooks of `module`, `{hook id: hook}`."""
+    return {k: h for k, h in module._forward_pre_hooks.items() if isinstance(h, (WeightNorm, SpectralNorm))}
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """`copy.deepcopy(model)` that also works for modules under the legacy `torch.nn.utils.weight_norm` /
+    `spectral_norm` (whose recomputed `weight` is not a leaf tensor, which deepcopy refuses). `model` is left
+    exactly as it was.
+
+    Returns:
+        An independent copy; its legacy hooks recompute `weight` on its next forward as usual.
+    """
+    saved = []
+    for module in model.modules():
+        for hook in _legacy_hooks(module).values():
+            current = getattr(module, hook.name, None)
+            if isinstance(current, torch.Tensor) and not isinstance(current, nn.Parameter):
+                saved.append((module, hook.name, current))
+                setattr(module, hook.name, current.detach())
+    try:
+        return copy.deepcopy(model)
+    finally:
+        for module, name, tensor in saved:
+            setattr(module, name, tensor)
+
+
+def fold_reparametrisations(model: nn.Module) -> list[str]:
+    """Replace every parametrised or legacy weight-normed / spectral-normed weight of `model` (in place: call it
+    on a copy) by a plain `nn.Parameter` holding the weight the forward currently computes with.
+
+    Returns:
+        Dotted names of the modules that were folded (the forward's outputs are unchanged up to rounding).
+    """
+    folded = []
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            _fold_parametrizations(module)
+            folded.append(name)
+        for key, hook in _legacy_hooks(module).items():
+            with torch.no_grad():
+                hook.remove(module)  # sets module.<name> to the current computed weight, as a Parameter
+            del module._forward_pre_hooks[key]
+            folded.append(name)
+    return folded
+
+
+def _fold_parametrizations(module: nn.Module) -> None:
+    """`parametrize.remove_parametrizations(..., leave_parametrized=True)` for every tensor of `module`, without
+    its `delattr` on the module's class: a deep copy shares that class with the user's model, which would lose its
+    `weight` property."""
+    values = {}
+    with torch.no_grad():
+        for name, plist in module.parametrizations.items():
+            values[name] = (getattr(module, name).detach().clone(), next(plist.parameters()).requires_grad)
+    module.__class__ = module.__class__.__bases__[0]  # the class before parametrisation (torch's own swap)
+    del module._modules["parametrizations"]
+    for name, (value, requires_grad) in values.items():
+        module.register_parameter(name, nn.Parameter(value, requires_grad=requires_grad))
+
+
+def _plain_output(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    """What a plain Conv2d / Linear with the module's stored weight and bias computes on `inp`."""
+    if isinstance(module, nn.Linear):
+        return F.linear(inp, module.weight, module.bias)
+    return nn.Conv2d._conv_forward(module, inp, module.weight, module.bias)
+
+
+def transformed_weight_layers(model: nn.Module, x: torch.Tensor, names: list[str]) -> set[str]:
+    """The named Conv2d / Linear modules whose forward does not compute the plain convolution / linear map of
+    their stored `weight` (one forward pass of `x` (1, 3, H, W), without gradients).
+
+    Args:
+        model: the network (fold reparametrisations first: parametrised weights are plain afterwards).
+        x: an input on the model's device.
+        names: the modules to check (Conv2d or Linear, each called once per pass).
+    """
+    modules = dict(model.named_modules())
+    transformed: set[str] = set()
+
+    def check(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if name in transformed or not isinstance(output, torch.Tensor) or output.numel() == 0:
+            return
+        try:
+            plain = _plain_output(module, inputs[0])
+        except RuntimeError:  # the forward pads or reshapes its input first: not the plain map either
+            transformed.add(name)
+            return
+        if plain.shape != output.shape or not torch.allclose(plain, output, rtol=1e-4, atol=1e-4 * float(plain.abs().max()) + 1e-6):
+            transformed.add(name)
+
+    with forward_hooks({n: modules[n] for n in names}, check), torch.no_grad():
+        model(x)
+    return transformed
