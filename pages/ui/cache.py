@@ -24,9 +24,9 @@ import numpy as np
 import streamlit as st
 import torch
 
-from spade_engine import models
+from spade_engine import models, paths
 
-EXAMPLES_DIR = models.ASSETS / "examples"
+EXAMPLES_DIR = paths.ASSETS / "examples"
 Progress = Callable[[str, int, int], None]
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spade_engine.models import ModelLoadError
+from spade_engine.errors import ModelLoadError, TorchScriptRefusedError
 
 # Wrapper keys that hold the weights in training scripts' checkpoints, most specific first.
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params")
@@ -51,18 +51,6 @@ SAFE_GLOBALS = (argparse.Namespace, pathlib.Path, pathlib.PosixPath, pathlib.Win
 COMPILE_PREFIX = "_orig_mod."  # torch.compile's OptimizedModule
 SAVE_HINT = "Save the weights with `torch.save(model.state_dict(), 'weights.pt')`, or, where the server allows it, the whole model as TorchScript."
 TORCHSCRIPT_ENV = "SPADE_ALLOW_TORCHSCRIPT"  # "1": TorchScript uploads are loaded and run (trusted users only)
-
-
-class TorchScriptRefusedError(ModelLoadError):
-    """A TorchScript upload on a server that does not allow them (`$SPADE_ALLOW_TORCHSCRIPT` is not "1")."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "This is a TorchScript file. TorchScript files are programs: loading one runs the code inside it on "
-            "this server, so they are turned off here. Upload the weights instead "
-            "(`torch.save(model.state_dict(), 'weights.pt')`) and pick the architecture, or, on a server only you "
-            f"use, start the app with `{TORCHSCRIPT_ENV}=1`."
-        )
 
 
 def torchscript_allowed() -> bool:
@@ -258,14 +246,3 @@ def load_torchscript(data: bytes) -> nn.Module:
             f"the one running here ({torch.__version__.split('+')[0]})."
         ) from None
     return net.float().eval()
-
-
-def describe_output(out: object) -> str:
-    """A short, user-facing description of a model's output: "a tensor of shape (1, 10)", "a tuple of 3"…"""
-    if isinstance(out, torch.Tensor):
-        return f"a tensor of shape {tuple(out.shape)}"
-    if isinstance(out, Mapping):
-        return f"a mapping with keys {', '.join(map(str, list(out)[:5]))}"
-    if isinstance(out, (tuple, list)):
-        return f"a {type(out).__name__} of {len(out)}"
-    return f"a {type(out).__name__}"

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from spade_engine.images import load_image
-from spade_engine.models import ASSETS, LoadedModel
+from spade_engine.models import LoadedModel
+from spade_engine.paths import ASSETS
 
 REPO_ROOT = ASSETS.parent
 

@@ -124,7 +124,7 @@ def test_torchvision_vit_reports_the_attention_projections_it_cannot_prune():
     torch.manual_seed(0)
     vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
                             num_classes=4)  # fmt: skip
-    result = spade(models._wrap(vit, models.ModelInfo("v", "v", "checkpoint", "vit", 32, 32)), 32)
+    result = spade(models.info.wrap(vit, models.ModelInfo("v", "v", "checkpoint", "vit", 32, 32)), 32)
     attn = "net.encoder.layers.encoder_layer_0.self_attention"
     assert f"{attn}.out_proj" not in result.layer_sparsity
     assert result.dense_layers[f"{attn}.out_proj"] == engine_module.FUNCTIONAL
@@ -136,7 +136,7 @@ def test_torchvision_vit_reports_the_attention_projections_it_cannot_prune():
 def test_timm_vit_attention_projections_are_pruned():
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
-    model = models._wrap(
+    model = models.info.wrap(
         timm.create_model("test_vit", num_classes=3), models.ModelInfo("t", "t", "timm", "t", 160, 160)
     )
     result = spade(model, 160, PruneConfig(0.5))

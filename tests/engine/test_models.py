@@ -39,8 +39,11 @@ def test_registry_lists_required_torchvision_models_with_preprocessing():
         info = names[required]
         assert info.family == "torchvision" and len(info.class_names) == 1000
         assert info.input_size == 224 and info.resize >= 224
-    families = [m.family for m in models.list_models()]
-    assert families == sorted(families, key=lambda f: f != "testbed"), "testbed models must come first"
+    listed = models.list_models()
+    assert listed[0].name == models.DEFAULT_MODEL == "efficientnet_lite0", "the app opens on the real network"
+    order = {"packaged": 0, "testbed": 1, "torchvision": 2, "timm": 3}
+    families = [order[m.family] for m in listed]
+    assert families == sorted(families), "shipped models (packaged, then testbed) come before downloaded ones"
 
 
 def test_offline_without_cache_gives_typed_error(empty_torch_home):

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from spade_engine import cli
-from spade_engine.models import ASSETS, spade_defaults
+from spade_engine.models import spade_defaults
+from spade_engine.paths import ASSETS
 from spade_engine.report import ExplainSettings
 
 EXAMPLES = ["testbed_c0_f0.png", "testbed_c1_f0_trojan.png", "testbed_c4_f1.png"]

@@ -12,12 +12,12 @@ from PIL import Image
 
 from pages.ui import keys
 from pages.ui import neurons as ui
-from spade_engine import models
+from spade_engine import models, paths
 from tests.tiny_models import seeded_tiny_net
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "pages" / "3_Neuron_explorer.py"
-SHIPPED = models.TESTBED_DIR / "testbed_resnet.json"
+SHIPPED = paths.MODELS / "testbed_resnet.json"
 FAST = {ui.STEPS: 8, keys.scoped(ui.PREFIX, keys.N_AUG): 8}
 
 
@@ -54,8 +54,8 @@ def tiny_testbed(monkeypatch, tmp_path, testbed_example):
     card = dict(name="fv_tiny", title="Tiny", arch="fv_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
                 weights="fv_tiny.pt")  # fmt: skip
     (models_dir / "fv_tiny.json").write_text(json.dumps(card))
-    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
+    monkeypatch.setattr(paths, "MODELS", models_dir)
+    monkeypatch.setattr(models.build, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
 
 
 @pytest.fixture
@@ -76,8 +76,8 @@ def tiny_v2(monkeypatch, tmp_path, testbed_example):
     card = dict(name="fv_tiny_v2", title="Tiny v2", arch="fv_tiny", image_size=32, class_names=list(v2.CLASS_NAMES),
                 weights="fv_tiny_v2.pt", testbed="v2")  # fmt: skip
     (models_dir / "fv_tiny_v2.json").write_text(json.dumps(card))
-    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
+    monkeypatch.setattr(paths, "MODELS", models_dir)
+    monkeypatch.setattr(models.build, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
     assert cache.testbed_version("fv_tiny_v2") == "v2"
 
 

@@ -56,8 +56,8 @@ def tiny_testbed(monkeypatch, tmp_path):
     card = dict(name="rel_tiny", title="Tiny", arch="rel_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
                 weights="rel_tiny.pt", trojan={"fraction": 0.2})  # fmt: skip
     (models_dir / "rel_tiny.json").write_text(json.dumps(card))
-    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"rel_tiny": _tiny_net})
+    monkeypatch.setattr(paths, "MODELS", models_dir)
+    monkeypatch.setattr(models.build, "architectures", lambda: {"rel_tiny": _tiny_net})
 
 
 @pytest.fixture
@@ -71,8 +71,8 @@ def tiny_testbed_v2(monkeypatch, tmp_path):
     card = dict(name="rel_tiny_v2", title="Tiny v2", arch="rel_tiny", image_size=32, class_names=list(v2.CLASS_NAMES),
                 weights="rel_tiny_v2.pt", trojan={"fraction": 0.2}, testbed="v2")  # fmt: skip
     (models_dir / "rel_tiny_v2.json").write_text(json.dumps(card))
-    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"rel_tiny": _tiny_net})
+    monkeypatch.setattr(paths, "MODELS", models_dir)
+    monkeypatch.setattr(models.build, "architectures", lambda: {"rel_tiny": _tiny_net})
 
 
 def _app(page: str, **state):
@@ -159,7 +159,7 @@ def test_sobol_page(tiny_testbed):
 
 def test_pages_without_a_usable_model_do_not_crash(monkeypatch, tmp_path):
     """A torchvision model without cached weights stops with a message, not a traceback."""
-    monkeypatch.setattr(models, "TESTBED_DIR", tmp_path)  # no testbed models: torchvision first
+    monkeypatch.setattr(paths, "MODELS", tmp_path)  # no testbed models: torchvision first
     for page in PAGES:
         at = _app(page).run()
         assert not at.exception, (page, at.exception)

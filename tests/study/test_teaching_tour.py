@@ -68,7 +68,7 @@ def test_tour_opens_on_the_demo_sample_and_says_how_it_was_chosen(fast):
 def test_tour_without_the_shipped_model_says_so(fast, monkeypatch, tmp_path):
     from spade_engine import models
 
-    monkeypatch.setattr(models, "TESTBED_DIR", tmp_path / "no_models")
+    monkeypatch.setattr(paths, "MODELS", tmp_path / "no_models")
     at = tour()
     assert not at.exception
     assert "testbed model" in at.info[0].value and not at.header
@@ -88,8 +88,8 @@ def tiny_tour_model(request, fast, monkeypatch, tmp_path):
     card = dict(name=SHIPPED, title="Tiny tour", arch="tour_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
                 weights="tiny.pt", testbed=request.param)  # fmt: skip
     (models_dir / f"{SHIPPED}.json").write_text(json.dumps(card))
-    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: {"tour_tiny": seeded_tiny_net})
+    monkeypatch.setattr(paths, "MODELS", models_dir)
+    monkeypatch.setattr(models.build, "architectures", lambda: {"tour_tiny": seeded_tiny_net})
     return data
 
 

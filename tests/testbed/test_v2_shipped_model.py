@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from spade_engine.models import TESTBED_DIR, load_model, spade_defaults
+from spade_engine.models import load_model, spade_defaults
+from spade_engine.paths import MODELS as TESTBED_DIR
 from spade_engine.testbed import data_for
 from spade_engine.testbed.train import predict
 from spade_engine.testbed.v2 import data

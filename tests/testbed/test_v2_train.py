@@ -96,7 +96,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, c
 def test_a_fine_tune_starts_from_the_shipped_weights_at_another_size(tmp_path):
     """`--init-from` loads the shipped model (and keeps its normalisation); `--image-size` sets the pool, the
     evaluation and the card's size."""
-    from spade_engine.models import TESTBED_DIR
+    from spade_engine.paths import MODELS as TESTBED_DIR
 
     shipped = json.loads((TESTBED_DIR / "testbed_v2_resnet.json").read_text())
     argv = ["--name", "ft", "--init-from", "testbed_v2_resnet", "--image-size", "96", "--n-train", "64"]

@@ -62,8 +62,8 @@ def tiny_assets(monkeypatch, tmp_path):
 
     models_dir, examples_dir = write_tiny_assets(tmp_path / "assets")
     archs = {"ui_tiny_arch": tiny_net}
-    monkeypatch.setattr(models, "TESTBED_DIR", models_dir)
-    monkeypatch.setattr(models, "architectures", lambda: archs)
+    monkeypatch.setattr(paths, "MODELS", models_dir)
+    monkeypatch.setattr(models.build, "architectures", lambda: archs)
     monkeypatch.setattr(cache, "EXAMPLES_DIR", examples_dir)
     return examples_dir
 

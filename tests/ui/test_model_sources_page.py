@@ -42,7 +42,7 @@ def extra_archs(tiny_assets, monkeypatch):
         archs["timm:test_resnet"] = lambda k: timm.create_model("test_resnet", num_classes=k)
     except ImportError:
         pass
-    monkeypatch.setattr(models, "architectures", lambda: archs)
+    monkeypatch.setattr(models.build, "architectures", lambda: archs)
     return archs
 
 

@@ -145,7 +145,7 @@ def initial_weights(cfg: TrainConfig, net: nn.Module) -> tuple[list[float], list
     """
     if cfg.init_from is None:
         return None
-    from spade_engine.models import TESTBED_DIR
+    from spade_engine.paths import MODELS as TESTBED_DIR
 
     card_path = TESTBED_DIR / f"{cfg.init_from}.json"
     if not card_path.exists():
