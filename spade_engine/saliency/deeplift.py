@@ -19,30 +19,10 @@ from torch import nn
 
 from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import attribution_copy
+from spade_engine.saliency.relu6 import ReLU6AsReLUs, replace_relu6
 from spade_engine.saliency.support import check_completeness, graph_support
 
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
-
-
-class ReLU6AsReLUs(nn.Module):
-    """min(max(x, 0), 6) written as 6 - ReLU(6 - ReLU(x)), so DeepLift's Rescale rule sees two ReLUs in
-    sequence (its multipliers compose exactly; the parallel form ReLU(x) - ReLU(x - 6) misses completeness in
-    Captum by about 1%)."""
-
-    def __init__(self):
-        super().__init__()
-        self.low, self.high = nn.ReLU(), nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 6.0 - self.high(6.0 - self.low(x))
-
-
-def relu6_as_relus(module: nn.Module) -> None:
-    """Replace every `nn.ReLU6` in `module` (an attribution copy) by `ReLU6AsReLUs`, in place."""
-    for name, child in list(module.named_modules()):
-        if isinstance(child, nn.ReLU6):
-            parent, _, attr = name.rpartition(".")
-            setattr(module.get_submodule(parent) if parent else module, attr, ReLU6AsReLUs())
 
 
 def deeplift(inp: AttributionInput, target: int) -> torch.Tensor:
@@ -53,7 +33,7 @@ def deeplift(inp: AttributionInput, target: int) -> torch.Tensor:
             f(z) - f(0) by more than `support.DEEPLIFT_TOLERANCE` (checked on networks without max pooling).
     """
     canonical = attribution_copy(inp.net, inp.z)
-    relu6_as_relus(canonical.module)
+    replace_relu6(canonical.module, ReLU6AsReLUs)
     graph_support("DeepLift", canonical.module, canonical.traced).require()
     work = canonical.module
     baseline = torch.zeros_like(inp.z)

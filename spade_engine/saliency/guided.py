@@ -1,6 +1,7 @@
 """Guided Backpropagation and Guided GradCAM through Captum, on an attribution copy (one non-inplace ReLU
-module per call site, so Captum's ReLU hooks see every call). Both guide ReLUs only: a network without
-ReLUs is refused (`support.graph_support`), since the map would be the plain gradient.
+module per call site, so Captum's ReLU hooks see every call). Both guide ReLUs only: ReLU6 is rewritten in the
+copy as clamp(ReLU(x), max=6) (`relu6.ClampedReLU`, exact for the guided rule); a network without ReLUs is
+refused (`support.graph_support`), since the map would be the plain gradient.
 
 Papers: Springenberg et al. 2015, arXiv 1412.6806; Selvaraju et al. 2017, arXiv 1610.02391.
 """
@@ -15,12 +16,14 @@ from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import CanonicalCopy, attribution_copy
 from spade_engine.saliency.gradcam import layer_cam
 from spade_engine.saliency.layers import explained_layer
+from spade_engine.saliency.relu6 import ClampedReLU, replace_relu6
 from spade_engine.saliency.support import UnsupportedModelError, static_support
 
 
 def _guided_copy(inp: AttributionInput, method: str) -> CanonicalCopy:
     static_support(method, inp.net).require()
     canonical = attribution_copy(inp.net, inp.z)
+    replace_relu6(canonical.module, ClampedReLU)
     if not any(isinstance(m, nn.ReLU) for m in canonical.module.modules()):
         raise UnsupportedModelError(
             f"{method} is not available for this model: it modifies ReLU gradients only, and this model has no "

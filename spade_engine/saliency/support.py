@@ -109,7 +109,7 @@ def static_support(method: str, model: nn.Module) -> Support:
             return Support(method, False, _deeplift_reason(_type_names(bad)))
     elif method in ("GuidedBackprop", "GuidedGradCam", "PathwayGradient"):
         if any(isinstance(m, (nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish)) for m in modules) and not any(
-            isinstance(m, nn.ReLU) for m in modules
+            isinstance(m, (nn.ReLU, nn.ReLU6)) for m in modules  # ReLU6: rewritten as a ReLU and a clamp
         ):
             return Support(method, False, _guided_reason(method))
     return Support(method)
