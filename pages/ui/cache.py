@@ -151,11 +151,44 @@ def all_examples() -> dict[str, dict]:
 
 
 def examples(model_name: str | None = None) -> dict[str, dict]:
-    """The shipped examples for a model, `file -> metadata`: the photographs and the testbed samples of the
-    model's own generator (`testbed_version`: an entry's `"testbed"`, "v1" when absent). Non-testbed models and
-    None get v1's, as before testbed v2."""
+    """The shipped examples for a model, `file -> metadata`: the photographs, and for a testbed model the samples
+    of its own generator (`testbed_version`: an entry's `"testbed"`, "v1" when absent). Real networks (packaged,
+    torchvision, timm, checkpoints) get the photographs only: testbed scenes are out of their domain."""
+    photos_only = model_name is not None and model_family(model_name) != "testbed"
     version = testbed_version(model_name)
-    return {f: e for f, e in all_examples().items() if e.get("class") is None or e.get("testbed", "v1") == version}
+    return {
+        f: e
+        for f, e in all_examples().items()
+        if e.get("class") is None or (not photos_only and e.get("testbed", "v1") == version)
+    }
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def model_family(model_name: str) -> str:
+    """A registered model's family ("packaged", "testbed", "torchvision", "timm"); "checkpoint" for other names."""
+    try:
+        return models.get_info(model_name).family
+    except models.ModelLoadError:
+        return "checkpoint"
+
+
+PHOTO_RULE = "the shipped photo this model is most confident about (highest top-1 probability)"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def default_photo(model_key: str, files: tuple[str, ...], _loaded: models.LoadedModel) -> tuple[str, str, float]:
+    """The example a real network opens on, by `PHOTO_RULE`: `(file, top-1 class name, its probability)`.
+
+    Args:
+        model_key: names the model in the cache; files: the shipped photos' file names; _loaded: the model.
+    """
+    from spade_engine.images import load_image
+
+    batch = torch.stack([_loaded.preprocess(load_image(example_bytes(f))) for f in files])  # (N, 3, S, S)
+    with torch.no_grad():
+        p, c = _loaded.model(batch.to(next(_loaded.model.parameters()).device)).softmax(-1).max(-1)  # (N,), (N,)
+    i = int(p.argmax())
+    return files[i], _loaded.class_names[int(c[i])], float(p[i])
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -280,13 +313,6 @@ def run_spade(
 # ---------------------------------------------------------------------------------------------- saliency
 
 
-def method_reduction(method: str, choice: str | None) -> str:
-    """The reduction a map of `method` gets: `choice`, or the method's own (the paper's) when None."""
-    from spade_engine.saliency.registry import resolve_reduction
-
-    return resolve_reduction(method, choice)
-
-
 def saliency_methods() -> list[str]:
     """Names in the saliency registry."""
     from spade_engine.saliency import METHODS
@@ -323,10 +349,39 @@ def saliency(
         return np.asarray(attribute(method, _model, _x.to(device), int(target), reduction), dtype=np.float32)
 
 
-def trojan_auc(saliency_map: np.ndarray, mask: np.ndarray | None) -> float | None:
-    """ROC AUC of a map against the trojan patch (None without a mask, or when the mask covers everything)."""
-    from spade_engine.metrics import trojan_auc as auc
+def compare_maps(
+    model_key: str,
+    sample_hash: str,
+    variant: str,
+    model: torch.nn.Module,
+    pruned: torch.nn.Module,
+    x: torch.Tensor,
+    target: int,
+    methods: list[str],
+    reduction: str | None = None,
+    layer: str | None = None,
+    mask: np.ndarray | None = None,
+    palette: str | None = None,
+):
+    """`spade_engine.explain.compare.compare_maps` with each map from `saliency` (cached per method and network).
 
-    if mask is None or not mask.any() or mask.all():
-        return None
-    return float(auc(saliency_map, mask))
+    Args:
+        model_key, sample_hash: identify the model and the sample; variant: the pruned network's settings
+            ("spade:<n_aug>:<seed>:<prune_key>").
+        model, pruned: the dense and the pruned network; x: (1, 3, H, W) in [0, 1].
+        target, methods, reduction, layer, mask: as `compare_maps`; palette: the pairs' colour palette.
+
+    Returns:
+        The `Comparison` (pairs with `palette`, refusals).
+    """
+    from spade_engine.explain import compare
+
+    def cached(name: str, net: torch.nn.Module, which: str, x: torch.Tensor, target: int, reduction) -> np.ndarray:
+        return saliency(
+            model_key, sample_hash, "dense" if which == "dense" else variant, name, target, net, x, reduction
+        )
+
+    comparison = compare.compare_maps(model, pruned, x, target, methods, reduction, layer, mask, attribute=cached)
+    if palette is None:
+        return comparison
+    return replace(comparison, pairs=tuple(replace(p, palette=palette) for p in comparison.pairs))

@@ -19,6 +19,7 @@ CKPT_STD = "shared.checkpoint.std"
 SAMPLE_SOURCE = "shared.sample.source"
 SAMPLE_EXAMPLE = "shared.sample.example"
 SAMPLE_UPLOAD = "shared.sample.upload"
+SAMPLE_RULE = "shared.sample.rule"  # (file, why): the rule that picked a real network's default photo
 
 # ---- SPADE controls (reused by pages that prune; `prefix` in spade_controls.spade_controls)
 SPARSITY = "sparsity"

@@ -74,7 +74,7 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
         valid=lambda v: v in sources,
     )
     try:
-        name, data, meta = _example_choice(examples) if source == EXAMPLE else _upload_choice(examples)
+        name, data, meta = _example_choice(examples, model) if source == EXAMPLE else _upload_choice(examples)
         sample = None if data is None else make_sample(model.loaded, name, data, meta)
     except ImageError as e:
         st.error(f"Cannot use this image: {e}", icon=":material/broken_image:")
@@ -93,11 +93,17 @@ def sample_picker(model: ModelChoice, stop: bool = True) -> Sample | None:
     return sample
 
 
-def _example_choice(examples: dict[str, dict]) -> tuple[str, bytes, dict]:
+def _example_choice(examples: dict[str, dict], model: ModelChoice) -> tuple[str, bytes, dict]:
     drop_upload(keys.SAMPLE_UPLOAD)  # a shipped example replaces an uploaded image
     files = list(examples)
     default = next((f for f in files if "demo" in examples[f]), None)  # the testbed's demo sample (its rule below)
-    default = default or next((f for f in files if examples[f].get("trojan")), files[0])
+    default = default or next((f for f in files if examples[f].get("trojan")), None)
+    photos = tuple(f for f in files if examples[f].get("class") is None)
+    if default is None and photos:  # a real network opens on a photo, by a stated rule (shown under the image)
+        default, label, p = cache.default_photo(model.key, photos, model.loaded)
+        st.session_state[keys.SAMPLE_RULE] = (default, f"**Why this photo:** it is {cache.PHOTO_RULE}: "
+                                              f"{label}, {p:.0%}.")  # fmt: skip
+    default = default or files[0]
     file = persisted(st.sidebar.selectbox, keys.SAMPLE_EXAMPLE, default, "Example", options=files,
                       valid=lambda v: v in files, format_func=lambda f: example_label(f, examples[f]))  # fmt: skip
     return file, cache.example_bytes(file), examples[file]
@@ -124,7 +130,8 @@ def demo_note(meta: dict) -> str | None:
     """How the demo sample was chosen (its rule and figures), or None for any other sample."""
     demo = meta.get("demo")
     if not demo:
-        return None
+        rule = st.session_state.get(keys.SAMPLE_RULE)  # a real network's default photo (`cache.PHOTO_RULE`)
+        return rule[1] if rule and meta.get("file") == rule[0] else None
     return (f"**Why this sample:** it is {demo['rule']} (`{demo['protocol']}`, sample {demo['sample']}: rank "
             f"{demo['rank']} of {demo['n']}; mean trojan AUC {100 * demo['dense']:.1f}% dense, "
             f"{100 * demo['spade']:.1f}% SPADE-exact). Typical, not the best case.")  # fmt: skip

@@ -15,7 +15,7 @@ from spade_engine.errors import (
     WeightsUnavailableError,
 )
 from spade_engine.models.build import architectures, build_architecture, load_checkpoint
-from spade_engine.models.cards import SPADE_DEFAULTS, spade_augment, spade_defaults, spade_solver
+from spade_engine.models.cards import SPADE_DEFAULTS, out_of_domain, spade_augment, spade_defaults, spade_solver
 from spade_engine.models.info import LoadedModel, ModelInfo
 from spade_engine.models.registry import DEFAULT_MODEL, get_info, list_models, load_model
 from spade_engine.models.timm import TIMM_MODELS, TIMM_PREFIX, timm_available, timm_data_config, timm_weights_file
@@ -46,6 +46,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "logits_of",
+    "out_of_domain",
     "spade_augment",
     "spade_defaults",
     "spade_solver",

@@ -68,3 +68,28 @@ def spade_augment(name: str | None, crop_min: float | None = None):
 
     crop = spade_defaults(name)["crop_min"] if crop_min is None else float(crop_min)
     return AugmentConfig(scale=(crop, 1.0))
+
+
+def out_of_domain(name: str | None, meta: dict | None = None) -> str | None:
+    """A warning when a testbed model is shown an image it was not trained for, else None.
+
+    The testbed models were trained on generated scenes (shapes, textures, stickers), so on a photo their class
+    is meaningless, however confident. An image is in their domain only when it is one of their generator's
+    samples (a shipped example's index entry with a `class`).
+
+    Args:
+        name: the registry name of the model; meta: the image's example entry (`{}`/None for uploads and files).
+
+    Returns:
+        A sentence for the user, or None (in domain, or not a testbed model).
+    """
+    c = card(name)
+    if c.get("family", "testbed") != "testbed" or not c:
+        return None
+    if meta and meta.get("class") is not None:
+        return None
+    return (
+        f"Out of domain: {c.get('title', name)} was trained on generated testbed scenes, not on photos, so its "
+        "classes mean nothing for this image however confident it looks. Pick EfficientNet-Lite0 (a real ImageNet "
+        "network) for photos, or a testbed example for this model."
+    )
