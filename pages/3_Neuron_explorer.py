@@ -29,6 +29,9 @@ config = featvis.FeatVisConfig(int(vis_size), int(steps), float(lr), int(vis_see
 
 # ---- layer and neuron
 infos = ui.layers(model.key, size, model.device, model.model)
+if not infos:  # a TorchScript model: its layers take no hooks
+    st.info(featvis.TORCHSCRIPT_LAYERS if featvis.is_scripted(model.model) else "This model has no conv or linear layers.")
+    st.stop()
 by_name = {i.name: i for i in infos}
 layer = widgets.persisted(st.selectbox, ui.LAYER, infos[-1].name, "Layer", options=list(by_name), valid=lambda v: v in by_name,
                           format_func=lambda n: f"{n} ({by_name[n].kind}, {by_name[n].channels} neurons)")  # fmt: skip
@@ -49,7 +52,7 @@ if pick == ui.PICKS[2]:
 else:
     order = ranking.top("activation" if pick == ui.PICKS[0] else "attribution", 10)
     neuron = st.selectbox(f"{pick} for this sample", order, format_func=label, key=f"{ui.PICK}.{layer}.{pick}")
-objectives = ["class"] if is_head else (["channel"] if info.kind == "linear" else ["channel", "unit"])
+objectives = ["class"] if is_head else (["channel"] if info.spatial is None else ["channel", "unit"])
 kind = st.radio("Objective", objectives, horizontal=True, key=f"{ui.OBJECTIVE}.{len(objectives)}",
                 format_func=lambda k: {"class": "class logit", "channel": "whole channel", "unit": "unit at the sample's peak"}[k])  # fmt: skip
 position = tuple(int(v) for v in ranking.position[neuron]) if kind == "unit" else None

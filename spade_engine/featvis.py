@@ -44,6 +44,8 @@ from torch import nn
 
 from spade_engine.disk_cache import DiskCache
 from spade_engine.engine import sample_hash  # noqa: F401  (re-exported: one content hash for every cache key)
+from spade_engine.hooks import forward_hooks
+from spade_engine.model_state import eval_mode
 
 Progress = Callable[[int, int], None]
 LOGITS = "logits"  # layer name of the model's output (class logits)
@@ -146,23 +148,53 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module | None:
     raise KeyError(f"Unknown layer '{name}'. Layers: {', '.join(k for k in modules if k)}.")
 
 
+TORCHSCRIPT_LAYERS = (
+    "Layers of a TorchScript model cannot be inspected: feature visualisation of a layer's neurons and neuron "
+    "rankings need hooks on the model's layers, which TorchScript does not allow. Upload the weights as a "
+    "state_dict with their architecture to explore neurons."
+)
+
+
+def is_scripted(model: nn.Module) -> bool:
+    """Whether `model` is or contains a TorchScript module (no forward hooks can run there)."""
+    return any(isinstance(m, torch.jit.ScriptModule) for m in model.modules())
+
+
+def channels_first(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """A layer's output with its neurons on dim 1: a Linear's features are on the last dim, so its
+    (B, H, W, C) output (ConvNeXt's pointwise convs) becomes (B, C, H, W) and its (B, T, C) output (a ViT's token
+    MLP) becomes (B, C, T); conv outputs and (B, C) outputs are returned as they are."""
+    if isinstance(module, nn.Linear) and isinstance(output, torch.Tensor) and output.dim() > 2:
+        return output.movedim(-1, 1)
+    return output
+
+
+def _record(store: dict[str, torch.Tensor], name: str, module: nn.Module, output: torch.Tensor):
+    """Store the output neurons-first; a moved output is handed back to the forward as a view of the stored
+    tensor, so that gradients with respect to `store[name]` reach the logits."""
+    moved = channels_first(module, output)
+    store[name] = moved
+    return moved.movedim(1, -1) if moved is not output else None
+
+
 @contextmanager
 def capture(model: nn.Module, names: list[str]) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of the named layers on every forward pass; hooks are removed on exit.
 
-    Yields a dict filled by the forward pass: `name -> output`. `"logits"` is filled by the caller.
+    Yields a dict filled by the forward pass: `name -> output` with the neurons on dim 1 (`channels_first`):
+    (B, C, H, W) for spatial layers, (B, C, T) for token layers, (B, C) otherwise. `"logits"` is filled by the
+    caller.
+
+    Raises:
+        ValueError: a named layer is inside a TorchScript model (`TORCHSCRIPT_LAYERS`).
     """
     store: dict[str, torch.Tensor] = {}
-    handles = []
-    try:
-        for name in names:
-            module = resolve_layer(model, name)
-            if module is not None:
-                handles.append(module.register_forward_hook(lambda m, i, o, name=name: store.__setitem__(name, o)))
+    modules = {name: resolve_layer(model, name) for name in names}
+    if any(isinstance(m, torch.jit.ScriptModule) for m in modules.values()):
+        raise ValueError(TORCHSCRIPT_LAYERS)
+    watched = {name: m for name, m in modules.items() if m is not None}
+    with forward_hooks(watched, lambda name, m, i, o: _record(store, name, m, o)):
         yield store
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def canonical_layer(model: nn.Module, name: str) -> str:
@@ -174,7 +206,8 @@ def canonical_layer(model: nn.Module, name: str) -> str:
 
 
 def layer_output_shape(model: nn.Module, layer: str, input_size: int, device: str | torch.device = "cpu") -> tuple:
-    """Shape of one sample's output of `layer`: (C, H, W) for convs, (K,) for linear layers and logits."""
+    """Shape of one sample's output of `layer`, neurons first: (C, H, W) for convs and channels-last Linear
+    layers, (C, T) for token layers, (K,) for linear layers and logits."""
     x = torch.full((1, 3, input_size, input_size), 0.5, device=device)
     with torch.no_grad(), capture(model, [layer]) as store:
         store[LOGITS] = model(x)
@@ -310,14 +343,15 @@ def render(
         FeatVis with the image (H, W, 3) in [0, 1] and the loss per step (negative activation).
     """
     input_size = config.input_size or config.image_size
-    check_target(model, target, input_size, device)
+    with eval_mode(model):
+        check_target(model, target, input_size, device)
     gen = torch.Generator().manual_seed(config.seed)
     params, image_f = image_param(config, gen, device)
     tfs = standard_transforms(config.image_size, gen) if config.transforms else []
     optimizer = torch.optim.Adam(params, lr=config.lr)
     objective = OBJECTIVES[target.kind](target)
     trace, start = [], time.perf_counter()
-    with _eval_mode(model), capture(model, [target.layer]) as store:
+    with eval_mode(model), capture(model, [target.layer]) as store:
         for step in range(config.steps):
             loss = _step(model, image_f, tfs, input_size, objective, store, params, optimizer)
             trace.append(loss)
@@ -341,16 +375,6 @@ def _step(model, image_f, tfs, input_size, objective, store, params, optimizer) 
         p.grad = g
     optimizer.step()
     return float(loss.detach())
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 # ----------------------------------------------------------------------------------------------- cache

@@ -23,6 +23,8 @@ from scipy.stats import qmc
 from torch import nn
 from torchvision.transforms import functional as TF
 
+from spade_engine.model_state import eval_mode
+
 Progress = Callable[[int, int], None]
 
 
@@ -308,14 +310,10 @@ def sobol_regions(
         if progress is not None:
             progress(done[0], total)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # every module's own mode comes back afterwards
         f = _scores(model, lambda m: perturb(x, base, lab, m), design, target, batch_size, device, tick)
         with torch.no_grad():
             score = float(model(x[None])[0, target])
-    finally:
-        model.train(was_training)
     f_a, f_b, f_ab = f[:n], f[n : 2 * n], f[2 * n :].reshape(d, n)
     return SobolResult(
         first_order=first_order(f_a, f_b, f_ab),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spade_engine.model_state import eval_mode
 from spade_engine.saliency import deeplift, gradcam, gradients, guided, lrp, pathway, perturbation
 from spade_engine.saliency._base import (
     REDUCTIONS,
@@ -247,7 +248,7 @@ def attribute(name: str, model: nn.Module, x: torch.Tensor, target: int, reducti
     if reduction not in REDUCTIONS:
         raise ValueError(f"Unknown reduction {reduction!r}: use one of {REDUCTIONS}.")
     x = as_batch(x)
-    with torch.enable_grad(), warnings.catch_warnings():  # stochastic methods use local generators
+    with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():  # stochastic methods: local generators
         for message in _KNOWN_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         raw = METHODS[name].fn(attribution_input(model, x, layer), int(target))

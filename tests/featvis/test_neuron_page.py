@@ -158,3 +158,24 @@ def test_page_runs_on_shipped_testbed_model(testbed_example):
     _check_page(at, 10)
     assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
     assert "net.layer4.0.conv2" in " ".join(at.selectbox(key=keys.WIDGET + ui.LAYER).options)
+
+
+def test_torchscript_upload_gets_a_sentence_not_an_exception(tiny_testbed, monkeypatch):
+    import io
+
+    from spade_engine.featvis import TORCHSCRIPT_LAYERS
+
+    monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(seeded_tiny_net(10).eval()), buf)
+    at = _app(**{keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "resnet18", keys.CKPT_SIZE: 64}).run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
+        ("tiny.pt", buf.getvalue(), "application/octet-stream")
+    )
+    png = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(png, "PNG")
+    at.run()
+    at.sidebar.file_uploader(key=keys.WIDGET + keys.SAMPLE_UPLOAD).set_value(("grey.png", png.getvalue(), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    assert TORCHSCRIPT_LAYERS in _texts(at.info)
