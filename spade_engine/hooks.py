@@ -1,8 +1,13 @@
-"""Forward hooks as context managers: registered on entry, always removed on exit (also after exceptions)."""
+"""Forward hooks as context managers: registered on entry, always removed on exit (also after exceptions).
+
+The only place in `spade_engine` that registers hooks: `forward_hooks` (a hook body per call, which may return a
+replacement output), `forward_pre_hooks` (before each call) and `capture` (record inputs or outputs). Every user
+is listed in tests/engine/test_hook_hygiene.py, which checks that no hook is left, also after an exception.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,12 +22,12 @@ class StopForward(Exception):
 
 
 @contextmanager
-def forward_hooks(modules: dict[str, nn.Module], fn: HookFn) -> Iterator[None]:
-    """Call `fn(name, module, inputs, output)` after each forward of the given modules.
+def forward_hooks(modules: Mapping[str, nn.Module], fn: HookFn) -> Iterator[None]:
+    """Call `fn(name, module, inputs, output)` after each forward of the given modules, inside the block.
 
     Args:
         modules: name -> module to hook.
-        fn: the hook body.
+        fn: the hook body; what it returns, if not None, replaces the module's output (PyTorch's rule).
     """
     handles = []
     try:
@@ -32,6 +37,63 @@ def forward_hooks(modules: dict[str, nn.Module], fn: HookFn) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def forward_pre_hooks(modules: Mapping[str, nn.Module], fn: Callable[[str, nn.Module, tuple], None]) -> Iterator[None]:
+    """Call `fn(name, module, inputs)` before each forward of the given modules, inside the block.
+
+    Args:
+        modules: name -> module to hook; fn: the hook body (its return value is ignored).
+    """
+
+    def hook(name: str):
+        def call(module: nn.Module, inputs: tuple) -> None:
+            fn(name, module, inputs)
+
+        return call
+
+    handles = []
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_pre_hook(hook(name)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def capture(
+    modules: Mapping[str, nn.Module],
+    what: str = "output",
+    keep: Callable[[object], torch.Tensor | None] | None = None,
+) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Record each module's first input or its output on every forward pass inside the block.
+
+    Args:
+        modules: name -> module to watch.
+        what: "input" (the first positional input) or "output".
+        keep: what to store of it (default: the tensor detached); returning None stores nothing.
+
+    Yields:
+        name -> the values stored, one per call, in call order.
+
+    Raises:
+        ValueError: `what` is neither "input" nor "output".
+    """
+    if what not in ("input", "output"):
+        raise ValueError(f"capture records an 'input' or an 'output', not {what!r}.")
+    keep = keep or (lambda t: t.detach())
+    store: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
+
+    def record(name: str, module: nn.Module, inputs: tuple, output) -> None:
+        value = keep(inputs[0] if what == "input" else output)
+        if value is not None:
+            store[name].append(value)
+
+    with forward_hooks(modules, record):
+        yield store
 
 
 def execution_order(model: nn.Module, x: torch.Tensor, types: tuple[type, ...]) -> tuple[list[str], set[str]]:

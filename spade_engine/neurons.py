@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spade_engine import hooks
 from spade_engine.featvis import LOGITS, capture, resolve_layer
 
 SCORE_EXPLANATION = (
@@ -271,13 +272,9 @@ def facet_descriptors(
 
 
 def _layer_inputs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    captured = []
-    handle = layer.register_forward_hook(lambda m, i, o: captured.append(i[0].detach()))
-    try:
+    with hooks.capture({"layer": layer}, "input") as captured:
         model(x)
-    finally:
-        handle.remove()
-    return captured[0]
+    return captured["layer"][0]
 
 
 # ------------------------------------------------------------------------------- 2-means and score

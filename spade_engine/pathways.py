@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from spade_engine.hooks import forward_hooks, forward_pre_hooks
+
 RELUS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
 GRANULARITIES = ("unit", "channel")
 SELECTIONS = ("global", "per_layer")
@@ -66,26 +68,18 @@ def _relu_hooks(model: nn.Module, fn) -> Iterator[list[str]]:
     calls: list[str] = []
     counts: dict[str, int] = {}
 
-    def reset(_module, _inp):
+    def reset(_name, _module, _inp) -> None:
         calls.clear()
         counts.clear()
 
-    def make(name: str):
-        def hook(_module, _inp, out):
-            k = counts.get(name, 0)
-            counts[name] = k + 1
-            calls.append(f"{name}#{k}")
-            return fn(len(calls) - 1, out)
+    def hook(name: str, _module, _inp, out):
+        k = counts.get(name, 0)
+        counts[name] = k + 1
+        calls.append(f"{name}#{k}")
+        return fn(len(calls) - 1, out)
 
-        return hook
-
-    handles = [model.register_forward_pre_hook(reset)]
-    try:
-        handles += [m.register_forward_hook(make(n)) for n, m in relu_modules(model)]
+    with forward_pre_hooks({"": model}, reset), forward_hooks(dict(relu_modules(model)), hook):
         yield calls
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
+from spade_engine.hooks import capture
 from spade_engine.models import logits_of
 from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import CanonicalCopy, attribution_copy
@@ -51,14 +52,9 @@ def layer_cam(canonical: CanonicalCopy, layer: FeatureLayer, z: torch.Tensor, ta
 def _activation_and_gradient(
     canonical: CanonicalCopy, layer: FeatureLayer, z: torch.Tensor, target: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    store: dict[str, torch.Tensor] = {}
-    hook = canonical.module.get_submodule(layer.name).register_forward_hook(
-        lambda m, i, o: store.setdefault("a", _first_tensor(o))
-    )
-    try:
-        with torch.enable_grad():
-            logits = logits_of(canonical.module(z.detach().clone().requires_grad_(True)))
-            (grad,) = torch.autograd.grad(logits[0, target], store["a"])
-    finally:
-        hook.remove()
-    return store["a"].detach(), grad
+    watched = {layer.name: canonical.module.get_submodule(layer.name)}
+    with capture(watched, "output", keep=_first_tensor) as store, torch.enable_grad():
+        logits = logits_of(canonical.module(z.detach().clone().requires_grad_(True)))
+        activation = store[layer.name][0]  # the layer's first call
+        (grad,) = torch.autograd.grad(logits[0, target], activation)
+    return activation.detach(), grad

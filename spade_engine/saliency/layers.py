@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from spade_engine.hooks import forward_hooks
 from spade_engine.models import logits_of
 from spade_engine.saliency._canonical import CanonicalCopy, _may_have_tokens, cnn_feature_module, cnn_rule_index
 
@@ -99,24 +100,16 @@ def feature_layers(canonical: CanonicalCopy) -> list[FeatureLayer]:
     size = tuple(x.shape[-2:])
     seen: dict[str, tuple[int, torch.Tensor]] = {}
 
-    def hook(name: str):
-        def record(mod, inputs, out):
-            t = _first_tensor(out)
-            if name not in seen and t is not None and t.requires_grad:
-                t.retain_grad()
-                seen[name] = (len(seen), t)
+    def record(name: str, mod: nn.Module, inputs: tuple, out) -> None:
+        t = _first_tensor(out)
+        if name not in seen and t is not None and t.requires_grad:
+            t.retain_grad()
+            seen[name] = (len(seen), t)
 
-        return record
-
-    named = [(n, m) for n, m in module.named_modules() if n]
-    handles = [m.register_forward_hook(hook(n)) for n, m in named]
-    try:
-        with torch.enable_grad():
-            z = x.detach().clone().requires_grad_(True)
-            logits_of(module(z)).sum().backward()
-    finally:
-        for h in handles:
-            h.remove()
+    named = {n: m for n, m in module.named_modules() if n}
+    with forward_hooks(named, record), torch.enable_grad():
+        z = x.detach().clone().requires_grad_(True)
+        logits_of(module(z)).sum().backward()
     layers = []
     for name, (order, t) in seen.items():
         kind = classify(t.shape, size)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from spade_engine.hooks import capture
+
 Progress = Callable[[str, int, int], None]  # progress(phase, done, total)
 
 
@@ -25,13 +27,9 @@ def head_linear(model: nn.Module) -> tuple[str, nn.Linear]:
 @contextmanager
 def capture_head_inputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     """Inside the block, every forward appends the head's input (B, F) (detached, CPU) to the yielded list."""
-    _, head = head_linear(model)
-    store: list[torch.Tensor] = []
-    handle = head.register_forward_hook(lambda _m, inp, _out: store.append(inp[0].detach().flatten(1).float().cpu()))
-    try:
-        yield store
-    finally:
-        handle.remove()
+    name, head = head_linear(model)
+    with capture({name: head}, "input", keep=lambda t: t.detach().flatten(1).float().cpu()) as store:
+        yield store[name]
 
 
 @dataclass(frozen=True)

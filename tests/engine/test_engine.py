@@ -12,10 +12,6 @@ from .nets import NETS, sample
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def all_hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-
-
 @pytest.fixture(scope="module", params=list(NETS))
 def setup(request):
     model = NETS[request.param]()
@@ -65,14 +61,13 @@ def test_bad_granularity_raises(setup, bad):
         engine.prune(trace, PruneConfig(0.5, **bad))
 
 
-def test_dense_model_is_bit_identical_and_hooks_are_gone(setup):
+def test_dense_model_is_bit_identical(setup):
     _, model, engine, trace = setup
     before = {k: v.clone() for k, v in model.state_dict().items()}
     pruned, _ = engine.prune(trace, PruneConfig(0.7, sequential=True))
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
-    assert pruned is not model
-    assert all_hooks(model) == all_hooks(pruned) == all_hooks(engine._work) == 0
+    assert pruned is not model  # hooks: tests/engine/test_hook_hygiene.py
 
 
 def test_first_conv_skipped_and_every_other_layer_pruned(setup):
@@ -175,35 +170,6 @@ def test_cache_is_bounded_in_bytes():
         engine.prepare(sample(seed), n_aug=8, seed=0)
     info = engine.cache_info()
     assert info["traces"] == 1 and info["traces_built"] == 3
-
-
-def test_hooks_removed_after_exception():
-    model = NETS["resnet"]()
-    engine = SpadeEngine(model)
-
-    class Boom(Exception):
-        pass
-
-    def explode(name, module, inputs, output):
-        raise Boom
-
-    convs = {n: m for n, m in engine._work.named_modules() if isinstance(m, nn.Conv2d)}
-    with pytest.raises(Boom), forward_hooks(convs, explode):
-        engine._work(sample().unsqueeze(0))
-    assert all_hooks(engine._work) == 0
-
-    class FailOnBatch(nn.Module):  # passes the single-image layer discovery, fails in the Hessian pass
-        def forward(self, x):
-            if x.shape[0] > 1:
-                raise RuntimeError("mid-pass failure")
-            return x
-
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), FailOnBatch(), nn.Flatten(), nn.LazyLinear(2))
-    model(sample().unsqueeze(0))
-    engine = SpadeEngine(model)
-    with pytest.raises(RuntimeError, match="mid-pass"):
-        engine.prepare(sample(), n_aug=4)
-    assert all_hooks(engine._work) == 0 and all_hooks(model) == 0
 
 
 @pytest.mark.parametrize("device", DEVICES)
