@@ -54,3 +54,47 @@ def test_webp_and_jpeg():
 def test_bad_files(data, message):
     with pytest.raises(ImageError, match=message):
         load_image(data)
+
+
+def _tiff(arr: np.ndarray, mode: str | None = None) -> bytes:
+    return encode(Image.fromarray(arr, mode) if mode else Image.fromarray(arr), "TIFF")
+
+
+def test_12bit_data_in_a_16bit_png_is_shown_with_its_own_range():
+    arr = np.linspace(0, 4095, 32 * 32).astype(np.uint16).reshape(32, 32)  # a 12-bit sensor's values
+    out = np.asarray(load_image(encode(Image.fromarray(arr))))
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255  # not 4095 / 65535 * 255 = 16: a black picture
+    assert abs(int(out[16, 0, 0]) - 128) <= 2  # linear in the 12-bit range
+
+
+def test_8bit_values_in_a_16bit_container_keep_their_brightness():
+    arr = np.full((16, 16), 200, np.uint16)
+    assert np.asarray(load_image(encode(Image.fromarray(arr))))[0, 0, 0] == 200
+
+
+def test_float_image_with_nan_is_refused_with_the_reason():
+    arr = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    arr[3, 4] = np.nan
+    with pytest.raises(ImageError, match="not numbers"):
+        load_image(_tiff(arr, "F"))
+
+
+def test_float_images_in_0_1_are_kept_and_others_use_their_range():
+    arr = np.linspace(0, 0.5, 256, dtype=np.float32).reshape(16, 16)
+    assert np.asarray(load_image(_tiff(arr, "F")))[-1, -1, 0] == 128  # 0.5 stays mid-grey
+    wide = np.linspace(-3.0, 5.0, 256, dtype=np.float32).reshape(16, 16)
+    out = np.asarray(load_image(_tiff(wide, "F")))
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
+
+
+def test_signed_integer_image_uses_its_range():
+    arr = np.linspace(-1000, 1000, 256).astype(np.int32).reshape(16, 16)
+    out = np.asarray(load_image(_tiff(arr, "I")))
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255 and abs(int(out[8, 0, 0]) - 128) <= 2
+
+
+@pytest.mark.parametrize("brand", [b"heic", b"mif1"])
+def test_heic_photos_are_named_whatever_their_extension(brand):
+    data = b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic" + bytes(400)
+    with pytest.raises(ImageError, match="HEIC"):
+        load_image(data)
