@@ -86,7 +86,7 @@ class LayerClock:
             return out
 
         def timed_prune_layer(layer, hinv, *a, **k):
-            name = current[0]  # the pruned copy's layer: named by the `_layer_hessian` call just before
+            name = current[0]  # the pruned copy's layer: named by the `_inverse` call just before
             t0 = time.perf_counter()
             out = prune_layer(layer, hinv, *a, **k)
             clock.seconds[(name, "solve")] += time.perf_counter() - t0
@@ -105,11 +105,11 @@ class LayerClock:
             return wrapper
 
         errors = (engine_module.reconstruction_error, engine_module.dense_energy, engine_module.sweep_error)
-        layer_hessian = engine._layer_hessian
+        layer_inverse = engine._inverse
 
-        def named_layer_hessian(trace, pruned, name, *a, **k):
+        def named_inverse(trace, name, *a, **k):
             current[0] = name
-            return layer_hessian(trace, pruned, name, *a, **k)
+            return layer_inverse(trace, name, *a, **k)
 
         HessianAccumulator.add_batch = timed_add_batch
         engine_module.inverse_hessian = timed_inverse
@@ -117,7 +117,7 @@ class LayerClock:
         engine_module.reconstruction_error = timed(errors[0], 2)
         engine_module.dense_energy = timed(errors[1], 1)
         engine_module.sweep_error = timed(errors[2], 0)
-        engine._layer_hessian = named_layer_hessian
+        engine._inverse = named_inverse
         try:
             yield self
         finally:
@@ -125,7 +125,7 @@ class LayerClock:
             engine_module.inverse_hessian = inverse
             engine_module.prune_layer = prune_layer
             engine_module.reconstruction_error, engine_module.dense_energy, engine_module.sweep_error = errors
-            del engine._layer_hessian
+            del engine._inverse
 
     def print(self, title: str) -> None:
         phases = ["hessian", "inverse", "solve", "error"]

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from spade_engine.augment import AugmentConfig, augment
-from spade_engine.hooks import StopForward, execution_order, forward_hooks
+from spade_engine.hooks import execution_order, forward_hooks, forward_pre_hooks
 from spade_engine.pruning import (
     SOLVERS,
     HessianAccumulator,
@@ -45,6 +45,7 @@ from spade_engine.pruning import cancel as cancellation
 from spade_engine.pruning.cancel import Cancelled, cancellable, check_cancelled
 from spade_engine.pruning.hessian import MATMULS, PRUNABLE
 from spade_engine.reparam import TRANSFORMED, copy_model, fold_reparametrisations, transformed_weight_layers
+from spade_engine.statistics import RULES, ChannelStats, StatsAccumulator, batchnorms, correct_batchnorms
 
 Progress = Callable[[str, int, int], None]
 
@@ -107,7 +108,8 @@ class PruneConfig:
     # ablation (assets/benchmarks/*_blocksize.csv: paired trojan AUC +0.2 / +0.1 points over 128-column blocks).
     blocksize: int | str = "kernel"
     solver: str = "sparsegpt"  # a key of spade_engine.pruning.SOLVERS
-    sequential: bool = False  # SparseGPT's sequential mode: inputs of layer l+1 from the pruned prefix
+    sequential: bool = False  # SparseGPT's sequential mode: inputs of layer l+1 from the pruned prefix (one pass)
+    bn_correction: str = "none"  # BatchNorm statistics after pruning: "none", "match" or "reestimate" (`statistics`)
     mask_count: str = "running"  # "running" (exact layer total) or "reference" (int(n*s)+1 per block)
 
     @classmethod
@@ -152,6 +154,7 @@ class Trace:
     view_agreement: float = 1.0  # share of calibration views the dense model gives the sample's class
     unreachable: dict[str, str] = field(default_factory=dict)  # weight layers hooks cannot prune -> why
     energies: dict[str, float] = field(default_factory=dict)  # name -> W H W^T of the dense layer (`dense_energy`)
+    bn_stats: dict[str, ChannelStats] = field(default_factory=dict)  # BatchNorm -> dense input statistics (views)
 
     @property
     def n_aug(self) -> int:
@@ -180,6 +183,7 @@ class PruneResult:
     cached_trace: bool  # True when the Hessians came from the cache (a warm re-prune)
     view_agreement: float = 1.0  # share of calibration views on which the dense model predicts the sample's class
     dense_layers: dict[str, str] = field(default_factory=dict)  # weight layers left dense -> why, in words
+    bn_moved: dict[str, float] = field(default_factory=dict)  # BatchNorm -> how far the correction moved it
 
     @property
     def total_sparsity(self) -> float:
@@ -319,7 +323,8 @@ class SpadeEngine:
         layers, unreachable = self._prunable_layers(x)
         t0 = time.perf_counter()
         view_preds: list[torch.Tensor] = []
-        hessians = self._accumulate(self._work, layers, views, seed, progress, predictions=view_preds)
+        bn_stats: dict[str, ChannelStats] = {}
+        hessians = self._accumulate(self._work, layers, views, seed, progress, view_preds, bn_stats)
         timings["hessians"] = time.perf_counter() - t0
         with torch.no_grad():
             dense_logits = self._work(x.unsqueeze(0).to(self.device))[0].float().cpu()
@@ -330,7 +335,7 @@ class SpadeEngine:
         agreement = float((torch.cat(view_preds) == dense_logits.argmax()).float().mean())
         return Trace(
             key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, first_conv, head,
-            view_agreement=agreement, unreachable=unreachable,
+            view_agreement=agreement, unreachable=unreachable, bn_stats=bn_stats,
         )  # fmt: skip
 
     def _prunable_layers(self, x: torch.Tensor) -> tuple[list[str], dict[str, str]]:
@@ -371,12 +376,13 @@ class SpadeEngine:
         views: torch.Tensor,
         seed: int,
         progress: Progress,
-        stop_after: str | None = None,
         predictions: list[torch.Tensor] | None = None,
+        bn_stats: dict[str, ChannelStats] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One pass of the views through `model`, filling the Hessians of `layers` (hooks removed after).
 
-        `predictions`, if given, receives each batch's predicted classes (CPU) from the same pass.
+        `predictions`, if given, receives each batch's predicted classes (CPU) from the same pass; `bn_stats`, if
+        given, every BatchNorm's input statistics on the views (for `PruneConfig.bn_correction`).
         """
         modules = dict(model.named_modules())
         gen = torch.Generator().manual_seed(int(seed) + 1)
@@ -385,26 +391,30 @@ class SpadeEngine:
             for n in layers
         }
 
+        norms = batchnorms(model) if bn_stats is not None else {}
+        moments = {n: StatsAccumulator() for n in norms}
+
         def hook(name, module, inputs, output):
             accs[name].add_batch(inputs[0])
-            if name == stop_after:
-                raise StopForward
 
         batches = views.split(self.batch_size)
-        with forward_hooks({n: modules[n] for n in layers}, hook), torch.no_grad():
+        with (
+            forward_hooks({n: modules[n] for n in layers}, hook),
+            forward_pre_hooks(norms, lambda name, module, inputs: moments[name].add(inputs[0])),
+            torch.no_grad(),
+        ):
             for b, batch in enumerate(batches):
                 progress("hessians", b, len(batches))
                 check_cancelled()
                 batch = batch.to(self.device).float().div_(255.0)  # (B, 3, H, W)
                 if self._channels_last:  # the convs run ~20% faster on CPU (oneDNN); same values to rounding
                     batch = batch.contiguous(memory_format=torch.channels_last)
-                try:
-                    out = model(batch)
-                except StopForward:
-                    continue
+                out = model(batch)
                 if predictions is not None:
                     predictions.append(out.argmax(-1).cpu())
         self.stats["hessian_passes"] += 1
+        if bn_stats is not None:
+            bn_stats.update({n: m.stats() for n, m in moments.items()})
         return {n: a.H for n, a in accs.items()}
 
     def _evict(self) -> None:
@@ -529,6 +539,8 @@ class SpadeEngine:
         thread.join()
 
     def _prune(self, trace: Trace, cfg: PruneConfig, progress: Progress) -> tuple[nn.Module, PruneResult]:
+        if cfg.bn_correction not in RULES:
+            raise ValueError(f"Unknown bn_correction {cfg.bn_correction!r}; use one of {', '.join(RULES)}.")
         cached = trace.prunes > 0
         timings = {} if cached else {k: v for k, v in trace.timings.items()}
         timings.update(inverse=0.0, solve=0.0)
@@ -537,28 +549,75 @@ class SpadeEngine:
         modules = dict(pruned.named_modules())
         targets = cfg.targets(list(trace.layers), trace.first_conv, trace.head)
         reached, errors = {}, {}
-        for i, (name, sparsity) in enumerate(targets.items()):
+
+        def solve(i: int, name: str, H: torch.Tensor, hinv: InverseHessian | None, fresh: bool) -> None:
             progress(f"solve {name}", i, len(targets))
-            H, hinv = self._layer_hessian(trace, pruned, name, cfg, cfg.sequential and i > 0, timings)
-            layer = modules[name]
             t0 = time.perf_counter()
-            fresh = cfg.sequential and i > 0
             loss = torch.zeros(H.shape[0], dtype=torch.float64, device=H.device)
-            W, W_hat = prune_layer(layer, hinv, sparsity, cfg.solver, cfg.blocksize, cfg.mask_count, loss_out=loss)
+            W, W_hat = prune_layer(
+                modules[name], hinv, targets[name], cfg.solver, cfg.blocksize, cfg.mask_count, loss_out=loss
+            )
             timings["solve"] += time.perf_counter() - t0
             reached[name] = float((W_hat == 0).float().mean())
-            errors[name] = self._layer_error(trace, name, W, W_hat, H, hinv, loss if not fresh else None, cfg)
+            errors[name] = self._layer_error(trace, name, W, W_hat, H, hinv, None if fresh else loss, cfg)
             self.stats["solves"] += 1
+
+        if cfg.sequential:
+            self._sequential_pass(trace, pruned, targets, cfg, solve, timings)
+        else:
+            for i, name in enumerate(targets):
+                t0 = time.perf_counter()
+                hinv = None if cfg.solver == "magnitude" else self._inverse(trace, name, cfg.damp)
+                timings["inverse"] += time.perf_counter() - t0
+                solve(i, name, trace.hessians[name], hinv, False)
         progress("evaluate", len(targets), len(targets))
+        t0 = time.perf_counter()
+        moved = correct_batchnorms(pruned, trace.bn_stats, trace.float_views().to(self.device), cfg.bn_correction)
+        if moved:
+            timings["bn_correction"] = time.perf_counter() - t0
         with torch.no_grad():
             pruned_logits = pruned(trace.sample.unsqueeze(0).to(self.device))[0].float().cpu()
         timings["prune_total"] = time.perf_counter() - t_start
         dense = {**trace.unreachable, **_kept_dense(trace, cfg, targets)}
         result = PruneResult(
             cfg, targets, reached, errors, trace.dense_logits, pruned_logits, timings, cached, trace.view_agreement,
-            dense,
+            dense, moved,
         )  # fmt: skip
         return pruned, result
+
+    def _sequential_pass(self, trace: Trace, pruned: nn.Module, targets: dict[str, float], cfg: PruneConfig,
+                         solve: Callable, timings: dict[str, float]) -> None:  # fmt: skip
+        """SparseGPT's sequential mode in one pass: all views go through the copy as one batch; at each target
+        layer a hook fills its Hessian from the inputs the already-pruned prefix gives, prunes it, and returns
+        the pruned layer's output, so every later layer sees the pruned prefix (Frantar & Alistarh 2023,
+        arXiv 2301.00774, section 3.5). The first target's inputs are the dense ones: its cached Hessian serves.
+        Memory: one forward of all views at once (no autograd)."""
+        modules = dict(pruned.named_modules())
+        order = list(targets)
+        gen = torch.Generator().manual_seed(int(trace.key[3]) + 1)
+
+        def hook(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            check_cancelled()
+            i, fresh = order.index(name), order.index(name) > 0
+            t0 = time.perf_counter()
+            if fresh:
+                acc = HessianAccumulator(module, self.hessian_dtype, self.max_columns, gen, self.hessian_matmul)
+                acc.add_batch(inputs[0])
+                H = acc.H
+                timings["hessians"] = timings.get("hessians", 0.0) + time.perf_counter() - t0
+                t0 = time.perf_counter()
+                hinv = None if cfg.solver == "magnitude" else inverse_hessian(H, cfg.damp)
+            else:
+                H = trace.hessians[name]
+                hinv = None if cfg.solver == "magnitude" else self._inverse(trace, name, cfg.damp)
+            timings["inverse"] += time.perf_counter() - t0
+            solve(i, name, H, hinv, fresh)
+            return module.forward(*inputs)  # the pruned layer's output (`forward` skips the hooks)
+
+        views = trace.float_views().to(self.device)  # (B, 3, H, W)
+        with forward_hooks({n: modules[n] for n in order}, hook), torch.no_grad():
+            pruned(views)
+        self.stats["hessian_passes"] += 1
 
     @staticmethod
     def _layer_error(trace, name, W, W_hat, H, hinv, loss, cfg: PruneConfig) -> float:
@@ -569,22 +628,6 @@ class SpadeEngine:
         if name not in trace.energies:
             trace.energies[name] = dense_energy(W, H)
         return sweep_error(W, W_hat, H, hinv, loss, trace.energies[name])
-
-    def _layer_hessian(
-        self, trace: Trace, pruned: nn.Module, name: str, cfg: PruneConfig, fresh: bool, timings: dict[str, float]
-    ) -> tuple[torch.Tensor, InverseHessian | None]:
-        """The layer's Hessian (cached dense pass, or re-accumulated through the pruned prefix) and its inverse."""
-        t0 = time.perf_counter()
-        if fresh:  # sequential mode: inputs come from the already-pruned prefix
-            H = self._accumulate(pruned, [name], trace.views, int(trace.key[3]), _no_progress, stop_after=name)[name]
-            timings["hessians"] = timings.get("hessians", 0.0) + time.perf_counter() - t0
-            t0 = time.perf_counter()
-            hinv = None if cfg.solver == "magnitude" else inverse_hessian(H, cfg.damp)
-        else:
-            H = trace.hessians[name]
-            hinv = None if cfg.solver == "magnitude" else self._inverse(trace, name, cfg.damp)
-        timings["inverse"] += time.perf_counter() - t0
-        return H, hinv
 
     def _inverse(self, trace: Trace, name: str, damp: float) -> InverseHessian:
         key = (name, float(damp))

@@ -1,0 +1,100 @@
+"""SparseGPT's sequential mode in one pass, and the BatchNorm statistics correction, each pinned against a
+plain reference written out here: a per-layer loop (every layer's Hessian from a fresh pass of the views through
+the copy pruned so far), and the correction's definition (normalised pruned inputs get the dense ones' mean and
+spread, BatchNorm by BatchNorm)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from spade_engine.engine import PruneConfig, SpadeEngine
+from spade_engine.hooks import forward_hooks, forward_pre_hooks
+from spade_engine.pruning import HessianAccumulator, inverse_hessian, prune_layer
+from spade_engine.statistics import DEAD_RATIO, StatsAccumulator, batchnorms
+
+from .nets import NETS, sample
+
+
+def _inputs(model: nn.Module, names: list[str], views: torch.Tensor) -> dict[str, torch.Tensor]:
+    store = {}
+
+    def keep(name, module, inputs, output):
+        store[name] = inputs[0].detach()
+
+    with forward_hooks({n: dict(model.named_modules())[n] for n in names}, keep), torch.no_grad():
+        model(views)
+    return store
+
+
+@pytest.mark.parametrize("net", ["resnet", "mobilenet"])
+def test_one_pass_sequential_equals_a_per_layer_loop(net):
+    engine = SpadeEngine(NETS[net](), batch_size=64, max_columns=None)
+    trace = engine.prepare(sample(), n_aug=24, seed=0)
+    cfg = PruneConfig(0.7, sequential=True)
+    pruned, result = engine.prune(trace, cfg)
+    views = trace.float_views()
+    reference = copy.deepcopy(engine._work)
+    modules = dict(reference.named_modules())
+    for name, sparsity in result.layer_target.items():  # execution order
+        acc = HessianAccumulator(modules[name], torch.float32, None, torch.Generator().manual_seed(0))
+        acc.add_batch(_inputs(reference, [name], views)[name])
+        prune_layer(modules[name], inverse_hessian(acc.H, cfg.damp), sparsity, cfg.solver, cfg.blocksize)
+    got = dict(pruned.named_modules())
+    masks_equal = [float(((got[n].weight == 0) == (modules[n].weight == 0)).float().mean()) for n in result.layer_target]
+    assert min(masks_equal) > 0.995, masks_equal  # float summation order aside, the same masks
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(views), reference(views), rtol=1e-3, atol=1e-3)
+    one_pass, _ = engine.prune(trace, PruneConfig(0.7))
+    with torch.no_grad():
+        assert not torch.allclose(one_pass(views), reference(views), atol=1e-3)  # sequential is another network
+
+
+def test_match_correction_restores_the_dense_statistics_batchnorm_by_batchnorm():
+    engine = SpadeEngine(NETS["resnet"](), batch_size=64)
+    trace = engine.prepare(sample(), n_aug=32, seed=0)
+    plain, _ = engine.prune(trace, PruneConfig(0.9))
+    corrected, result = engine.prune(trace, PruneConfig(0.9, bn_correction="match"))
+    assert set(result.bn_moved) == set(batchnorms(corrected)) and max(result.bn_moved.values()) > 0
+    views = trace.float_views()
+    for name, bn in batchnorms(corrected).items():
+        x = _inputs(corrected, [name], views)[name]
+        acc = StatsAccumulator()
+        acc.add(x)
+        pruned_stats, dense = acc.stats(), trace.bn_stats[name]
+        m, v = bn.running_mean.double(), bn.running_var.double()
+        z_mean = (pruned_stats.mean - m) / v.sqrt()  # the normalised pruned inputs' mean and spread...
+        z_sd = pruned_stats.var.sqrt() / v.sqrt()
+        d_mean = (dense.mean - plain.get_submodule(name).running_mean.double()) / plain.get_submodule(name).running_var.double().sqrt()
+        d_sd = dense.var.sqrt() / plain.get_submodule(name).running_var.double().sqrt()
+        live = pruned_stats.var.sqrt() >= DEAD_RATIO * dense.var.sqrt()
+        torch.testing.assert_close(z_mean[live], d_mean[live], rtol=1e-4, atol=1e-4)  # ...equal the dense ones'
+        torch.testing.assert_close(z_sd[live], d_sd[live], rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), corrected.parameters()))  # weights untouched
+
+
+def test_reestimate_sets_the_pruned_inputs_own_statistics():
+    engine = SpadeEngine(NETS["resnet"](), batch_size=64)
+    trace = engine.prepare(sample(), n_aug=16, seed=0)
+    corrected, _ = engine.prune(trace, PruneConfig(0.8, bn_correction="reestimate"))
+    seen = {}
+
+    def record(name, module, inputs):
+        acc = StatsAccumulator()
+        acc.add(inputs[0])
+        seen[name] = (acc.stats(), module.running_mean.double().clone(), module.running_var.double().clone())
+
+    with forward_pre_hooks(batchnorms(corrected), record), torch.no_grad():
+        corrected(trace.float_views())
+    for stats, m, v in seen.values():
+        torch.testing.assert_close(m, stats.mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(v, stats.var, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_correction_is_refused():
+    engine = SpadeEngine(NETS["resnet"]())
+    with pytest.raises(ValueError, match="bn_correction"):
+        engine.prune(engine.prepare(sample(), n_aug=8), PruneConfig(0.5, bn_correction="magic"))
