@@ -109,27 +109,51 @@ class ImageResult:
 # ------------------------------------------------------------------------------------------- inputs
 
 
-def image_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand files and folders into the image files to explain, in order.
+HEIF_SUFFIXES = (".heic", ".heif", ".hif", ".avif")  # phone photos: read by `load_image` to say what they are
 
-    Folders give their files (not recursive, hidden files skipped) whose extension Pillow knows; a path that
-    does not exist is reported.
+
+def image_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders into the image files to explain, in order, and list what is left out.
+
+    Folders give their files (not recursive, hidden files skipped) whose extension Pillow knows, and HEIC/HEIF
+    photos (`load_image` says they cannot be read); every other entry of a folder is listed with the reason:
+    a file that is not an image, a broken link, a sub-folder. A path that does not exist is listed too.
 
     Returns:
-        (files, [(path, reason)] of paths that were not found).
+        (files, [(path as text (`printable`), reason)] of what is not explained).
     """
-    known = set(Image.registered_extensions())
-    files, missing = [], []
+    known = set(Image.registered_extensions()) | set(HEIF_SUFFIXES)
+    files, skipped = [], []
     for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(
-                f for f in p.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in known
-            )
-        elif p.is_file():
-            files.append(p)
-        else:
-            missing.append((str(p), "No such file or folder."))
-    return files, missing
+        entries = sorted(f for f in p.iterdir() if not f.name.startswith(".")) if p.is_dir() else [p]
+        for f in entries:
+            why = _left_out(f, known, listed=p.is_dir())
+            if why is None:
+                files.append(f)
+            else:
+                skipped.append((printable(f), why))
+    return files, skipped
+
+
+def _left_out(f: Path, known: set[str], listed: bool) -> str | None:
+    """Why `f` is not explained, or None for a file to read (`listed`: found in a folder, not named)."""
+    if f.is_symlink() and not f.exists():
+        return "A broken link: the file it points to does not exist."
+    if not f.exists():
+        return "No such file or folder."
+    if f.is_dir():
+        return "A folder inside the folder: sub-folders are not searched; give its path to explain its images."
+    if not f.is_file():
+        return "Not a regular file."
+    if listed and f.suffix.lower() not in known:
+        return f"Not an image file (its extension is {f.suffix or 'missing'}); only image files are explained."
+    return None
+
+
+def printable(path: str | Path) -> str:
+    """A path as text that can be written anywhere (CSV, HTML, a terminal): bytes of a file name that are not
+    UTF-8 (a Latin-1 name from an old zip or Windows share) are shown as `\\xNN` instead of failing."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -199,14 +223,14 @@ def run_explain(
     engine = SpadeEngine(loaded.model, device, max_cache_bytes=256 * 2**20)
     results = []
     for n, path in enumerate(files):
-        callback = progress(str(path), n, len(files)) if progress else None
+        callback = progress(printable(path), n, len(files)) if progress else None
         try:
             image = loaded.preprocess(load_image(path))
         except (ImageError, OSError) as e:
-            skipped.append((str(path), str(e)))
+            skipped.append((printable(path), str(e)))
             continue
         target, result, maps, errors = explain_image(loaded, engine, image, settings, callback)
-        results.append(ImageResult(str(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, maps, errors))
+        results.append(ImageResult(printable(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, maps, errors))
     write_report(out, loaded, settings, results, skipped)
     return {"images": len(results), "skipped": skipped, "out": out / "index.html"}
 
