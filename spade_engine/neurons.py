@@ -1,7 +1,9 @@
 """Neurons of a layer: which ones fire for a sample, which dataset patches drive them, which are multifaceted.
 
-A *neuron* here is a channel of a conv layer's output or a unit of a linear layer's output (the layers listed by
-`list_layers`). The multifaceted-neuron finder follows the SPADE paper's motivation (arXiv 2310.04519, sec. 1):
+A *neuron* here is a channel of a conv layer's output or an output feature of a linear layer (the layers listed by
+`list_layers`). A Linear applied to channels-last maps (ConvNeXt's pointwise convs, (B, H, W, C)) or to tokens (a
+ViT's MLP, (B, T, C)) has its features as neurons, with the grid or the tokens as positions (`featvis.capture`
+puts the features on dim 1). The multifaceted-neuron finder follows the SPADE paper's motivation (arXiv 2310.04519, sec. 1):
 a multifaceted neuron fires for several unrelated feature combinations. For a neuron we take its top-activating
 inputs, describe each by *how the layer below drives it* (per input channel: the neuron's weights times the input
 features in its receptive field at the most active position), split them into two groups with 2-means, and score
@@ -18,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spade_engine import hooks
-from spade_engine.featvis import LOGITS, capture, resolve_layer
+from spade_engine.featvis import LOGITS, capture, is_scripted, resolve_layer
+from spade_engine.model_state import eval_mode
 
 SCORE_EXPLANATION = (
     "Multifaceted score = how different the two groups of the neuron's top-activating inputs are "
@@ -31,7 +33,8 @@ SCORE_EXPLANATION = (
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """An addressable layer: dotted `name`, `kind` ("conv" | "linear"), output `channels`, `spatial` (H, W)."""
+    """An addressable layer: dotted `name`, `kind` ("conv": a spatial map, also a channels-last Linear; "tokens":
+    a Linear on (B, T, C) tokens; "linear"), output `channels` (neurons), `spatial` (H, W) of a map, else None."""
 
     name: str
     kind: str
@@ -40,15 +43,22 @@ class LayerInfo:
 
 
 def list_layers(model: nn.Module, input_size: int, device: str | torch.device = "cpu") -> list[LayerInfo]:
-    """Conv and linear layers in execution order, with their output shapes for a square input of `input_size`."""
+    """Conv and linear layers in execution order, with their output shapes for a square input of `input_size`.
+
+    Returns:
+        One `LayerInfo` per layer; none for a TorchScript model (its layers take no hooks: the reason in words is
+        `featvis.TORCHSCRIPT_LAYERS`).
+    """
+    if is_scripted(model):
+        return []
     x = torch.full((1, 3, input_size, input_size), 0.5, device=device)
     names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad(), capture(model, names) as store:
+    with eval_mode(model), torch.no_grad(), capture(model, names) as store:
         model(x)  # dicts keep insertion order: the order in which the hooks fired
     infos = []
     for name in store:
-        shape = tuple(store[name].shape[1:])
-        kind = "conv" if len(shape) == 3 else "linear"
+        shape = tuple(store[name].shape[1:])  # neurons first: (C, H, W), (C, T) or (C,)
+        kind = {3: "conv", 2: "tokens"}.get(len(shape), "linear")
         infos.append(LayerInfo(name, kind, int(shape[0]), tuple(shape[1:]) if kind == "conv" else None))
     return infos
 
@@ -80,7 +90,8 @@ def late_prune_config(layers: list[LayerInfo], sparsity: float = 0.95, stages: i
 @dataclass(frozen=True)
 class NeuronRanking:
     """Per channel of `layer` for one sample: mean activation, attribution (activation × gradient of the
-    `target` logit, summed over positions) and the most active position (row, col)."""
+    `target` logit, summed over positions or tokens) and the most active position (row, col); for token layers
+    (token, 0); zeros for linear layers."""
 
     layer: str
     target: int
@@ -102,19 +113,20 @@ def rank_neurons(
     Attribution is the neuron contribution `a * dy/da` of Khakzar et al. (arXiv 2103.16886), summed over space.
     `target` defaults to the predicted class.
     """
-    with capture(model, [layer]) as store, torch.enable_grad():
+    with eval_mode(model), capture(model, [layer]) as store, torch.enable_grad():
         logits = model(x[None].to(device).requires_grad_(True))  # (1, K); grad flows though weights are frozen
         act = store[layer] if layer != LOGITS else logits
         target = int(logits.argmax()) if target is None else int(target)
         (grad,) = torch.autograd.grad(logits[0, target], act)
-    act, grad = act[0].detach(), grad[0]  # (C, H, W) or (C,)
+    act, grad = act[0].detach(), grad[0]  # (C, H, W), (C, T) or (C,)
     contrib = act * grad
     if act.dim() == 1:
         zeros = np.zeros((len(act), 2), dtype=int)
         return NeuronRanking(layer, target, act.cpu().numpy(), contrib.cpu().numpy(), zeros)
-    flat = act.flatten(1)  # (C, H*W)
+    flat = act.flatten(1)  # (C, H*W) or (C, T)
     arg = flat.argmax(1).cpu().numpy()
-    position = np.stack([arg // act.shape[2], arg % act.shape[2]], axis=1)
+    width = act.shape[2] if act.dim() == 3 else 1  # tokens: (token, 0)
+    position = np.stack([arg // width, arg % width], axis=1)
     return NeuronRanking(layer, target, flat.mean(1).cpu().numpy(), contrib.flatten(1).sum(1).cpu().numpy(), position)
 
 
@@ -123,7 +135,8 @@ def rank_neurons(
 
 @dataclass(frozen=True)
 class DatasetActivations:
-    """Per image and channel of `layer`: the maximum over positions and where it is (row, col)."""
+    """Per image and channel of `layer`: the maximum over positions and where it is (row, col); for token
+    layers over tokens, (token, 0), with `spatial` None."""
 
     layer: str
     value: np.ndarray  # (N, C)
@@ -140,18 +153,19 @@ def dataset_activations(
 ) -> DatasetActivations:
     """Max activation of every channel of `layer` on every image (N, 3, H, W) in [0, 1]."""
     values, positions, spatial = [], [], None
-    with torch.no_grad(), capture(model, [layer]) as store:
+    with eval_mode(model), torch.no_grad(), capture(model, [layer]) as store:
         for start in range(0, len(images), batch_size):
             logits = model(images[start : start + batch_size].to(device))
-            act = store[layer] if layer != LOGITS else logits  # (B, C, H, W) or (B, C)
+            act = store[layer] if layer != LOGITS else logits  # (B, C, H, W), (B, C, T) or (B, C)
             if act.dim() == 2:
                 values.append(act.cpu())
                 positions.append(torch.zeros((*act.shape, 2), dtype=torch.long))
                 continue
-            spatial = tuple(act.shape[2:])
+            spatial = tuple(act.shape[2:]) if act.dim() == 4 else None
+            width = act.shape[3] if act.dim() == 4 else 1  # tokens: (token, 0)
             best, arg = act.flatten(2).max(2)  # (B, C)
             values.append(best.cpu())
-            positions.append(torch.stack([arg // act.shape[3], arg % act.shape[3]], -1).cpu())
+            positions.append(torch.stack([arg // width, arg % width], -1).cpu())
     return DatasetActivations(layer, torch.cat(values).numpy(), torch.cat(positions).numpy(), spatial)
 
 
@@ -173,10 +187,10 @@ def receptive_field(model: nn.Module, layer: str, input_size: int, device: str |
     """Side in pixels of the input region that can affect the centre unit of `layer` (gradient support)."""
     x = torch.rand((1, 3, input_size, input_size), generator=torch.Generator().manual_seed(0)).to(device)
     x.requires_grad_(True)
-    with capture(model, [layer]) as store, torch.enable_grad():
+    with eval_mode(model), capture(model, [layer]) as store, torch.enable_grad():
         logits = model(x)
         act = store[layer] if layer != LOGITS else logits
-        if act.dim() == 2:
+        if act.dim() != 4:  # linear and token layers see the whole image
             return input_size
         h, w = act.shape[2:]
         (grad,) = torch.autograd.grad(act[0, :, h // 2, w // 2].sum(), x)
@@ -219,6 +233,10 @@ def _box(pos: np.ndarray, spatial: tuple[int, int] | None, size: int, side: int)
 def _drive(layer: nn.Module, inp: torch.Tensor, channel: int, pos: np.ndarray, weighted: bool) -> torch.Tensor:
     """Per input channel, how the layer input drives `channel` at `pos`: (C_in / groups,)."""
     if isinstance(layer, nn.Linear):
+        if inp.dim() == 3:  # channels-last map (H, W, C_in)
+            inp = inp[int(pos[0]), int(pos[1])]
+        elif inp.dim() == 2:  # tokens (T, C_in)
+            inp = inp[int(pos[0])]
         return layer.weight[channel] * inp if weighted else inp  # (C_in,)
     kh, kw = layer.kernel_size
     (sh, sw), (dh, dw) = layer.stride, layer.dilation
@@ -272,9 +290,14 @@ def facet_descriptors(
 
 
 def _layer_inputs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with hooks.capture({"layer": layer}, "input") as captured:
-        model(x)
-    return captured["layer"][0]
+    captured = []
+    handle = layer.register_forward_hook(lambda m, i, o: captured.append(i[0].detach()))
+    try:
+        with eval_mode(model):
+            model(x)
+    finally:
+        handle.remove()
+    return captured[0]
 
 
 # ------------------------------------------------------------------------------- 2-means and score
