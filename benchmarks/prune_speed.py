@@ -10,8 +10,8 @@ Random weights are fine for timing. `peak_RSS_MB` is the process's peak resident
 compiled (Numba) lazy-block kernel against the torch one.
 
 `--per-layer` also prints, per layer, the seconds and achieved GFLOP/s of each phase against its nominal work:
-Hessians (path "shift" or "unfold": multiply-adds of `shift_flops`, or of the unfold's upper block triangle at
-the column cap), inverse (Cholesky + triangular inverse, 2/3 d^3 per group), solve (the sweep, R d^2 / 2
+Hessians (path "shift", "depthwise" or "unfold": multiply-adds of `shift_flops`, of the depthwise (K, K)
+products over every column, or of the unfold's upper block triangle at the column cap), inverse (Cholesky + triangular inverse, 2/3 d^3 per group), solve (the sweep, R d^2 / 2
 multiply-adds per group: every column's OBS update of the later ones) and the layer error (R d^2 for the
 dense energy, once per trace; `sweep_error` itself is O(R d)). One multiply-add is 2 flops. `--compare-paths` runs each model twice in one process,
 first with the unfold path for every conv (as before the shifted path), then with the default rule.
@@ -63,9 +63,11 @@ class LayerClock:
 
         def timed_add_batch(acc, inp):
             name = clock.names.get(id(acc.layer), "?")
-            shifted = acc.shifted(inp.shape)
-            if shifted:
+            path = acc.path(inp.shape)
+            if path == "shift":
                 macs = shift_flops(acc.layer, inp.shape)
+            elif path == "depthwise":  # every column, the full (K, K) product per channel
+                macs = acc._H.shape[0] * acc._H.shape[-1] ** 2 * acc._n_columns(inp.shape)
             else:
                 g, d = acc._H.shape[0], acc._H.shape[-1]
                 n = acc._n_columns(inp.shape)
@@ -76,7 +78,7 @@ class LayerClock:
             add_batch(acc, inp)
             clock.seconds[(name, "hessian")] += time.perf_counter() - t0
             clock.macs[(name, "hessian")] += macs
-            clock.path[name] = "shift" if shifted else "unfold"
+            clock.path[name] = path
 
         def timed_inverse(H, damp=0.01, *a, **k):
             t0 = time.perf_counter()

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spade_engine.pruning.depthwise import depthwise_eligible, depthwise_hessian_sum
+from spade_engine.pruning.padding import input_padding
 from spade_engine.pruning.shifted import shift_eligible, shift_flops, shifted_hessian_sum
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
@@ -17,13 +19,14 @@ def layer_columns(layer: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     """The layer's input as columns per group: (G, d, N), so that `out = W_g @ X_g` for each group g.
 
     Args:
-        layer: a Conv2d (any groups, padding mode, stride, dilation) or a Linear.
+        layer: a Conv2d (any groups, padding mode, stride, dilation; the padding its forward applies, see
+            `padding.input_padding`) or a Linear.
         inp: the tensor the layer received.
     """
     if isinstance(layer, nn.Linear):
         return inp.reshape(-1, inp.shape[-1]).t().unsqueeze(0)  # (1, d, N)
-    mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-    inp = F.pad(inp, layer._reversed_padding_repeated_twice, mode=mode)
+    pads, mode = input_padding(layer, *inp.shape[-2:])
+    inp = F.pad(inp, pads, mode=mode)
     cols = F.unfold(inp, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)  # (B, C*kh*kw, L)
     b, cd, n_pos = cols.shape
     g = layer.groups
@@ -38,8 +41,8 @@ def sampled_columns(layer: nn.Conv2d, inp: torch.Tensor, index: torch.Tensor) ->
     The patches are gathered straight from the padded input, so early convs with millions of positions cost
     only what the sample needs.
     """
-    mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-    padded = F.pad(inp, layer._reversed_padding_repeated_twice, mode=mode)  # (B, C, Hp, Wp)
+    pads, mode = input_padding(layer, *inp.shape[-2:])
+    padded = F.pad(inp, pads, mode=mode)  # (B, C, Hp, Wp)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
     h_out = (padded.shape[2] - dh * (kh - 1) - 1) // sh + 1
     w_out = (padded.shape[3] - dw * (kw - 1) - 1) // sw + 1
@@ -76,6 +79,7 @@ SYMMETRIC_BLOCK = 768  # Hessians wider than this are accumulated by blocks of a
 # brackets): layer1 0.75 s vs 1.2 s (1.06), layer2 0.66 vs 2.7 (0.38), layer3 0.62 vs 2.2 (0.24), layer4 1.1
 # vs 1.85 (0.15).
 SHIFT_ADVANTAGE = 2.0
+EXACT_SUMS = {"shift": shifted_hessian_sum, "depthwise": depthwise_hessian_sum}  # path -> exact `X @ X.T` sum
 
 
 def default_matmul(device: torch.device | str) -> str:
@@ -109,7 +113,8 @@ class HessianAccumulator:
     `H` (G, d, d) is the Hessian of the layer-wise reconstruction loss `||W X - W_hat X||^2 / n`, as in
     SparseGPT (arXiv 2301.00774, eq. 1) and the SPADE authors' `add_batch`.
 
-    Fast paths, each pinned to the exact sum by tests: a stride-1, zero-padded conv's H comes from shifted
+    Fast paths, each pinned to the exact sum by tests: a depthwise conv's H (kh*kw wide per channel) is one
+    batched product over all its columns (`depthwise_hessian_sum`, exact); a stride-1, zero-padded conv's H comes from shifted
     channel correlations over the whole input map (`shifted_hessian_sum`, exact, all columns) while that costs at
     most `SHIFT_ADVANTAGE` times the multiply-adds of the unfold path at the `max_columns` cap; otherwise the
     columns are unfolded and only the upper block triangle of `x x^T` is computed (the lower one is mirrored
@@ -166,11 +171,12 @@ class HessianAccumulator:
     def add_batch(self, inp: torch.Tensor) -> None:
         """Fold one batch of layer inputs into the running Hessian."""
         inp = inp.detach()
-        if self.shifted(inp.shape):
+        path = self.path(inp.shape)
+        if path != "unfold":
             dtype = torch.bfloat16 if self.matmul == "bfloat16" else self._H.dtype
             total = self.nsamples + self._n_columns(inp.shape)
             self._H.mul_(self.nsamples / total)
-            self._H.add_(shifted_hessian_sum(self.layer, inp, dtype, self._H.dtype), alpha=2.0 / total)
+            self._H.add_(EXACT_SUMS[path](self.layer, inp, dtype, self._H.dtype), alpha=2.0 / total)
             self.nsamples = total
             return
         if self.matmul == "bfloat16":
@@ -195,8 +201,16 @@ class HessianAccumulator:
         self._mirrored = False
         self.nsamples = total
 
+    def path(self, shape: torch.Size) -> str:
+        """How `add_batch` folds an input of `shape`: "depthwise" (`depthwise_hessian_sum`, every depthwise
+        conv), "shift" (`shifted`) or "unfold" (the columns, subsampled to `max_columns`)."""
+        if depthwise_eligible(self.layer) and len(shape) == 4:
+            return "depthwise"
+        return "shift" if self.shifted(shape) else "unfold"
+
     def shifted(self, shape: torch.Size) -> bool:
-        """Whether `add_batch` takes the shifted-correlation path for an input of `shape` (see the class)."""
+        """Whether a conv's input of `shape` qualifies for the shifted-correlation path (see the class); depthwise
+        convs take their own path (`path`)."""
         if not shift_eligible(self.layer) or len(shape) != 4:
             return False
         g, d = self._H.shape[0], self._H.shape[-1]
@@ -213,8 +227,8 @@ class HessianAccumulator:
         if isinstance(self.layer, nn.Linear):
             return math.prod(shape) // shape[-1]
         c = self.layer
-        hp = shape[2] + sum(c._reversed_padding_repeated_twice[2:])
-        wp = shape[3] + sum(c._reversed_padding_repeated_twice[:2])
+        (left, right, top, bottom), _ = input_padding(c, shape[2], shape[3])
+        hp, wp = shape[2] + top + bottom, shape[3] + left + right
         h_out = (hp - c.dilation[0] * (c.kernel_size[0] - 1) - 1) // c.stride[0] + 1
         w_out = (wp - c.dilation[1] * (c.kernel_size[1] - 1) - 1) // c.stride[1] + 1
         return shape[0] * max(h_out, 0) * max(w_out, 0)

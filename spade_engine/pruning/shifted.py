@@ -23,19 +23,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spade_engine.pruning.padding import input_padding, padding_refusal
+
 CROP_OVERHEAD = 1.25  # see `_cropped`; measured: cropping wins at 14x14 (1.31) and 7x7 (1.65), loses at 28x28 (1.15)
 
 
 def shift_eligible(layer: nn.Module) -> bool:
     """True for a Conv2d that `shifted_hessian_sum` handles: stride 1, zero padding (any kernel, dilation,
-    groups, symmetric or not padding)."""
-    return isinstance(layer, nn.Conv2d) and tuple(layer.stride) == (1, 1) and layer.padding_mode == "zeros"
+    groups, symmetric or not padding, TF "same" included; see `padding.input_padding`)."""
+    return (
+        isinstance(layer, nn.Conv2d)
+        and tuple(layer.stride) == (1, 1)
+        and layer.padding_mode == "zeros"
+        and padding_refusal(layer) is None
+    )
 
 
 def _geometry(layer: nn.Conv2d, h: int, w: int) -> tuple[list[tuple[int, int]], int, int, int, int]:
     """Tap offsets `o_t` (row-major taps, in input coordinates) and the output size, and the appended zeros."""
     (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation
-    pl, pr, pt, pb = layer._reversed_padding_repeated_twice
+    (pl, pr, pt, pb), _ = input_padding(layer, h, w)
     h_out, w_out = h + pt + pb - dh * (kh - 1), w + pl + pr - dw * (kw - 1)
     taps = [(ty * dh - pt, tx * dw - pl) for ty in range(kh) for tx in range(kw)]
     return taps, h_out, w_out, dh * (kh - 1), dw * (kw - 1)

@@ -1,0 +1,188 @@
+"""A new photo's first SPADE run and one dense + SPADE Saliency pair on the real EfficientNet-Lite0, per phase.
+
+    python benchmarks/real_network_speed.py [--views 64] [--repeats 3] [--threads 2] [--baseline HEAD~3]
+
+Each repeat runs in a fresh process (model loading not timed): `prepare` (augment, the dense pass split into the
+forward itself and the Hessian accumulation per layer type: depthwise, pointwise 1x1, full k x k convs (the
+same-padded stem), linear), one `prune` at `--sparsity` (inverse factors, column sweeps), then a Saliency map on
+the dense model and on the pruned copy (each split into the attribution copy and the gradient itself).
+
+`--baseline COMMIT` extracts `spade_engine/` of that commit (`git archive`) into a temporary folder and runs it
+side by side: each repeat runs the baseline, then the working tree, so both see the same load; the table gives
+the medians, their spread (min-max over repeats) and the ratio of medians (baseline / now) with the spread of
+the per-repeat ratios. The machine's load (`/proc/loadavg`) is printed before and after: only ratios from one
+run compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT / "assets" / "examples" / "photo_chelsea.jpg"
+TYPES = ("depthwise", "pointwise", "full conv", "linear")
+ROWS = (
+    "prepare",
+    "  augment",
+    "  forward (dense pass without hooks' work)",
+    "  hessian: depthwise",
+    "  hessian: pointwise",
+    "  hessian: full conv",
+    "  hessian: linear",
+    "prune",
+    "  inverse",
+    "  solve",
+    "first SPADE run (prepare + prune)",
+    "saliency dense",
+    "saliency pruned",
+    "  of which attribution copies",
+    "saliency pair (dense + pruned)",
+)
+
+
+def layer_type(layer) -> str:
+    """depthwise, pointwise (1x1, one group), full conv (k x k) or linear."""
+    from torch import nn
+
+    if isinstance(layer, nn.Linear):
+        return "linear"
+    if layer.groups > 1 and layer.groups == layer.in_channels:
+        return "depthwise"
+    return "pointwise" if tuple(layer.kernel_size) == (1, 1) else "full conv"
+
+
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    """One repeat in this process: seconds per row of `ROWS`."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from spade_engine.engine import PruneConfig, SpadeEngine
+    from spade_engine.images import load_image
+    from spade_engine.models import load_model
+    from spade_engine.pruning.hessian import HessianAccumulator
+    from spade_engine.saliency import _canonical, registry
+
+    loaded = load_model("efficientnet_lite0", allow_download=False)
+    model = loaded.model
+    x = loaded.preprocess(load_image(PHOTO))  # (3, 224, 224)
+    engine = SpadeEngine(model)
+    seconds: dict[str, float] = defaultdict(float)
+    add_batch, copy_fn = HessianAccumulator.add_batch, _canonical.attribution_copy
+
+    def timed_add_batch(self, inp):
+        t0 = time.perf_counter()
+        add_batch(self, inp)
+        seconds[f"  hessian: {layer_type(self.layer)}"] += time.perf_counter() - t0
+
+    def timed_copy(*a, **k):
+        t0 = time.perf_counter()
+        out = copy_fn(*a, **k)
+        seconds["  of which attribution copies"] += time.perf_counter() - t0
+        return out
+
+    HessianAccumulator.add_batch = timed_add_batch
+    t0 = time.perf_counter()
+    trace = engine.prepare(x, n_aug=args.views)
+    seconds["prepare"] = time.perf_counter() - t0
+    HessianAccumulator.add_batch = add_batch
+    seconds["  augment"] = trace.timings["augment"]
+    hooks = sum(seconds[f"  hessian: {t}"] for t in TYPES)
+    seconds["  forward (dense pass without hooks' work)"] = trace.timings["hessians"] - hooks
+    t0 = time.perf_counter()
+    pruned, result = engine.prune(trace, PruneConfig(sparsity=args.sparsity))
+    seconds["prune"] = time.perf_counter() - t0
+    seconds["  inverse"], seconds["  solve"] = result.timings["inverse"], result.timings["solve"]
+    seconds["first SPADE run (prepare + prune)"] = seconds["prepare"] + seconds["prune"]
+    for module in [m for m in sys.modules.values() if getattr(m, "attribution_copy", None) is copy_fn]:
+        module.attribution_copy = timed_copy
+    target = int(result.dense_logits.argmax())
+    for label, net in (("dense", model), ("pruned", pruned)):
+        t0 = time.perf_counter()
+        registry.attribute("Saliency", net, x, target)
+        seconds[f"saliency {label}"] = time.perf_counter() - t0
+    seconds["saliency pair (dense + pruned)"] = seconds["saliency dense"] + seconds["saliency pruned"]
+    return dict(seconds)
+
+
+def run_repeat(src: Path, args: argparse.Namespace) -> dict[str, float]:
+    """One repeat in a fresh process with `src` first on the path."""
+    cmd = [sys.executable, __file__, "--worker", "--views", str(args.views), "--threads", str(args.threads)]
+    cmd += ["--sparsity", str(args.sparsity)]
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}", "SPADE_OFFLINE": "1"}
+    env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def extract(commit: str, into: Path) -> Path:
+    """`spade_engine/` of `commit` under `into` (git archive; the repository is not touched)."""
+    archive = subprocess.run(["git", "archive", commit, "spade_engine"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):7.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
+def table(runs: dict[str, list[dict[str, float]]]) -> None:
+    """Median [min-max] per row and version; ratio of medians (baseline / now) [per-repeat ratios' spread]."""
+    names = list(runs)
+    head = f"{'phase (s)':44}" + "".join(f"{n:>24}" for n in names)
+    print(head + ("  ratio base/now [spread]" if len(names) == 2 else ""))
+    for row in ROWS:
+        cells = [[r.get(row, 0.0) for r in runs[n]] for n in names]
+        line = f"{row:44}" + "".join(f"{spread(c):>24}" for c in cells)
+        if len(names) == 2 and statistics.median(cells[1]) > 0:
+            ratios = [b / max(n, 1e-9) for b, n in zip(cells[0], cells[1], strict=True)]
+            med = statistics.median(cells[0]) / statistics.median(cells[1])
+            line += f"  {med:6.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--views", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sparsity", type=float, default=0.8)
+    parser.add_argument("--baseline", default=None, help="a commit to run side by side (its spade_engine/)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(args)))
+        return
+    print(f"load before: {Path('/proc/loadavg').read_text().strip()}  ({os.cpu_count()} CPUs)")
+    with tempfile.TemporaryDirectory() as tmp:
+        versions = {f"now ({_head()}+tree)": ROOT}
+        if args.baseline:
+            versions = {f"baseline {args.baseline}": extract(args.baseline, Path(tmp)), **versions}
+        runs: dict[str, list[dict[str, float]]] = {n: [] for n in versions}
+        for r in range(args.repeats):
+            for name, src in versions.items():
+                runs[name].append(run_repeat(src, args))
+                print(f"  repeat {r + 1}/{args.repeats} {name}: first run {runs[name][-1][ROWS[10]]:.2f} s", flush=True)
+    print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
+    print(
+        f"Lite0, 224 px, {args.views} views, {args.threads} threads, sparsity {args.sparsity}, {args.repeats} repeats"
+    )
+    table(runs)
+
+
+def _head() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
+if __name__ == "__main__":
+    main()
