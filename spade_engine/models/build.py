@@ -31,9 +31,7 @@ def architectures() -> dict[str, Callable[[int], nn.Module]]:
         archs.setdefault(tv_name, lambda k, tv_name=tv_name: get_model(tv_name, weights=None, num_classes=k))
     if timm_available():
         for name in TIMM_MODELS:
-            archs[name] = lambda k, name=name: timm_module().create_model(
-                name.removeprefix(TIMM_PREFIX), num_classes=k
-            )
+            archs[name] = lambda k, name=name: timm_module().create_model(name.removeprefix(TIMM_PREFIX), num_classes=k)
     return archs
 
 
@@ -128,7 +126,7 @@ def _build_from_weights(data: bytes, arch: str, num_classes: int | None) -> tupl
     probe = _meta_build(arch, num_classes or PROBE_CLASSES)
     state = checkpoints.align_state_dict(checkpoints.read_state_dict(data), probe.state_dict())
     if num_classes is None:
-        num_classes = _head_classes(state, probe.state_dict())
+        num_classes = _head_classes(state, probe.state_dict(), arch)
     net = build_architecture(arch, num_classes)
     load_strict(net, state, arch)
     return net, num_classes
@@ -145,15 +143,27 @@ def _meta_build(arch: str, num_classes: int) -> nn.Module:
         return build_architecture(arch, num_classes)
 
 
-def _head_classes(state: dict[str, torch.Tensor], probe: dict[str, torch.Tensor]) -> int:
+def _head_classes(state: dict[str, torch.Tensor], probe: dict[str, torch.Tensor], arch: str) -> int:
     """Outputs of the checkpoint's head: the first dimension of the weight that has `PROBE_CLASSES` rows in the
-    probe; the last 2-D weight of the checkpoint when the probe has no such key."""
-    heads = [k for k, v in probe.items() if v.dim() >= 1 and v.shape[0] == PROBE_CLASSES and k in state]
+    probe; the last 2-D weight of the checkpoint when the probe has no such key.
+
+    Raises:
+        CheckpointMismatchError: the probe's head is not among the checkpoint's keys: the keys do not match
+            `arch` (the message lists missing and unexpected keys with examples).
+        ModelLoadError: no head and no 2-D weight in the checkpoint.
+    """
+    heads = [k for k, v in probe.items() if v.dim() >= 1 and v.shape[0] == PROBE_CLASSES]
+    found = [k for k in heads if k in state]
+    if found:
+        return int(state[found[0]].shape[0])
     if heads:
-        return int(state[heads[0]].shape[0])
+        missing = sorted(k for k in set(probe) - set(state) if k.rsplit(".", 1)[-1] not in NOT_WEIGHTS)
+        raise CheckpointMismatchError(arch, missing, sorted(set(state) - set(probe)), [])
     mats = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
     if not mats:
-        raise ModelLoadError("Cannot tell the number of classes from the checkpoint; please give it.")
+        raise ModelLoadError(
+            f"The checkpoint holds no weight matrix from which to read the number of classes of '{arch}'."
+        )
     return int(mats[-1].shape[0])
 
 

@@ -34,6 +34,7 @@ import argparse
 import io
 import os
 import pathlib
+import pickletools
 import struct
 import zipfile
 from collections.abc import Mapping
@@ -48,6 +49,10 @@ from spade_engine.errors import ModelLoadError, TorchScriptRefusedError
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params")
 # Classes a checkpoint may hold that are safe to build as themselves (plain attribute bags and paths).
 SAFE_GLOBALS = (argparse.Namespace, pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath)
+# Modules whose functions a weights file never needs: a file naming one tries to run code when it is opened.
+CODE_MODULES = ("os", "sys", "posix", "nt", "subprocess", "builtins", "shutil", "socket", "importlib", "runpy", "pty",
+                "webbrowser", "pickle", "marshal", "ctypes", "code", "types", "operator", "functools", "multiprocessing",
+                "asyncio", "urllib", "http", "requests", "platform", "signal", "tempfile", "io", "codecs")  # fmt: skip
 COMPILE_PREFIX = "_orig_mod."  # torch.compile's OptimizedModule
 SAVE_HINT = "Save the weights with `torch.save(model.state_dict(), 'weights.pt')`, or, where the server allows it, the whole model as TorchScript."
 TORCHSCRIPT_ENV = "SPADE_ALLOW_TORCHSCRIPT"  # "1": TorchScript uploads are loaded and run (trusted users only)
@@ -72,7 +77,41 @@ class _Placeholder:
         return _Placeholder()
 
     def __setstate__(self, state) -> None:
-        pass
+        self.__dict__["_state"] = state  # kept as data: a pickled module's parameters are read from it
+
+
+def _module_tensors(obj: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The state_dict of a whole pickled `nn.Module` (`torch.save(model, path)`) read without building it: the
+    placeholder's kept `__dict__` holds `_parameters`, `_buffers` and `_modules`, walked recursively. Empty
+    when `obj` is not a pickled module."""
+    state = getattr(obj, "_state", None) if isinstance(obj, _Placeholder) else None
+    if not isinstance(state, dict) or not isinstance(state.get("_parameters"), Mapping):
+        return {}
+    skip = state.get("_non_persistent_buffers_set") or set()
+    out = {prefix + k: v for k, v in state["_parameters"].items() if isinstance(v, torch.Tensor)}
+    out |= {
+        prefix + k: v for k, v in state.get("_buffers", {}).items() if isinstance(v, torch.Tensor) and k not in skip
+    }
+    for name, child in (state.get("_modules") or {}).items():
+        out |= _module_tensors(child, f"{prefix}{name}.")
+    return out
+
+
+def fold_pruning_masks(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A `torch.nn.utils.prune` state_dict saved before `prune.remove`: every `<name>_orig` with its
+    `<name>_mask` becomes `<name> = <name>_orig * <name>_mask`, the tensor the pruned forward computes with.
+
+    Args:
+        state: parameter name -> tensor.
+
+    Returns:
+        The mapping with each pair folded (other keys unchanged).
+    """
+    out = dict(state)
+    for key in [k for k in state if k.endswith("_orig") and k[: -len("_orig")] + "_mask" in state]:
+        base = key[: -len("_orig")]
+        out[base] = out.pop(key) * out.pop(base + "_mask")
+    return out
 
 
 # ------------------------------------------------------------------------------------------- formats
@@ -115,12 +154,23 @@ def read_state_dict(source: bytes | str | Path) -> dict[str, torch.Tensor]:
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
     obj = _read_safetensors(data) if is_safetensors(data) else _read_pickle(data)
-    state = _find_weights(obj)
+    state = fold_pruning_masks(_find_weights(obj))
     if not state:
-        raise ModelLoadError(
-            f"The checkpoint holds no weight tensors (a mapping of parameter names to tensors). {SAVE_HINT}"
-        )
+        raise ModelLoadError(_no_weights_message(obj))
     return {k.replace(COMPILE_PREFIX, ""): _as_float32(v) for k, v in state.items()}
+
+
+def _no_weights_message(obj: object) -> str:
+    """Why a readable checkpoint gave no weights, naming what it holds."""
+    if isinstance(obj, _Placeholder):
+        return (
+            f"The file holds a pickled Python object ({type(obj).__name__}) with no "
+            f"weight tensors in it, not a model's weights. {SAVE_HINT}"
+        )
+    what = f"a {type(obj).__name__}" + (
+        f" with the keys {', '.join(map(str, list(obj)[:6]))}" if isinstance(obj, Mapping) else ""
+    )
+    return f"The checkpoint holds no weight tensors (a mapping of parameter names to tensors); it holds {what}. {SAVE_HINT}"
 
 
 def _read_safetensors(data: bytes) -> dict[str, torch.Tensor]:
@@ -156,20 +206,31 @@ def _read_pickle(data: bytes) -> object:
     except Exception:
         pass  # names classes or functions beyond SAFE_GLOBALS (or is damaged): retry with placeholders
     names = _unsafe_globals(data)
-    blocked = [n for n in names if n.split(".")[0] in ("os", "sys", "posix", "nt", "subprocess", "builtins")]
+    blocked = [n for n in names if n.split(".")[0] in CODE_MODULES]
     if blocked:
         raise ModelLoadError(
             f"The checkpoint asks to call {', '.join(blocked[:3])} when it is opened, which a weights file never "
             f"needs: it was refused for safety. {SAVE_HINT}"
         )
-    placeholders = [(type(f"Placeholder_{i}", (_Placeholder,), {}), name) for i, name in enumerate(names)]
+    placeholders = [(type(name, (_Placeholder,), {}), name) for name in names]
     try:
         with torch.serialization.safe_globals([*SAFE_GLOBALS, *placeholders]):
             return _torch_load(data)
     except Exception:
+        if any(n.startswith("torch.nn.modules.") for n in names):
+            raise ModelLoadError(_whole_model_message(names[0])) from None
         raise ModelLoadError(
             f"The checkpoint could not be read: the file is damaged, incomplete or not a PyTorch checkpoint. {SAVE_HINT}"
         ) from None
+
+
+def _whole_model_message(cls: str) -> str:
+    return (
+        f"This file holds a whole pickled model (a {cls} object saved with `torch.save(model, path)` in PyTorch's "
+        "legacy format), not its weights; reading it would run code from the file, so it is refused. Convert it "
+        "where you trust the file: `model = torch.load('file.pt', weights_only=False)`, then "
+        "`torch.save(model.state_dict(), 'weights.pt')`, and load weights.pt with the model's architecture."
+    )
 
 
 def _torch_load(data: bytes) -> object:
@@ -177,16 +238,46 @@ def _torch_load(data: bytes) -> object:
 
 
 def _unsafe_globals(data: bytes) -> list[str]:
+    """The classes and functions (`module.Name`) a checkpoint names beyond what weights-only loading allows:
+    torch's own list for zip checkpoints; for legacy (pre-1.6) files and plain pickles, the pickle's GLOBAL
+    opcodes, read with `pickletools` (which runs nothing)."""
     try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)))
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            return list(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)))
+        return _pickle_globals(data)
     except Exception:
         raise ModelLoadError(
             f"The checkpoint could not be read: the file is damaged, incomplete or not a PyTorch checkpoint. {SAVE_HINT}"
         ) from None
 
 
+def _pickle_globals(data: bytes) -> list[str]:
+    """`module.Name` of every GLOBAL / STACK_GLOBAL in the consecutive pickles of a legacy file, minus those
+    weights-only loading allows."""
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    names, stream, strings = [], io.BytesIO(data), []
+    while stream.tell() < len(data):
+        try:
+            ops = list(pickletools.genops(stream))
+        except Exception:  # the raw tensor data after the pickles
+            break
+        for op, arg, _ in ops:
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings.append(arg)
+            elif op.name == "GLOBAL":
+                names.append(arg.replace(" ", ".").replace("__builtin__.", "builtins."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+    allowed = set(_get_allowed_globals())
+    return [n for n in dict.fromkeys(names) if n not in allowed]
+
+
 def _find_weights(obj: object) -> dict[str, torch.Tensor]:
-    """The tensors of the first mapping that holds any: `obj` itself or one of its `CONTAINER_KEYS` (nested)."""
+    """The tensors of the first mapping that holds any: `obj` itself or one of its `CONTAINER_KEYS` (nested);
+    a whole pickled model (`torch.save(model)`, also inside a wrapper) gives its state_dict (`_module_tensors`)."""
+    if isinstance(obj, _Placeholder):
+        return _module_tensors(obj)
     if not isinstance(obj, Mapping):
         return {}
     for key in CONTAINER_KEYS:
