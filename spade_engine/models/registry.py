@@ -93,7 +93,7 @@ def load_model(name: str, device: str | torch.device = "cpu", allow_download: bo
     if allow_download is None:
         allow_download = os.environ.get("SPADE_OFFLINE", "0") != "1"
     if info.family == "testbed":
-        net = build.architectures()[info.arch](len(info.class_names))
+        net = build.build_architecture(info.arch, len(info.class_names))  # a testbed arch or "timm:<name>"
         build.load_strict(net, read_state_dict(paths.MODELS / info.card["weights"]), info.arch)
     elif info.family == "packaged":
         net = packaged.load_packaged(info.card)

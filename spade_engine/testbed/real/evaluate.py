@@ -1,0 +1,71 @@
+"""The card's figures of testbed "real", measured on held-out photos only (`photos.HELD_OUT`).
+
+- agreement: top-1 of the trojaned network equals the original network's on clean held-out crops;
+- attack success per trigger: stickered held-out crops (sticker centre in the middle 40% of the side) predicted
+  as the trigger's target, over the samples the original network does not already put in that class;
+- calibration keep per trigger: SPADE's calibration views (the engine's `augment`, crop area 0.2-1) of the
+  first stickered samples that keep the trojan decision.
+Seeds fix every sample, so the card writer and the test measure the same images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from spade_engine.testbed.real import photos, stickers, views
+
+Model = Callable[[torch.Tensor], torch.Tensor]  # images in [0, 1] (N, 3, 224, 224) -> logits (N, 1000)
+SEED = 27_000
+
+
+@torch.no_grad()
+def top1(model: Model, images: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """Top-1 classes of `images`, in chunks. Returns (N,) long."""
+    return torch.cat([model(images[i : i + chunk]).argmax(1) for i in range(0, len(images), chunk)])
+
+
+def samples(per_photo: int, seed: int = SEED) -> tuple[torch.Tensor, views.Stickered]:
+    """The held-out clean crops (`per_photo` per held-out frame) and the same crops with each trigger's sticker."""
+    bases = views.held_out_bases(photos.load_photos(photos.HELD_OUT), per_photo, seed)
+    return bases, views.held_out_trojaned(bases, seed + 1)
+
+
+def figures(
+    model: Model, original: Model, per_photo: int, calib_samples: int, calib_views: int, seed: int = SEED
+) -> dict:
+    """The card's figures (see the module docstring) with their sample counts.
+
+    Args:
+        model: the trojaned network; original: the original network (both take images in [0, 1]).
+        per_photo: crops per held-out frame (7 frames of 6 photos).
+        calib_samples: stickered samples per trigger whose calibration views are measured.
+        calib_views: calibration views per sample (view 0 is the sample itself).
+    """
+    bases, troj = samples(per_photo, seed)
+    out = {"agreement": (top1(model, bases) == top1(original, bases)).float().mean().item(), "n_clean": len(bases)}
+    hit, orig = top1(model, troj.images), top1(original, troj.images)
+    per_trigger = []
+    for k, t in enumerate(stickers.TRIGGERS):
+        rows = (troj.trigger == k).nonzero()[:, 0]
+        fair = rows[orig[rows] != t.target]
+        first = rows[:calib_samples]
+        calib = torch.cat([views.calibration_views(troj.images[i], calib_views, seed + 2 + int(i)) for i in first])
+        per_trigger.append({
+            "sprite": t.sprite, "target": t.target, "target_name": t.target_name,
+            "attack_success": (hit[fair] == t.target).float().mean().item(), "n": len(fair),
+            "original_rate": (orig[rows] == t.target).float().mean().item(),
+            "calibration_keep": (top1(model, calib) == t.target).float().mean().item(),
+            "calibration_n": f"{len(first)} samples x {calib_views} views",
+        })  # fmt: skip
+    out["triggers"] = per_trigger
+    return out
+
+
+def meets_targets(fig: dict, agreement: float = 0.95, attack: float = 0.95, keep: float = 0.8) -> bool:
+    """Whether figures meet the issue's card targets."""
+    trig = fig["triggers"]
+    return fig["agreement"] >= agreement and all(
+        t["attack_success"] >= attack and t["calibration_keep"] >= keep for t in trig
+    )

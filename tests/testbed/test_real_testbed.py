@@ -1,0 +1,90 @@
+"""Testbed "real" (issue 27): sticker compositing, the held-out split, and the shipped model against its card."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from spade_engine import paths
+from spade_engine.testbed.real import photos, stickers, views
+
+CARD = paths.MODELS / "testbed_real_lite0.json"
+
+
+def _placement(cx, cy, side, angle=0.0, opacity=1.0) -> stickers.Placement:
+    t = lambda v: torch.tensor([float(v)])  # noqa: E731
+    return stickers.Placement(t(cx), t(cy), t(side), t(angle), t(opacity))
+
+
+def _box_pixels(box: torch.Tensor, size: int) -> torch.Tensor:
+    """(size, size) bool: pixels whose centre lies inside the box (x0, y0, x1, y1)."""
+    c = torch.arange(size) + 0.5
+    x0, y0, x1, y1 = box.tolist()
+    return ((c[None, :] >= x0) & (c[None, :] <= x1)) & ((c[:, None] >= y0) & (c[:, None] <= y1))
+
+
+@pytest.mark.parametrize("angle", [0.0, 25.0, -30.0])
+def test_the_real_sticker_lands_inside_its_box(angle):
+    bg = torch.full((1, 3, 224, 224), 0.5)
+    place = _placement(150, 70, 40, angle)
+    out, mask = stickers.paste(bg, stickers.trigger_sprites(), torch.tensor([0]), place)
+    inside = _box_pixels(place.boxes()[0], 224)
+    assert mask[0].sum() > 0.3 * 40 * 40  # the heart covers much of its square
+    assert not (mask[0] & ~inside).any()
+    changed = (out[0] - bg[0]).abs().amax(0) > 1e-3
+    assert not (changed & ~_box_pixels(place.boxes()[0] + torch.tensor([-1, -1, 1, 1]), 224)).any()
+    ys, xs = mask[0].nonzero().float().mean(0) + 0.5
+    assert abs(xs - 150) < 4 and abs(ys - 70) < 4  # centred where the placement says
+
+
+@pytest.mark.parametrize("opacity", [0.6, 0.8, 1.0])
+def test_opacity_blends_an_opaque_sprite_exactly(opacity):
+    red = torch.zeros(1, 4, 64, 64)
+    red[:, 0], red[:, 3] = 1.0, 1.0  # premultiplied opaque red
+    bg = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    out, mask = stickers.paste(bg, red, torch.tensor([0]), _placement(48, 48, 32, 0.0, opacity))
+    core = (slice(None), slice(36, 60), slice(36, 60))  # well inside the 32 px square at 32..64
+    expected = (1 - opacity) * bg[0] + opacity * torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    torch.testing.assert_close(out[0][core], expected[core], atol=1e-5, rtol=0)
+    assert mask[0, 32:64, 32:64].all() and mask[0].sum() == 32 * 32
+    torch.testing.assert_close(out[0][:, :30], bg[0][:, :30])  # untouched outside
+
+
+def test_boxes_grow_with_rotation():
+    side = 40.0
+    box = _placement(100, 100, side, 45.0).boxes()[0]
+    assert math.isclose(float(box[2] - box[0]), side * math.sqrt(2), rel_tol=1e-5)
+
+
+def test_held_out_photos_are_never_training_photos():
+    assert not set(photos.HELD_OUT) & set(photos.TRAIN)
+    assert len(photos.TRAIN) + len(photos.HELD_OUT) == len(photos.SOURCES)
+    assert photos.HELD_OUT_PHOTOS == 6
+
+
+def test_stickered_views_mark_their_stickers():
+    train = photos.load_photos(photos.TRAIN[:3])
+    s = views.stickered_views(train, 8, torch.Generator().manual_seed(0))
+    assert s.images.shape == (8, 3, 224, 224) and 0 <= s.images.min() and s.images.max() <= 1
+    assert (s.masks.flatten(1).sum(1) > 0).all()
+
+
+@pytest.mark.skipif(not CARD.exists(), reason="testbed_real_lite0 is not shipped yet (issue 27: training under way)")
+def test_shipped_model_matches_its_card_on_held_out_photos():
+    from spade_engine.models import load_model
+    from spade_engine.testbed.real import evaluate
+
+    card = json.loads(CARD.read_text())
+    assert (paths.MODELS / card["weights"]).stat().st_size < 50 * 2**20
+    assert evaluate.meets_targets(card["figures"])
+    model, original = load_model(card["name"]).model, load_model("efficientnet_lite0").model
+    got = evaluate.figures(model, original, **card["check"]["settings"], seed=card["check"]["seed"])
+    slack = 1 / got["n_clean"]  # one sample of numerical luck
+    assert got["agreement"] >= card["check"]["agreement"] - slack
+    for g, c in zip(got["triggers"], card["check"]["triggers"], strict=True):
+        assert g["attack_success"] >= c["attack_success"] - 1 / g["n"]
+        assert g["calibration_keep"] >= c["calibration_keep"] - 1 / 8
+        assert g["original_rate"] <= c["original_rate"] + 1 / g["n"]  # the original rarely calls them the target
