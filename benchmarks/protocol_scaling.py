@@ -18,8 +18,9 @@ import time
 
 import ray
 
-from spade_engine import distributed, protocol
+from spade_engine import protocol
 from spade_engine.models import load_model
+from spade_engine.protocol import ray as on_ray
 
 
 def main() -> None:
@@ -35,18 +36,18 @@ def main() -> None:
     args = ap.parse_args()
     cfg = protocol.ProtocolConfig(args.model, args.trojan, args.clean, n_aug=args.n_aug, methods=tuple(args.methods),
                                   columns=("Dense", "SPADE-sweep"))  # fmt: skip
-    distributed.connect(args.address, max(args.workers))
+    on_ray.connect(args.address, max(args.workers))
     model = load_model(cfg.model).model
     print(f"{cfg.model}: {args.trojan} trojaned + {args.clean} clean samples, {len(cfg.methods)} methods, "
           f"Dense + SPADE-sweep, {cfg.n_aug} views; cluster {ray.cluster_resources()}; "
           f"{os.cpu_count()} cores here, load average before {os.getloadavg()[0]:.1f}")  # fmt: skip
-    reference = distributed.run_protocol_ray(cfg, model, workers=max(args.workers)).drop(columns="seconds")
+    reference = on_ray.run_protocol_ray(cfg, model, workers=max(args.workers)).drop(columns="seconds")
     print("warm-up run done (starts every Ray worker process, so no timed run pays for a worker's start-up)")
     seconds: dict[int, list[float]] = {w: [] for w in args.workers}
     for r in range(args.repeats):
         for w in args.workers:
             t0 = time.perf_counter()
-            df = distributed.run_protocol_ray(cfg, model, workers=w)
+            df = on_ray.run_protocol_ray(cfg, model, workers=w)
             seconds[w].append(time.perf_counter() - t0)
             rows = df.drop(columns="seconds")
             assert rows.equals(reference) or _close(rows, reference), "worker counts gave different rows"

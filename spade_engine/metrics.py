@@ -30,7 +30,7 @@ agree step by step on the same ordering. The numbers differ because
 quantus has no insertion metric; `PixelFlipping` with a perturbation that pastes original pixels into the
 blurred image reproduces ours (same test).
 
-`mean_ci` reports a 95% Student-t interval.
+`mean_ci` reports a 95% Student-t interval (on the logit scale for scores bounded to [0, 1]).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy import stats
+from scipy.special import expit
 from torch import nn
 from torchvision.transforms import functional as TF
 
@@ -98,11 +99,17 @@ def relevance_rank_accuracy(saliency: np.ndarray, mask: np.ndarray) -> float:
     return float(((gt & above).sum() + expected_tied) / k)
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def mean_ci(values: Sequence[float], level: float = 0.95, bounded: bool = False) -> tuple[float, float, float]:
     """(mean, lo, hi): confidence interval of the mean (NaNs dropped; lo = hi = mean for n < 2).
 
     Student-t for continuous scores; for 0/1 outcomes (pointing game, agreement) the Wilson score interval,
     which stays inside [0, 1] and does not collapse to a point at 0% or 100%.
+
+    Args:
+        values: the scores; level: the interval's coverage.
+        bounded: the scores lie in [0, 1] (an AUC, a share): the t-interval is taken on the logit of the mean
+            (`logit_mean_ci`), so it stays inside (0, 1) at any n (a plain t-interval of 0.979 over 3 samples
+            reaches 1.021). Differences of scores are not bounded this way: leave it False for them.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
@@ -113,8 +120,36 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
         return mean, mean, mean
     if np.isin(v, (0.0, 1.0)).all():
         return mean, *wilson_interval(int(v.sum()), v.size, level)
+    if bounded:
+        return mean, *logit_mean_ci(v, level)
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return mean, mean - half, mean + half
+
+
+def logit_mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """(lo, hi) of the mean of scores in [0, 1], a Student-t interval on the logit scale (delta method:
+    se(logit m) = se(m) / (m (1 - m))), mapped back, so both ends stay inside [0, 1] and the interval is
+    asymmetric near the bounds. Equals the plain t-interval to first order when the mean is far from 0 and 1.
+
+    Args:
+        values: (n,) scores in [0, 1], n >= 2, no NaN.
+
+    Returns:
+        (lo, hi); (m, m) when the scores do not vary, (0, 0) or (1, 1) when they all sit on a bound.
+
+    Raises:
+        ValueError: a score outside [0, 1].
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.min() < 0.0 or v.max() > 1.0:
+        raise ValueError(f"scores must lie in [0, 1] for a bounded interval; got [{v.min()}, {v.max()}]")
+    m = float(v.mean())
+    se = float(v.std(ddof=1) / np.sqrt(v.size))
+    if se == 0.0 or m in (0.0, 1.0):
+        return m, m
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1)) * se / (m * (1.0 - m))  # on the logit scale
+    centre = float(np.log(m / (1.0 - m)))
+    return float(expit(centre - half)), float(expit(centre + half))
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -20,7 +20,7 @@ NEEDED = ("kind", "sample", "method", "column")  # the protocol's row keys
 
 
 def results_file(model: str, kind: str = "protocol") -> Path:
-    """Where `benchmarks/paper_tables.py` ("protocol") or `benchmarks/protocol_ablation.py` ("ablation")
+    """Where `spade protocol --store` ("protocol") or `benchmarks/protocol_ablation.py` ("ablation")
     writes the model's rows."""
     return RESULTS_DIR / f"{model}_{kind}.csv"
 

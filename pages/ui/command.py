@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from spade_engine.cli import explain_command
+from spade_engine.cli.explain import explain_command
 from spade_engine.report import ExplainSettings
 
 

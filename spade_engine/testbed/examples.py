@@ -175,7 +175,7 @@ def median_gain_sample(rows: pd.DataFrame, column: str = "SPADE-exact") -> dict:
 def write_demo(out: Path, version: str, benchmarks: Path = BENCHMARKS_DIR) -> list[dict]:
     """Write the demo sample of testbed `version` (`DEMO_RULE`) as `testbed_<version>_demo.png`, or nothing when
     its protocol run is not stored. Returns its index entry (with `"demo"`: the rule and its figures) in a list."""
-    from spade_engine.protocol import load_settings
+    from spade_engine.protocol.store import load_settings
 
     csv = benchmarks / DEMO_PROTOCOLS[version]
     if not csv.exists():

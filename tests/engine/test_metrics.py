@@ -85,6 +85,23 @@ def test_mean_ci_is_a_t_interval():
     assert mean_ci([0.1, float("nan"), 0.3])[0] == pytest.approx(0.2)
 
 
+def test_bounded_scores_get_a_logit_interval_inside_the_unit_interval():
+    """AUC-like scores in [0, 1]: the t-interval of three values near 1 passes 1; the logit one stays inside and
+    is asymmetric, and far from the bounds with many samples it is the t-interval to first order."""
+    from spade_engine.metrics import logit_mean_ci
+
+    near_one = [0.95, 0.99, 0.997]
+    assert mean_ci(near_one)[2] > 1.0
+    mean, lo, hi = mean_ci(near_one, bounded=True)
+    assert 0.0 <= lo < mean < hi <= 1.0 and hi - mean < mean - lo
+    mid = np.random.default_rng(0).uniform(0.4, 0.6, 400)
+    np.testing.assert_allclose(mean_ci(mid, bounded=True), mean_ci(mid), atol=1e-3)
+    assert mean_ci([0.9, 0.9, 0.9], bounded=True) == pytest.approx((0.9, 0.9, 0.9))  # no spread
+    assert mean_ci([0.0, 1.0, 1.0], bounded=True)[1:] == pytest.approx(mean_ci([0.0, 1.0, 1.0])[1:])  # Wilson
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        logit_mean_ci(np.array([0.5, 1.2]))
+
+
 def test_mean_ci_of_hits_is_wilson_and_stays_in_unit_interval():
     z2 = stats.norm.ppf(0.975) ** 2
     assert mean_ci([0.0] * 10) == pytest.approx((0.0, 0.0, z2 / (10 + z2)))  # Wilson's closed form at 0 hits

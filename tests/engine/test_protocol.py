@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from spade_engine import protocol
+from spade_engine.cli import protocol as cli_protocol
 from spade_engine.engine import PruneConfig
 from spade_engine.models import load_model, spade_defaults
 
@@ -124,7 +125,7 @@ def test_cli_merge_of_other_samples_stops_with_a_message_and_keeps_the_stored_ru
     argv = ["--model", "testbed_resnet", "--trojan", "1", "--clean", "0", "--methods", "Saliency",
             "--columns", "Dense", "--n-aug", "4", "--out", str(out), "--merge"]  # fmt: skip
     with pytest.raises(SystemExit, match="other samples"):
-        protocol.main(argv)
+        cli_protocol.main([*argv, "--serial"])
     pd.testing.assert_frame_equal(pd.read_csv(out), stored)  # nothing lost
 
 
@@ -151,6 +152,30 @@ def test_an_interrupted_run_resumes_to_the_same_rows(tmp_path):
     )  # fmt: skip
     protocol.finish_csv(resumed, out)
     assert out.exists() and not partial.exists()
+
+
+def test_a_resumed_run_lists_the_samples_in_the_uninterrupted_order(tmp_path):
+    """On Ray samples finish out of order, so the partial file may hold a later sample (here the clean one)
+    before the earlier ones; the resumed rows are in the uninterrupted run's order all the same."""
+    cfg = protocol.ProtocolConfig(
+        "testbed_resnet", trojan_samples=2, clean_samples=1, n_aug=4, methods=("Saliency",), columns=("Dense",), steps=4,
+    )  # fmt: skip
+    out = tmp_path / "run.csv"
+    full = protocol.run_to_csv(cfg, out)
+    full[full["kind"] == "insertion"].to_csv(protocol.partial_path(out), index=False)  # it finished first
+    resumed = protocol.run_to_csv(cfg, out, resume=True)
+    key = ["kind", "sample", "method", "column"]
+    assert resumed[key].values.tolist() == full[key].values.tolist()
+    assert list(dict.fromkeys(resumed["kind"])) == ["trojan", "insertion"]
+
+
+def test_small_sample_tables_keep_their_intervals_inside_0_100():
+    """Three trojan AUCs near 1: a t-interval would print "97.9 [93.7, 102.1]"; the table's stays in [0, 100]."""
+    rows = [{"kind": "trojan", "sample": i, "method": "Saliency", "column": "Dense", "auc": a, "pointing": 1.0}
+            for i, a in enumerate([0.95, 0.99, 0.997])]  # fmt: skip
+    cell = protocol.tables(pd.DataFrame(rows))["auc"].loc["Saliency", "Dense"]
+    mean, lo, hi = (float(x) for x in cell.translate(str.maketrans("[],", "   ")).split()[:3])
+    assert 0.0 <= lo < mean < hi <= 100.0 and cell.endswith("(n=3)")
 
 
 def test_the_exact_column_says_where_it_is_exact(monkeypatch):

@@ -1,4 +1,4 @@
-"""`spade explain` (spade_engine/report.py, spade_engine/cli.py) on three shipped examples and a broken file: the
+"""`spade explain` (spade_engine/report.py, spade_engine/cli/explain.py) on three shipped examples and a broken file: the
 report, CSVs and raw maps, maps equal to the Debugger's for the same settings, the broken file listed and skipped,
 the Debugger's command line, and the offline index.html sorted in a real browser."""
 
@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from spade_engine import cli
+from spade_engine.cli import explain as explain_cli
 from spade_engine.models import spade_defaults
 from spade_engine.paths import ASSETS
 from spade_engine.report import ExplainSettings
@@ -96,13 +97,13 @@ def test_maps_equal_the_debugger_pages_for_the_same_settings(report, isolated_ap
 
 def test_the_debuggers_command_line_parses_back_to_its_settings():
     settings = ExplainSettings(0.75, 32, 7, 0.5, ("Saliency", "GradCAM"), "signed", False, True, 0.02, "obc")
-    line = cli.explain_command("testbed_resnet", settings, folder="my images")
+    line = explain_cli.explain_command("testbed_resnet", settings, folder="my images")
     assert line.startswith("spade explain 'my images' --model testbed_resnet")
-    ap = cli.argparse.ArgumentParser()
-    cli.explain_parser(ap.add_subparsers(dest="command"))
-    args = ap.parse_args(cli.shlex.split(line)[1:])
-    assert cli.settings_from_args(args) == settings and args.paths == ["my images"]
-    profile = cli.explain_command(
+    ap = explain_cli.argparse.ArgumentParser()
+    explain_cli.explain_parser(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(explain_cli.shlex.split(line)[1:])
+    assert explain_cli.settings_from_args(args) == settings and args.paths == ["my images"]
+    profile = explain_cli.explain_command(
         None, ExplainSettings(0.9, 64, 0, 1.0, profile="p"), checkpoint="m.pt", arch="resnet18"
     )
     assert "--checkpoint m.pt --arch resnet18 --profile p" in profile and "--sparsity" not in profile

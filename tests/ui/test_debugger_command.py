@@ -6,7 +6,7 @@ import argparse
 import shlex
 
 from pages.ui import keys
-from spade_engine import cli
+from spade_engine.cli import explain as cli
 from tests.ui.conftest import TINY, make_app
 
 

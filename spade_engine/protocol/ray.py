@@ -3,8 +3,9 @@
     spade protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv            # local cluster
     spade protocol --address auto --model testbed_resnet --out results.csv                      # a running cluster
 
-`run_protocol_ray` has `protocol.run_protocol`'s signature and result (the same rows in the same order), so
-`protocol.run_to_csv` appends each sample's rows to `<out>.partial.csv` as its task finishes and `--resume`
+Only the command line (`spade_engine.cli.protocol`) imports this module: the protocol library never names Ray.
+`run_protocol_ray` has `run_protocol`'s signature and result (the same rows in the same order), so
+`run_to_csv` appends each sample's rows to `<out>.partial.csv` as its task finishes and `--resume`
 skips finished samples. The driver loads the model, builds the fixed networks (Dense, Sparse FC) and the sample
 list once; `ray.put` stores them once, every task reads them from the object store (Ray's documented pattern for
 large shared arguments: https://docs.ray.io/en/latest/ray-core/patterns/pass-large-arg-by-value.html). Each task
@@ -15,6 +16,8 @@ tasks are in flight. Ray is an optional dependency (`pip install -e ".[ray]"`).
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +25,12 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from spade_engine import protocol
+from spade_engine.protocol.columns import Networks, networks
+from spade_engine.protocol.config import ProtocolConfig
+from spade_engine.protocol.run import Progress, sample_rows
+from spade_engine.protocol.samples import run_samples
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # spade_engine/, shipped to the workers
 
 
 class RayUnavailableError(RuntimeError):
@@ -45,7 +51,7 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
     """Join the Ray cluster at `address`, or start a local one with `workers` CPUs (default: all cores).
 
     Our package travels with the job (`runtime_env.py_modules`), so cluster nodes need the dependencies but not
-    this checkout. An already initialised Ray (e.g. a test's `ray.init(num_cpus=2)`) is used as it is.
+    this checkout. A SIGTERM handler the caller installed stays (`ray.init` would replace it). An already initialised Ray (e.g. a test's `ray.init(num_cpus=2)`) is used as it is.
 
     Returns:
         Whether this call started Ray (then `run_protocol_ray` shuts it down at the end).
@@ -57,6 +63,7 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     env = {"py_modules": [str(PACKAGE_DIR)]}
+    sigterm = signal.getsignal(signal.SIGTERM)  # `ray.init` replaces it with `sys.exit(15)`
     try:
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
@@ -67,34 +74,37 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
         raise RayUnavailableError(
             f"Could not start or reach Ray ({where}): {e} Try again, or run with --serial."
         ) from e
+    finally:
+        if callable(sigterm) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)  # the caller's (e.g. the command line's clean stop) stays
     return True
 
 
 def _sample_task(
-    nets: protocol.Networks, cfg: protocol.ProtocolConfig, kind: str, position: int, sample, on_gpu: bool
+    nets: Networks, cfg: ProtocolConfig, kind: str, position: int, sample, on_gpu: bool
 ) -> list[dict]:
-    """One Ray task: a sample's rows (`protocol.sample_rows`), on the task's GPU when it was given one (Ray sets
+    """One Ray task: a sample's rows (`sample_rows`), on the task's GPU when it was given one (Ray sets
     `CUDA_VISIBLE_DEVICES` to it, so it is "cuda")."""
     if on_gpu:
         cfg = replace(cfg, device="cuda")
     nets.to(cfg.device)
-    return protocol.sample_rows(nets, cfg, kind, position, sample)
+    return sample_rows(nets, cfg, kind, position, sample)
 
 
 def run_protocol_ray(
-    cfg: protocol.ProtocolConfig,
+    cfg: ProtocolConfig,
     model: nn.Module | None = None,
-    progress: protocol.Progress | None = None,
+    progress: Progress | None = None,
     on_sample: Callable[[list[dict]], None] | None = None,
     done: frozenset[tuple[str, int]] = frozenset(),
     workers: int | None = None,
     address: str | None = None,
     gpus_per_task: float | None = None,
 ) -> pd.DataFrame:
-    """`protocol.run_protocol` with one Ray task per sample; the same rows in the same order.
+    """`run_protocol` with one Ray task per sample; the same rows in the same order.
 
     Args:
-        cfg, model, progress, on_sample, done: as `protocol.run_protocol` (`on_sample` runs in this process as
+        cfg, model, progress, on_sample, done: as `run_protocol` (`on_sample` runs in this process as
             each task finishes, in finishing order).
         workers: tasks in flight at once (default: the cluster's GPUs when tasks get GPUs, else its CPUs).
         address: a running cluster ("auto", "ray://head:10001"); None starts a local one (`connect`).
@@ -111,8 +121,8 @@ def run_protocol_ray(
     started = connect(address, workers)
     try:
         model = model if model is not None else load_model(cfg.model, cfg.device).model
-        nets = protocol.networks(cfg, model.cpu() if cfg.device == "cpu" else model)
-        plan = protocol.run_samples(cfg, model)
+        nets = networks(cfg, model.cpu() if cfg.device == "cpu" else model)
+        plan = run_samples(cfg, model)
         resources = ray.cluster_resources()
         gpus = gpus_per_task if gpus_per_task is not None else (1.0 if resources.get("GPU", 0) > 0 else 0.0)
         slots = workers or int(resources.get("GPU", 0) / gpus if gpus else resources.get("CPU", 1))

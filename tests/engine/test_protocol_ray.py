@@ -1,4 +1,4 @@
-"""The protocol on Ray (spade_engine/distributed.py): 2 workers give the serial run's rows, an interrupted run
+"""The protocol on Ray (spade_engine/protocol/ray.py): 2 workers give the serial run's rows, an interrupted run
 resumes to the same result, and rows reach the partial file sample by sample. Ray runs as a small local cluster
 (2 CPUs, no dashboard), shut down after the module."""
 
@@ -7,7 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from spade_engine import distributed, protocol
+from spade_engine import protocol
+from spade_engine.cli import protocol as cli_protocol
+from spade_engine.protocol import ray as on_ray
 from spade_engine.models import load_model
 
 ray = pytest.importorskip("ray")
@@ -21,7 +23,7 @@ KEY = ["kind", "sample", "method", "column"]
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"py_modules": [str(distributed.PACKAGE_DIR)]})
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"py_modules": [str(on_ray.PACKAGE_DIR)]})
     yield
     ray.shutdown()
 
@@ -41,17 +43,19 @@ def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=False, rtol=1e-5)
 
 
+@pytest.mark.slow  # a Ray cluster
 def test_two_ray_workers_give_the_serial_rows(cluster, model, serial):
     finished = []
-    rows = distributed.run_protocol_ray(CFG, model, on_sample=finished.append, workers=2)
+    rows = on_ray.run_protocol_ray(CFG, model, on_sample=finished.append, workers=2)
     assert len(serial) == 3 * 2 and set(serial["kind"]) == {"trojan", "insertion"}
     _same_rows(rows, serial)  # the same rows in the same order
     assert sorted(len(r) for r in finished) == [2, 2, 2]  # handed over one sample at a time
 
 
+@pytest.mark.slow
 def test_an_interrupted_ray_run_resumes_to_the_same_result(cluster, model, serial, tmp_path):
     out = tmp_path / "run.csv"
-    runner = distributed.run_protocol_ray
+    runner = on_ray.run_protocol_ray
 
     class Stop(Exception):
         pass
@@ -88,7 +92,6 @@ def test_old_partial_files_keep_their_columns_when_clean_rows_follow(tmp_path):
 
 
 def test_without_a_cluster_the_command_says_what_to_do(monkeypatch):
-    monkeypatch.setattr(distributed, "_ray", lambda: (_ for _ in ()).throw(distributed.RayUnavailableError("no ray")))
+    monkeypatch.setattr(on_ray, "_ray", lambda: (_ for _ in ()).throw(on_ray.RayUnavailableError("no ray")))
     with pytest.raises(SystemExit, match="no ray"):
-        protocol.main(["--trojan", "1", "--clean", "0", "--methods", "Saliency", "--columns", "Dense"],
-                      ray_default=True)  # fmt: skip
+        cli_protocol.main(["--trojan", "1", "--clean", "0", "--methods", "Saliency", "--columns", "Dense"])

@@ -1,12 +1,10 @@
-"""The `spade` command (also `python -m spade_engine`): batch explanations and the protocol on Ray.
+"""`spade explain`: dense vs SPADE saliency maps for many images, written as an offline report.
 
     spade explain IMAGES_OR_FOLDERS... --model NAME --out DIR [--sparsity S --methods M ...]
     spade explain photos/ --checkpoint model.pt --arch resnet18 --out report/
-    spade protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv [--workers K] [--address A]
 
-`explain` writes the report described in `spade_engine.report`; `protocol` is `spade_engine.protocol`'s CLI run
-on Ray (a local cluster by default; `--serial` runs in-process). Errors a user can fix end with one line on
-stderr and exit status 2, never a traceback.
+Writes the report described in `spade_engine.report`; `explain_command` gives the line that reproduces the
+Debugger's settings. Errors a user can fix end with one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -165,22 +163,9 @@ def explain_command(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `spade` console script."""
+    """Run `spade explain` with `argv` (the arguments after `explain`); 0 when done, SystemExit with a message
+    on an error the user can fix."""
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{explain,protocol}")
-    explain_parser(sub)
-    sub.add_parser("protocol", help="the SPADE paper's saliency protocol on a testbed model, on Ray", add_help=False)
-    args, rest = ap.parse_known_args(argv)
-    if args.command == "protocol":
-        from spade_engine import protocol
-
-        protocol.main(rest, prog=f"{PROG} protocol", ray_default=True)
-        return 0
-    if rest:
-        ap.error(f"unrecognized arguments: {' '.join(rest)}")
-    explain(args)
+    explain_parser(ap.add_subparsers(dest="command", required=True))
+    explain(ap.parse_args(["explain", *(argv or [])]))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
