@@ -28,6 +28,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
 from spade_engine.hooks import forward_hooks
+from spade_engine.pruning.padding import OWN_PADDING, input_padding
 
 TRANSFORMED = (
     "its forward computes with a transformed weight, not the stored one (weight standardisation as in timm's "
@@ -98,15 +99,20 @@ def _fold_parametrizations(module: nn.Module) -> None:
 
 
 def _plain_output(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
-    """What a plain Conv2d / Linear with the module's stored weight and bias computes on `inp`."""
+    """What a plain Conv2d / Linear with the module's stored weight and bias computes on `inp`, padded as the
+    module's forward pads it where that is known (`pruning.padding`: timm's TF-"same" convs pad inside forward)."""
     if isinstance(module, nn.Linear):
         return F.linear(inp, module.weight, module.bias)
-    return nn.Conv2d._conv_forward(module, inp, module.weight, module.bias)
+    pads, mode = input_padding(module, *inp.shape[-2:])
+    padded = F.pad(inp, pads, mode=mode)
+    return F.conv2d(padded, module.weight, module.bias, module.stride, 0, module.dilation, module.groups)
 
 
-def transformed_weight_layers(model: nn.Module, x: torch.Tensor, names: list[str]) -> set[str]:
+def transformed_weight_layers(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, str]:
     """The named Conv2d / Linear modules whose forward does not compute the plain convolution / linear map of
-    their stored `weight` (one forward pass of `x` (1, 3, H, W), without gradients).
+    their stored `weight`, padded as `pruning.padding.input_padding` says (one forward pass of `x` (1, 3, H, W),
+    without gradients), with the reason: `OWN_PADDING` where the output's shape differs (the forward pads or
+    reshapes its input its own way, so the Hessian of the hooked input would not be exact), else `TRANSFORMED`.
 
     Args:
         model: the network (fold reparametrisations first: parametrised weights are plain afterwards).
@@ -114,7 +120,7 @@ def transformed_weight_layers(model: nn.Module, x: torch.Tensor, names: list[str
         names: the modules to check (Conv2d or Linear, each called once per pass).
     """
     modules = dict(model.named_modules())
-    transformed: set[str] = set()
+    transformed: dict[str, str] = {}
 
     def check(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if name in transformed or not isinstance(output, torch.Tensor) or output.numel() == 0:
@@ -122,10 +128,12 @@ def transformed_weight_layers(model: nn.Module, x: torch.Tensor, names: list[str
         try:
             plain = _plain_output(module, inputs[0])
         except RuntimeError:  # the forward pads or reshapes its input first: not the plain map either
-            transformed.add(name)
+            transformed[name] = OWN_PADDING
             return
-        if plain.shape != output.shape or not torch.allclose(plain, output, rtol=1e-4, atol=1e-4 * float(plain.abs().max()) + 1e-6):
-            transformed.add(name)
+        if plain.shape != output.shape:
+            transformed[name] = OWN_PADDING
+        elif not torch.allclose(plain, output, rtol=1e-4, atol=1e-4 * float(plain.abs().max()) + 1e-6):
+            transformed[name] = TRANSFORMED
 
     with forward_hooks({n: modules[n] for n in names}, check), torch.no_grad():
         model(x)

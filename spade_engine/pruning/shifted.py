@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spade_engine.pruning.padding import input_padding, padding_refusal
+from spade_engine.pruning.padding import input_padding
 
 CROP_OVERHEAD = 1.25  # see `_cropped`; measured: cropping wins at 14x14 (1.31) and 7x7 (1.65), loses at 28x28 (1.15)
 
@@ -31,12 +31,7 @@ CROP_OVERHEAD = 1.25  # see `_cropped`; measured: cropping wins at 14x14 (1.31) 
 def shift_eligible(layer: nn.Module) -> bool:
     """True for a Conv2d that `shifted_hessian_sum` handles: stride 1, zero padding (any kernel, dilation,
     groups, symmetric or not padding, TF "same" included; see `padding.input_padding`)."""
-    return (
-        isinstance(layer, nn.Conv2d)
-        and tuple(layer.stride) == (1, 1)
-        and layer.padding_mode == "zeros"
-        and padding_refusal(layer) is None
-    )
+    return isinstance(layer, nn.Conv2d) and tuple(layer.stride) == (1, 1) and layer.padding_mode == "zeros"
 
 
 def _geometry(layer: nn.Conv2d, h: int, w: int) -> tuple[list[tuple[int, int]], int, int, int, int]:

@@ -13,7 +13,7 @@ from torch import nn
 from spade_engine.pruning import hessian
 from spade_engine.pruning.depthwise import depthwise_hessian_sum
 from spade_engine.pruning.hessian import HessianAccumulator
-from spade_engine.pruning.padding import input_padding, padding_refusal
+from spade_engine.pruning.padding import OWN_PADDING, input_padding
 from spade_engine.pruning.shifted import shifted_hessian_sum
 
 
@@ -89,7 +89,6 @@ def test_hessian_equals_explicitly_padded_unfold(name, route, monkeypatch):
         acc = HessianAccumulator(conv, dtype=torch.float64, max_columns=None)
         for x in batches:
             acc.add_batch(x)
-    assert padding_refusal(conv) is None
     assert acc.H.shape == ref.shape
     assert rel(acc.H, ref) < 1e-10  # float64; the brief's bar is 1e-5
 
@@ -129,14 +128,20 @@ class OwnPadding(nn.Conv2d):
         return super().forward(F.pad(x, (2, 0, 2, 0)))
 
 
-def test_a_conv_with_its_own_forward_is_refused_by_name():
-    conv = OwnPadding(4, 6, 3)
-    why = padding_refusal(conv)
-    assert why and "OwnPadding" in why and "not be exact" in why
-    with pytest.raises(ValueError, match="OwnPadding"):
-        input_padding(conv, 8, 8)
-    assert padding_refusal(nn.Linear(3, 4)) is None
-    assert padding_refusal(Conv2dSame(3, 4, 3)) is None
+def test_convs_padding_their_own_way_are_found_and_tf_same_is_not():
+    from spade_engine.reparam import TRANSFORMED, transformed_weight_layers
+
+    class Standardised(nn.Conv2d):  # same shape, other weight
+        def forward(self, x):
+            return self._conv_forward(x, self.weight - self.weight.mean(), self.bias)
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        OwnPadding(3, 4, 3), Standardised(4, 4, 3, padding=1), Conv2dSame(4, 4, 5, stride=2, groups=4),
+        create_conv2d(4, 4, 4, padding="same"), nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+    )  # fmt: skip
+    found = transformed_weight_layers(net, torch.randn(1, 3, 13, 14), [str(i) for i in range(5)])
+    assert found == {"0": OWN_PADDING, "1": TRANSFORMED}
 
 
 def test_every_conv_of_efficientnet_lite0_is_exact():
@@ -172,3 +177,18 @@ def test_old_rule_default_symmetric_padding_would_be_wrong_for_tf_same():
     assert conv.padding == (0, 0)
     assert input_padding(conv, 14, 14) == ((1, 2, 1, 2), "constant")
     assert hessian.layer_columns(conv, torch.randn(1, 4, 14, 14, dtype=torch.float64)).shape[-1] == 7 * 7
+
+
+def test_engine_leaves_a_conv_with_its_own_forward_dense_with_the_reason():
+    from spade_engine.engine import PruneConfig, SpadeEngine
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), OwnPadding(4, 4, 3), Conv2dSame(4, 4, 3, stride=2), nn.Flatten(),
+        nn.LazyLinear(3),
+    )  # fmt: skip
+    net(torch.rand(1, 3, 12, 12))  # materialise the lazy head
+    engine = SpadeEngine(net.eval(), max_columns=None)
+    _, result = engine.prune(engine.prepare(torch.rand(3, 12, 12), n_aug=4), PruneConfig(sparsity=0.5))
+    assert result.dense_layers["1"] == OWN_PADDING
+    assert "2" in result.layer_sparsity and "1" not in result.layer_sparsity  # the TF-"same" conv is pruned
