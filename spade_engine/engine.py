@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from spade_engine.augment import AugmentConfig, augment
-from spade_engine.hooks import execution_order, forward_hooks, forward_pre_hooks
+from spade_engine.hooks import LayerTrace, forward_hooks, forward_pre_hooks, layer_trace
 from spade_engine.pruning import (
     SOLVERS,
     HessianAccumulator,
@@ -320,7 +320,7 @@ class SpadeEngine:
         progress("augment", 0, 1)
         views = (augment(x.detach().cpu(), n_aug, seed, aug) * 255).round().to(torch.uint8)  # (B, 3, H, W)
         timings["augment"] = time.perf_counter() - t0
-        layers, unreachable = self._prunable_layers(x)
+        found, layers, unreachable = self._prunable_layers(x)
         t0 = time.perf_counter()
         view_preds: list[torch.Tensor] = []
         bn_stats: dict[str, ChannelStats] = {}
@@ -329,24 +329,23 @@ class SpadeEngine:
         with torch.no_grad():
             dense_logits = self._work(x.unsqueeze(0).to(self.device))[0].float().cpu()
         self.stats["traces_built"] += 1
-        modules = dict(self._work.named_modules())
-        first_conv = next((n for n in layers if isinstance(modules[n], nn.Conv2d)), None)
-        head = layers[-1] if layers and isinstance(modules[layers[-1]], nn.Linear) else None
         agreement = float((torch.cat(view_preds) == dense_logits.argmax()).float().mean())
         return Trace(
-            key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, first_conv, head,
+            key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, found.first_conv,
+            found.head,
             view_agreement=agreement, unreachable=unreachable, bn_stats=bn_stats,
         )  # fmt: skip
 
-    def _prunable_layers(self, x: torch.Tensor) -> tuple[list[str], dict[str, str]]:
-        """Prunable layers in execution order, and the weight layers that cannot be pruned, with the reason
-        (including layers whose Hessian would exceed `max_hessian_bytes`)."""
+    def _prunable_layers(self, x: torch.Tensor) -> tuple[LayerTrace, list[str], dict[str, str]]:
+        """The model's layers as `hooks.layer_trace` sees them (execution order, shared layers out, first conv and
+        head: the one rule), the prunable ones among them, and the weight layers that cannot be pruned, with
+        the reason (including layers whose Hessian would exceed `max_hessian_bytes`)."""
         with torch.no_grad():
-            order, shared = execution_order(self._work, x.unsqueeze(0).to(self.device), PRUNABLE)
+            found = layer_trace(self._work, x.unsqueeze(0).to(self.device))
             if self._channels_last is None:
                 self._channels_last = self._runs_channels_last(x)
         modules = dict(self._work.named_modules())
-        once = [n for n in order if n not in shared]
+        once = list(found.layers)
         transformed = transformed_weight_layers(self._work, x.unsqueeze(0).to(self.device), once)
         out, too_wide = [], {}
         for name in once:
@@ -358,7 +357,8 @@ class SpadeEngine:
                 too_wide[name] = too_wide_reason(modules[name], nbytes, self.max_hessian_bytes)
             else:
                 out.append(name)
-        return out, {**unprunable_layers(self._work, order, shared), **too_wide}
+        called = [*found.layers, *found.shared]
+        return found, out, {**unprunable_layers(self._work, called, set(found.shared)), **too_wide}
 
     def _runs_channels_last(self, x: torch.Tensor) -> bool:
         """Whether the model accepts channels-last input (a model that `.view`s its activations may not): the
@@ -667,7 +667,7 @@ def unprunable_layers(model: nn.Module, order: list[str], shared: set[str]) -> d
 
     Args:
         model: the network the engine runs.
-        order, shared: `hooks.execution_order(model, x, PRUNABLE)` for one input.
+        order, shared: the layers one forward pass called, and those it called more than once (`hooks.layer_trace`).
     """
     called, out = set(order), {}
     for name, module in model.named_modules():

@@ -206,7 +206,8 @@ def _disable_inplace_kwargs(gm: fx.GraphModule) -> None:
             node.target = operator.add
 
 
-def _tensor_shape(arg: object) -> torch.Size | None:
+def tensor_shape(arg: object) -> torch.Size | None:
+    """The output shape `ShapeProp` recorded on a traced node; None for anything else."""
     meta = arg.meta.get("tensor_meta") if isinstance(arg, fx.Node) else None
     return getattr(meta, "shape", None)
 
@@ -216,8 +217,8 @@ def _adds_to_sums(gm: fx.GraphModule) -> None:
         if node.op != "call_function" or node.target not in _ADDS or len(node.args) != 2 or node.kwargs:
             continue
         a, b = node.args
-        shape = _tensor_shape(a)
-        if shape is None or shape != _tensor_shape(b):
+        shape = tensor_shape(a)
+        if shape is None or shape != tensor_shape(b):
             continue
         name = f"_residual_sum_{i}"
         gm.add_submodule(name, Sum(dim=-1))
@@ -227,80 +228,3 @@ def _adds_to_sums(gm: fx.GraphModule) -> None:
         summed.meta = dict(node.meta)
         node.replace_all_uses_with(summed)
         gm.graph.erase_node(node)
-
-
-def last_feature_module(canonical: CanonicalCopy) -> str:
-    """Name of the module whose output GradCAM should explain: the last spatial feature map.
-
-    That is the last node, in execution order, whose output is 4-D with the spatial size of the last Conv2d's
-    output (for a ResNet: the last block's final ReLU, after the residual add; for a VGG: the ReLU after the
-    last conv). When that node is a function (e.g. a residual `+` with no activation after it) an
-    `nn.Identity` is inserted after it in the copy's graph, so Captum has a module to hook. Untraced copies
-    fall back to the last registered Conv2d.
-
-    Transformers (token activations (B, N, D) or channels-last grids after the last such map) are explained at
-    the token layer `layers.token_layer` picks (e.g. a ViT's last block's first norm), not at the patch
-    embedding conv; see `spade_engine.saliency.layers`.
-    """
-    if canonical.example is not None and _may_have_tokens(canonical):
-        from spade_engine.saliency.layers import token_layer
-
-        token = token_layer(canonical)
-        if token is not None:
-            return token.name
-    return cnn_feature_module(canonical)
-
-
-def cnn_feature_module(canonical: CanonicalCopy) -> str:
-    """The CNN rule of `last_feature_module` alone: the last node with the last Conv2d's spatial output size
-    (untraced: the last Conv2d); may insert an `nn.Identity` anchor after a function node."""
-    module = canonical.module
-    if not canonical.traced:
-        convs = [n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
-        if not convs:
-            raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
-        return convs[-1]
-    last = list(module.graph.nodes)[cnn_rule_index(module)]
-    return last.target if last.op == "call_module" else _anchor_after(module, last)
-
-
-def cnn_rule_index(gm: fx.GraphModule) -> int:
-    """Index, in the graph's node order, of the node the CNN rule explains (see `cnn_feature_module`).
-
-    Raises:
-        ValueError: the graph has no Conv2d.
-    """
-    nodes = list(gm.graph.nodes)
-    convs = [
-        i for i, n in enumerate(nodes) if n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.Conv2d)
-    ]
-    if not convs:
-        raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
-    spatial = _tensor_shape(nodes[convs[-1]])[-2:]
-    return [
-        i
-        for i, n in enumerate(nodes)
-        if i >= convs[-1] and (s := _tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial
-    ][-1]
-
-
-def _may_have_tokens(canonical: CanonicalCopy) -> bool:
-    """Whether a token-shaped activation can follow the last conv (always, for an untraced copy)."""
-    if not canonical.traced:
-        return True
-    from spade_engine.saliency.layers import classify
-
-    size = tuple(canonical.example.shape[-2:])
-    shapes = [s for n in canonical.module.graph.nodes if (s := _tensor_shape(n)) is not None]
-    return any((kind := classify(s, size)) is not None and kind[0] != "nchw" for s in shapes)
-
-
-def _anchor_after(gm: fx.GraphModule, node: fx.Node) -> str:
-    name = "_gradcam_anchor"
-    gm.add_submodule(name, nn.Identity())
-    with gm.graph.inserting_after(node):
-        anchor = gm.graph.call_module(name, (node,))
-    node.replace_all_uses_with(anchor, delete_user_cb=lambda user: user is not anchor)
-    anchor.meta = dict(node.meta)
-    gm.recompile()
-    return name

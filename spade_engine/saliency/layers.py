@@ -1,6 +1,6 @@
 """Which layer GradCAM explains, and how that layer's activations are read as a (C, h, w) feature map.
 
-- **CNNs** (the default rule, `_canonical.last_feature_module`): the last node whose output is the spatial map
+- **CNNs** (the default rule, `last_feature_module`): the last node whose output is the spatial map
   of the last Conv2d (a ResNet's last block, a VGG's last ReLU, a ConvNeXt's last residual sum).
 - **Transformers**: activations on the patch grid come as tokens (B, N, D), N = prefix + h·w (ViT, DeiT: the
   class / distillation / register tokens first), or channels-last (B, h, w, C) (Swin). When such a layer runs
@@ -20,11 +20,11 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from spade_engine.hooks import forward_hooks
 from spade_engine.models import logits_of
-from spade_engine.saliency._canonical import CanonicalCopy, _may_have_tokens, cnn_feature_module, cnn_rule_index
+from spade_engine.saliency._canonical import CanonicalCopy, tensor_shape
 
 MAX_PREFIX_TOKENS = 8  # class, distillation and register tokens before the patch tokens
 LAYOUTS = ("nchw", "tokens", "nhwc")
@@ -144,9 +144,21 @@ def token_layer(canonical: CanonicalCopy) -> FeatureLayer | None:
     return tokens[-1] if tokens[-1].order > last_conv else None
 
 
+def last_feature_module(canonical: CanonicalCopy) -> str:
+    """Name of the module whose output GradCAM explains by default: `default_layer(canonical).name`.
+
+    For CNNs the last spatial feature map: the last node, in execution order, whose output is 4-D with the
+    spatial size of the last Conv2d's output (for a ResNet: the last block's final ReLU, after the residual add;
+    for a VGG: the ReLU after the last conv). When that node is a function (e.g. a residual `+` with no
+    activation after it) an `nn.Identity` is inserted after it in the copy's graph, so Captum has a module to
+    hook. Untraced copies fall back to the last registered Conv2d. Transformers are explained at `token_layer`.
+    """
+    return default_layer(canonical).name
+
+
 def default_layer(canonical: CanonicalCopy) -> FeatureLayer:
     """The layer GradCAM explains when the user has not chosen one: `token_layer` for transformers, else the
-    CNN rule (`_canonical.cnn_feature_module`)."""
+    CNN rule (`cnn_feature_module`)."""
     if canonical.example is not None and _may_have_tokens(canonical):
         token = token_layer(canonical)
         if token is not None:
@@ -178,3 +190,59 @@ def choosable_layers(canonical: CanonicalCopy, net: nn.Module) -> list[FeatureLa
     modules the attribution copy adds), in execution order."""
     own = {n for n, _ in net.named_modules()}
     return [layer for layer in feature_layers(canonical) if layer.has_grad and layer.name in own]
+
+
+# ------------------------------------------------------------------------------- the CNN rule
+
+
+def cnn_feature_module(canonical: CanonicalCopy) -> str:
+    """The CNN rule of `last_feature_module` alone: the last node with the last Conv2d's spatial output size
+    (untraced: the last Conv2d); may insert an `nn.Identity` anchor after a function node."""
+    module = canonical.module
+    if not canonical.traced:
+        convs = [n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
+        return convs[-1]
+    last = list(module.graph.nodes)[cnn_rule_index(module)]
+    return last.target if last.op == "call_module" else _anchor_after(module, last)
+
+
+def cnn_rule_index(gm: fx.GraphModule) -> int:
+    """Index, in the graph's node order, of the node the CNN rule explains (see `cnn_feature_module`).
+
+    Raises:
+        ValueError: the graph has no Conv2d.
+    """
+    nodes = list(gm.graph.nodes)
+    convs = [
+        i for i, n in enumerate(nodes) if n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.Conv2d)
+    ]
+    if not convs:
+        raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
+    spatial = tensor_shape(nodes[convs[-1]])[-2:]
+    return [
+        i
+        for i, n in enumerate(nodes)
+        if i >= convs[-1] and (s := tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial
+    ][-1]
+
+
+def _may_have_tokens(canonical: CanonicalCopy) -> bool:
+    """Whether a token-shaped activation can follow the last conv (always, for an untraced copy)."""
+    if not canonical.traced:
+        return True
+    size = tuple(canonical.example.shape[-2:])
+    shapes = [s for n in canonical.module.graph.nodes if (s := tensor_shape(n)) is not None]
+    return any((kind := classify(s, size)) is not None and kind[0] != "nchw" for s in shapes)
+
+
+def _anchor_after(gm: fx.GraphModule, node: fx.Node) -> str:
+    name = "_gradcam_anchor"
+    gm.add_submodule(name, nn.Identity())
+    with gm.graph.inserting_after(node):
+        anchor = gm.graph.call_module(name, (node,))
+    node.replace_all_uses_with(anchor, delete_user_cb=lambda user: user is not anchor)
+    anchor.meta = dict(node.meta)
+    gm.recompile()
+    return name

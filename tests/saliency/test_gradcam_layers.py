@@ -10,8 +10,8 @@ from captum.attr import LayerAttribution, LayerGradCam
 
 from spade_engine.saliency import attribute, gradcam_layers, with_layer
 from spade_engine.saliency._base import attribution_input
-from spade_engine.saliency._canonical import attribution_copy, cnn_feature_module, last_feature_module
-from spade_engine.saliency.layers import FeatureLayer, classify
+from spade_engine.saliency._canonical import attribution_copy
+from spade_engine.saliency.layers import FeatureLayer, classify, cnn_feature_module, last_feature_module
 
 from .conftest import frozen_classifier
 from .test_support import SIZE, tiny_convnext, tiny_vit

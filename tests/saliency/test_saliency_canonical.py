@@ -8,7 +8,8 @@ import torchvision
 from captum.attr import DeepLift
 from torch import nn
 
-from spade_engine.saliency._canonical import attribution_copy, last_feature_module
+from spade_engine.saliency._canonical import attribution_copy
+from spade_engine.saliency.layers import last_feature_module
 
 from .conftest import frozen_classifier, randomise_batchnorm
 
