@@ -1,10 +1,13 @@
 """Debugger: prune the network to one sample with SPADE, then compare predictions and saliency maps of the dense
 and the pruned network (arXiv 2310.04519). Widgets, caching and figures live in `pages/ui/`."""
 
+from dataclasses import replace
+
 import streamlit as st
 
 from pages.ui import cache, command, figures, keys, widgets
-from spade_engine import saliency
+from spade_engine import models, saliency
+from spade_engine.explain import compare, panel
 
 PICK_LAYER, LAYER = keys.scoped(keys.DEBUGGER, "pick_gradcam_layer"), keys.scoped(keys.DEBUGGER, "gradcam_layer")
 
@@ -14,12 +17,14 @@ model = widgets.model_picker()
 sample = widgets.sample_picker(model)
 settings = widgets.spade_controls(keys.DEBUGGER, model_name=model.loaded.info.name)
 st.caption(widgets.sample_caption(sample, model.class_names))
+if ood := models.out_of_domain(model.loaded.info.name, sample.meta):
+    st.warning(ood, icon=":material/warning:")
 if note := widgets.demo_note(sample.meta):
     st.caption(note)
 
 # ---- SPADE: prepare (the engine caches the trace per sample) and prune (cached per setting)
 progress = widgets.SpadeProgress()
-config = settings.prune_config()
+config = settings.prune_config(cache.sparsity_profiles())
 try:
     run = cache.run_spade(
         model.key, model.device, model.model, sample.image, settings.n_aug, settings.seed, config, progress,
@@ -68,30 +73,20 @@ if set(chosen) & set(saliency.LAYER_METHODS) and st.toggle("Choose the GradCAM l
     options = [None, *layers]
     layer = st.selectbox("GradCAM layer", options, format_func=lambda n: n or f"default ({default})",
                          key=f"{LAYER}.{model.key}", index=0)  # fmt: skip
+settings = replace(settings, methods=tuple(chosen), reduction=reduction)  # what `spade explain` would be given
 variant = f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
-image_u8, mask, pairs = widgets.to_uint8(sample.image), sample.trojan_mask, []
-refused = saliency.unsupported_methods(model.model, chosen)  # layer types a method has no faithful rule for
-for method in chosen:
-    if method in refused:
-        st.warning(refused[method], icon=":material/block:")
-        continue
-    name = saliency.with_layer(method, layer)
-    try:
-        with st.spinner(f"Computing {method} on the dense and the pruned network…"):
-            args = (target, model.model, sample.batch, reduction)
-            dense = cache.saliency(model.key, sample.sample_hash, "dense", name, *args)
-            spade = cache.saliency(model.key, sample.sample_hash, variant, name, target, run.pruned, *args[2:])
-    except saliency.UnsupportedModelError as e:  # a failed conservation / completeness check: no wrong map
-        st.warning(str(e), icon=":material/block:")
-        continue
-    except Exception as e:  # a method may not support this model (e.g. TorchScript): say so, keep the others
-        st.error(f"{method} failed on this model: {type(e).__name__}: {e}", icon=":material/error:")
-        continue
-    aucs = cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask)
-    pair = figures.MapPair(method, dense, spade, *aucs, cache.method_reduction(method, reduction), palette)
-    pairs.append(pair)
-    st.markdown(f"**{method}**")
-    st.plotly_chart(figures.saliency_figure(image_u8, pair, spade_label, mask), key=f"debugger.sal.{method}")
+image_u8, mask = widgets.to_uint8(sample.image), sample.trojan_mask
+with st.spinner("Computing the saliency maps of the dense and the pruned network…"):
+    comparison = cache.compare_maps(model.key, sample.sample_hash, variant, model.model, run.pruned, sample.batch,
+                                    target, chosen, reduction, layer, mask, palette)  # fmt: skip
+for refusal in comparison.refused:  # a method that cannot explain this model: say why, keep the others
+    if refusal.failed:
+        st.error(refusal.message, icon=":material/error:")
+    else:
+        st.warning(refusal.message, icon=":material/block:")
+for pair in comparison.pairs:
+    st.markdown(f"**{pair.method}**")
+    st.plotly_chart(figures.saliency_figure(image_u8, pair, spade_label, mask), key=f"debugger.sal.{pair.method}")
 if not chosen:
     st.info("Pick one or more saliency methods.")
 
@@ -104,18 +99,14 @@ with st.expander("Per-layer sparsity and reconstruction error"):
 
 # ---- export
 info = model.loaded.info
-command.run_over_folder(info, settings, chosen, reduction)
-rep = figures.report(
-    {"model": info.name, "sample": sample.name, "sample_hash": sample.sample_hash, **settings.__dict__},
-    names,
-    result,
-    pairs,
-    target,
-)
+command.run_over_folder(info, settings)
+pairs, shown = list(comparison.pairs), {"model": info.name, "sample": sample.name, "sample_hash": sample.sample_hash}
+rep = figures.report({**shown, **settings.__dict__}, names, result, pairs, target)
 header = f"{info.title} · {sample.name} · target {names[target]} · {spade_label}, {settings.n_aug} views"
-png = figures.panel_png(image_u8, pairs, spade_label, header, mask) if pairs else None
+png = panel.panel_png(image_u8, pairs, spade_label, header, mask) if pairs else None
+rows = compare.export_rows(sample.name, sample.sample_hash[:8], names, result, target, comparison, chosen)
 stem = f"spade_{sample.sample_hash[:8]}_{round(settings.sparsity * 100)}"
-widgets.download_buttons(stem, png, figures.report_csv(rep), figures.report_json(rep))
+widgets.download_buttons(stem, png, compare.export_csv(rows), figures.report_json(rep))
 
 # ---- the page is drawn: pre-prune the slider's neighbours in the background (exact OBC solves included)
 run.prefetch()

@@ -94,11 +94,11 @@ st.markdown("A saliency map asks which pixels drive the class score; on the dens
 methods = cache.saliency_methods()
 method = st.selectbox("Method", methods, index=methods.index("Saliency"), key=ui.TOUR_METHOD)
 h, variant = sample_hash(x), f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
-dense = cache.saliency(key, h, "dense", method, dense_cls, model, x.unsqueeze(0))
-spade = cache.saliency(key, h, variant, method, dense_cls, run.pruned, x.unsqueeze(0))
-aucs = cache.trojan_auc(dense, mask), cache.trojan_auc(spade, mask)
-pair = figures.MapPair(method, dense, spade, *aucs, cache.method_reduction(method, None))
-st.plotly_chart(figures.saliency_figure(image_u8, pair, f"SPADE {settings.sparsity:.0%}", mask), key="tour.saliency")
+comparison = cache.compare_maps(key, h, variant, model, run.pruned, x.unsqueeze(0), dense_cls, [method], mask=mask)
+for refusal in comparison.refused:
+    st.warning(refusal.message, icon=":material/block:")
+for pair in comparison.pairs:
+    st.plotly_chart(figures.saliency_figure(image_u8, pair, settings.label, mask), key="tour.saliency")
 
 st.header("6 · A multifaceted neuron, disentangled")
 things = f"its two facets and the trojan {trojan}" if dense_cls == target else "its two facets"

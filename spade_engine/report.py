@@ -22,7 +22,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,80 +30,35 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from spade_engine.colours import base_image, blend, colorize, shared_vmax
-from spade_engine.engine import PruneConfig, PruneResult, SpadeEngine
+from spade_engine.engine import PruneResult, SpadeEngine
+from spade_engine.explain.compare import Comparison, class_name, compare_maps, export_csv, export_rows
+from spade_engine.explain.panel import pair_image, sample_image
 from spade_engine.images import ImageError, load_image
-from spade_engine.models import LoadedModel, spade_augment, spade_defaults
-from spade_engine.saliency import METHODS, attribute
-from spade_engine.saliency.registry import resolve_reduction
+from spade_engine.models import LoadedModel
+from spade_engine.settings import SpadeSettings
 
-DEFAULT_METHODS = tuple(list(METHODS)[:2])  # the Debugger's default selection
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class ExplainSettings:
-    """The Debugger's SPADE and saliency controls (`pages/ui/widgets.SpadeSettings` + methods), for a batch.
-
-    `sparsity` and `crop_min` None mean the model card's (`models.spade_defaults`); `profile` names a sparsity
-    profile in assets/profiles that replaces the uniform sparsity; `reduction` None is each method's own.
-    """
-
-    sparsity: float | None = None
-    n_aug: int = 64
-    seed: int = 0
-    crop_min: float | None = None
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    reduction: str | None = None
-    skip_first: bool = True
-    skip_head: bool = False
-    damp: float = 0.01
-    solver: str = "sparsegpt"
-    profile: str = ""
-
-    def resolved(self, model_name: str | None) -> ExplainSettings:
-        """These settings with the model card's sparsity and crop filled in."""
-        card = spade_defaults(model_name)
-        return replace(
-            self,
-            sparsity=card["sparsity"] if self.sparsity is None else self.sparsity,
-            crop_min=card["crop_min"] if self.crop_min is None else self.crop_min,
-        )
-
-    def prune_config(self) -> PruneConfig:
-        """The engine's `PruneConfig`, built as the Debugger builds it (a profile keeps its per-layer targets).
-
-        Raises:
-            FileNotFoundError: an unknown profile name.
-        """
-        if self.profile:
-            from spade_engine.profiles import PROFILE_DIR, load_profile
-
-            base = load_profile(PROFILE_DIR / f"{self.profile}.json").config
-            return replace(
-                base, skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp, solver=self.solver
-            )
-        return PruneConfig(float(self.sparsity if self.sparsity is not None else 0.9), skip_first=self.skip_first,
-                           skip_head=self.skip_head, damp=self.damp, solver=self.solver)  # fmt: skip
-
-    @property
-    def label(self) -> str:
-        """The pruned network's name in titles, as the Debugger's: "SPADE 80%" or "SPADE <profile>"."""
-        return f"SPADE {self.profile}" if self.profile else f"SPADE {self.sparsity:.0%}"
 
 
 @dataclass
 class ImageResult:
-    """One image's dense and SPADE predictions, maps (method -> (dense, spade), (H, W) float32) and per-method
-    errors (a method that cannot explain this model: its message)."""
+    """One image's dense and SPADE predictions and its `Comparison` (the maps of each method, (H, W) float32,
+    and the methods that cannot explain this model, with their messages)."""
 
     file: str
     id: str
     image: torch.Tensor  # (3, S, S) in [0, 1], after the model's preprocessing
     target: int
     result: PruneResult
-    maps: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    comparison: Comparison = Comparison((), ())
+
+    @property
+    def maps(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return self.comparison.maps
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return self.comparison.errors
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -163,45 +118,36 @@ def explain_image(
     loaded: LoadedModel,
     engine: SpadeEngine,
     image: torch.Tensor,
-    settings: ExplainSettings,
+    settings: SpadeSettings,
     progress: Progress | None = None,
-) -> tuple[int, PruneResult, dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
-    """SPADE and the saliency maps of one preprocessed image, exactly as the Debugger computes them.
+) -> tuple[int, PruneResult, Comparison]:
+    """SPADE and the saliency maps of one preprocessed image, as the Debugger computes them (`compare_maps`).
 
     Args:
         loaded: the model; engine: a `SpadeEngine` over `loaded.model`; image: (3, S, S) in [0, 1].
-        settings: `settings.resolved(...)` (sparsity and crop filled in).
+        settings: `settings.resolved(...)` (sparsity, crop and solver filled in).
         progress: `progress(phase, done, total)` for the engine's phases and "saliency".
 
     Returns:
-        (target = the dense prediction, the prune result, method -> (dense map, SPADE map), method -> error).
+        (target = the dense prediction, the prune result, the comparison).
+
+    Raises:
+        ValueError: settings not resolved, or an unknown profile.
     """
-    aug = spade_augment(loaded.info.name, settings.crop_min)
+    aug = settings.augment_config()
     trace = engine.prepare(image, n_aug=settings.n_aug, seed=settings.seed, augment_config=aug, progress=progress)
     pruned, result = engine.prune(trace, settings.prune_config(), progress=progress)
     target = int(result.dense_logits.argmax())
     device = next(loaded.model.parameters()).device
     x = image[None].to(device)  # (1, 3, S, S)
-    maps, errors = {}, {}
-    for i, method in enumerate(settings.methods):
-        if progress:
-            progress("saliency", i, len(settings.methods))
-        try:
-            maps[method] = tuple(  # type: ignore[assignment]
-                np.asarray(attribute(method, net, x, target, settings.reduction), dtype=np.float32)
-                for net in (loaded.model, pruned)
-            )
-        except (ValueError, RuntimeError) as e:  # a method that cannot explain this model: say so, keep the rest
-            errors[method] = str(e)
-    if progress:
-        progress("saliency", len(settings.methods), len(settings.methods))
-    return target, result, maps, errors
+    comparison = compare_maps(loaded.model, pruned, x, target, settings.methods, settings.reduction, progress=progress)
+    return target, result, comparison
 
 
 def run_explain(
     paths: Sequence[str | Path],
     loaded: LoadedModel,
-    settings: ExplainSettings,
+    settings: SpadeSettings,
     out: str | Path,
     progress: Callable[[str, int, int], Progress] | None = None,
 ) -> dict:
@@ -209,7 +155,7 @@ def run_explain(
 
     Args:
         paths: image files and folders; loaded: the model (eval mode, on its device).
-        settings: the controls (None sparsity / crop: the model card's).
+        settings: the controls (None sparsity / crop / solver: the model card's, as in the Debugger).
         progress: `progress(file, index, n_files)` -> the per-phase callback for that file (e.g. a tqdm bar).
 
     Returns:
@@ -217,7 +163,7 @@ def run_explain(
     """
     out = Path(out)
     settings = settings.resolved(loaded.info.name)
-    settings.prune_config()  # an unknown profile fails here, before any work
+    settings.prune_config()  # an unknown profile fails here (ValueError), before any work
     files, skipped = image_files(paths)
     device = next(loaded.model.parameters()).device
     engine = SpadeEngine(loaded.model, device, max_cache_bytes=256 * 2**20)
@@ -229,8 +175,8 @@ def run_explain(
         except (ImageError, OSError) as e:
             skipped.append((printable(path), str(e)))
             continue
-        target, result, maps, errors = explain_image(loaded, engine, image, settings, callback)
-        results.append(ImageResult(printable(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, maps, errors))
+        target, result, comparison = explain_image(loaded, engine, image, settings, callback)
+        results.append(ImageResult(printable(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, comparison))
     write_report(out, loaded, settings, results, skipped)
     return {"images": len(results), "skipped": skipped, "out": out / "index.html"}
 
@@ -239,7 +185,7 @@ def run_explain(
 
 
 def write_report(
-    out: Path, loaded: LoadedModel, settings: ExplainSettings, results: list[ImageResult], skipped: list
+    out: Path, loaded: LoadedModel, settings: SpadeSettings, results: list[ImageResult], skipped: list
 ) -> None:
     """Write maps, overlays, CSVs, per-image pages and index.html for `results` (see the module docstring)."""
     for sub in ("maps", "images", "pages"):
@@ -249,49 +195,18 @@ def write_report(
     for r in results:
         np.savez_compressed(out / "maps" / f"{r.id}.npz", **{f"{m}/{k}": v for m, pair in r.maps.items()
                                                              for k, v in zip(("dense", "spade"), pair, strict=True)})  # fmt: skip
-        _write_images(out / "images" / r.id, r, settings)
-        rows += image_rows(r, names, settings)
+        _write_images(out / "images" / r.id, r)
+        rows += export_rows(r.file, r.id, names, r.result, r.target, r.comparison, settings.methods)
         layers += [{"file": r.file, "layer": n, "target": r.result.layer_target.get(n), "sparsity": s,
                     "error": r.result.layer_error.get(n)} for n, s in r.result.layer_sparsity.items()]  # fmt: skip
         (out / "pages" / f"{r.id}.html").write_text(_image_page(r, names, settings, loaded.info.title))
-    pd.DataFrame(rows, columns=RESULT_FIELDS).to_csv(out / "results.csv", index=False)
+    (out / "results.csv").write_text(export_csv(rows))
     pd.DataFrame(layers, columns=["file", "layer", "target", "sparsity", "error"]).to_csv(
         out / "layers.csv", index=False
     )
     pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out / "skipped.csv", index=False)
     (out / "settings.json").write_text(json.dumps({"model": loaded.info.name, **asdict(settings)}, indent=2) + "\n")
     (out / "index.html").write_text(_index_page(results, rows, skipped, settings, loaded.info.title))
-
-
-RESULT_FIELDS = ["file", "id", "method", "target", "dense_class", "dense_prob", "spade_class", "spade_prob",
-                 "agrees", "view_agreement", "sparsity", "mean_layer_error", "map_spearman", "error"]  # fmt: skip
-
-
-def image_rows(r: ImageResult, names: Sequence[str], settings: ExplainSettings) -> list[dict]:
-    """One CSV row per method of one image: predictions (top-1 class and probability, dense and SPADE), view
-    agreement, reached sparsity (mean over pruned layers), mean reconstruction error, and the Spearman rank
-    correlation of the dense and SPADE maps (1: same ranking of pixels)."""
-    from scipy.stats import spearmanr
-
-    (dc, dp), (sc, sp) = r.result.dense_top5[0], r.result.pruned_top5[0]
-    errors = list(r.result.layer_error.values())
-    base = {"file": r.file, "id": r.id, "target": _name(names, r.target), "dense_class": _name(names, dc),
-            "dense_prob": dp, "spade_class": _name(names, sc), "spade_prob": sp, "agrees": r.result.agrees,
-            "view_agreement": r.result.view_agreement, "sparsity": r.result.total_sparsity,
-            "mean_layer_error": float(np.mean(errors)) if errors else float("nan")}  # fmt: skip
-    out = []
-    for method in settings.methods:
-        if method in r.maps:
-            dense, spade = r.maps[method]
-            rho = spearmanr(dense.ravel(), spade.ravel()).statistic
-            out.append({**base, "method": method, "map_spearman": float(rho), "error": ""})
-        else:
-            out.append({**base, "method": method, "map_spearman": float("nan"), "error": r.errors.get(method, "")})
-    return out
-
-
-def _name(names: Sequence[str], index: int) -> str:
-    return names[index] if 0 <= index < len(names) else f"class {index}"
 
 
 def _slug(text: str) -> str:
@@ -301,34 +216,13 @@ def _slug(text: str) -> str:
 # ------------------------------------------------------------------------------------------ overlays
 
 
-def overlay(image_u8: np.ndarray, values: np.ndarray, vmax: float, signed: bool) -> Image.Image:
-    """An (H, W) map over the sample, drawn as the Debugger's PNG export draws it (`colours.colorize` over
-    `colours.base_image`: the default palette, transparent where the map is ~0)."""
-    rgba = colorize(values, vmax, signed)  # (H, W, 4)
-    return Image.fromarray((blend(base_image(image_u8) / 255, rgba) * 255).round().astype(np.uint8))
-
-
-def _write_images(folder: Path, r: ImageResult, settings: ExplainSettings, cell: int = 256) -> None:
+def _write_images(folder: Path, r: ImageResult, cell: int = 256) -> None:
+    """input.png and one dense | SPADE pair image per method (`explain.panel`, the Debugger's renderer)."""
     folder.mkdir(parents=True, exist_ok=True)
     image_u8 = (r.image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
-    resample = Image.Resampling.NEAREST if max(image_u8.shape[:2]) < 128 else Image.Resampling.BILINEAR
-    Image.fromarray(image_u8).resize((cell, cell), resample).save(folder / "input.png")
-    for method, (dense, spade) in r.maps.items():
-        signed = resolve_reduction(method, settings.reduction) == "signed"
-        vmax = shared_vmax(dense, spade, signed=signed)
-        panels = [overlay(image_u8, m, vmax, signed).resize((cell, cell), resample) for m in (dense, spade)]
-        bar = _colour_bar(cell, signed)
-        canvas = Image.new("RGB", (2 * cell + 8 + bar.width, cell), "white")
-        canvas.paste(panels[0], (0, 0))
-        canvas.paste(panels[1], (cell + 4, 0))
-        canvas.paste(bar, (2 * cell + 8, 0))
-        canvas.save(folder / f"{_slug(method)}.png")
-
-
-def _colour_bar(height: int, signed: bool, width: int = 14) -> Image.Image:
-    """The pair's colour scale as a vertical bar over white, top = high (the default palette)."""
-    ramp = colorize(np.linspace(1, -1.0 if signed else 0.0, height)[:, None].repeat(width, 1), 1.0, signed)
-    return Image.fromarray((blend(np.ones((height, width, 3)), ramp) * 255).round().astype(np.uint8))
+    sample_image(image_u8, cell).save(folder / "input.png")
+    for pair in r.comparison.pairs:
+        pair_image(image_u8, pair, cell).save(folder / f"{_slug(pair.method)}.png")
 
 
 # ---------------------------------------------------------------------------------------------- HTML
@@ -354,7 +248,7 @@ def _page(title: str, body: str) -> str:
             f"<style>{STYLE}</style></head><body>{body}<script>{SORT_SCRIPT}</script></body></html>\n")  # fmt: skip
 
 
-def _settings_line(settings: ExplainSettings, model_title: str) -> str:
+def _settings_line(settings: SpadeSettings, model_title: str) -> str:
     reduction = settings.reduction or "each method's own"
     return html.escape(f"{model_title} · {settings.label} per layer, {settings.n_aug} calibration views (crops ≥ "
                        f"{settings.crop_min:g}), seed {settings.seed}, solver {settings.solver} · maps: {reduction} "
@@ -362,7 +256,7 @@ def _settings_line(settings: ExplainSettings, model_title: str) -> str:
 
 
 def _index_page(
-    results: list[ImageResult], rows: list[dict], skipped: list, settings: ExplainSettings, title: str
+    results: list[ImageResult], rows: list[dict], skipped: list, settings: SpadeSettings, title: str
 ) -> str:
     e = html.escape
     head = ["image", "file", "dense prediction", "p", "SPADE prediction", "p", "agrees", "views agreeing",
@@ -396,12 +290,12 @@ def _index_page(
     return _page("SPADE report", "".join(body))
 
 
-def _image_page(r: ImageResult, names: Sequence[str], settings: ExplainSettings, title: str) -> str:
+def _image_page(r: ImageResult, names: Sequence[str], settings: SpadeSettings, title: str) -> str:
     e = html.escape
-    top = lambda top5: "".join(f"<li>{e(_name(names, c))}: {p:.3f}</li>" for c, p in top5)  # noqa: E731
+    top = lambda top5: "".join(f"<li>{e(class_name(names, c))}: {p:.3f}</li>" for c, p in top5)  # noqa: E731
     body = [f"<p><a href='../index.html'>← all images</a></p><h1>{e(Path(r.file).name)}</h1>",
             f"<p class='muted'>{_settings_line(settings, title)}. Maps explain class "
-            f"<b>{e(_name(names, r.target))}</b> (the dense prediction).</p>",
+            f"<b>{e(class_name(names, r.target))}</b> (the dense prediction).</p>",
             f"<img src='../images/{r.id}/input.png' alt='input' width='192'>",
             f"<h2>Predictions</h2><p>Dense top 5:</p><ol>{top(r.result.dense_top5)}</ol>"
             f"<p>{e(settings.label)} top 5:</p><ol>{top(r.result.pruned_top5)}</ol>"

@@ -5,26 +5,19 @@ from __future__ import annotations
 import streamlit as st
 
 from spade_engine.cli.explain import explain_command
-from spade_engine.report import ExplainSettings
+from spade_engine.settings import SpadeSettings
 
 
-def page_settings(settings, methods: list[str], reduction: str | None) -> ExplainSettings:
-    """The Debugger's controls (`widgets.SpadeSettings`, chosen methods, reduction) as `spade explain` settings."""
-    return ExplainSettings(settings.sparsity, settings.n_aug, settings.seed, settings.crop_min, tuple(methods),
-                           reduction, settings.skip_first, settings.skip_head, settings.damp, settings.solver,
-                           settings.profile)  # fmt: skip
-
-
-def run_over_folder(info, settings, methods: list[str], reduction: str | None) -> str:
+def run_over_folder(info, settings: SpadeSettings) -> str:
     """An expander with the shell command that explains a whole folder as this page does; returns the command.
 
     Args:
         info: the model's `ModelInfo` (a checkpoint upload gives `--checkpoint <file> --arch <arch>`).
-        settings: the page's `SpadeSettings`; methods, reduction: the saliency choices.
+        settings: the page's `SpadeSettings`, resolved, with its saliency methods and reduction.
     """
     upload = info.family == "checkpoint"
     command = explain_command(
-        None if upload else info.name, page_settings(settings, methods, reduction),
+        None if upload else info.name, settings,
         checkpoint=info.name if upload else None, arch=info.arch if upload else None,
     )  # fmt: skip
     with st.expander("Run this over a folder", icon=":material/terminal:"):

@@ -1,4 +1,5 @@
-"""Figures for the debugger: plotly charts for the page, a PIL-composed PNG of the panel, CSV/JSON exports.
+"""Figures for the debugger: plotly charts for the page and the JSON export (the PNG panel is drawn by
+`spade_engine.explain.panel`, the CSV rows by `spade_engine.explain.compare.export_rows`).
 
 Colours come from `spade_engine.colours` (matplotlib's colour maps with an opacity ramp; a palette pairs a
 sequential map for non-negative maps with a diverging one for signed maps: blue negative, transparent zero, red
@@ -8,61 +9,20 @@ Saliency pairs share one normalisation (`shared_vmax`; symmetric around 0 for si
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image, ImageDraw, ImageFont
 from plotly.subplots import make_subplots
 
-from spade_engine.colours import (
-    DEFAULT_PALETTE,
-    base_image,
-    blend,
-    colorize,
-    palette_maps,
-    plotly_colorscale,
-    shared_vmax,
-)
+from spade_engine.colours import base_image, plotly_colorscale, shared_vmax
+from spade_engine.explain.compare import MapPair, class_name
+from spade_engine.explain.panel import PATCH_COLOUR, mask_box, panel_title
 
-DENSE_COLOUR, SPADE_COLOUR, PATCH_COLOUR = "#7f7f7f", "#d62728", "#00e5ff"
+__all__ = ["PATCH_COLOUR", "MapPair", "base_image", "class_name", "layer_figure", "mask_box", "prediction_figure", "report",
+           "report_json", "saliency_figure", "shared_vmax"]  # fmt: skip
 
-
-@dataclass(frozen=True)
-class MapPair:
-    """One saliency method's dense and SPADE maps (H, W) with their trojan AUCs (None when unknown)."""
-
-    method: str
-    dense: np.ndarray
-    spade: np.ndarray
-    dense_auc: float | None = None
-    spade_auc: float | None = None
-    reduction: str = "absolute"  # "signed": a diverging colour scale symmetric around 0
-    palette: str = DEFAULT_PALETTE  # a key of `spade_engine.colours.PALETTES`
-
-    @property
-    def signed(self) -> bool:
-        return self.reduction == "signed"
-
-    @property
-    def cmap(self) -> str:
-        """The matplotlib colour map of this pair: the palette's diverging map when signed, else its sequential."""
-        return palette_maps(self.palette)[int(self.signed)]
-
-    @property
-    def vmax(self) -> float:
-        return shared_vmax(self.dense, self.spade, signed=self.signed)
-
-
-def mask_box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:
-    """Bounding box (x0, y0, x1, y1), inclusive pixel indices, of a boolean mask."""
-    if mask is None or not mask.any():
-        return None
-    ys, xs = np.nonzero(mask)
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+DENSE_COLOUR, SPADE_COLOUR = "#7f7f7f", "#d62728"
 
 
 # ------------------------------------------------------------------------------------------ plotly figures
@@ -71,7 +31,7 @@ def mask_box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:
 def saliency_figure(image_u8: np.ndarray, pair: MapPair, spade_label: str, mask: np.ndarray | None = None) -> go.Figure:
     """Dense and SPADE maps side by side over the sample, one colour bar, same normalisation on both sides."""
     vmax = pair.vmax
-    titles = [_panel_title("Dense", pair.dense_auc), _panel_title(spade_label, pair.spade_auc)]
+    titles = [panel_title("Dense", pair.dense_auc), panel_title(spade_label, pair.spade_auc)]
     fig = make_subplots(1, 2, subplot_titles=titles, horizontal_spacing=0.04)
     base, box = base_image(image_u8), mask_box(mask)
     for col, values in ((1, pair.dense), (2, pair.spade)):
@@ -95,10 +55,6 @@ def saliency_figure(image_u8: np.ndarray, pair: MapPair, spade_label: str, mask:
         margin=dict(l=0, r=0, t=36, b=0), height=360, plot_bgcolor="white",
     )  # fmt: skip
     return fig
-
-
-def _panel_title(label: str, auc: float | None) -> str:
-    return label if auc is None else f"{label} · trojan AUC {auc:.3f}"
 
 
 def prediction_figure(dense_logits, pruned_logits, class_names: tuple[str, ...], k: int = 5) -> go.Figure:
@@ -143,101 +99,6 @@ def _softmax(logits) -> np.ndarray:
     return e / e.sum()
 
 
-def class_name(class_names: tuple[str, ...], index: int) -> str:
-    return class_names[index] if 0 <= index < len(class_names) else f"class {index}"
-
-
-# ------------------------------------------------------------------------------------------- PNG export
-
-
-def panel_png(
-    image_u8: np.ndarray,
-    pairs: list[MapPair],
-    spade_label: str,
-    header: str,
-    mask: np.ndarray | None = None,
-    cell: int = 256,
-) -> bytes:
-    """The saliency panel as a PNG: one row per method, dense | SPADE | colour bar, composed with PIL."""
-    big, font, small = _font(18), _font(16), _font(14)
-    pad, head_h, row_head_h, bar_w = 12, 40, 48, 70
-    width = max(2 * cell + bar_w + 4 * pad, int(big.getlength(header)) + 2 * pad)
-    row_h = row_head_h + cell + pad
-    canvas = Image.new("RGB", (width, head_h + len(pairs) * row_h + pad), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((pad, pad), header, fill="black", font=big)
-    for i, pair in enumerate(pairs):
-        top = head_h + i * row_h
-        draw.text((pad, top), pair.method, fill="black", font=font)
-        for j, (label, values, auc) in enumerate(
-            (("Dense", pair.dense, pair.dense_auc), (spade_label, pair.spade, pair.spade_auc))
-        ):
-            left = pad + j * (cell + pad)
-            draw.text((left, top + 24), _panel_title(label, auc), fill="#444444", font=small)
-            canvas.paste(overlay_image(image_u8, values, pair.vmax, mask, cell, pair.signed, pair.cmap),
-                         (left, top + row_head_h))  # fmt: skip
-        _colour_bar(draw, (pad + 2 * (cell + pad), top + row_head_h), cell, pair.vmax, small, pair.signed, pair.cmap)
-    out = io.BytesIO()
-    canvas.save(out, format="PNG")
-    return out.getvalue()
-
-
-def overlay_image(
-    image_u8: np.ndarray,
-    values: np.ndarray,
-    vmax: float,
-    mask: np.ndarray | None,
-    cell: int,
-    signed: bool = False,
-    cmap: str | None = None,
-) -> Image.Image:
-    """One map over the sample, scaled to `cell` px (nearest for small images), patch outlined; `cmap` is a
-    matplotlib colour-map name (default: the default palette's)."""
-    rgba = colorize(values, vmax, signed, cmap)  # (H, W, 4)
-    blended = blend(base_image(image_u8).astype(np.float64) / 255, rgba) * 255  # (H, W, 3)
-    img = Image.fromarray(blended.round().astype(np.uint8))
-    h, w = values.shape
-    resample = Image.Resampling.NEAREST if max(h, w) < 128 else Image.Resampling.BILINEAR
-    img = img.resize((cell, cell * h // w), resample)
-    box = mask_box(mask)
-    if box is not None:
-        sx, sy = img.width / w, img.height / h
-        x0, y0, x1, y1 = box
-        ImageDraw.Draw(img).rectangle(
-            [x0 * sx, y0 * sy, (x1 + 1) * sx - 1, (y1 + 1) * sy - 1], outline=PATCH_COLOUR, width=2
-        )
-    return img
-
-
-def _colour_bar(
-    draw: ImageDraw.ImageDraw,
-    origin: tuple[int, int],
-    height: int,
-    vmax: float,
-    font,
-    signed: bool = False,
-    cmap: str | None = None,
-) -> None:
-    x, y = origin
-    low = -1.0 if signed else 0.0
-    ramp = colorize(np.linspace(1, low, height)[:, None], 1.0, signed, cmap)  # (height, 1, 4), top = high
-    for r in range(height):
-        rgb = tuple(int(round(255 * (1 - ramp[r, 0, 3] + ramp[r, 0, c] * ramp[r, 0, 3]))) for c in range(3))
-        draw.line([(x, y + r), (x + 14, y + r)], fill=rgb)
-    draw.rectangle([x, y, x + 14, y + height - 1], outline="black")
-    draw.text((x + 18, y - 2), f"{vmax:.2g}", fill="black", font=font)
-    draw.text((x + 18, y + height - 14), f"{-vmax:.2g}" if signed else "0", fill="black", font=font)
-    if signed:
-        draw.text((x + 18, y + height // 2 - 7), "0", fill="black", font=font)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
 # ---------------------------------------------------------------------------------------- numbers export
 
 
@@ -265,25 +126,6 @@ def report(settings: dict, class_names: tuple[str, ...], result, pairs: list[Map
                    for n, s in result.layer_sparsity.items()],
         "timings_s": dict(result.timings),
     }  # fmt: skip
-
-
-def report_csv(rep: dict) -> str:
-    """The report as one tidy table: section, item, variant, value."""
-    rows = [("setting", k, "", v) for k, v in rep["settings"].items()]
-    for variant in ("dense", "pruned"):
-        rows += [
-            (f"top5_{variant}", e["class"], variant, e["probability"]) for e in rep["predictions"][f"{variant}_top5"]
-        ]
-    rows += [("trojan_auc", m, v, a) for m, aucs in rep["trojan_auc"].items() for v, a in aucs.items()]
-    for layer in rep["layers"]:
-        rows += [("layer_sparsity", layer["layer"], "spade", layer["sparsity"]),
-                 ("layer_error", layer["layer"], "spade", layer["reconstruction_error"])]  # fmt: skip
-    rows += [("timing_s", k, "", v) for k, v in rep["timings_s"].items()]
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["section", "item", "variant", "value"])
-    writer.writerows(("" if v is None else v for v in row) for row in rows)
-    return out.getvalue()
 
 
 def report_json(rep: dict) -> str:

@@ -1,4 +1,5 @@
-"""Images of a study: PNG encoding, display scaling, heat-map overlays, and the blinded view of one trial.
+"""Images of a study: PNG encoding, display scaling and the blinded view of one trial (the heat-map overlay is
+`spade_engine.explain.panel.heat_overlay`, the one renderer of saliency PNGs).
 
 The trial view puts the stored options on the left and right as the trial's `reference_side` says and marks the
 patches in the side's colour; nothing in it tells the condition.
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from spade_engine.colours import colorize
 from spade_engine.study.trials import Trial
 
 DISPLAY = 256  # side of stored images in pixels
@@ -50,20 +50,6 @@ def tensor_image(x, size: int = DISPLAY) -> Image.Image:  # noqa: ANN001 (torch 
     """A (3, H, W) tensor in [0, 1] as an RGB image scaled to `size` (nearest neighbour: pixels stay crisp)."""
     arr = (x.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
     return Image.fromarray(arr).resize((size, size), Image.NEAREST)
-
-
-def heat_overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.55, cmap: str = "inferno") -> Image.Image:
-    """A saliency map (H, W), min-max scaled, drawn over `image` with one opacity and the colour map `cmap` (a
-    matplotlib name, through `spade_engine.colours`), scaled to the image's size.
-
-    Raises:
-        ValueError: unknown `cmap`.
-    """
-    h = np.asarray(heat, dtype=np.float64)
-    h = (h - h.min()) / max(float(h.max() - h.min()), 1e-12)
-    rgb = (colorize(h, 1.0, cmap=cmap)[..., :3] * 255).astype(np.uint8)  # (H, W, 3); the map's own opacity unused
-    layer = Image.fromarray(rgb).resize(image.size, Image.BILINEAR)
-    return Image.blend(image.convert("RGB"), layer, alpha)
 
 
 def mark_patches(image: Image.Image, boxes: dict[str, tuple[int, int, int, int]]) -> Image.Image:

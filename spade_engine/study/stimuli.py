@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from spade_engine.explain.panel import heat_overlay
 from spade_engine.models import spade_augment
 from spade_engine.study import render
 from spade_engine.study.design import CONDITIONS, StudyDesign
@@ -147,7 +148,7 @@ def explanation_png(design: StudyDesign, condition: str, base: ItemBase, model: 
         from spade_engine.saliency import attribute
 
         heat = attribute(design.saliency_method, model, base.x.unsqueeze(0).to(device), base.target)  # (H, W)
-        return render.to_png(render.heat_overlay(render.from_png(base.image_png), heat))
+        return render.to_png(heat_overlay(render.from_png(base.image_png), heat))
     return _visualisation_png(design, condition, base, model, device)
 
 

@@ -1,6 +1,6 @@
 """`spade explain` (spade_engine/report.py, spade_engine/cli/explain.py) on three shipped examples and a broken file: the
-report, CSVs and raw maps, maps equal to the Debugger's for the same settings, the broken file listed and skipped,
-the Debugger's command line, and the offline index.html sorted in a real browser."""
+report, CSVs and raw maps, the broken file listed and skipped, the Debugger's command line, and the offline
+index.html sorted in a real browser. (The maps are `explain.compare.compare_maps`', the Debugger's own.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from spade_engine import cli
 from spade_engine.cli import explain as explain_cli
 from spade_engine.models import spade_defaults
 from spade_engine.paths import ASSETS
-from spade_engine.report import ExplainSettings
+from spade_engine.settings import SpadeSettings
 
 EXAMPLES = ["testbed_c0_f0.png", "testbed_c1_f0_trojan.png", "testbed_c4_f1.png"]
 METHODS = ["Saliency", "LRP"]  # LRP's maps are signed: the diverging overlay path too
@@ -69,42 +69,16 @@ def test_a_bad_file_is_reported_with_its_reason_and_skipped(report):
     assert "broken.png" in index and "3 images explained, 1 skipped" in index
 
 
-def test_maps_equal_the_debugger_pages_for_the_same_settings(report, isolated_app):
-    """The page's own code path (pages/ui: make_sample, run_spade, cached saliency) gives the same maps."""
-    from pages.ui import cache, widgets
-
-    _, out = report
-    loaded = cache.load_model("testbed_resnet", "cpu")
-    card = spade_defaults("testbed_resnet")
-    settings = widgets.SpadeSettings(card["sparsity"], N_AUG, 0, crop_min=card["crop_min"])  # the page's defaults
-    results = pd.read_csv(out / "results.csv")
-    for name in EXAMPLES[:2]:
-        sample = widgets.make_sample(loaded, name, (ASSETS / "examples" / name).read_bytes(), {})
-        run = cache.run_spade("testbed_resnet", "cpu", loaded.model, sample.image, N_AUG, 0,
-                              settings.prune_config(), None, settings.augment_config())  # fmt: skip
-        target = run.result.dense_top5[0][0]
-        image_id = results.loc[results["file"].str.endswith(name), "id"].iloc[0]
-        maps = np.load(out / "maps" / f"{image_id}.npz")
-        for method in METHODS:
-            dense = cache.saliency("testbed_resnet", sample.sample_hash, "dense", method, target, loaded.model,
-                                   sample.batch, None)  # fmt: skip
-            spade = cache.saliency("testbed_resnet", sample.sample_hash, "spade", method, target, run.pruned,
-                                   sample.batch, None)  # fmt: skip
-            np.testing.assert_allclose(maps[f"{method}/dense"], dense, rtol=1e-5, atol=1e-7)
-            np.testing.assert_allclose(maps[f"{method}/spade"], spade, rtol=1e-5, atol=1e-7)
-            assert not np.allclose(dense, spade)  # the pruned network's map is its own
-
-
 def test_the_debuggers_command_line_parses_back_to_its_settings():
-    settings = ExplainSettings(0.75, 32, 7, 0.5, ("Saliency", "GradCAM"), "signed", False, True, 0.02, "obc")
+    settings = SpadeSettings(0.75, 32, 7, 0.5, ("Saliency", "GradCAM"), "signed", False, True, 0.02, "obc")
     line = explain_cli.explain_command("testbed_resnet", settings, folder="my images")
     assert line.startswith("spade explain 'my images' --model testbed_resnet")
     ap = explain_cli.argparse.ArgumentParser()
     explain_cli.explain_parser(ap.add_subparsers(dest="command"))
     args = ap.parse_args(explain_cli.shlex.split(line)[1:])
-    assert explain_cli.settings_from_args(args) == settings and args.paths == ["my images"]
+    assert SpadeSettings.from_args(args) == settings and args.paths == ["my images"]
     profile = explain_cli.explain_command(
-        None, ExplainSettings(0.9, 64, 0, 1.0, profile="p"), checkpoint="m.pt", arch="resnet18"
+        None, SpadeSettings(0.9, 64, 0, 1.0, profile="p"), checkpoint="m.pt", arch="resnet18"
     )
     assert "--checkpoint m.pt --arch resnet18 --profile p" in profile and "--sparsity" not in profile
 
@@ -147,17 +121,3 @@ def test_index_table_sorts_in_a_browser(report):
         page.locator("#results tbody a").first.click()
         assert "Per-layer sparsity" in page.content()
         browser.close()
-
-
-@pytest.mark.parametrize("signed", [False, True])
-def test_report_overlays_are_drawn_as_the_debuggers_png(signed):
-    from pages.ui import figures
-    from spade_engine import report
-
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    values = rng.normal(size=(32, 32)) if signed else rng.random((32, 32))
-    vmax = figures.shared_vmax(values, signed=signed)
-    ours = np.asarray(report.overlay(image, values, vmax, signed))
-    page = np.asarray(figures.overlay_image(image, values, vmax, None, 32, signed))
-    assert np.array_equal(ours, page)

@@ -58,7 +58,7 @@ def _offline(isolated_app):
 def tiny_assets(monkeypatch, tmp_path):
     """Point the model registry and the examples at the tiny model (only testbed model, so the default)."""
     from pages.ui import cache
-    from spade_engine import models
+    from spade_engine import models, paths
 
     models_dir, examples_dir = write_tiny_assets(tmp_path / "assets")
     archs = {"ui_tiny_arch": tiny_net}

@@ -1,4 +1,5 @@
-"""pages/ui/figures.py and the sample helpers of pages/ui/widgets.py: shared normalisation, PNG, exports, masks."""
+"""pages/ui/figures.py, the PNG panel (spade_engine/explain/panel.py), the export rows (explain/compare.py) and the
+sample helpers of pages/ui/widgets.py: shared normalisation, PNG, exports, masks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 from PIL import Image
 
 from pages.ui import figures, widgets
+from spade_engine.colours import colorize
+from spade_engine.explain import compare, panel
 
 
 def _pair(scale: float = 1.0) -> figures.MapPair:
@@ -32,7 +35,7 @@ def test_pair_shares_one_scale():
 
 
 def test_colorize_is_transparent_at_zero_and_opaque_at_max():
-    rgba = figures.colorize(np.array([[0.0, 2.0, 5.0]]), vmax=2.0)
+    rgba = colorize(np.array([[0.0, 2.0, 5.0]]), vmax=2.0)
     assert rgba.shape == (1, 3, 4)
     assert rgba[0, 0, 3] == 0.0 and rgba[0, 1, 3] > 0.9
     assert np.allclose(rgba[0, 1], rgba[0, 2])  # clipped above vmax
@@ -45,10 +48,10 @@ def test_signed_pair_gets_a_symmetric_diverging_scale():
     assert pair.vmax == figures.shared_vmax(np.abs(dense), 2 * np.abs(dense))
     fig = figures.saliency_figure(np.zeros((16, 16, 3), np.uint8), pair, "SPADE 80%")
     assert fig.layout.coloraxis.cmin == -pair.vmax and fig.layout.coloraxis.cmax == pair.vmax
-    rgba = figures.colorize(np.array([[-1.0, 0.0, 1.0]]), vmax=1.0, signed=True)
+    rgba = colorize(np.array([[-1.0, 0.0, 1.0]]), vmax=1.0, signed=True)
     assert rgba[0, 1, 3] == 0.0 and rgba[0, 0, 3] > 0.9 and rgba[0, 2, 3] > 0.9  # zero transparent, both ends opaque
     assert rgba[0, 0, 2] > rgba[0, 0, 0] and rgba[0, 2, 0] > rgba[0, 2, 2]  # negative blue, positive red
-    png = Image.open(io.BytesIO(figures.panel_png(np.zeros((16, 16, 3), np.uint8), [pair], "SPADE", "t")))
+    png = Image.open(io.BytesIO(panel.panel_png(np.zeros((16, 16, 3), np.uint8), [pair], "SPADE", "t")))
     assert png.size[0] > 0
 
 
@@ -58,17 +61,17 @@ def test_patch_outline_in_figure_and_png():
     assert figures.mask_box(mask) == (2, 10, 5, 13)
     fig = figures.saliency_figure(np.zeros((16, 16, 3), np.uint8), _pair(), "SPADE", mask)
     assert len(fig.layout.shapes) == 2  # one outline per panel
-    img = figures.overlay_image(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16)), 1.0, mask, cell=64)
+    img = panel.overlay_image(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16)), 1.0, mask, cell=64)
     px = np.asarray(img)
     assert tuple(px[40, 8]) == (0, 229, 255)  # left edge of the outline at x = 2 * 4 px, in the patch colour
 
 
 def test_panel_png_has_one_row_per_method():
     pairs = [_pair(), figures.MapPair("GradCAM", np.ones((16, 16)), np.zeros((16, 16)))]
-    png = figures.panel_png(np.full((16, 16, 3), 128, np.uint8), pairs, "SPADE 90%", "header", cell=64)
+    png = panel.panel_png(np.full((16, 16, 3), 128, np.uint8), pairs, "SPADE 90%", "header", cell=64)
     img = Image.open(io.BytesIO(png))
     assert img.format == "PNG" and img.mode == "RGB"
-    one = Image.open(io.BytesIO(figures.panel_png(np.zeros((16, 16, 3), np.uint8), pairs[:1], "S", "h", cell=64)))
+    one = Image.open(io.BytesIO(panel.panel_png(np.zeros((16, 16, 3), np.uint8), pairs[:1], "S", "h", cell=64)))
     assert img.width == one.width and img.height > one.height
 
 
@@ -77,7 +80,7 @@ def _result():
     pruned = torch.tensor([0.1, 2.5, 0.3])
     top5 = lambda z: [(int(i), float(p)) for p, i in zip(*z.softmax(-1).sort(descending=True), strict=False)]  # noqa: E731
     return SimpleNamespace(dense_logits=dense, pruned_logits=pruned, dense_top5=top5(dense), pruned_top5=top5(pruned),
-                           agrees=False, layer_target={"a": 0.9, "b": 0.9}, layer_sparsity={"a": 0.9, "b": 0.89},
+                           agrees=False, view_agreement=0.75, total_sparsity=0.895, layer_target={"a": 0.9, "b": 0.9}, layer_sparsity={"a": 0.9, "b": 0.89},
                            layer_error={"a": 0.01, "b": 0.2}, timings={"solve": 0.5})  # fmt: skip
 
 
@@ -88,11 +91,12 @@ def test_report_csv_and_json_carry_the_numbers():
     assert parsed["predictions"]["pruned_top5"][0]["class"] == "dog"
     assert parsed["trojan_auc"]["Saliency"] == {"dense": 0.61, "spade": 0.93}
     assert [layer["layer"] for layer in parsed["layers"]] == ["a", "b"]
-    rows = list(csv.DictReader(io.StringIO(figures.report_csv(rep))))
-    lookup = {(r["section"], r["item"], r["variant"]): r["value"] for r in rows}
-    assert float(lookup[("layer_error", "b", "spade")]) == 0.2
-    assert float(lookup[("trojan_auc", "Saliency", "spade")]) == 0.93
-    assert float(lookup[("top5_dense", "cat", "dense")]) > 0.5
+    assert parsed["layers"][1]["reconstruction_error"] == 0.2
+    comparison = compare.Comparison((_pair(),), ())
+    text = compare.export_csv(compare.export_rows("cat.png", "c0", ("cat", "dog", "eel"), _result(), 0, comparison))
+    (row,) = list(csv.DictReader(io.StringIO(text)))  # the one export schema: the page's CSV is `spade explain`'s
+    assert float(row["spade_trojan_auc"]) == 0.93
+    assert row["dense_class"] == "cat" and float(row["dense_prob"]) > 0.5
 
 
 def test_prediction_figure_covers_both_top_classes():

@@ -2,8 +2,8 @@
 
 `data/panel_before.png` and `data/stimulus_overlay_before.png` were rendered from these inputs by the code before
 the change (pages/ui/figures.py with its hand-written inferno and red–blue stops; study/render.py with matplotlib's
-inferno). The stimuli must be pixel-identical (same map, same blend); the panel may differ where the old stops only
-approximated inferno and RdBu, by at most a few levels.
+inferno); spade_engine/explain/panel.py draws both now. The stimuli must be pixel-identical (same map, same
+blend); the panel may differ where the old stops only approximated inferno and RdBu, by at most a few levels.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pages.ui import figures
 from spade_engine import colours
-from spade_engine.study import render
+from spade_engine.explain import panel
+from spade_engine.explain.compare import MapPair
 
 DATA = Path(__file__).parent / "data"
 
@@ -39,10 +39,10 @@ def _inputs():
 def _panel(palette: str = colours.DEFAULT_PALETTE) -> np.ndarray:
     image_u8, absolute, signed, mask = _inputs()
     pairs = [
-        figures.MapPair("Saliency", absolute, 1.3 * absolute, 0.6, 0.9, palette=palette),
-        figures.MapPair("LRP", signed, -0.5 * signed, reduction="signed", palette=palette),
+        MapPair("Saliency", absolute, 1.3 * absolute, 0.6, 0.9, palette=palette),
+        MapPair("LRP", signed, -0.5 * signed, reduction="signed", palette=palette),
     ]
-    png = figures.panel_png(image_u8, pairs, "SPADE 90%", "golden panel", mask, cell=128)
+    png = panel.panel_png(image_u8, pairs, "SPADE 90%", "golden panel", mask, cell=128)
     return np.asarray(Image.open(io.BytesIO(png))).astype(int)
 
 
@@ -69,6 +69,6 @@ def test_study_stimulus_overlay_is_pixel_identical():
     image_u8, absolute, _, _ = _inputs()
     img = Image.fromarray(image_u8).resize((256, 256), Image.NEAREST)
     before = np.asarray(Image.open(DATA / "stimulus_overlay_before.png"))
-    assert np.array_equal(np.asarray(render.heat_overlay(img, absolute)), before)
-    other = np.asarray(render.heat_overlay(img, absolute, cmap="viridis"))
+    assert np.array_equal(np.asarray(panel.heat_overlay(img, absolute)), before)
+    other = np.asarray(panel.heat_overlay(img, absolute, cmap="viridis"))
     assert np.abs(other.astype(int) - before).max() > 50  # the colour-map choice is used
