@@ -113,6 +113,7 @@ def load_checkpoint(
         num_classes = _probe_classes(net, input_size)
     else:
         net, num_classes = _build_from_weights(data, arch, num_classes)
+        check_input_size(net, input_size, arch)
     binary = num_classes == 1
     names = _class_names(tuple(class_names), 2 if binary else num_classes)
     info = ModelInfo(
@@ -165,6 +166,28 @@ def _head_classes(state: dict[str, torch.Tensor], probe: dict[str, torch.Tensor]
             f"The checkpoint holds no weight matrix from which to read the number of classes of '{arch}'."
         )
     return int(mats[-1].shape[0])
+
+
+def check_input_size(net: nn.Module, size: int, arch: str) -> None:
+    """Run `net` once on a blank `size` × `size` image, so that a model built for one input size (a ViT with
+    learned position embeddings for 224 px) is refused at load time in words, not at first use with a raw error.
+
+    Raises:
+        ModelLoadError: the forward pass fails; the message names the size to set (the timm model's own
+            `pretrained_cfg` input size when known).
+    """
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, 3, size, size))
+    except Exception as e:
+        cfg = getattr(net, "pretrained_cfg", None) or {}
+        native = cfg.get("input_size", (None,))[-1] if isinstance(cfg, dict) else None
+        hint = f" ({arch} is built for {native}×{native} px)" if native and native != size else ""
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200].rstrip(".")
+        raise ModelLoadError(
+            f"The model does not run on {size}×{size} px images{hint}: {reason}. Set the input size (the checkpoint "
+            "form's 'Input size', or --input-size) to the size the model was trained on."
+        ) from None
 
 
 def _probe_classes(net: nn.Module, size: int) -> int:
