@@ -108,6 +108,7 @@ def load_checkpoint(
         ModelLoadError: unreadable or unsafe file, unknown architecture, a TorchScript model that fails on an
             `input_size` image; every message is written for the user.
     """
+    check_normalisation(mean, std)
     if checkpoints.is_torchscript(data):
         net, arch = checkpoints.load_torchscript(data), "torchscript"
         num_classes = _probe_classes(net, input_size)
@@ -210,8 +211,41 @@ def _probe_classes(net: nn.Module, size: int) -> int:
 
 
 def _class_names(given: tuple[str, ...], k: int) -> tuple[str, ...]:
+    """`given` when it names every class, ("not n", "n") for one name of a two-class sigmoid head, "class i"
+    when none are given.
+
+    Raises:
+        ModelLoadError: a number of names that is not the number of classes.
+    """
     if len(given) == k:
         return given
     if k == 2 and len(given) == 1:  # a sigmoid head named by its positive class
         return (f"not {given[0]}", given[0])
+    if given:
+        raise ModelLoadError(
+            f"{len(given)} class names were given, but the model has {k} classes: give one name per class, in the "
+            "order of the model's outputs (one per line), or none."
+        )
     return tuple(f"class {i}" for i in range(k))
+
+
+def check_normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """Check a checkpoint's input normalisation `(x - mean) / std` for images `x` in [0, 1].
+
+    Args:
+        mean, std: one value per colour channel (R, G, B).
+
+    Raises:
+        ModelLoadError: not three values each, a std that is not positive, or values on a 0–255 scale (a mean
+            above 1, or a std above 10: the pixels here are in [0, 1]); the message gives the values to type.
+    """
+    if len(mean) != 3 or len(std) != 3:
+        raise ModelLoadError(f"Mean and std need three values each (R, G, B); got {len(mean)} and {len(std)}.")
+    if min(std) <= 0:
+        raise ModelLoadError(f"Std must be positive in every channel (inputs are divided by it); got {tuple(std)}.")
+    if max(mean) > 1 or max(std) > 10:
+        scaled = lambda v: ", ".join(f"{x / 255:.3f}" for x in v)  # noqa: E731
+        raise ModelLoadError(
+            f"The mean {tuple(mean)} and std {tuple(std)} look like values on a 0–255 scale, but images here are "
+            f"in [0, 1]: divide both by 255 (mean {scaled(mean)}, std {scaled(std)})."
+        )
