@@ -203,16 +203,24 @@ def cnn_feature_module(canonical: CanonicalCopy) -> str:
         convs = [n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
         if not convs:
             raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
-        return convs[-1]
+        if canonical.example is None:
+            return convs[-1]
+        on_grid = {layer.name for layer in feature_layers(canonical) if layer.layout == "nchw"}
+        mapped = [n for n in convs if n in on_grid]  # convs whose output is a map larger than 1×1
+        if not mapped:
+            raise ValueError(_no_map_message(tuple(canonical.example.shape[-2:])))
+        return mapped[-1]
     last = list(module.graph.nodes)[cnn_rule_index(module)]
     return last.target if last.op == "call_module" else _anchor_after(module, last)
 
 
 def cnn_rule_index(gm: fx.GraphModule) -> int:
-    """Index, in the graph's node order, of the node the CNN rule explains (see `cnn_feature_module`).
+    """Index, in the graph's node order, of the node the CNN rule explains (see `cnn_feature_module`): the last
+    node with the spatial size of the last Conv2d whose map is larger than 1×1 (at small inputs a network's
+    last convs can give 1×1 maps, whose GradCAM is one flat value).
 
     Raises:
-        ValueError: the graph has no Conv2d.
+        ValueError: the graph has no Conv2d, or every conv output is 1×1 at this input size.
     """
     nodes = list(gm.graph.nodes)
     convs = [
@@ -220,12 +228,29 @@ def cnn_rule_index(gm: fx.GraphModule) -> int:
     ]
     if not convs:
         raise ValueError("GradCAM needs a Conv2d layer; the model has none.")
+    mapped = [i for i in convs if (s := tensor_shape(nodes[i])) is not None and s[-2] * s[-1] > 1]
+    if not mapped:
+        raise ValueError(_no_map_message(_input_size(nodes)))
+    convs = mapped
     spatial = tensor_shape(nodes[convs[-1]])[-2:]
     return [
         i
         for i, n in enumerate(nodes)
         if i >= convs[-1] and (s := tensor_shape(n)) is not None and len(s) == 4 and s[-2:] == spatial
     ][-1]
+
+
+def _input_size(nodes: list[fx.Node]) -> tuple[int, int] | None:
+    shape = next((tensor_shape(n) for n in nodes if n.op == "placeholder"), None)
+    return None if shape is None else tuple(shape[-2:])
+
+
+def _no_map_message(size: tuple[int, int] | None) -> str:
+    at = f" at {size[0]}×{size[1]} px" if size else ""
+    return (
+        f"GradCAM has no layer to explain{at}: every conv layer's output is 1×1, so its map would be one flat "
+        "value. Use a larger input size or another method."
+    )
 
 
 def _may_have_tokens(canonical: CanonicalCopy) -> bool:
