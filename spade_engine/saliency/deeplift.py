@@ -20,7 +20,7 @@ from torch import nn
 from spade_engine.saliency._base import AttributionInput
 from spade_engine.saliency._canonical import attribution_copy
 from spade_engine.saliency.relu6 import ReLU6AsReLUs, replace_relu6
-from spade_engine.saliency.support import check_completeness, graph_support
+from spade_engine.saliency.support import check_completeness, check_untraced_activations, graph_support
 
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
 
@@ -35,6 +35,8 @@ def deeplift(inp: AttributionInput, target: int) -> torch.Tensor:
     canonical = attribution_copy(inp.net, inp.z)
     replace_relu6(canonical.module, ReLU6AsReLUs)
     graph_support("DeepLift", canonical.module, canonical.traced).require()
+    if not canonical.traced:
+        check_untraced_activations("DeepLift", canonical.module, inp.z)
     work = canonical.module
     baseline = torch.zeros_like(inp.z)
     attribution, delta = DeepLift(work).attribute(

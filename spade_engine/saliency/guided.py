@@ -17,13 +17,15 @@ from spade_engine.saliency._canonical import CanonicalCopy, attribution_copy
 from spade_engine.saliency.gradcam import layer_cam
 from spade_engine.saliency.layers import explained_layer
 from spade_engine.saliency.relu6 import ClampedReLU, replace_relu6
-from spade_engine.saliency.support import UnsupportedModelError, static_support
+from spade_engine.saliency.support import UnsupportedModelError, check_untraced_activations, static_support
 
 
 def _guided_copy(inp: AttributionInput, method: str) -> CanonicalCopy:
     static_support(method, inp.net).require()
     canonical = attribution_copy(inp.net, inp.z)
     replace_relu6(canonical.module, ClampedReLU)
+    if not canonical.traced:
+        check_untraced_activations(method, canonical.module, inp.z)
     if not any(isinstance(m, nn.ReLU) for m in canonical.module.modules()):
         raise UnsupportedModelError(
             f"{method} is not available for this model: it modifies ReLU gradients only, and this model has no "

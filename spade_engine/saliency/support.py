@@ -109,7 +109,8 @@ def static_support(method: str, model: nn.Module) -> Support:
             return Support(method, False, _deeplift_reason(_type_names(bad)))
     elif method in ("GuidedBackprop", "GuidedGradCam", "PathwayGradient"):
         if any(isinstance(m, (nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish)) for m in modules) and not any(
-            isinstance(m, (nn.ReLU, nn.ReLU6)) for m in modules  # ReLU6: rewritten as a ReLU and a clamp
+            isinstance(m, (nn.ReLU, nn.ReLU6))
+            for m in modules  # ReLU6: rewritten as a ReLU and a clamp
         ):
             return Support(method, False, _guided_reason(method))
     return Support(method)
@@ -138,6 +139,70 @@ def graph_support(method: str, module: nn.Module, traced: bool) -> Support:
         return support
     reason = _lrp_reason if method == "LRP" else _deeplift_reason
     return Support(method, False, reason(", ".join(ops)))
+
+
+RELU_CALLS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+
+
+class _CountReLUs(torch.overrides.TorchFunctionMode):
+    """Counts top-level ReLU calls (an `nn.ReLU` makes one through `F.relu`; nested calls are not seen)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += func in RELU_CALLS
+        return func(*args, **(kwargs or {}))
+
+
+def activation_calls(module: nn.Module, z: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """How an untraced network applies its activations, from one forward pass of `z` (no gradients).
+
+    Returns:
+        (ReLUs applied as functions, not through an `nn.ReLU` module; {activation module name: calls} for the
+        activation modules called more than once).
+    """
+    calls: dict[str, int] = {}
+    modules = {n: m for n, m in module.named_modules() if isinstance(m, Activation)}
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
+        for n, m in modules.items()
+    ]
+    counter = _CountReLUs()
+    try:
+        with torch.no_grad(), counter:
+            module(z)
+    finally:
+        for h in hooks:
+            h.remove()
+    relu_modules = sum(c for n, c in calls.items() if type(modules[n]) is nn.ReLU)
+    return max(counter.calls - relu_modules, 0), {n: c for n, c in calls.items() if c > 1}
+
+
+def check_untraced_activations(method: str, module: nn.Module, z: torch.Tensor) -> None:
+    """Refuse `method` ("GuidedBackprop", "GuidedGradCam", "DeepLift") on an untraced attribution copy whose rules
+    would miss activations: ReLUs applied as functions (`F.relu` in forward; a traced copy turns them into
+    modules), and for DeepLift activation modules used more than once (it needs one module per use).
+
+    Raises:
+        UnsupportedModelError: the message names what the model does and what to use instead.
+    """
+    functional, reused = activation_calls(module, z)
+    if functional:
+        raise UnsupportedModelError(
+            f"{method} is not available for this model: its forward applies ReLU {functional} time(s) as a function "
+            "(F.relu / torch.relu) rather than through an nn.ReLU module, and its code cannot be traced to change "
+            f"that, so {method}'s rule would miss those ReLUs and the map would silently differ. Use Saliency or "
+            "Integrated Gradients instead."
+        )
+    if reused and method == "DeepLift":
+        names = ", ".join(f"'{n}' ({c} times)" for n, c in reused.items())
+        raise UnsupportedModelError(
+            f"DeepLift is not available for this model: the activation module {names} is used more than once per "
+            "forward pass, and its code cannot be traced to give each use its own module, which DeepLift's rule "
+            "needs. Use Integrated Gradients instead."
+        )
 
 
 def _is_listed(node, functions: set, method: str) -> bool:
