@@ -4,15 +4,18 @@
 
 Every image goes through what the Debugger page does for one (arXiv 2310.04519, SPADE): the model's
 preprocessing, `SpadeEngine.prepare` on `n_aug` calibration views (the model card's crops), `prune` with the
-settings' `PruneConfig`, then each saliency method on the dense and on the pruned network for the dense
-prediction (`saliency.attribute`). Written to `out/`:
+settings' `PruneConfig` (`SpadeSettings.resolved`: the card's sparsity, crops and solver, as the Debugger's), then
+`explain.compare.compare_maps` (the Debugger's own computation, refusals included) for the dense prediction.
+Written to `out/`:
 
 - `index.html`: thumbnails, predictions and a sortable table of every image, links to each image's page, and
   the files that were skipped with the reason; plain HTML + inline script, opens offline.
 - `pages/<id>.html`: one image's predictions, overlays, per-layer sparsity and reconstruction error.
-- `images/<id>/<method>.png`: dense | SPADE overlay pair on one colour scale (+ `input.png`).
+- `images/<id>/<method>.png`: dense | SPADE overlay pair on one colour scale (+ `input.png`), drawn by
+  `explain.panel` as the Debugger's PNG.
 - `maps/<id>.npz`: the raw (H, W) float32 maps, keys `"<method>/dense"` and `"<method>/spade"`.
-- `results.csv` (one row per image x method), `layers.csv` (per image x layer), `skipped.csv`.
+- `results.csv` (one row per image x method, `explain.compare.EXPORT_FIELDS`: the Debugger's CSV download too),
+  `layers.csv` (per image x layer), `skipped.csv`.
 
 A file that cannot be read as an image is listed with its reason and skipped; the run goes on.
 """
