@@ -52,7 +52,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spade_engine import featvis, neurons, testbed  # noqa: E402
+from spade_engine import featvis, hooks, neurons, testbed  # noqa: E402
 from spade_engine.models import load_model  # noqa: E402
 from spade_engine.testbed import data as v1  # noqa: E402
 
@@ -83,17 +83,13 @@ def colour_judge(min_chroma: float = 0.4) -> Judge:
 
 def penultimate(model: nn.Module, images: torch.Tensor, head: str, batch: int = 256) -> torch.Tensor:
     """Inputs of the head layer (penultimate features), (N, D)."""
-    feats = []
     layer = featvis.resolve_layer(model, head)
     device = next(model.parameters()).device
-    handle = layer.register_forward_hook(lambda m, i, o: feats.append(i[0].detach().flatten(1).cpu()))
-    try:
-        with torch.no_grad():
-            for s in range(0, len(images), batch):
-                model(images[s : s + batch].to(device))
-    finally:
-        handle.remove()
-    return torch.cat(feats)
+    keep = lambda t: t.detach().flatten(1).cpu()  # noqa: E731
+    with hooks.capture({head: layer}, "input", keep) as feats, torch.no_grad():
+        for s in range(0, len(images), batch):
+            model(images[s : s + batch].to(device))
+    return torch.cat(feats[head])
 
 
 def feature_judge(model: nn.Module, head: str, size: int, data: ModuleType = v1, n: int = 1000, seed: int = 7) -> Judge:

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spade_engine.augment import augment  # noqa: E402
 from spade_engine.engine import SpadeEngine  # noqa: E402
+from spade_engine.hooks import forward_hooks  # noqa: E402
 from spade_engine.models import IMAGENET_MEAN, IMAGENET_STD, Classifier  # noqa: E402
 from spade_engine.pruning import HessianAccumulator, grouped_weight, reconstruction_error  # noqa: E402
 from spade_engine.pruning.hessian import PRUNABLE  # noqa: E402
@@ -75,12 +76,9 @@ def reference_prune(SparseGPT: type, model: nn.Module, views: torch.Tensor, spar
     pruned = copy.deepcopy(model)
     layers = [(n, m) for n, m in pruned.named_modules() if isinstance(m, PRUNABLE)][1:]  # all but the first conv
     gpts = {n: SparseGPT(m) for n, m in layers}
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: gpts[n].add_batch(i[0].data, o.data)) for n, m in layers]
-    with torch.no_grad():
+    with forward_hooks(dict(layers), lambda n, mod, i, o: gpts[n].add_batch(i[0].data, o.data)), torch.no_grad():
         for batch in views.split(256):
             pruned(batch)
-    for h in handles:
-        h.remove()
     with contextlib.redirect_stdout(io.StringIO()):
         for n, m in layers:
             block = m.kernel_size[0] * m.kernel_size[1] if isinstance(m, nn.Conv2d) else 1
@@ -93,12 +91,9 @@ def heldout_hessians(model: nn.Module, names: list[str], views: torch.Tensor) ->
     """Each layer's input Hessian on the held-out views, from the dense model (float64, all columns)."""
     modules = dict(model.named_modules())
     accs = {n: HessianAccumulator(modules[n], torch.float64, max_columns=65536) for n in names}
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: accs[n].add_batch(i[0])) for n in names]
-    with torch.no_grad():
+    with forward_hooks({n: modules[n] for n in names}, lambda n, m, i, o: accs[n].add_batch(i[0])), torch.no_grad():
         for batch in views.split(32):
             model(batch)
-    for h in handles:
-        h.remove()
     return {n: a.H for n, a in accs.items()}
 
 
