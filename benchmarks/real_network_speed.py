@@ -79,9 +79,10 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     add_batch, copy_fn = HessianAccumulator.add_batch, _canonical.attribution_copy
 
     def timed_add_batch(self, inp):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         add_batch(self, inp)
         seconds[f"  hessian: {layer_type(self.layer)}"] += time.perf_counter() - t0
+        seconds[f"cpu:  hessian: {layer_type(self.layer)}"] += time.process_time() - c0
 
     def timed_copy(*a, **k):
         t0 = time.perf_counter()
@@ -90,26 +91,29 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         return out
 
     HessianAccumulator.add_batch = timed_add_batch
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trace = engine.prepare(x, n_aug=args.views)
-    seconds["prepare"] = time.perf_counter() - t0
+    seconds["prepare"], seconds["cpu:prepare"] = time.perf_counter() - t0, time.process_time() - c0
     HessianAccumulator.add_batch = add_batch
     seconds["  augment"] = trace.timings["augment"]
     hooks = sum(seconds[f"  hessian: {t}"] for t in TYPES)
     seconds["  forward (dense pass without hooks' work)"] = trace.timings["hessians"] - hooks
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pruned, result = engine.prune(trace, PruneConfig(sparsity=args.sparsity))
-    seconds["prune"] = time.perf_counter() - t0
+    seconds["prune"], seconds["cpu:prune"] = time.perf_counter() - t0, time.process_time() - c0
     seconds["  inverse"], seconds["  solve"] = result.timings["inverse"], result.timings["solve"]
     seconds["first SPADE run (prepare + prune)"] = seconds["prepare"] + seconds["prune"]
+    seconds["cpu:first SPADE run (prepare + prune)"] = seconds["cpu:prepare"] + seconds["cpu:prune"]
     for module in [m for m in sys.modules.values() if getattr(m, "attribution_copy", None) is copy_fn]:
         module.attribution_copy = timed_copy
     target = int(result.dense_logits.argmax())
     for label, net in (("dense", model), ("pruned", pruned)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         registry.attribute("Saliency", net, x, target)
         seconds[f"saliency {label}"] = time.perf_counter() - t0
+        seconds[f"cpu:saliency {label}"] = time.process_time() - c0
     seconds["saliency pair (dense + pruned)"] = seconds["saliency dense"] + seconds["saliency pruned"]
+    seconds["cpu:saliency pair (dense + pruned)"] = seconds["cpu:saliency dense"] + seconds["cpu:saliency pruned"]
     return dict(seconds)
 
 
@@ -134,13 +138,16 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):7.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
-def table(runs: dict[str, list[dict[str, float]]]) -> None:
-    """Median [min-max] per row and version; ratio of medians (baseline / now) [per-repeat ratios' spread]."""
+def table(runs: dict[str, list[dict[str, float]]], prefix: str = "") -> None:
+    """Median [min-max] per row and version; ratio of medians (baseline / now) [per-repeat ratios' spread].
+    `prefix` "cpu:" gives the process's CPU seconds (all threads) instead of wall-clock seconds."""
     names = list(runs)
-    head = f"{'phase (s)':44}" + "".join(f"{n:>24}" for n in names)
+    head = f"{'phase (' + ('CPU-s' if prefix else 'wall s') + ')':44}" + "".join(f"{n:>24}" for n in names)
     print(head + ("  ratio base/now [spread]" if len(names) == 2 else ""))
     for row in ROWS:
-        cells = [[r.get(row, 0.0) for r in runs[n]] for n in names]
+        cells = [[r.get(prefix + row, 0.0) for r in runs[n]] for n in names]
+        if prefix and not any(any(c) for c in cells):
+            continue
         line = f"{row:44}" + "".join(f"{spread(c):>24}" for c in cells)
         if len(names) == 2 and statistics.median(cells[1]) > 0:
             ratios = [b / max(n, 1e-9) for b, n in zip(cells[0], cells[1], strict=True)]
@@ -176,6 +183,8 @@ def main() -> None:
         f"Lite0, 224 px, {args.views} views, {args.threads} threads, sparsity {args.sparsity}, {args.repeats} repeats"
     )
     table(runs)
+    print()
+    table(runs, "cpu:")
 
 
 def _head() -> str:

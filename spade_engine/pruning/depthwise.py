@@ -1,10 +1,11 @@
 """A depthwise conv's input Hessians as one batched product: each group sees one input channel, so its Hessian
 is only kh*kw wide, `H_c = X_c X_c^T` with X_c the channel's (kh*kw, N) unfolded columns.
 
-The unfold of a chunk of images is (b, C*K, L) = (b*C, K, L) without a copy, so one `bmm` gives every
-(image, channel) block's (K, K) product, summed over the images afterwards: C*K^2 multiply-adds per output
-position, no permutation of the columns, and every column counted (exact: no `max_columns` subsample needed at
-this width). The padding is the one the forward applies (`padding.input_padding`: zeros, TF "same",
+The columns of a chunk of images, (b*C, K, L), come from one strided copy of the padded input
+(`strided_columns`, about twice as fast as `F.unfold`), so one `bmm` gives every (image, channel) block's
+(K, K) product, summed over the images afterwards: C*K^2 multiply-adds per output position, no permutation of
+the columns, every column counted (the accumulator subsamples early, large maps instead, see
+`HessianAccumulator.path`). The padding is the one the forward applies (`padding.input_padding`: zeros, TF "same",
 reflect, replicate, circular), any stride and dilation.
 """
 
@@ -46,14 +47,26 @@ def depthwise_hessian_sum(
         raise ValueError("depthwise_hessian_sum needs a Conv2d with one input channel per group.")
     b, c, h, w = inp.shape
     pads, mode = input_padding(layer, h, w)
-    dtype = dtype or inp.dtype
-    padded = F.pad(inp.to(dtype), pads, mode=mode)  # (B, C, Hp, Wp)
     k = layer.kernel_size[0] * layer.kernel_size[1]
-    out = torch.zeros(c, k, k, dtype=out_dtype or dtype, device=inp.device)  # (G, K, K) with G = C
-    per_image = c * k * padded.shape[2] * padded.shape[3] * padded.element_size()  # bound on one image's columns
-    step = max(1, CHUNK_BYTES // max(per_image, 1))
-    for chunk in padded.split(step):
-        cols = F.unfold(chunk, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)  # (b, C*K, L)
-        cols = cols.view(-1, k, cols.shape[-1])  # (b*C, K, L)
+    out = torch.zeros(c, k, k, dtype=out_dtype or dtype or inp.dtype, device=inp.device)  # (G, K, K), G = C
+    per_image = c * k * (h + pads[2] + pads[3]) * (w + pads[0] + pads[1]) * inp.element_size()  # columns' bound
+    for chunk in inp.split(max(1, CHUNK_BYTES // max(per_image, 1))):
+        padded = F.pad(chunk.to(dtype or inp.dtype), pads, mode=mode).contiguous()  # (b, C, Hp, Wp)
+        cols = strided_columns(layer, padded)  # (b*C, K, L)
         out += torch.bmm(cols, cols.transpose(1, 2)).view(-1, c, k, k).sum(0).to(out.dtype)
     return (out + out.mT) / 2  # symmetric up to rounding; made exactly so
+
+
+def strided_columns(layer: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
+    """The unfolded columns of an already padded input as (B*C, kh*kw, L), by one strided copy (about twice as
+    fast as `F.unfold` on a CPU; the same values, the same order).
+
+    Args:
+        layer: the conv (kernel, stride, dilation); padded: (B, C, Hp, Wp) its input, padded.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    b, c, hp, wp = padded.shape
+    h_out, w_out = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    s_b, s_c, s_h, s_w = padded.stride()
+    taps = padded.as_strided((b, c, kh, kw, h_out, w_out), (s_b, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
+    return taps.reshape(b * c, kh * kw, h_out * w_out)  # (B*C, K, L)

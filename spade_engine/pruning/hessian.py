@@ -79,6 +79,9 @@ SYMMETRIC_BLOCK = 768  # Hessians wider than this are accumulated by blocks of a
 # brackets): layer1 0.75 s vs 1.2 s (1.06), layer2 0.66 vs 2.7 (0.38), layer3 0.62 vs 2.2 (0.24), layer4 1.1
 # vs 1.85 (0.15).
 SHIFT_ADVANTAGE = 2.0
+# A depthwise conv's batch uses all its columns while they are at most this many times `max_columns`: gathering
+# the sampled columns costs about twice the strided copy of all of them per column (`depthwise.strided_columns`).
+DEPTHWISE_ALL_COLUMNS = 2
 EXACT_SUMS = {"shift": shifted_hessian_sum, "depthwise": depthwise_hessian_sum}  # path -> exact `X @ X.T` sum
 
 
@@ -202,10 +205,14 @@ class HessianAccumulator:
         self.nsamples = total
 
     def path(self, shape: torch.Size) -> str:
-        """How `add_batch` folds an input of `shape`: "depthwise" (`depthwise_hessian_sum`, every depthwise
-        conv), "shift" (`shifted`) or "unfold" (the columns, subsampled to `max_columns`)."""
+        """How `add_batch` folds an input of `shape`: "depthwise" (`depthwise_hessian_sum`, a depthwise conv
+        with at most `DEPTHWISE_ALL_COLUMNS` times `max_columns` columns), "shift" (`shifted`) or "unfold" (the
+        columns, subsampled to `max_columns`)."""
         if depthwise_eligible(self.layer) and len(shape) == 4:
-            return "depthwise"
+            n = self._n_columns(shape)
+            if self.max_columns is None or n <= DEPTHWISE_ALL_COLUMNS * self.max_columns:
+                return "depthwise"
+            return "unfold"  # an early, large map: `max_columns` gathered columns cost less than all of them
         return "shift" if self.shifted(shape) else "unfold"
 
     def shifted(self, shape: torch.Size) -> bool:

@@ -98,7 +98,9 @@ def test_depthwise_path_is_taken_and_exact_in_float32(name):
     conv, shape = LAYERS[name]
     conv = _seeded(conv)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    acc = HessianAccumulator(conv.float(), max_columns=16)  # the cap does not apply: every column counts
+    n = HessianAccumulator(conv, max_columns=None)._n_columns(x.shape)
+    assert HessianAccumulator(conv, max_columns=n // 3).path(x.shape) == "unfold"  # large maps: subsampled
+    acc = HessianAccumulator(conv.float(), max_columns=(n + 1) // 2)  # within 2x the cap: all columns
     assert acc.path(x.shape) == "depthwise"
     acc.add_batch(x.float().contiguous(memory_format=torch.channels_last))
     with torch.no_grad():
