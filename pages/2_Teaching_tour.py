@@ -91,6 +91,9 @@ st.plotly_chart(figures.prediction_figure(result.dense_logits, result.pruned_log
 st.header("5 · Saliency: dense vs SPADE")
 st.markdown("A saliency map asks which pixels drive the class score; on the dense network it also picks up paths other samples "
             "use. On the SPADE network only this sample's paths are left, so the map should sit on the trojan patch (higher AUC).")  # fmt: skip
+st.caption("Trojan AUC is scored against the trojan's exact pixels, the same mask the Debugger and the protocol use; "
+           "on the Debugger the same sample can still differ a little: its sparsity, views and seed are its own, and it "
+           "reads the example's 8-bit PNG.")  # fmt: skip
 methods = cache.saliency_methods()
 method = st.selectbox("Method", methods, index=methods.index("Saliency"), key=ui.TOUR_METHOD)
 h, variant = sample_hash(x), f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"

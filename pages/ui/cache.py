@@ -205,6 +205,14 @@ def example_by_digest() -> dict[str, dict]:
     return {hashlib.sha256(example_bytes(f)).hexdigest(): {**m, "file": f} for f, m in all_examples().items()}
 
 
+def patch_mask_bytes(meta: dict) -> bytes | None:
+    """The exact trojan mask PNG of a shipped example (`masks/<stem>.png`, 255 on the trojan's pixels: the mask the
+    protocol and the Teaching tour score trojan AUC against), or None when it has none."""
+    name = meta.get("patch_mask") if meta.get("trojan") else None
+    path = EXAMPLES_DIR / name if name else None
+    return path.read_bytes() if path is not None and path.exists() else None
+
+
 def patch_box(meta: dict) -> tuple[int, int, int, int] | None:
     """The trojan patch of an example as (left, top, right, bottom) pixels, or None when it has none."""
     if not meta.get("trojan"):

@@ -9,6 +9,7 @@ is mapped through the same preprocessing into a pixel mask.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,15 +172,27 @@ def make_sample(loaded: LoadedModel, name: str, data: bytes, meta: dict) -> Samp
     img = load_image(data)
     x = loaded.preprocess(img)  # (3, S, S)
     digest = hashlib.sha256(x.numpy().tobytes()).hexdigest()[:20]
-    mask = None
-    box = cache.patch_box(meta)
-    if box is not None:
-        from PIL import Image
-
-        mask_img = Image.new("L", img.size, 0)
-        mask_img.paste(255, tuple(int(v) for v in box))
-        mask = loaded.preprocess(mask_img)[0].numpy() > 0.5  # (S, S)
+    mask_img = _patch_mask_image(meta, img.size)
+    mask = None if mask_img is None else loaded.preprocess(mask_img)[0].numpy() > 0.5  # (S, S)
     return Sample(x, digest, name, dict(meta), mask)
+
+
+def _patch_mask_image(meta: dict, size: tuple[int, int]):  # noqa: ANN202 (PIL image or None)
+    """The trojan's pixels at the image's size: the exact shipped mask (the protocol's and the tour's), else the
+    patch box filled."""
+    from PIL import Image
+
+    exact = cache.patch_mask_bytes(meta)
+    if exact is not None:
+        mask_img = Image.open(io.BytesIO(exact)).convert("L")
+        if mask_img.size == size:
+            return mask_img
+    box = cache.patch_box(meta)
+    if box is None:
+        return None
+    mask_img = Image.new("L", size, 0)
+    mask_img.paste(255, tuple(int(v) for v in box))
+    return mask_img
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

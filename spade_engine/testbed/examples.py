@@ -213,6 +213,35 @@ def demo_sample(generator: ModuleType, batch_size: int, seed: int, index: int, i
     return _one(generator.generate(batch_size, seed, trojan_fraction=1.0, image_size=size), index)
 
 
+def example_patch_mask(entry: dict) -> np.ndarray | None:
+    """The exact trojan patch pixels of a shipped testbed example, (H, W) bool at the generator's size,
+    regenerated from its index entry (seed, class, facet, trojan; the demo from its protocol batch). This is
+    the mask the protocol and the Teaching tour score trojan AUC against, so the Debugger uses it too (its
+    `patch_box` is only the bounding box). None for clean samples, photos and entries without a seed.
+    """
+    if not entry.get("trojan") or entry.get("source") != "testbed" or "seed" not in entry:
+        return None
+    generator = testbed.generator(entry.get("testbed", "v1"))
+    if "demo" in entry:
+        sample = demo_sample(generator, entry["demo"]["batch_size"], entry["seed"], entry["demo"]["sample"])
+    else:
+        trojan = entry.get("trojan_index", True) if entry.get("testbed") == "v2" else True
+        sample = generator.make_sample(entry["class"], entry["facet"], entry["seed"], trojan=trojan)
+    return sample.trojan_mask[0].numpy().astype(bool)
+
+
+def write_patch_masks(out: Path, entries: list[dict]) -> list[dict]:
+    """Save each trojaned testbed example's exact patch mask (`example_patch_mask`) as `masks/<file>` (8-bit PNG,
+    255 on the patch) and name it in its entry (`"patch_mask"`, relative to `out`). Returns the entries."""
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    for entry in entries:
+        mask = example_patch_mask(entry)
+        if mask is not None:
+            entry["patch_mask"] = f"masks/{Path(entry['file']).stem}.png"
+            Image.fromarray(mask.astype(np.uint8) * 255).save(out / entry["patch_mask"])
+    return entries
+
+
 def _one(batch, i: int):  # noqa: ANN001, ANN202 (a TestbedBatch of either generator)
     """Image `i` of a batch as a one-image batch of the same type."""
     from dataclasses import fields, replace
@@ -255,6 +284,7 @@ def write_examples(out: Path = ASSETS_EXAMPLES) -> dict:
         "image_size": data.IMAGE_SIZE,
         "trojan_target": data.TROJAN_TARGET,
         "patch_box_format": "x0, y0, x1, y1 in pixels; x1 and y1 exclusive",
+        "patch_mask_format": "masks/<stem>.png: 8-bit, 255 exactly on the trojan's pixels (the mask trojan AUC uses)",
         "testbeds": {
             version: {
                 "generator": testbed.GENERATORS[version],
@@ -272,6 +302,7 @@ def write_examples(out: Path = ASSETS_EXAMPLES) -> dict:
             *write_photos(out),
         ],
     }
+    write_patch_masks(out, index["examples"])
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return index
 
