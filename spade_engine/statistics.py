@@ -47,21 +47,28 @@ class ChannelStats:
 
 
 class StatsAccumulator:
-    """Running per-channel sums of a BatchNorm's inputs (N, C, ...) over batches; `stats()` gives mean/var."""
+    """Per-channel mean and variance of a BatchNorm's inputs (N, C, ...) over batches and positions: each batch's
+    moments in the input's dtype (`torch.var_mean`), merged in float64 by Chan et al.'s pairwise rule."""
 
     def __init__(self) -> None:
-        self.n, self.s, self.ss = 0, None, None
+        self.n, self.mean, self.m2 = 0, None, None
 
     def add(self, x: torch.Tensor) -> None:
-        x = x.detach().double().transpose(0, 1).flatten(1)  # (C, N * positions)
-        s, ss = x.sum(1), (x * x).sum(1)
-        self.s = s if self.s is None else self.s + s
-        self.ss = ss if self.ss is None else self.ss + ss
-        self.n += x.shape[1]
+        dims = [0, *range(2, x.dim())]
+        var, mean = torch.var_mean(x.detach(), dim=dims, correction=0)  # (C,), (C,)
+        n_b = x.numel() // x.shape[1]
+        mean, m2 = mean.double(), var.double() * n_b
+        if self.mean is None:
+            self.n, self.mean, self.m2 = n_b, mean, m2
+            return
+        n = self.n + n_b
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2 + delta * delta * (self.n * n_b / n)
+        self.n = n
 
     def stats(self) -> ChannelStats:
-        mean = self.s / self.n
-        return ChannelStats(mean.cpu(), (self.ss / self.n - mean * mean).clamp_min(0).cpu())
+        return ChannelStats(self.mean.cpu(), (self.m2 / self.n).clamp_min(0).cpu())
 
 
 def batchnorms(model: nn.Module) -> dict[str, nn.Module]:

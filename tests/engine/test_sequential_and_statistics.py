@@ -98,3 +98,13 @@ def test_unknown_correction_is_refused():
     engine = SpadeEngine(NETS["resnet"]())
     with pytest.raises(ValueError, match="bn_correction"):
         engine.prune(engine.prepare(sample(), n_aug=8), PruneConfig(0.5, bn_correction="magic"))
+
+
+def test_stats_accumulator_merges_batches_exactly():
+    x = torch.randn(10, 4, 5, 5, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5, 3.0]).view(1, 4, 1, 1) + 7
+    acc = StatsAccumulator()
+    for part in x.split([3, 1, 6]):
+        acc.add(part)
+    stats = acc.stats()
+    torch.testing.assert_close(stats.mean, x.mean((0, 2, 3)))
+    torch.testing.assert_close(stats.var, x.var((0, 2, 3), unbiased=False))

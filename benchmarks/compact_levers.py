@@ -1,0 +1,191 @@
+"""Does SPADE keep the decision, and the reasons, on a real compact network? Each lever alone and combined.
+
+For every offline photo sample (`spade_engine.photos`: whole photos and square crops), every lever and every
+sparsity: is the dense top-1 kept on the sample, how many *held-out* views (another augmentation seed, same
+crop range) the pruned network classifies like the dense one, the mean cosine of their logits, and optionally
+the insertion / deletion AUC of saliency maps of the pruned network, scored on the dense model as the paper's
+protocol does (paired with the dense maps of the same sample).
+
+Levers (`LEVERS`): "sweep" (the engine's one-pass Hessians and SparseGPT sweep), "sequential" (SparseGPT's
+sequential mode, one pass), "match" / "reestimate" (BatchNorm statistics correction, `spade_engine.statistics`),
+"dw-half" (depthwise convs at half the sparsity), and "+"-combinations ("sequential+match").
+
+Rows are appended to a CSV as they come (`--resume` skips what is there); the summary prints medians, shares
+with Wilson intervals, paired differences with 95% t intervals, and intervals that resample photos rather
+than samples (crops of one photo are not independent).
+
+    python benchmarks/compact_levers.py --out assets/benchmarks/lite0_levers.csv --resume
+    python benchmarks/compact_levers.py --out assets/benchmarks/lite0_levers.csv --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spade_engine import metrics
+from spade_engine.augment import augment
+from spade_engine.engine import PruneConfig, SpadeEngine
+from spade_engine.models import load_model, spade_augment
+from spade_engine.photos import offline_photos, photo_crops
+from spade_engine.saliency import UnsupportedModelError, attribute
+
+LEVERS = {
+    "sweep": {},
+    "sequential": {"sequential": True},
+    "match": {"bn_correction": "match"},
+    "reestimate": {"bn_correction": "reestimate"},
+    "dw-half": {"dw_half": True},
+}
+FIELDS = ["sample", "photo", "lever", "sparsity", "kept", "p_dense", "p_pruned", "held_agree", "logit_cos",
+          "seconds", "method", "insertion", "deletion", "note"]  # fmt: skip
+
+
+def lever_config(lever: str, sparsity: float) -> PruneConfig:
+    """The `PruneConfig` of a lever name ("sweep", "sequential+match", …) at a sparsity."""
+    kw: dict = {}
+    for part in lever.split("+"):
+        kw.update(LEVERS[part])
+    cfg = PruneConfig(sparsity, sequential=kw.get("sequential", False), bn_correction=kw.get("bn_correction", "none"))
+    if kw.get("dw_half"):
+        cfg = replace(cfg, layer_sparsity=(("*conv_dw", sparsity / 2),))
+    return cfg
+
+
+def map_scores(model, dense_model, x, target, methods) -> dict[str, tuple[float, float, str]]:
+    """method -> (insertion, deletion, note) of `model`'s map, scored on `dense_model`."""
+    out = {}
+    for method in methods:
+        try:
+            sal = attribute(method, model, x, target)
+        except UnsupportedModelError as e:
+            out[method] = (float("nan"), float("nan"), str(e)[:80])
+            continue
+        out[method] = (metrics.insertion_auc(dense_model, x, sal, target), metrics.deletion_auc(dense_model, x, sal, target), "")
+    return out
+
+
+def run(args) -> None:
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model)
+    model, aug = loaded.model, spade_augment(args.model)
+    engine = SpadeEngine(model, max_pruned=1)
+    out = Path(args.out)
+    done = set()
+    if out.exists() and args.resume:
+        with out.open() as f:
+            done = {(r["sample"], r["lever"], r["sparsity"], r["method"]) for r in csv.DictReader(f)}
+    elif out.exists():
+        raise SystemExit(f"{out} exists: pass --resume to continue it, or another --out.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = not out.exists()
+    with out.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new:
+            writer.writeheader()
+        samples = photo_crops(offline_photos(), args.per_photo)
+        for i, (name, img) in enumerate(samples):
+            x = loaded.preprocess(img)  # (3, S, S)
+            held = augment(x, args.views, 1000 + i, aug)  # held-out views: another seed
+            with torch.no_grad():
+                dense_logits, dense_held = model(x[None])[0], model(held)  # (K,), (B, K)
+            target = int(dense_logits.argmax())
+
+            def emit(**row):
+                writer.writerow({"sample": name, "photo": name.split("@")[0], **row})
+                f.flush()
+
+            for method, (ins, dele, note) in (
+                map_scores(model, model, x[None], target, [m for m in args.maps if (name, "dense", "0", m) not in done])
+            ).items():
+                emit(lever="dense", sparsity=0, method=method, insertion=ins, deletion=dele, note=note)
+            trace = None
+            for lever in args.levers:
+                for s in args.sparsities:
+                    todo = [m for m in ["", *args.maps] if (name, lever, str(s), m) not in done]
+                    if not todo:
+                        continue
+                    trace = trace or engine.prepare(x, args.views, 0, aug)
+                    t0 = time.perf_counter()
+                    pruned, result = engine.prune(trace, lever_config(lever, s))
+                    seconds = time.perf_counter() - t0
+                    with torch.no_grad():
+                        held_logits = pruned(held)  # (B, K)
+                    if "" in todo:
+                        emit(lever=lever, sparsity=s, kept=int(result.agrees),
+                             p_dense=float(dense_logits.softmax(-1)[target]),
+                             p_pruned=float(result.pruned_logits.softmax(-1)[target]),
+                             held_agree=float((held_logits.argmax(-1) == dense_held.argmax(-1)).float().mean()),
+                             logit_cos=float(F.cosine_similarity(held_logits, dense_held, dim=-1).mean()),
+                             seconds=round(seconds, 2), method="")  # fmt: skip
+                    for method, (ins, dele, note) in map_scores(pruned, model, x[None], target, [m for m in todo if m]).items():
+                        emit(lever=lever, sparsity=s, method=method, insertion=ins, deletion=dele, note=note)
+            print(f"{i + 1}/{len(samples)} {name}", flush=True)
+
+
+def _photo_ci(values: np.ndarray, photos: np.ndarray, reps: int = 2000) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean that resamples photos (all crops of a drawn photo)."""
+    rng = np.random.default_rng(0)
+    groups = [values[photos == p] for p in np.unique(photos)]
+    means = [np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))]).mean() for _ in range(reps)]
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summary(path: str) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    dec = df[df["method"].isna()]
+    print(f"{dec['sample'].nunique()} samples of {dec['photo'].nunique()} distinct photos ({path})\n")
+    print(f"{'lever':>18} {'sparsity':>8} {'n':>4} {'kept':>18} {'held-out agree':>15} {'logit cos':>10} {'s/prune':>8}")
+    for (lever, s), g in dec.groupby(["lever", "sparsity"]):
+        k, n = int(g["kept"].sum()), len(g)
+        lo, hi = metrics.wilson_interval(k, n)
+        print(f"{lever:>18} {s:>8.2f} {n:>4} {k / n:>7.0%} [{lo:.0%}, {hi:.0%}] {g['held_agree'].median():>15.2f}"
+              f" {g['logit_cos'].median():>10.2f} {g['seconds'].median():>8.1f}")  # fmt: skip
+    maps = df[df["method"].notna()]
+    if maps.empty:
+        return
+    dense = maps[maps["lever"] == "dense"].set_index(["sample", "method"])
+    print("\npaired difference to dense, points of AUC x100 (mean [95% t interval] [95% photo-bootstrap interval])")
+    for (lever, s, method), g in maps[maps["lever"] != "dense"].groupby(["lever", "sparsity", "method"]):
+        g = g.set_index(["sample", "method"]).join(dense[["insertion", "deletion"]], rsuffix="_dense").dropna()
+        if g.empty:
+            continue
+        photos = np.array([i[0].split("@")[0] for i in g.index])
+        for metric in ("insertion", "deletion"):
+            d = 100 * (g[metric] - g[f"{metric}_dense"]).to_numpy()
+            m, lo, hi = metrics.mean_ci(d)
+            plo, phi = _photo_ci(d, photos)
+            base = 100 * g[f"{metric}_dense"].mean()
+            print(f"{lever:>18} {s:.2f} {method:>20} {metric:>9}: dense {base:5.1f}  {m:+5.1f} [{lo:+.1f}, {hi:+.1f}]"
+                  f" [{plo:+.1f}, {phi:+.1f}]  n={len(d)}")  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="assets/benchmarks/lite0_levers.csv")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--levers", nargs="+", default=["sweep", "sequential", "match", "sequential+match"])
+    p.add_argument("--sparsities", nargs="+", type=float, default=[0.5, 0.7, 0.8, 0.9])
+    p.add_argument("--maps", nargs="*", default=["Saliency", "IntegratedGradients", "GradCAM"])
+    p.add_argument("--per-photo", type=int, default=2, help="samples per photo: the photo, then square crops")
+    p.add_argument("--views", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--summary", action="store_true", help="only print the summary of --out")
+    args = p.parse_args()
+    if not args.summary:
+        run(args)
+    summary(args.out)
+
+
+if __name__ == "__main__":
+    main()
