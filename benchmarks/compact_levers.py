@@ -98,7 +98,7 @@ def run(args) -> None:
                 dense_logits, dense_held = model(x[None])[0], model(held)  # (K,), (B, K)
             target = int(dense_logits.argmax())
 
-            def emit(**row):
+            def emit(name=name, **row):
                 writer.writerow({"sample": name, "photo": name.split("@")[0], **row})
                 f.flush()
 
