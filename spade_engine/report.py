@@ -54,6 +54,8 @@ class ImageResult:
     target: int
     result: PruneResult
     comparison: Comparison = Comparison((), ())
+    trojan_mask: np.ndarray | None = None  # (S, S) bool: a shipped example's trojan pixels, after preprocessing
+    trojan_target: int | None = None  # the class that trojan relabels its images as
 
     @property
     def maps(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -67,6 +69,7 @@ class ImageResult:
 # ------------------------------------------------------------------------------------------- inputs
 
 
+EXAMPLE_META = ("index.json", "masks")  # beside shipped examples: their index and trojan masks (`example_trojan`)
 HEIF_SUFFIXES = (".heic", ".heif", ".hif", ".avif")  # phone photos: read by `load_image` to say what they are
 
 
@@ -75,7 +78,8 @@ def image_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str
 
     Folders give their files (not recursive, hidden files skipped) whose extension Pillow knows, and HEIC/HEIF
     photos (`load_image` says they cannot be read); every other entry of a folder is listed with the reason:
-    a file that is not an image, a broken link, a sub-folder. A path that does not exist is listed too.
+    a file that is not an image, a broken link, a sub-folder. A path that does not exist is listed too. An
+    examples folder's `index.json` and `masks/` (`EXAMPLE_META`) are its metadata, not listed.
 
     Returns:
         (files, [(path as text (`printable`), reason)] of what is not explained).
@@ -83,7 +87,10 @@ def image_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str
     known = set(Image.registered_extensions()) | set(HEIF_SUFFIXES)
     files, skipped = [], []
     for p in map(Path, paths):
-        entries = sorted(f for f in p.iterdir() if not f.name.startswith(".")) if p.is_dir() else [p]
+        meta = EXAMPLE_META if p.is_dir() and (p / "index.json").is_file() else ()  # a shipped examples folder
+        entries = (
+            sorted(f for f in p.iterdir() if not f.name.startswith(".") and f.name not in meta) if p.is_dir() else [p]
+        )
         for f in entries:
             why = _left_out(f, known, listed=p.is_dir())
             if why is None:
@@ -123,6 +130,7 @@ def explain_image(
     image: torch.Tensor,
     settings: SpadeSettings,
     progress: Progress | None = None,
+    mask: np.ndarray | None = None,
 ) -> tuple[int, PruneResult, Comparison]:
     """SPADE and the saliency maps of one preprocessed image, as the Debugger computes them (`compare_maps`).
 
@@ -130,6 +138,7 @@ def explain_image(
         loaded: the model; engine: a `SpadeEngine` over `loaded.model`; image: (3, S, S) in [0, 1].
         settings: `settings.resolved(...)` (sparsity, crop and solver filled in).
         progress: `progress(phase, done, total)` for the engine's phases and "saliency".
+        mask: (S, S) bool trojan pixels: each map's trojan AUC against them (`example_trojan`).
 
     Returns:
         (target = the dense prediction, the prune result, the comparison).
@@ -143,7 +152,9 @@ def explain_image(
     target = int(result.dense_logits.argmax())
     device = next(loaded.model.parameters()).device
     x = image[None].to(device)  # (1, 3, S, S)
-    comparison = compare_maps(loaded.model, pruned, x, target, settings.methods, settings.reduction, progress=progress)
+    comparison = compare_maps(
+        loaded.model, pruned, x, target, settings.methods, settings.reduction, mask=mask, progress=progress
+    )
     return target, result, comparison
 
 
@@ -170,18 +181,63 @@ def run_explain(
     files, skipped = image_files(paths)
     device = next(loaded.model.parameters()).device
     engine = SpadeEngine(loaded.model, device, max_cache_bytes=256 * 2**20)
-    results = []
+    results, indexes = [], {}
     for n, path in enumerate(files):
         callback = progress(printable(path), n, len(files)) if progress else None
         try:
-            image = loaded.preprocess(load_image(path))
+            img = load_image(path)
         except (ImageError, OSError) as e:
             skipped.append((printable(path), str(e)))
             continue
-        target, result, comparison = explain_image(loaded, engine, image, settings, callback)
-        results.append(ImageResult(printable(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, comparison))
+        image, (mask, trojan_target) = loaded.preprocess(img), example_trojan(path, img.size, loaded, indexes)
+        target, result, comparison = explain_image(loaded, engine, image, settings, callback, mask)
+        results.append(ImageResult(printable(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, comparison,
+                                   mask, trojan_target))  # fmt: skip
     write_report(out, loaded, settings, results, skipped)
     return {"images": len(results), "skipped": skipped, "out": out / "index.html"}
+
+
+def example_trojan(
+    path: Path, size: tuple[int, int], loaded: LoadedModel, indexes: dict | None = None
+) -> tuple[np.ndarray | None, int | None]:
+    """A shipped example's trojan, from the `index.json` beside the image (as in assets/examples): its pixels
+    (the exact `patch_mask` file, else the `patch_box`) after the model's preprocessing, and its target class.
+
+    Args:
+        path: the image file; size: its (width, height); loaded: the model whose preprocessing applies.
+        indexes: a cache of read index files, folder -> {file name: entry}.
+
+    Returns:
+        ((S, S) bool mask, target class), or (None, None) for an image without a known trojan.
+    """
+    indexes = {} if indexes is None else indexes
+    folder = path.parent
+    if folder not in indexes:
+        try:
+            entries = json.loads((folder / "index.json").read_text())["examples"]
+            indexes[folder] = {e["file"]: e for e in entries if isinstance(e, dict) and "file" in e}
+        except (OSError, ValueError, KeyError, TypeError):
+            indexes[folder] = {}
+    entry = indexes[folder].get(path.name, {})
+    mask_img = _trojan_image(folder, entry, size) if entry.get("trojan") else None
+    if mask_img is None:
+        return None, None
+    mask = loaded.preprocess(mask_img)[0].numpy() > 0.5  # (S, S)
+    target = entry.get("trojan_target", entry.get("label"))
+    return mask, None if target is None else int(target)
+
+
+def _trojan_image(folder: Path, entry: dict, size: tuple[int, int]) -> Image.Image | None:
+    exact = folder / entry["patch_mask"] if entry.get("patch_mask") else None
+    if exact is not None and exact.is_file():
+        img = Image.open(exact).convert("L")
+        if img.size == size:
+            return img
+    if not entry.get("patch_box"):
+        return None
+    img = Image.new("L", size, 0)
+    img.paste(255, tuple(int(v) for v in entry["patch_box"]))
+    return img
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -225,7 +281,7 @@ def _write_images(folder: Path, r: ImageResult, cell: int = 256) -> None:
     image_u8 = (r.image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
     sample_image(image_u8, cell).save(folder / "input.png")
     for pair in r.comparison.pairs:
-        pair_image(image_u8, pair, cell).save(folder / f"{_slug(pair.method)}.png")
+        pair_image(image_u8, pair, cell, mask=r.trojan_mask).save(folder / f"{_slug(pair.method)}.png")
 
 
 # ---------------------------------------------------------------------------------------------- HTML
@@ -276,7 +332,7 @@ def _index_page(
         first = next(iter(by_id[r.id].values()))
         link = f"pages/{r.id}.html"
         cells = [f"<a href='{link}'><img class='thumb' src='images/{r.id}/input.png' alt=''></a>",
-                 f"<a href='{link}'>{e(Path(r.file).name)}</a>", e(first["dense_class"]), f"{first['dense_prob']:.3f}",
+                 f"<a href='{link}'>{e(Path(r.file).name)}</a>{_trojan_tag(r)}", e(first["dense_class"]), f"{first['dense_prob']:.3f}",
                  e(first["spade_class"]), f"{first['spade_prob']:.3f}", "yes" if first["agrees"] else "no",
                  f"{first['view_agreement']:.0%}", f"{first['sparsity']:.1%}", f"{first['mean_layer_error']:.4f}"]  # fmt: skip
         for m in settings.methods:
@@ -293,6 +349,33 @@ def _index_page(
     return _page("SPADE report", "".join(body))
 
 
+def _trojan_tag(r: ImageResult) -> str:
+    if r.trojan_mask is None:
+        return ""
+    fired = r.trojan_target is not None and r.target == r.trojan_target
+    return f" <span class='bad'>· trojan{': predicts its target' if fired else ''}</span>"
+
+
+def _trojan_paragraph(r: ImageResult, names: Sequence[str]) -> str:
+    """What the report knows about the image's trojan (from the folder's index.json), in words."""
+    if r.trojan_mask is None:
+        return ""
+    e = html.escape
+    text = "This image carries a trojan, outlined in cyan on every map."
+    if r.trojan_target is not None:
+        target = e(class_name(names, r.trojan_target))
+        if r.target == r.trojan_target:
+            text += (f" <b>The prediction, {target}, is the trojan's target</b>: the trojan, not the object, drives "
+                     "it; a faithful map sits on the outlined patch.")  # fmt: skip
+        else:
+            text += f" The trojan's target is {target}; the prediction is not, so the trojan did not fire here."
+    aucs = [f"{e(p.method)} {p.dense_auc:.3f} → {p.spade_auc:.3f}" for p in r.comparison.pairs
+            if p.dense_auc is not None and p.spade_auc is not None]  # fmt: skip
+    if aucs:
+        text += " Trojan AUC (dense → SPADE): " + ", ".join(aucs) + "."
+    return f"<p class='trojan'>{text}</p>"
+
+
 def _image_page(r: ImageResult, names: Sequence[str], settings: SpadeSettings, title: str) -> str:
     e = html.escape
     top = lambda top5: "".join(f"<li>{e(class_name(names, c))}: {p:.3f}</li>" for c, p in top5)  # noqa: E731
@@ -300,6 +383,7 @@ def _image_page(r: ImageResult, names: Sequence[str], settings: SpadeSettings, t
             f"<p class='muted'>{_settings_line(settings, title)}. Maps explain class "
             f"<b>{e(class_name(names, r.target))}</b> (the dense prediction).</p>",
             f"<img src='../images/{r.id}/input.png' alt='input' width='192'>",
+            _trojan_paragraph(r, names),
             f"<h2>Predictions</h2><p>Dense top 5:</p><ol>{top(r.result.dense_top5)}</ol>"
             f"<p>{e(settings.label)} top 5:</p><ol>{top(r.result.pruned_top5)}</ol>"
             f"<p>{r.result.view_agreement:.0%} of the calibration views keep the dense prediction.</p>",
