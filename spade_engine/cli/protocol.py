@@ -136,7 +136,9 @@ def runner_from_args(args: argparse.Namespace):
         return run_protocol
     from spade_engine.protocol import ray as on_ray
 
-    return partial(on_ray.run_protocol_ray, workers=args.workers, address=args.address, gpus_per_task=args.gpus_per_task)
+    return partial(
+        on_ray.run_protocol_ray, workers=args.workers, address=args.address, gpus_per_task=args.gpus_per_task
+    )
 
 
 class ProgressLine:
@@ -229,7 +231,11 @@ def stopped_line(signame: str, out: Path | None) -> str:
     if out is None:
         return f"{PROG}: stopped ({signame}); nothing was saved: give --out to keep finished samples for --resume."
     partial = partial_path(out)
-    n = len(pd.read_csv(partial)[["kind", "sample"]].drop_duplicates()) if partial.exists() and partial.stat().st_size else 0
+    n = (
+        len(pd.read_csv(partial)[["kind", "sample"]].drop_duplicates())
+        if partial.exists() and partial.stat().st_size
+        else 0
+    )
     return (f"{PROG}: stopped ({signame}) with {n} finished samples in {partial}; "
             "run the same command with --resume to continue.")  # fmt: skip
 

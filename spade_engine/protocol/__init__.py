@@ -29,8 +29,8 @@ from spade_engine.protocol.columns import (
     exact_coverage,
     exact_note,
     networks,
-    sparse_fc_model,
     spade_columns,
+    sparse_fc_model,
     tuned_config,
     tuned_profile_path,
 )

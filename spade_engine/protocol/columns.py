@@ -66,8 +66,9 @@ def sparse_fc_model(model: nn.Module, cfg: ProtocolConfig, n_train: int = 4000) 
             model, n_train, seed=7, trojan_fraction=0.1, device=cfg.device, data=testbed_data_for(cfg.model)
         )
         tr, va = sl.split_train_val(len(feats), 0.2, seed=0)
-        layer, glm_path = sl.fit_sparse_layer(feats.subset(tr), feats.subset(va),
-                                              max_features_per_class=cfg.sparse_fc_features)
+        layer, glm_path = sl.fit_sparse_layer(
+            feats.subset(tr), feats.subset(va), max_features_per_class=cfg.sparse_fc_features
+        )
         sl.save_layer(layer, path, glm_path)
     return sl.sparse_head_model(model, layer)
 
@@ -129,7 +130,9 @@ def networks(cfg: ProtocolConfig, model: nn.Module) -> Networks:
     return Networks(model, fixed, spade_columns(cfg))
 
 
-def exact_coverage(model: nn.Module, config: PruneConfig | None = None, input_size: int | None = None) -> dict[str, list[str]]:
+def exact_coverage(
+    model: nn.Module, config: PruneConfig | None = None, input_size: int | None = None
+) -> dict[str, list[str]]:
     """Which of the model's pruned layers the SPADE-exact column solves exactly (greedy OBC) and which fall back
     to the column sweep because they have more than `obc.exact_columns_limit()` columns.
 

@@ -80,9 +80,7 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
     return True
 
 
-def _sample_task(
-    nets: Networks, cfg: ProtocolConfig, kind: str, position: int, sample, on_gpu: bool
-) -> list[dict]:
+def _sample_task(nets: Networks, cfg: ProtocolConfig, kind: str, position: int, sample, on_gpu: bool) -> list[dict]:
     """One Ray task: a sample's rows (`sample_rows`), on the task's GPU when it was given one (Ray sets
     `CUDA_VISIBLE_DEVICES` to it, so it is "cuda")."""
     if on_gpu:

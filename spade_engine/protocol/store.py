@@ -120,8 +120,11 @@ def save_settings(
         "threads": torch.get_num_threads(),
         "attribution": ATTRIBUTION,
         "sweep_granularity": _granularity(PruneConfig()),
-        **({"exact": exact_note(model if model is not None else _dense(cfg), _input_size(cfg))}
-           if "SPADE-exact" in cfg.columns else {}),  # fmt: skip
+        **(
+            {"exact": exact_note(model if model is not None else _dense(cfg), _input_size(cfg))}
+            if "SPADE-exact" in cfg.columns
+            else {}
+        ),  # fmt: skip
         **(extra or {}),
     }
     path = Path(csv_path).with_suffix(".json")

@@ -9,7 +9,6 @@ import pandas as pd
 from spade_engine import metrics
 from spade_engine.protocol.config import COLUMNS
 
-
 LABELS = {
     "auc": "Trojan ROC AUC (%) ↑",
     "insertion": "Insertion AUC (%) ↑",
@@ -99,7 +98,7 @@ def _scored_on_every_column(sub: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _cell(values: np.ndarray, scale: float) -> str:
-    """"mean [lo, hi] (n=N)" over the scored values; "— (n=0)" when none was scored (every map refused)."""
+    """ "mean [lo, hi] (n=N)" over the scored values; "— (n=0)" when none was scored (every map refused)."""
     n = int(np.sum(~np.isnan(values)))
     if n == 0:
         return "— (n=0)"

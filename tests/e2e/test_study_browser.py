@@ -11,6 +11,8 @@ from spade_engine.study import StudyStore
 from tests.e2e.server import browser_page, require_browser, streamlit_app
 from tests.study.factory import open_study
 
+pytestmark = pytest.mark.slow  # a Streamlit server and a browser
+
 
 @pytest.fixture
 def server(tmp_path):

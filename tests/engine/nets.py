@@ -5,13 +5,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from spade_engine.models import Classifier
-
-
-def _wrap(net: nn.Module) -> Classifier:
-    model = Classifier(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+from tests.conftest import frozen
 
 
 def tiny_resnet(num_classes: int = 5, seed: int = 0) -> Classifier:
@@ -28,7 +22,7 @@ def tiny_resnet(num_classes: int = 5, seed: int = 0) -> Classifier:
         nn.Linear(16, num_classes),
     )
     _randomise_bn(net)
-    return _wrap(net)
+    return frozen(net)
 
 
 def tiny_mobilenet(num_classes: int = 5, seed: int = 0) -> Classifier:
@@ -55,7 +49,7 @@ def tiny_mobilenet(num_classes: int = 5, seed: int = 0) -> Classifier:
         nn.Linear(24, num_classes),
     )
     _randomise_bn(net)
-    return _wrap(net)
+    return frozen(net)
 
 
 def tiny_vgg(num_classes: int = 5, seed: int = 0) -> Classifier:
@@ -72,7 +66,7 @@ def tiny_vgg(num_classes: int = 5, seed: int = 0) -> Classifier:
         nn.ReLU(),
         nn.Linear(32, num_classes),
     )
-    return _wrap(net)
+    return frozen(net)
 
 
 def _randomise_bn(net: nn.Module) -> None:

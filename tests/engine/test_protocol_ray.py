@@ -9,8 +9,8 @@ import pytest
 
 from spade_engine import protocol
 from spade_engine.cli import protocol as cli_protocol
-from spade_engine.protocol import ray as on_ray
 from spade_engine.models import load_model
+from spade_engine.protocol import ray as on_ray
 
 ray = pytest.importorskip("ray")
 

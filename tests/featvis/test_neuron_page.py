@@ -12,8 +12,8 @@ from PIL import Image
 
 from pages.ui import keys
 from pages.ui import neurons as ui
-from spade_engine import models, paths
-from tests.tiny_models import seeded_tiny_net
+from spade_engine import paths
+from tests.conftest import seeded_tiny_net
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "pages" / "3_Neuron_explorer.py"
@@ -44,22 +44,15 @@ def testbed_example(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def tiny_testbed(monkeypatch, tmp_path, testbed_example):
+def tiny_testbed(fake_assets, testbed_example):
     """A random tiny 'testbed' model at 32 px as the only registered model."""
     from spade_engine.testbed import data
 
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    torch.save(seeded_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny.pt")
-    card = dict(name="fv_tiny", title="Tiny", arch="fv_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
-                weights="fv_tiny.pt")  # fmt: skip
-    (models_dir / "fv_tiny.json").write_text(json.dumps(card))
-    monkeypatch.setattr(paths, "MODELS", models_dir)
-    monkeypatch.setattr(models.build, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
+    fake_assets.add("fv_tiny", "fv_tiny", seeded_tiny_net, data.CLASS_NAMES, title="Tiny")
 
 
 @pytest.fixture
-def tiny_v2(monkeypatch, tmp_path, testbed_example):
+def tiny_v2(fake_assets, testbed_example):
     """The tiny model as a testbed v2 model (its card says `"testbed": "v2"`), with a v2 example added."""
     from pages.ui import cache
     from spade_engine.testbed.v2 import data as v2
@@ -70,14 +63,7 @@ def tiny_v2(monkeypatch, tmp_path, testbed_example):
     index["examples"].append({"file": "v2.png", "class": 3, "class_name": v2.CLASS_NAMES[3], "facet": 1, "trojan": False,
                               "testbed": "v2"})  # fmt: skip
     (testbed_example / "index.json").write_text(json.dumps(index))
-    models_dir = tmp_path / "models_v2"
-    models_dir.mkdir()
-    torch.save(seeded_tiny_net(len(v2.CLASS_NAMES)).state_dict(), models_dir / "fv_tiny_v2.pt")
-    card = dict(name="fv_tiny_v2", title="Tiny v2", arch="fv_tiny", image_size=32, class_names=list(v2.CLASS_NAMES),
-                weights="fv_tiny_v2.pt", testbed="v2")  # fmt: skip
-    (models_dir / "fv_tiny_v2.json").write_text(json.dumps(card))
-    monkeypatch.setattr(paths, "MODELS", models_dir)
-    monkeypatch.setattr(models.build, "architectures", lambda: {"fv_tiny": seeded_tiny_net})
+    fake_assets.add("fv_tiny_v2", "fv_tiny", seeded_tiny_net, v2.CLASS_NAMES, title="Tiny v2", testbed="v2")
     assert cache.testbed_version("fv_tiny_v2") == "v2"
 
 

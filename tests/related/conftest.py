@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.conftest import frozen  # noqa: E402
+
 
 class TinyBlock(nn.Module):
     """A residual block that calls one inplace ReLU module twice, like torchvision's BasicBlock."""
@@ -30,8 +32,6 @@ class TinyBlock(nn.Module):
 
 def tiny_classifier(num_classes: int = 4, seed: int = 0) -> nn.Module:
     """A small seeded CNN with the `Classifier` wrapper, eval mode, frozen parameters."""
-    from spade_engine.models import Classifier
-
     torch.manual_seed(seed)
     net = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
@@ -43,10 +43,7 @@ def tiny_classifier(num_classes: int = 4, seed: int = 0) -> nn.Module:
         nn.ReLU(),
         nn.Linear(16, num_classes),
     )
-    model = Classifier(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return frozen(net)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ and the shipped testbed model (once it is trained)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from torch import nn
 
 from pages.ui import keys
 from pages.ui import related as ui
-from spade_engine import models
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = {
@@ -46,33 +44,20 @@ def _isolated(isolated_app):
 
 
 @pytest.fixture
-def tiny_testbed(monkeypatch, tmp_path):
+def tiny_testbed(fake_assets):
     """A random tiny 'testbed' model at 32 px as the only registered model (shipped examples as samples)."""
     from spade_engine.testbed import data
 
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    torch.save(_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "rel_tiny.pt")
-    card = dict(name="rel_tiny", title="Tiny", arch="rel_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
-                weights="rel_tiny.pt", trojan={"fraction": 0.2})  # fmt: skip
-    (models_dir / "rel_tiny.json").write_text(json.dumps(card))
-    monkeypatch.setattr(paths, "MODELS", models_dir)
-    monkeypatch.setattr(models.build, "architectures", lambda: {"rel_tiny": _tiny_net})
+    fake_assets.add("rel_tiny", "rel_tiny", _tiny_net, data.CLASS_NAMES, title="Tiny", trojan={"fraction": 0.2})
 
 
 @pytest.fixture
-def tiny_testbed_v2(monkeypatch, tmp_path):
+def tiny_testbed_v2(fake_assets):
     """The tiny model as a testbed v2 model (card `"testbed": "v2"`, v2's class names), the only one registered."""
     from spade_engine.testbed.v2 import data as v2
 
-    models_dir = tmp_path / "models_v2"
-    models_dir.mkdir()
-    torch.save(_tiny_net(len(v2.CLASS_NAMES)).state_dict(), models_dir / "rel_tiny_v2.pt")
-    card = dict(name="rel_tiny_v2", title="Tiny v2", arch="rel_tiny", image_size=32, class_names=list(v2.CLASS_NAMES),
-                weights="rel_tiny_v2.pt", trojan={"fraction": 0.2}, testbed="v2")  # fmt: skip
-    (models_dir / "rel_tiny_v2.json").write_text(json.dumps(card))
-    monkeypatch.setattr(paths, "MODELS", models_dir)
-    monkeypatch.setattr(models.build, "architectures", lambda: {"rel_tiny": _tiny_net})
+    fake_assets.add("rel_tiny_v2", "rel_tiny", _tiny_net, v2.CLASS_NAMES, title="Tiny v2", trojan={"fraction": 0.2},
+                    testbed="v2")  # fmt: skip
 
 
 def _app(page: str, **state):
@@ -157,9 +142,9 @@ def test_sobol_page(tiny_testbed):
     assert len(at.get("plotly_chart")) == 3
 
 
-def test_pages_without_a_usable_model_do_not_crash(monkeypatch, tmp_path):
+def test_pages_without_a_usable_model_do_not_crash(fake_assets):
     """A torchvision model without cached weights stops with a message, not a traceback."""
-    monkeypatch.setattr(paths, "MODELS", tmp_path)  # no testbed models: torchvision first
+    # no testbed models (an empty assets root): torchvision first
     for page in PAGES:
         at = _app(page).run()
         assert not at.exception, (page, at.exception)

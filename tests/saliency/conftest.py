@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from spade_engine.models import Classifier
+from tests.conftest import frozen
 
 SIZE = 24
 PATCH = (slice(2, 8), slice(14, 20))  # rows, cols of the "trojan" patch
@@ -71,19 +72,12 @@ def randomise_batchnorm(model: nn.Module) -> None:
             m.bias.data.uniform_(-0.1, 0.1)
 
 
-def frozen_classifier(net: nn.Module) -> Classifier:
-    model = Classifier(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 @pytest.fixture(scope="session")
 def tiny_resnet() -> Classifier:
     torch.manual_seed(0)
     net = TinyResNet()
     randomise_batchnorm(net)
-    return frozen_classifier(net)
+    return frozen(net)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +87,7 @@ def patch_net() -> Classifier:
     with torch.no_grad():  # monotone in every pixel: removing any part of the patch lowers every logit
         for layer in (net.conv1, net.conv2, net.fc):
             layer.weight.abs_()
-    return frozen_classifier(net)
+    return frozen(net)
 
 
 @pytest.fixture(scope="session")

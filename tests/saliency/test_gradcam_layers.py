@@ -12,8 +12,8 @@ from spade_engine.saliency import attribute, gradcam_layers, with_layer
 from spade_engine.saliency._base import attribution_input
 from spade_engine.saliency._canonical import attribution_copy
 from spade_engine.saliency.layers import FeatureLayer, classify, cnn_feature_module, last_feature_module
+from tests.conftest import frozen
 
-from .conftest import frozen_classifier
 from .test_support import SIZE, tiny_convnext, tiny_vit
 
 
@@ -24,7 +24,7 @@ def x():
 
 @pytest.fixture(scope="module")
 def vit():
-    return frozen_classifier(tiny_vit())
+    return frozen(tiny_vit())
 
 
 def test_vit_gradcam_explains_the_last_blocks_tokens_not_the_patch_embedding(vit, x):
@@ -61,7 +61,7 @@ def test_cnn_default_is_todays_rule_and_map(tiny_resnet, image):
 
 
 def test_convnext_keeps_the_cnn_rule_despite_channels_last_blocks(x):
-    model = frozen_classifier(tiny_convnext())
+    model = frozen(tiny_convnext())
     default, layers = gradcam_layers(model, x)
     assert "block" not in default  # the residual sum after the block, not the channels-last Linear inside it
     assert any(".block." in name for name in layers)  # those stay choosable

@@ -10,15 +10,16 @@ from torch import nn
 
 from spade_engine.saliency._canonical import attribution_copy
 from spade_engine.saliency.layers import last_feature_module
+from tests.conftest import frozen
 
-from .conftest import frozen_classifier, randomise_batchnorm
+from .conftest import randomise_batchnorm
 
 
 def _resnet18() -> nn.Module:
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=5).eval()
     randomise_batchnorm(net)
-    return frozen_classifier(net)
+    return frozen(net)
 
 
 def test_copy_computes_the_same_function_with_unique_noninplace_relus():
@@ -93,7 +94,7 @@ class EndsInResidualAdd(nn.Module):
 
 def test_gradcam_layer_anchors_a_functional_last_feature_map():
     torch.manual_seed(0)
-    model = frozen_classifier(EndsInResidualAdd())
+    model = frozen(EndsInResidualAdd())
     x = torch.rand(1, 3, 8, 8)
     canonical = attribution_copy(model, x)
     name = last_feature_module(canonical)

@@ -12,8 +12,9 @@ from zennit.composites import EpsilonPlusFlat
 
 from spade_engine.saliency._canonical import attribution_copy
 from spade_engine.saliency.lrp import batchnorm_pairs, lrp_model, lrp_relevance
+from tests.conftest import frozen
 
-from .conftest import frozen_classifier, randomise_batchnorm
+from .conftest import randomise_batchnorm
 
 CONSERVATION_RTOL = 1e-3  # the only leak is the 1e-6 stabilisers
 
@@ -43,7 +44,7 @@ def _reference_relevance(net: nn.Module, z: torch.Tensor, target: int, canonizer
 
 def test_relevance_is_conserved_on_a_bias_free_residual_net():
     torch.manual_seed(0)
-    model = frozen_classifier(BiasFreeResNet())
+    model = frozen(BiasFreeResNet())
     x = torch.rand(1, 3, 16, 16)
     for target in range(3):
         relevance, logit = lrp_relevance(model, x, target)
@@ -79,7 +80,7 @@ def test_lrp_leaves_batchnorm_of_the_caller_alone():
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=5).eval()
     randomise_batchnorm(net)
-    model = frozen_classifier(net)
+    model = frozen(net)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     lrp_relevance(model, torch.rand(1, 3, 32, 32), 1)
     after = model.state_dict()
@@ -89,6 +90,6 @@ def test_lrp_leaves_batchnorm_of_the_caller_alone():
 @pytest.mark.parametrize("builder", [torchvision.models.resnet18, torchvision.models.vgg11_bn])
 def test_lrp_runs_on_torchvision_architectures(builder):
     torch.manual_seed(0)
-    model = frozen_classifier(builder(num_classes=4))
+    model = frozen(builder(num_classes=4))
     relevance, _ = lrp_relevance(model, torch.rand(1, 3, 32, 32), 0)
     assert torch.isfinite(relevance).all() and relevance.abs().sum() > 0

@@ -15,8 +15,7 @@ from spade_engine.saliency import UnsupportedModelError, attribute, static_suppo
 from spade_engine.saliency._base import attribution_input
 from spade_engine.saliency.deeplift import deeplift
 from spade_engine.saliency.lrp import lrp_relevance
-
-from .conftest import frozen_classifier
+from tests.conftest import frozen
 
 SIZE = 32
 
@@ -83,7 +82,7 @@ def x():
 @pytest.mark.parametrize("build", [tiny_convnext, tiny_vit])
 @pytest.mark.parametrize("method", ["LRP", "DeepLift"])
 def test_layernorm_gelu_and_attention_models_refuse_lrp_and_deeplift(build, method, x):
-    model = frozen_classifier(build())
+    model = frozen(build())
     support = static_support(method, model)
     assert not support.supported and "LayerNorm" in support.reason
     with pytest.raises(UnsupportedModelError, match=f"{method} is not available for this model"):
@@ -93,7 +92,7 @@ def test_layernorm_gelu_and_attention_models_refuse_lrp_and_deeplift(build, meth
 
 def test_the_refused_maps_would_have_been_wrong(x):
     """What the refusal prevents: on LayerNorm nets LRP's relevance vanishes and DeepLift is InputXGradient."""
-    model = frozen_classifier(tiny_convnext())
+    model = frozen(tiny_convnext())
     relevance, logit = lrp_relevance(model, x, 1)
     assert abs(float(relevance.sum())) < 1e-3 * abs(float(logit))
 
@@ -101,23 +100,23 @@ def test_the_refused_maps_would_have_been_wrong(x):
 @pytest.mark.parametrize("method", ["GuidedBackprop", "GuidedGradCam"])
 def test_guided_methods_refuse_nets_without_relu(method, x):
     with pytest.raises(UnsupportedModelError, match="no ReLU"):
-        attribute(method, frozen_classifier(tiny_vit()), x, 1)
+        attribute(method, frozen(tiny_vit()), x, 1)
 
 
 @pytest.mark.parametrize("method", ["Saliency", "IntegratedGradients", "Occlusion", "GradCAM"])
 def test_model_agnostic_methods_still_explain_transformers(method, x):
-    sal = attribute(method, frozen_classifier(tiny_vit()), x, 1)
+    sal = attribute(method, frozen(tiny_vit()), x, 1)
     assert sal.shape == (SIZE, SIZE) and np.isfinite(sal).all() and sal.max() > 0
 
 
 def test_deeplift_refuses_a_functional_gate(x):
     with pytest.raises(UnsupportedModelError, match="sigmoid"):
-        attribute("DeepLift", frozen_classifier(Gated().eval()), x, 0)
+        attribute("DeepLift", frozen(Gated().eval()), x, 0)
 
 
 def test_lrp_conservation_check_refuses_vanishing_relevance(x):
     torch.manual_seed(0)
-    model = frozen_classifier(Centred().eval())
+    model = frozen(Centred().eval())
     with pytest.raises(UnsupportedModelError, match="not conservative"):
         attribute("LRP", model, x, 0)
 
@@ -129,7 +128,7 @@ def test_lrp_conservation_check_passes_relu_resnets_for_every_class(tiny_resnet,
 
 def test_deeplift_rewrites_relu6_and_keeps_completeness(x):
     torch.manual_seed(0)
-    model = frozen_classifier(ReLU6Net().eval())
+    model = frozen(ReLU6Net().eval())
     inp = attribution_input(model, x)
     total = float(deeplift(inp, 2).detach().sum())
     with torch.no_grad():

@@ -1,14 +1,12 @@
 """The teaching tour runs in AppTest on the shipped trojaned testbed model, every step with a live result."""
 
-import json
 from pathlib import Path
 
 import pytest
 import streamlit as st
-import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.tiny_models import seeded_tiny_net
+from tests.conftest import seeded_tiny_net
 
 TOUR = Path(__file__).resolve().parents[2] / "pages" / "2_Teaching_tour.py"
 SHIPPED = "testbed_v2_resnet"  # pages/ui/tour.TOUR_MODEL
@@ -65,31 +63,20 @@ def test_tour_opens_on_the_demo_sample_and_says_how_it_was_chosen(fast):
     assert demo["class_name"] in sample_text
 
 
-def test_tour_without_the_shipped_model_says_so(fast, monkeypatch, tmp_path):
-    from spade_engine import models
-
-    monkeypatch.setattr(paths, "MODELS", tmp_path / "no_models")
+def test_tour_without_the_shipped_model_says_so(fast, fake_assets):
     at = tour()
     assert not at.exception
     assert "testbed model" in at.info[0].value and not at.header
 
 
 @pytest.fixture(params=["v1", "v2"])
-def tiny_tour_model(request, fast, monkeypatch, tmp_path):
+def tiny_tour_model(request, fast, fake_assets):
     """A random tiny 32 px net registered as the tour's model, its card naming testbed v1 or v2; returns the
     generator module."""
-    from spade_engine import models
     from spade_engine.testbed import generator
 
     data = generator(request.param)
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    torch.save(seeded_tiny_net(len(data.CLASS_NAMES)).state_dict(), models_dir / "tiny.pt")
-    card = dict(name=SHIPPED, title="Tiny tour", arch="tour_tiny", image_size=32, class_names=list(data.CLASS_NAMES),
-                weights="tiny.pt", testbed=request.param)  # fmt: skip
-    (models_dir / f"{SHIPPED}.json").write_text(json.dumps(card))
-    monkeypatch.setattr(paths, "MODELS", models_dir)
-    monkeypatch.setattr(models.build, "architectures", lambda: {"tour_tiny": seeded_tiny_net})
+    fake_assets.add(SHIPPED, "tour_tiny", seeded_tiny_net, data.CLASS_NAMES, title="Tiny tour", testbed=request.param)
     return data
 
 

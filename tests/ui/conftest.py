@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from torch import nn
+
+from tests.conftest import tiny_cnn
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
@@ -19,23 +20,13 @@ PATCH = [20, 20, 28, 28]  # (left, top, right, bottom) of the trojan patch in ex
 
 
 def tiny_net(num_classes: int) -> nn.Module:
-    """Three 3x3 convs and a linear head: prunable, fast on 32 px images."""
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
-    )  # fmt: skip
+    """Three 3x3 convs (8, 16, 16 channels) and a linear head (`tests/conftest.tiny_cnn`): prunable, fast on 32 px."""
+    return tiny_cnn(num_classes, widths=(8, 16, 16), strides=(1, 1, 1))
 
 
-def write_tiny_assets(root: Path) -> tuple[Path, Path]:
-    """A testbed card + weights and three example PNGs (one with a trojan patch) under `root`."""
-    models_dir, examples_dir = root / "models", root / "examples"
-    models_dir.mkdir(parents=True)
+def write_tiny_examples(examples_dir: Path) -> Path:
+    """Three example PNGs (one with a trojan patch) and their index.json in `examples_dir`."""
     examples_dir.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(tiny_net(len(TINY_CLASSES)).state_dict(), models_dir / f"{TINY}.pt")
-    card = dict(name=TINY, title="UI tiny (testbed)", arch="ui_tiny_arch", image_size=32, class_names=TINY_CLASSES,
-                weights=f"{TINY}.pt")  # fmt: skip
-    (models_dir / f"{TINY}.json").write_text(json.dumps(card))
     rng = np.random.default_rng(0)
     index = []
     for i, name in enumerate(["ex_clean.png", "ex_trojan.png", "ex_other.png"]):
@@ -46,7 +37,7 @@ def write_tiny_assets(root: Path) -> tuple[Path, Path]:
         index.append({"file": name, "class": TINY_CLASSES[i], "facet": i % 2, "trojan": name == "ex_trojan.png",
                       "patch_box": PATCH if name == "ex_trojan.png" else None})  # fmt: skip
     (examples_dir / "index.json").write_text(json.dumps({"examples": index}))
-    return models_dir, examples_dir
+    return examples_dir
 
 
 @pytest.fixture(autouse=True)
@@ -55,15 +46,12 @@ def _offline(isolated_app):
 
 
 @pytest.fixture
-def tiny_assets(monkeypatch, tmp_path):
-    """Point the model registry and the examples at the tiny model (only testbed model, so the default)."""
+def tiny_assets(monkeypatch, fake_assets):
+    """The tiny model as the only (so the default) testbed model, and its examples as the app's examples."""
     from pages.ui import cache
-    from spade_engine import models, paths
 
-    models_dir, examples_dir = write_tiny_assets(tmp_path / "assets")
-    archs = {"ui_tiny_arch": tiny_net}
-    monkeypatch.setattr(paths, "MODELS", models_dir)
-    monkeypatch.setattr(models.build, "architectures", lambda: archs)
+    fake_assets.add(TINY, "ui_tiny_arch", tiny_net, TINY_CLASSES, title="UI tiny (testbed)")
+    examples_dir = write_tiny_examples(fake_assets.root / "examples")
     monkeypatch.setattr(cache, "EXAMPLES_DIR", examples_dir)
     return examples_dir
 
