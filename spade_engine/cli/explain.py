@@ -15,15 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spade_engine.report import DEFAULT_METHODS, ExplainSettings
+from spade_engine.settings import SpadeSettings
 
 PROG = "spade"
 
 
 def explain_parser(sub) -> argparse.ArgumentParser:
-    """`spade explain`'s options (defaults: the Debugger's)."""
-    from spade_engine.saliency import METHODS
-
+    """`spade explain`'s options: the model, `SpadeSettings.add_arguments` (defaults: the model card's, as the
+    Debugger's), the device and the report folder."""
     p = sub.add_parser("explain", help="dense vs SPADE saliency maps for many images, as an offline report",
                        description="Explain every image as the Debugger does; write index.html, CSVs, PNG "
                        "overlays and raw maps (.npz) to --out. Unreadable files are listed and skipped.")  # fmt: skip
@@ -34,41 +33,15 @@ def explain_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--arch", help="the checkpoint's architecture (a torchvision / testbed name or timm:<name>)")
     p.add_argument("--num-classes", type=int, default=None, help="checkpoint head size (default: read from it)")
     p.add_argument("--input-size", type=int, default=224, help="checkpoint input size in pixels")
-    p.add_argument("--sparsity", type=float, default=None, help="per-layer sparsity in [0, 1) (default: the card's)")
-    p.add_argument("--n-aug", type=int, default=64, help="calibration views")
-    p.add_argument("--seed", type=int, default=0, help="calibration views' seed")
-    p.add_argument("--crop-min", type=float, default=None, help="smallest calibration crop (default: the card's)")
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS), metavar="METHOD",
-                   help=f"saliency methods (default: {' '.join(DEFAULT_METHODS)}; any of {', '.join(METHODS)})")  # fmt: skip
-    p.add_argument("--reduction", choices=["absolute", "signed"], default=None,
-                   help="channel reduction of every map (default: each method's own)")  # fmt: skip
-    p.add_argument("--prune-first-conv", action="store_true", help="prune the first conv too (default: kept dense)")
-    p.add_argument("--skip-head", action="store_true", help="keep the classifier head dense")
-    p.add_argument("--damp", type=float, default=0.01, help="dampening, fraction of the mean Hessian diagonal")
-    p.add_argument("--solver", default="sparsegpt", choices=["sparsegpt", "obc", "magnitude"])
-    p.add_argument("--profile", default="", help="a sparsity profile in assets/profiles (replaces --sparsity)")
+    SpadeSettings.add_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True, help="report folder (created)")
     return p
 
 
-def settings_from_args(args: argparse.Namespace) -> ExplainSettings:
-    """The `ExplainSettings` the `explain` options describe."""
-    return ExplainSettings(
-        args.sparsity, args.n_aug, args.seed, args.crop_min, tuple(args.methods), args.reduction,
-        not args.prune_first_conv, args.skip_head, args.damp, args.solver, args.profile,
-    )  # fmt: skip
-
-
 def _validate(args: argparse.Namespace) -> None:
     if args.checkpoint and not args.arch:
         raise SystemExit("--checkpoint needs --arch (e.g. --arch resnet18); TorchScript files need any --arch.")
-    if args.sparsity is not None and not 0.0 <= args.sparsity < 1.0:
-        raise SystemExit(f"--sparsity must be in [0, 1), e.g. 0.9 for 90%; got {args.sparsity}.")
-    if args.crop_min is not None and not 0.0 < args.crop_min <= 1.0:
-        raise SystemExit(f"--crop-min must be in (0, 1]; got {args.crop_min}.")
-    if args.n_aug < 1:
-        raise SystemExit("--n-aug must be at least 1.")
 
 
 def load(args: argparse.Namespace):
@@ -93,8 +66,12 @@ def explain(args: argparse.Namespace) -> dict:
     from spade_engine.report import run_explain
 
     _validate(args)
+    settings = SpadeSettings.from_args(args)
     loaded = load(args)
-    settings = settings_from_args(args)
+    try:  # an unknown --profile fails here, before any work
+        settings.resolved(loaded.info.name).prune_config()
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     images = tqdm(desc="images", unit="image", position=0, file=sys.stderr)
     phase_bar = tqdm(total=1, desc="", position=1, leave=False, file=sys.stderr)
 
@@ -115,8 +92,6 @@ def explain(args: argparse.Namespace) -> dict:
 
     try:
         summary = run_explain(args.paths, loaded, settings, args.out, progress)
-    except FileNotFoundError as e:  # an unknown --profile
-        raise SystemExit(f"No such sparsity profile: {e.filename or e}") from None
     finally:
         phase_bar.close()
         images.n = images.total or 0
@@ -129,7 +104,7 @@ def explain(args: argparse.Namespace) -> dict:
 
 def explain_command(
     model: str | None,
-    settings: ExplainSettings,
+    settings: SpadeSettings,
     folder: str = "FOLDER",
     out: str = "spade_report",
     checkpoint: str | None = None,
@@ -146,19 +121,7 @@ def explain_command(
     """
     argv = [PROG, "explain", folder]
     argv += ["--model", model] if checkpoint is None else ["--checkpoint", checkpoint, "--arch", arch or "ARCH"]
-    if settings.profile:
-        argv += ["--profile", settings.profile]
-    else:
-        argv += ["--sparsity", f"{settings.sparsity:g}"]
-    argv += ["--n-aug", str(settings.n_aug), "--seed", str(settings.seed), "--crop-min", f"{settings.crop_min:g}"]
-    argv += ["--methods", *settings.methods]
-    if settings.reduction:
-        argv += ["--reduction", settings.reduction]
-    argv += ["--prune-first-conv"] * (not settings.skip_first) + ["--skip-head"] * settings.skip_head
-    if settings.damp != 0.01:
-        argv += ["--damp", f"{settings.damp:g}"]
-    if settings.solver != "sparsegpt":
-        argv += ["--solver", settings.solver]
+    argv += settings.argv(model)
     return shlex.join([*argv, "--out", out])
 
 
