@@ -8,7 +8,8 @@ normalisation of its own is explained at its pixels (then zero is black). A meth
 `fn(inp: AttributionInput, target)` returns a raw attribution (1, C, H, W) w.r.t. `inp.z` (C = 3 for pixel
 attributions, 1 for GradCAM); `reduce_to_map` turns it into the per-pixel map everybody consumes, with one of
 `REDUCTIONS`: "absolute" `sum_c |A_c|` or "signed" `sum_c A_c`. Methods run on a private copy of the model
-(`_canonical.attribution_copy`), so the caller's model, its parameters and its hooks are never touched.
+(`_canonical.attribution_copy`), so the caller's model, its parameters and its hooks are never touched; the plain
+gradient methods, which add no hooks and change nothing, differentiate a hook-free model itself (`gradients._model`).
 """
 
 from __future__ import annotations
