@@ -21,6 +21,7 @@ from spade_engine.saliency.registry import METHODS
 DEFAULT_METHODS: tuple[str, ...] = tuple(list(METHODS)[:2])  # the Debugger's default selection
 SOLVERS: tuple[str, ...] = ("sparsegpt", "obc", "magnitude")
 REDUCTIONS: tuple[str, ...] = ("absolute", "signed")
+BN_CORRECTIONS: tuple[str, ...] = ("none", "match", "reestimate")  # `spade_engine.statistics.RULES`
 DEFAULT_DAMP = 0.01
 
 
@@ -39,6 +40,8 @@ class SpadeSettings:
         damp: dampening, fraction of the mean Hessian diagonal.
         solver: layer solver ("sparsegpt", "obc", "magnitude"); None: the model card's.
         profile: a sparsity profile's name (assets/profiles) that replaces the uniform sparsity; "" for none.
+        bn_correction: BatchNorm statistics after pruning ("none", "match", "reestimate";
+            `spade_engine.statistics`); None: the model card's.
     """
 
     sparsity: float | None = None
@@ -52,13 +55,14 @@ class SpadeSettings:
     damp: float = DEFAULT_DAMP
     solver: str | None = None
     profile: str = ""
+    bn_correction: str | None = None
 
     # ------------------------------------------------------------------------------------ defaults
 
     def resolved(self, model_name: str | None) -> SpadeSettings:
         """These settings with every None filled in from the model's card (the reference's defaults for a model
         without one: sparsity 0.9, crop 0.2, the "sparsegpt" solver)."""
-        from spade_engine.models import spade_defaults, spade_solver
+        from spade_engine.models import spade_bn_correction, spade_defaults, spade_solver
 
         card = spade_defaults(model_name)
         return replace(
@@ -66,6 +70,7 @@ class SpadeSettings:
             sparsity=card["sparsity"] if self.sparsity is None else float(self.sparsity),
             crop_min=card["crop_min"] if self.crop_min is None else float(self.crop_min),
             solver=spade_solver(model_name) if self.solver is None else self.solver,
+            bn_correction=spade_bn_correction(model_name) if self.bn_correction is None else self.bn_correction,
         )
 
     # ------------------------------------------------------------------------------------- engine
@@ -85,7 +90,8 @@ class SpadeSettings:
 
         if self.solver is None or (self.sparsity is None and not self.profile):
             raise ValueError("SpadeSettings.prune_config needs resolved settings: call .resolved(model_name) first.")
-        options = dict(skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp, solver=self.solver)
+        options = dict(skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp, solver=self.solver,
+                       bn_correction=self.bn_correction or "none")  # fmt: skip
         if self.profile:
             return replace(self._profile(profiles).config, **options)
         return PruneConfig(sparsity=float(self.sparsity), **options)
@@ -119,7 +125,7 @@ class SpadeSettings:
         """Everything the pruned network depends on besides the model, sample, views and seed (a cache key)."""
         sparsity = self.profile or round(self.sparsity, 4)
         crop = None if self.crop_min is None else round(self.crop_min, 3)
-        return (sparsity, self.skip_first, self.skip_head, round(self.damp, 6), self.solver, crop)
+        return (sparsity, self.skip_first, self.skip_head, round(self.damp, 6), self.solver, crop, self.bn_correction)
 
     # -------------------------------------------------------------------------------- command line
 
@@ -145,6 +151,8 @@ class SpadeSettings:
         )
         p.add_argument("--solver", default=None, choices=list(SOLVERS), help="layer solver (default: the card's)")
         p.add_argument("--profile", default="", help="a sparsity profile in assets/profiles (replaces --sparsity)")
+        p.add_argument("--bn-correction", default=None, choices=list(BN_CORRECTIONS),
+                       help="BatchNorm statistics after pruning (default: the card's)")  # fmt: skip
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SpadeSettings:
@@ -160,12 +168,13 @@ class SpadeSettings:
         if args.n_aug < 1:
             raise SystemExit("--n-aug must be at least 1.")
         return cls(args.sparsity, args.n_aug, args.seed, args.crop_min, tuple(args.methods), args.reduction,
-                   not args.prune_first_conv, args.skip_head, args.damp, args.solver, args.profile)  # fmt: skip
+                   not args.prune_first_conv, args.skip_head, args.damp, args.solver, args.profile,
+                   getattr(args, "bn_correction", None))  # fmt: skip
 
     def argv(self, model_name: str | None = None) -> list[str]:
         """The options that `from_args` parses back into these settings (resolved fields written out; the solver
         only where it differs from `model_name`'s card)."""
-        from spade_engine.models import spade_solver
+        from spade_engine.models import spade_bn_correction, spade_solver
 
         out = ["--profile", self.profile] if self.profile else []
         if self.sparsity is not None and not self.profile:
@@ -179,4 +188,6 @@ class SpadeSettings:
             out += ["--damp", f"{self.damp:g}"]
         if self.solver is not None and self.solver != spade_solver(model_name):
             out += ["--solver", self.solver]
+        if self.bn_correction is not None and self.bn_correction != spade_bn_correction(model_name):
+            out += ["--bn-correction", self.bn_correction]
         return out

@@ -31,6 +31,7 @@ DAMP = "damp"
 SOLVER = "solver"
 CROP_MIN = "crop_min"
 PROFILE = "profile"
+BN_CORRECTION = "bn_correction"
 
 # ---- debugger page (pages/1_Debugger.py)
 DEBUGGER = "debugger"

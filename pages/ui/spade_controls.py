@@ -22,6 +22,14 @@ SOLVERS = {"sparsegpt": "SparseGPT sweep (FastSPADE)", "obc": "Exact OBC (SPADE;
            "magnitude": "Magnitude (baseline, no OBS update)"}  # fmt: skip
 
 
+BN_CORRECTIONS = {"none": "None (BatchNorms as trained)", "match": "Match the dense statistics",
+                  "reestimate": "Re-estimate on the views (OBC)"}  # fmt: skip
+BN_HELP = ("Pruning shifts what each BatchNorm sees. 'Match' moves each BatchNorm's mean and scale so the pruned "
+           "network's normalised activations on the calibration views have the dense network's mean and spread: "
+           "the same connections, re-fitted per-channel biases and gains (like the OBS weight update). "
+           "'Re-estimate' normalises to the pruned activations' own statistics on this sample's views.")  # fmt: skip
+
+
 def solver_label(solver: str) -> str:
     """A solver's name in the picker (the exact solver's column limit as configured now)."""
     from spade_engine.pruning.obc import exact_columns_limit
@@ -73,9 +81,15 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
         solver = persisted(st.selectbox, k(f"{keys.SOLVER}.{model_name}"), card_solver, "Layer solver",
                            options=list(SOLVERS), valid=lambda v: v in SOLVERS, format_func=solver_label,
                            help="Default: the model card's recommendation.")  # fmt: skip
-        if card_solver != "sparsegpt":
-            why = models.get_info(model_name).card["spade"].get("solver_why")
-            st.caption(f"The model card recommends **{solver_label(card_solver)}**" + (f": {why}." if why else "."))
+        bn_correction = persisted(st.selectbox, k(f"{keys.BN_CORRECTION}.{model_name}"), card.bn_correction,
+                                  "BatchNorm statistics after pruning", options=list(BN_CORRECTIONS),
+                                  valid=lambda v: v in BN_CORRECTIONS, format_func=BN_CORRECTIONS.get,
+                                  help=BN_HELP)  # fmt: skip
+        if card_solver != "sparsegpt" or card.bn_correction != "none":
+            why = models.spade_why(model_name)
+            st.caption(f"The model card recommends **{solver_label(card_solver)}**"
+                       + (f" with **{BN_CORRECTIONS[card.bn_correction].lower()}**" if card.bn_correction != "none" else "")
+                       + (f": {why}" if why else "."))  # fmt: skip
         profile = ""
         if model_name is not None and profiles:
             names = ["", *(n for n, p in cache.sparsity_profiles().items() if p.model in ("", model_name))]
@@ -84,4 +98,4 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
                                 help="Per-block sparsities from assets/profiles; overrides the slider.")  # fmt: skip
     return SpadeSettings(sparsity=sparsity / 100, n_aug=int(n_aug), seed=int(seed), crop_min=float(crop_min),
                          skip_first=bool(skip_first), skip_head=bool(skip_head), damp=float(damp), solver=str(solver),
-                         profile=str(profile))  # fmt: skip
+                         profile=str(profile), bn_correction=str(bn_correction))  # fmt: skip

@@ -15,7 +15,15 @@ from spade_engine.errors import (
     WeightsUnavailableError,
 )
 from spade_engine.models.build import architectures, build_architecture, load_checkpoint
-from spade_engine.models.cards import SPADE_DEFAULTS, out_of_domain, spade_augment, spade_defaults, spade_solver
+from spade_engine.models.cards import (
+    SPADE_DEFAULTS,
+    out_of_domain,
+    spade_augment,
+    spade_bn_correction,
+    spade_defaults,
+    spade_solver,
+    spade_why,
+)
 from spade_engine.models.info import LoadedModel, ModelInfo
 from spade_engine.models.registry import DEFAULT_MODEL, get_info, list_models, load_model
 from spade_engine.models.timm import TIMM_MODELS, TIMM_PREFIX, timm_available, timm_data_config, timm_weights_file
@@ -48,8 +56,10 @@ __all__ = [
     "logits_of",
     "out_of_domain",
     "spade_augment",
+    "spade_bn_correction",
     "spade_defaults",
     "spade_solver",
+    "spade_why",
     "timm_available",
     "timm_data_config",
     "timm_weights_file",

@@ -60,6 +60,18 @@ def spade_solver(name: str | None) -> str:
     return solver if solver in ("obc", "sparsegpt") else "sparsegpt"
 
 
+def spade_bn_correction(name: str | None) -> str:
+    """The BatchNorm statistics correction a model's card recommends after pruning (`spade_engine.statistics`):
+    "none" (default), "match" or "reestimate"."""
+    rule = card(name).get("spade", {}).get("bn_correction", "none")
+    return rule if rule in ("none", "match", "reestimate") else "none"
+
+
+def spade_why(name: str | None) -> str:
+    """Why the card chose its SPADE defaults (`spade.solver_why`), or "" when it says nothing."""
+    return str(card(name).get("spade", {}).get("solver_why", ""))
+
+
 def spade_augment(name: str | None, crop_min: float | None = None):
     """The calibration views' `AugmentConfig` for a model: random resized crops of area `crop_min`..1, with the
     model card's `crop_min` when none is given (see `spade_defaults`). Every entry point (Debugger, protocol,

@@ -50,14 +50,14 @@ def map_by_order(state: dict[str, torch.Tensor], net: nn.Module, arch: str) -> d
     theirs = [(k, v) for k, v in state.items() if k.rsplit(".", 1)[-1] not in NOT_WEIGHTS]
     shapes = [
         f"{k} {tuple(v.shape)} vs {mine} {tuple(own[mine].shape)}"
-        for (k, v), mine in zip(theirs, own)
+        for (k, v), mine in zip(theirs, own, strict=False)  # lengths compared below
         if v.shape != own[mine].shape
     ]
     missing = list(own)[len(theirs) :]
     unexpected = [k for k, _ in theirs[len(own) :]]
     if shapes or missing or unexpected:
         raise CheckpointMismatchError(arch, missing, unexpected, shapes)
-    return {mine: v for (_, v), mine in zip(theirs, own)}
+    return {mine: v for (_, v), mine in zip(theirs, own, strict=True)}
 
 
 def load_packaged(card: dict) -> nn.Module:

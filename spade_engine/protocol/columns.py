@@ -39,13 +39,16 @@ def tuned_config(cfg: ProtocolConfig) -> PruneConfig:
 
 def spade_columns(cfg: ProtocolConfig) -> dict[str, tuple[PruneConfig, float]]:
     """SPADE column -> (how it prunes, smallest crop of its calibration views), for the configured columns."""
+    from spade_engine.models import spade_bn_correction
+
     sparsity, crop = cfg.spade_settings()
+    bn = spade_bn_correction(cfg.model)  # the card's BatchNorm correction applies to both solvers' columns
     out = {}
     for col in cfg.columns:
         if col == "SPADE-exact":
-            out[col] = (PruneConfig(sparsity, solver="obc"), crop)
+            out[col] = (PruneConfig(sparsity, solver="obc", bn_correction=bn), crop)
         elif col == "SPADE-sweep":
-            out[col] = (PruneConfig(sparsity), crop)
+            out[col] = (PruneConfig(sparsity, bn_correction=bn), crop)
         elif col == "SPADE-tuned":
             out[col] = (tuned_config(cfg), crop)
     for v in cfg.variants:

@@ -1,5 +1,7 @@
 """The protocol's samples: trojaned testbed images the dense model sends to the trojan target, and clean ones
-explained for the dense prediction, in the order a run visits them."""
+explained for the dense prediction, in the order a run visits them. A real network (no testbed generator: the
+packaged, torchvision and timm ImageNet models) has no trojan ground truth; its clean samples are the offline
+photos and their crops (`spade_engine.photos`)."""
 
 from __future__ import annotations
 
@@ -71,17 +73,54 @@ def clean_samples(
     return [Sample(i, batch.images[i], int(pred[i]), None) for i in range(n)]
 
 
+def photo_samples(model: nn.Module, model_name: str, n: int, device: str = "cpu") -> list[Sample]:
+    """`n` samples of the offline photos, each explained for the dense prediction: every whole photo first, then
+    one square crop of each, and so on (`photos.photo_crops`), at the model's input size.
+
+    Raises:
+        ValueError: more samples than the photos give (6 per photo).
+    """
+    from spade_engine.models import get_info
+    from spade_engine.models.info import LoadedModel
+    from spade_engine.photos import SOURCES, offline_photos, photo_crops
+
+    per_photo = -(-n // len(SOURCES))
+    if per_photo > 6:
+        raise ValueError(f"The offline photos give at most {6 * len(SOURCES)} samples; asked for {n}.")
+    crops = photo_crops(offline_photos(), per_photo)
+    order = sorted(range(len(crops)), key=lambda i: (i % per_photo, i // per_photo))[:n]  # breadth-first over photos
+    preprocess = LoadedModel(get_info(model_name), model).preprocess
+    images = torch.stack([preprocess(crops[i][1]) for i in order])  # (n, 3, S, S)
+    pred = _predict(model, images, device)
+    return [Sample(i, images[k], int(pred[k]), None) for k, i in enumerate(order)]
+
+
+def is_testbed(model_name: str) -> bool:
+    """Whether a model has a testbed generator (trojan ground truth); real networks are explained on photos."""
+    from spade_engine.models import ModelLoadError, get_info
+
+    try:
+        return get_info(model_name).family == "testbed"
+    except ModelLoadError:
+        return True  # the protocol's own tiny test models
+
+
 def run_samples(cfg: ProtocolConfig, model: nn.Module) -> list[tuple[str, int, Sample]]:
     """(kind, position, sample) of every sample of the run, in run order: trojaned images from `cfg.seed`, then
     clean ones from `cfg.seed + 1` (`position` counts within a kind; the exact column keeps the first
     `cfg.exact_samples`)."""
-    data = testbed_data_for(cfg.model)
+    data, testbed = testbed_data_for(cfg.model), is_testbed(cfg.model)
     out = []
     for kind in cfg.metrics:
         n = cfg.trojan_samples if kind == "trojan" else cfg.clean_samples
         if n <= 0:  # e.g. `--clean 0`: trojan AUC only
             continue
-        if kind == "trojan":
+        if not testbed:
+            if kind == "trojan":
+                raise ValueError(f"{cfg.model} has no trojan ground truth (it is not a testbed model): run it with "
+                                 "--trojan 0 (insertion / deletion on the offline photos).")  # fmt: skip
+            samples = photo_samples(model, cfg.model, n, cfg.device)
+        elif kind == "trojan":
             samples = trojan_samples(model, n, cfg.seed, cfg.device, data)
         else:
             samples = clean_samples(model, n, cfg.seed + 1, cfg.device, data)

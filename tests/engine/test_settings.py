@@ -42,6 +42,7 @@ def test_spade_explain_without_options_uses_the_cards_solver_as_the_debugger_doe
         SpadeSettings(0.75, 32, 7, 0.5, ("Saliency", "GradCAM"), "signed", False, True, 0.02, "obc"),
         SpadeSettings().resolved("testbed_v2_resnet"),
         SpadeSettings(profile="p", crop_min=1.0),
+        SpadeSettings(0.8, bn_correction="reestimate"),
     ],
 )
 def test_argv_parses_back(settings):
@@ -76,3 +77,19 @@ def test_settings_are_frozen_and_serialisable():
     with pytest.raises(AttributeError):
         settings.sparsity = 0.1  # type: ignore[misc]
     assert json.loads(json.dumps(settings.__dict__))["sparsity"] == spade_defaults("testbed_resnet")["sparsity"]
+
+
+def test_bn_correction_comes_from_the_card_and_reaches_the_engine(tmp_path, monkeypatch):
+    from spade_engine import paths
+
+    card = json.loads((paths.MODELS / "efficientnet_lite0.json").read_text())
+    card["spade"]["bn_correction"] = "match"
+    (tmp_path / "efficientnet_lite0.json").write_text(json.dumps(card))
+    monkeypatch.setattr(paths, "MODELS", tmp_path)
+    resolved = SpadeSettings().resolved("efficientnet_lite0")
+    assert resolved.bn_correction == "match" and resolved.prune_config().bn_correction == "match"
+    assert "--bn-correction" not in resolved.argv("efficientnet_lite0")  # the card's: not written out
+    off = SpadeSettings(bn_correction="none").resolved("efficientnet_lite0")
+    assert off.prune_config().bn_correction == "none" and off.prune_key != resolved.prune_key
+    assert _parse(off.argv("efficientnet_lite0")).resolved("efficientnet_lite0") == off
+    assert SpadeSettings().resolved("testbed_resnet").bn_correction == "none"  # a card that says nothing
