@@ -22,6 +22,7 @@ A file that cannot be read as an image is listed with its reason and skipped; th
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +38,7 @@ from spade_engine.engine import PruneResult, SpadeEngine
 from spade_engine.explain.compare import Comparison, class_name, compare_maps, export_csv, export_rows
 from spade_engine.explain.panel import pair_image, sample_image
 from spade_engine.images import ImageError, load_image
-from spade_engine.models import LoadedModel
+from spade_engine.models import LoadedModel, out_of_domain
 from spade_engine.settings import SpadeSettings
 
 Progress = Callable[[str, int, int], None]
@@ -56,6 +57,7 @@ class ImageResult:
     comparison: Comparison = Comparison((), ())
     trojan_mask: np.ndarray | None = None  # (S, S) bool: a shipped example's trojan pixels, after preprocessing
     trojan_target: int | None = None  # the class that trojan relabels its images as
+    out_of_domain: str | None = None  # a testbed model shown an image it was not trained for (`out_of_domain`)
 
     @property
     def maps(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -190,11 +192,14 @@ def run_explain(
             skipped.append((printable(path), str(e)))
             continue
         image, (mask, trojan_target) = loaded.preprocess(img), example_trojan(path, img.size, loaded, indexes)
+        ood = out_of_domain(loaded.info.name, example_entry(path, indexes))
         target, result, comparison = explain_image(loaded, engine, image, settings, callback, mask)
         results.append(ImageResult(printable(path), f"{n:03d}_{_slug(path.stem)}", image, target, result, comparison,
-                                   mask, trojan_target))  # fmt: skip
+                                   mask, trojan_target, ood))  # fmt: skip
     write_report(out, loaded, settings, results, skipped)
-    return {"images": len(results), "skipped": skipped, "out": out / "index.html"}
+    ood = [r.file for r in results if r.out_of_domain]
+    return {"images": len(results), "skipped": skipped, "out": out / "index.html", "out_of_domain": ood,
+            "out_of_domain_note": next((r.out_of_domain for r in results if r.out_of_domain), None)}  # fmt: skip
 
 
 def example_trojan(
@@ -225,6 +230,19 @@ def example_trojan(
     mask = loaded.preprocess(mask_img)[0].numpy() > 0.5  # (S, S)
     target = entry.get("trojan_target", entry.get("label"))
     return mask, None if target is None else int(target)
+
+
+def example_entry(path: Path, indexes: dict) -> dict:
+    """What is known of an image file: its entry in the `index.json` beside it (read by `example_trojan`), else
+    the shipped example with the same bytes, else {}."""
+    entry = indexes.get(path.parent, {}).get(path.name)
+    if entry is None:
+        if "__shipped__" not in indexes:
+            from spade_engine.testbed.examples import by_digest
+
+            indexes["__shipped__"] = by_digest()
+        entry = indexes["__shipped__"].get(hashlib.sha256(path.read_bytes()).hexdigest(), {})
+    return entry
 
 
 def _trojan_image(folder: Path, entry: dict, size: tuple[int, int]) -> Image.Image | None:
@@ -350,6 +368,8 @@ def _index_page(
 
 
 def _trojan_tag(r: ImageResult) -> str:
+    if r.out_of_domain:
+        return " <span class='bad'>· out of domain</span>"
     if r.trojan_mask is None:
         return ""
     fired = r.trojan_target is not None and r.target == r.trojan_target
@@ -357,7 +377,10 @@ def _trojan_tag(r: ImageResult) -> str:
 
 
 def _trojan_paragraph(r: ImageResult, names: Sequence[str]) -> str:
-    """What the report knows about the image's trojan (from the folder's index.json), in words."""
+    """What the report knows about the image's trojan (from the folder's index.json), in words; or that the
+    image is out of the model's domain."""
+    if r.out_of_domain:
+        return f"<p class='bad'>{html.escape(r.out_of_domain)}</p>"
     if r.trojan_mask is None:
         return ""
     e = html.escape

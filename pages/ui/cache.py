@@ -200,9 +200,9 @@ def example_bytes(file: str) -> bytes:
 @st.cache_data(ttl=60, show_spinner=False)
 def example_by_digest() -> dict[str, dict]:
     """sha256 of each shipped example's bytes -> its metadata, to recognise an uploaded example."""
-    import hashlib
+    from spade_engine.testbed.examples import by_digest
 
-    return {hashlib.sha256(example_bytes(f)).hexdigest(): {**m, "file": f} for f, m in all_examples().items()}
+    return by_digest(EXAMPLES_DIR)
 
 
 def patch_mask_bytes(meta: dict) -> bytes | None:

@@ -98,6 +98,9 @@ def explain(args: argparse.Namespace) -> dict:
         images.close()
     for file, why in summary["skipped"]:
         print(f"skipped {file}: {why}", file=sys.stderr)
+    if summary["out_of_domain"]:
+        print(f"warning: {len(summary['out_of_domain'])} of {summary['images']} images are out of domain. "
+              f"{summary['out_of_domain_note']}", file=sys.stderr)  # fmt: skip
     print(f"{summary['images']} images explained, {len(summary['skipped'])} skipped -> {summary['out']}")
     return summary
 

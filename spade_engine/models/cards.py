@@ -100,8 +100,10 @@ def out_of_domain(name: str | None, meta: dict | None = None) -> str | None:
         return None  # testbed "real" (an ImageNet network with trojans) is made for photos
     if meta and meta.get("class") is not None:
         return None
-    return (
-        f"Out of domain: {c.get('title', name)} was trained on generated testbed scenes, not on photos, so its "
-        "classes mean nothing for this image however confident it looks. Pick EfficientNet-Lite0 (a real ImageNet "
-        "network) for photos, or a testbed example for this model."
-    )
+    title = c.get("title", name)
+    advice = "Pick EfficientNet-Lite0 (a real ImageNet network) for photos, or a testbed example for this model."
+    if meta:  # a shipped photo: certainly out of domain
+        return (f"Out of domain: {title} was trained on generated testbed scenes, not on photos, so its classes mean "
+                f"nothing for this image however confident it looks. {advice}")  # fmt: skip
+    return (f"Out of domain unless this image is a testbed scene: {title} was trained on generated testbed scenes, "
+            f"so on a photo its classes mean nothing however confident it looks. {advice}")  # fmt: skip

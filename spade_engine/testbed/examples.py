@@ -74,6 +74,17 @@ DEMO_RULE = (
 BENCHMARKS_DIR = ASSETS_EXAMPLES.parent / "benchmarks"
 
 
+def by_digest(folder: Path = ASSETS_EXAMPLES) -> dict[str, dict]:
+    """sha256 of each shipped example's bytes -> its index entry (with its `file`), to recognise a copy of a
+    shipped example wherever it comes from (an upload, a folder given to `spade explain`)."""
+    import hashlib
+
+    index = folder / "index.json"
+    entries = json.loads(index.read_text())["examples"] if index.exists() else []
+    return {hashlib.sha256((folder / e["file"]).read_bytes()).hexdigest(): {**e, "file": e["file"]}
+            for e in entries if (folder / e["file"]).is_file()}  # fmt: skip
+
+
 def testbed_file_name(cls: int, facet: int, trojan: bool) -> str:
     return f"testbed_c{cls}_f{facet}{'_trojan' if trojan else ''}.png"
 

@@ -121,3 +121,23 @@ def test_index_table_sorts_in_a_browser(report):
         page.locator("#results tbody a").first.click()
         assert "Per-layer sparsity" in page.content()
         browser.close()
+
+
+def test_explain_says_a_photo_is_out_of_a_testbed_models_domain(tmp_path, capsys):
+    """A testbed model shown a photo says so (stderr, the index and the image's page); a copy of a shipped testbed
+    example, recognised by its bytes, is in its domain."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(ASSETS / "examples" / "photo_coffee.jpg", folder / "holiday.jpg")
+    shutil.copy(ASSETS / "examples" / "testbed_c0_f0.png", folder / "scene.png")
+    out = tmp_path / "out"
+    argv = ["explain", str(folder), "--model", "testbed_resnet", "--n-aug", "4", "--methods", "Saliency",
+            "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 images are out of domain" in err and "trained on generated testbed scenes" in err
+    index = (out / "index.html").read_text()
+    assert index.count("out of domain") == 1  # the photo's row only
+    pages = {p.name: p.read_text() for p in (out / "pages").glob("*.html")}
+    assert any("holiday" in n and "Out of domain" in t for n, t in pages.items())
+    assert not any("scene" in n and "Out of domain" in t for n, t in pages.items())
