@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.ui import benchmarks as ui
@@ -76,7 +77,7 @@ def test_missing_results_say_how_to_make_them_and_live_run_works(tmp_path, monke
     monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
     at = page(600)
     assert not at.exception, at.exception
-    assert any("paper_tables.py" in i.value for i in at.info)
+    assert any("spade protocol --store --model testbed_resnet" in i.value for i in at.info)
     at.slider(key=ui.SAMPLES).set_value(1)
     at.multiselect(key=ui.METHODS).set_value(["Saliency"])
     at.multiselect(key=ui.COLUMNS).set_value(["Dense", "SPADE-sweep"])
@@ -130,3 +131,23 @@ def test_difficulty_diagnostic_is_shown_for_the_model_that_has_one(tmp_path, mon
     summary = next(df.value for df in at.dataframe if "attack success" in getattr(df.value, "columns", []))
     assert list(summary.index) == ["card", "faint", "small", "crowded", "no distractors"]
     assert 95 < summary.loc["card", "mean"] < 97.5 and summary.loc["faint", "attack success"] == 70.0
+
+
+@pytest.mark.slow
+def test_the_real_network_runs_on_photos_without_trojan_rows(tmp_path, monkeypatch):
+    """EfficientNet-Lite0 has no trojan ground truth: the page says so, and its live run scores insertion and
+    deletion on the offline photos only."""
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    at = page(900, model="efficientnet_lite0")
+    assert not at.exception, at.exception
+    assert any("no trojan ground truth" in c.value for c in at.caption)
+    assert any("--trojan 0" in i.value for i in at.info)
+    at.slider(key=ui.SAMPLES).set_value(1)
+    at.multiselect(key=ui.METHODS).set_value(["Saliency"])
+    at.multiselect(key=ui.COLUMNS).set_value(["Dense", "SPADE-sweep"])
+    at.run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    live = at.session_state[ui.LIVE]
+    assert set(live["kind"]) == {"insertion"} and set(live["column"]) == {"Dense", "SPADE-sweep"}
+    assert live["insertion"].between(0, 1).all() and live["deletion"].between(0, 1).all()
