@@ -1,12 +1,11 @@
 """A depthwise conv's input Hessians as one batched product: each group sees one input channel, so its Hessian
 is only kh*kw wide, `H_c = X_c X_c^T` with X_c the channel's (kh*kw, N) unfolded columns.
 
-The columns of a chunk of images, (b*C, K, L), come from one strided copy of the padded input
-(`strided_columns`, about twice as fast as `F.unfold`), so one `bmm` gives every (image, channel) block's
-(K, K) product, summed over the images afterwards: C*K^2 multiply-adds per output position, no permutation of
-the columns, every column counted (the accumulator subsamples early, large maps instead, see
-`HessianAccumulator.path`). The padding is the one the forward applies (`padding.input_padding`: zeros, TF "same",
-reflect, replicate, circular), any stride and dilation.
+The columns of a chunk of images come from one strided copy of the padded input straight into a per-channel
+layout, (C, K, b*L) (`strided_columns`, faster than `F.unfold` and a permutation), so one `bmm` gives every
+channel's (K, K) product: C*K^2 multiply-adds per output position, every column counted (the accumulator
+subsamples early, large maps instead, see `HessianAccumulator.path`). The padding is the one the forward
+applies (`padding.input_padding`: zeros, TF "same", reflect, replicate, circular), any stride and dilation.
 """
 
 from __future__ import annotations
@@ -52,14 +51,14 @@ def depthwise_hessian_sum(
     per_image = c * k * (h + pads[2] + pads[3]) * (w + pads[0] + pads[1]) * inp.element_size()  # columns' bound
     for chunk in inp.split(max(1, CHUNK_BYTES // max(per_image, 1))):
         padded = F.pad(chunk.to(dtype or inp.dtype), pads, mode=mode).contiguous()  # (b, C, Hp, Wp)
-        cols = strided_columns(layer, padded)  # (b*C, K, L)
-        out += torch.bmm(cols, cols.transpose(1, 2)).view(-1, c, k, k).sum(0).to(out.dtype)
+        cols = strided_columns(layer, padded)  # (C, K, b*L)
+        out += torch.bmm(cols, cols.transpose(1, 2)).to(out.dtype)
     return (out + out.mT) / 2  # symmetric up to rounding; made exactly so
 
 
 def strided_columns(layer: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
-    """The unfolded columns of an already padded input as (B*C, kh*kw, L), by one strided copy (about twice as
-    fast as `F.unfold` on a CPU; the same values, the same order).
+    """The unfolded columns of an already padded input, per channel: (C, kh*kw, B*L), by one strided copy
+    (faster than `F.unfold` and its permutation on a CPU; the columns in `layer_columns`' order).
 
     Args:
         layer: the conv (kernel, stride, dilation); padded: (B, C, Hp, Wp) its input, padded.
@@ -69,4 +68,4 @@ def strided_columns(layer: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
     h_out, w_out = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     s_b, s_c, s_h, s_w = padded.stride()
     taps = padded.as_strided((b, c, kh, kw, h_out, w_out), (s_b, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
-    return taps.reshape(b * c, kh * kw, h_out * w_out)  # (B*C, K, L)
+    return taps.permute(1, 2, 3, 0, 4, 5).reshape(c, kh * kw, b * h_out * w_out)  # (C, K, B*L)
