@@ -35,6 +35,7 @@ def run_to_csv(
         FileNotFoundError: SPADE-tuned without a tuned profile.
     """
     partial = partial_path(out)
+    partial.parent.mkdir(parents=True, exist_ok=True)  # before any work: a missing folder must not end the run
     earlier = pd.read_csv(partial) if resume and partial.exists() and partial.stat().st_size else None
     if earlier is None and partial.exists():
         partial.unlink()

@@ -251,3 +251,16 @@ def test_the_tables_average_the_same_methods_on_every_column():
     assert protocol.paired_differences(pd.DataFrame(rows), "auc").loc["LRP", "SPADE-exact"] == "—"
     pick = median_gain_sample(pd.DataFrame(rows))  # the demo sample's rule: the same pairing
     assert pick["gain"] == pytest.approx(-0.1) and pick["dense"] == pytest.approx(0.9)
+
+
+def test_a_run_into_a_folder_that_does_not_exist_yet_keeps_its_rows(tmp_path):
+    """`--out new/folder/run.csv`: the folder is made before any work (a run once died after its first sample)."""
+    cfg = protocol.ProtocolConfig(
+        "testbed_resnet", trojan_samples=1, clean_samples=0, n_aug=4, methods=("Saliency",), columns=("Dense",),
+        metrics=("trojan",),
+    )  # fmt: skip
+    out = tmp_path / "new" / "folder" / "run.csv"
+    rows = protocol.run_to_csv(cfg, out)
+    assert len(pd.read_csv(protocol.partial_path(out))) == len(rows) == 1
+    protocol.finish_csv(rows, out)
+    assert out.exists()
