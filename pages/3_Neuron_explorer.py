@@ -88,28 +88,29 @@ for col, (title, net, key, prune_key) in zip(cols, [("Dense", model.model, "dens
         ("loaded from cache" if vis.from_cache else f"{len(vis.trace)} steps in {vis.seconds:.1f} s")
         + f" · final objective {-vis.trace[-1]:.2f}"
     )
-n, version = ui.testbed_count(size), cache.testbed_version(model.key)  # the model's own generator (v1 or v2)
-testbed = ui.testbed(n, size, version)
-acts = ui.dataset_acts(model.key, layer, n, size, version, model.device, model.model)
+version = cache.testbed_version(model.key)  # a testbed model's own generator (v1 or v2)
+probe = ui.probe_set(model, version)
+acts = ui.dataset_acts(model.key, layer, probe.key, model.device, model.model, probe)
 rf = ui.receptive_field(model.key, layer, size, model.device, model.model)
-patches = neurons.top_patches(testbed.images, acts, int(neuron), k=8, rf=rf)
+patches = neurons.top_patches(probe.images, acts, int(neuron), k=8, rf=rf)
 cols[2].image(
-    ui.grid(patches.images), caption=f"Top testbed patches (receptive field {min(rf, size)} px)", width="stretch"
+    ui.grid(patches.images), caption=f"Top patches of {probe.title} (receptive field {min(rf, size)} px)",
+    width="stretch",
 )
-cols[2].caption(ui.facet_caption(testbed, patches.indices, version))
+cols[2].caption(ui.facet_caption(probe, patches.indices, version))
 
 # ---- multifaceted neurons of this layer
 st.subheader(f"Multifaceted neurons in {layer}")
 st.caption(neurons.SCORE_EXPLANATION)
-scores = ui.multifaceted(model.key, layer, n, size, version, 32, model.device, model.model)
+scores = ui.multifaceted(model.key, layer, probe.key, 32, model.device, model.model, probe)
 st.plotly_chart(ui.score_chart(scores, name, int(neuron)), key="neurons.scores")
 choice = st.selectbox(
     "Show the facets of", [s.channel for s in scores[:20]], format_func=name, key=f"{ui.FACET_NEURON}.{layer}"
 )
 chosen = next(s for s in scores if s.channel == choice)
 for col, facet, letter in zip(st.columns(2), chosen.facets, "AB", strict=True):
-    col.image(ui.grid(testbed.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
-              caption=f"Facet {letter}: {len(facet)} images — {ui.facet_caption(testbed, facet, version)}")  # fmt: skip
+    col.image(ui.grid(probe.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
+              caption=f"Facet {letter}: {len(facet)} images — {ui.facet_caption(probe, facet, version)}")  # fmt: skip
 st.caption(
     f"Score {chosen.score:.2f} = separation {chosen.separation:.2f} × balance {chosen.balance:.2f} (silhouette {chosen.silhouette:.2f})."
 )

@@ -7,6 +7,9 @@ only and holds the model's lock (`cache.model_lock`) while it runs.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -32,7 +35,11 @@ STEPS, SIZE, LR, VIS_SEED, FACET_NEURON = (
     "neurons.vis_seed",
     "neurons.facet",
 )
+PROBE_SOURCE, PROBE_ZIP = "neurons.probe_source", "neurons.probe_zip"
 TESTBED_SEED = 2024
+PHOTOS, ZIP = "Shipped photos", "Your images (zip)"
+PHOTO_CROPS = 6  # samples per shipped photo: the photo and five square crops (`spade_engine.photos.photo_crops`)
+MAX_PROBE_IMAGES = 512  # images of a user's zip used as the probe set (each is kept at the model's input size)
 PICKS = ("Most activated", "Most attributed", "By index")
 STEP_CHOICES = [8, 32, 64, 128, 256, 512]
 
@@ -58,6 +65,76 @@ def ranking(
         return neurons.rank_neurons(_model, _x, layer, device=device)
 
 
+@dataclass(frozen=True)
+class ProbeSet:
+    """The images the explorer scans for top patches and facets: `images` (N, 3, S, S) in [0, 1], `names` (one
+    per image: its photo or file), `testbed` (the generator's ground truth, testbed models only), `key` (names
+    it in the caches) and `title` (said on the page)."""
+
+    key: str
+    images: torch.Tensor
+    names: tuple[str, ...]
+    title: str
+    testbed: object | None = None
+
+
+def testbed_probe(image_size: int, version: str) -> ProbeSet:
+    """The testbed images of generator `version` at `image_size`, with their ground truth."""
+    n = testbed_count(image_size)
+    batch = testbed(n, image_size, version)
+    return ProbeSet(f"testbed:{version}:{n}:{image_size}", batch.images, (), f"{n} testbed images", batch)
+
+
+@st.cache_resource(show_spinner="Preparing the shipped photos…", max_entries=4)
+def photo_probe(model_key: str, input_size: int, _preprocess) -> ProbeSet:
+    """The offline photos and their crops (`spade_engine.photos`) at the model's input size."""
+    from spade_engine.photos import offline_photos, photo_crops
+
+    samples = photo_crops(offline_photos(), PHOTO_CROPS)
+    images = torch.stack([_preprocess(img) for _, img in samples])  # (N, 3, S, S)
+    names = tuple(n.split("@")[0] for n, _ in samples)
+    title = f"{len(samples)} crops of {len(set(names))} shipped photos"
+    return ProbeSet(f"photos:{model_key}:{input_size}", images, names, title)
+
+
+@st.cache_resource(show_spinner="Reading your images…", max_entries=2)
+def zip_probe(model_key: str, digest: str, _data: bytes, _preprocess) -> ProbeSet:
+    """A user's zip of images (any layout; the Sparse decision layer's limits) at the model's input size.
+
+    Raises:
+        DataInputError: not a zip, too large, or no readable image (the message says which).
+    """
+    from spade_engine.sparse_layer.io import load_image_zip
+
+    images, labels, classes = load_image_zip(_data, _preprocess, MAX_PROBE_IMAGES, min_classes=1)
+    names = tuple(classes[int(k)] for k in labels)
+    return ProbeSet(f"zip:{model_key}:{digest}", images, names, f"{len(images)} images of your zip")
+
+
+def probe_set(model, version: str) -> ProbeSet:
+    """The probe set for a model: a testbed model's own generator; for a real network the shipped photos or the
+    user's zip (a sidebar choice). Stops the page with a message when the zip cannot be used."""
+    size = model.loaded.info.input_size
+    if model.loaded.info.family == "testbed":
+        return testbed_probe(size, version)
+    source = st.sidebar.radio("Probe images", [PHOTOS, ZIP], key=PROBE_SOURCE, horizontal=True,
+                              help="The images scanned for each neuron's top patches and facets.")  # fmt: skip
+    if source == PHOTOS:
+        return photo_probe(model.key, size, model.loaded.preprocess)
+    upload = st.sidebar.file_uploader("Zip of images (any folders)", type=["zip"], key=PROBE_ZIP)
+    if upload is None:
+        st.info("Upload a zip of images in the sidebar, or choose the shipped photos.", icon=":material/folder_zip:")
+        st.stop()
+    data = upload.getvalue()
+    from spade_engine.sparse_layer.io import DataInputError
+
+    try:
+        return zip_probe(model.key, hashlib.sha256(data).hexdigest()[:16], data, model.loaded.preprocess)
+    except DataInputError as e:
+        st.error(f"Cannot use this zip: {e}", icon=":material/error:")
+        st.stop()
+
+
 @st.cache_resource(show_spinner="Generating testbed images…", max_entries=2)
 def testbed(n: int, image_size: int, version: str):
     """Testbed images of generator `version` ("v1", "v2": `cache.testbed_version(model)`) with their ground truth
@@ -67,13 +144,11 @@ def testbed(n: int, image_size: int, version: str):
     return generator(version).generate(n, TESTBED_SEED, image_size=image_size)
 
 
-@st.cache_data(show_spinner="Scanning the testbed images…", max_entries=32)
-def dataset_acts(
-    model_key: str, layer: str, n: int, image_size: int, version: str, device: str, _model
-) -> neurons.DatasetActivations:
-    """Max activation of every neuron of `layer` on every testbed image (generator `version`)."""
+@st.cache_data(show_spinner="Scanning the probe images…", max_entries=32)
+def dataset_acts(model_key: str, layer: str, probe_key: str, device: str, _model, _probe: ProbeSet) -> neurons.DatasetActivations:
+    """Max activation of every neuron of `layer` on every probe image (`probe_key` names the set)."""
     with cache.model_lock(model_key):
-        return neurons.dataset_activations(_model, testbed(n, image_size, version).images, layer, device)
+        return neurons.dataset_activations(_model, _probe.images, layer, device)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -85,15 +160,12 @@ def receptive_field(model_key: str, layer: str, input_size: int, device: str, _m
 
 @st.cache_data(show_spinner="Looking for multifaceted neurons…", max_entries=32)
 def multifaceted(
-    model_key: str, layer: str, n: int, image_size: int, version: str, top_k: int, device: str, _model
+    model_key: str, layer: str, probe_key: str, top_k: int, device: str, _model, _probe: ProbeSet
 ) -> list[neurons.FacetScore]:
-    """Neurons of `layer` ranked by the multifaceted score (`neurons.SCORE_EXPLANATION`) on the testbed images
-    of generator `version`."""
-    acts = dataset_acts(model_key, layer, n, image_size, version, device, _model)
+    """Neurons of `layer` ranked by the multifaceted score (`neurons.SCORE_EXPLANATION`) on the probe images."""
+    acts = dataset_acts(model_key, layer, probe_key, device, _model, _probe)
     with cache.model_lock(model_key):
-        return neurons.find_multifaceted(
-            _model, testbed(n, image_size, version).images, layer, top_k=top_k, device=device, acts=acts
-        )
+        return neurons.find_multifaceted(_model, _probe.images, layer, top_k=top_k, device=device, acts=acts)
 
 
 def visualise(
@@ -142,12 +214,16 @@ def score_chart(scores: list[neurons.FacetScore], label, current: int | None, k:
     return fig
 
 
-def facet_caption(batch, indices: np.ndarray, version: str) -> str:
-    """Ground truth of testbed images of generator `version`: how many show each facet, most frequent first."""
+def facet_caption(probe: ProbeSet, indices: np.ndarray, version: str) -> str:
+    """What the probe images at `indices` show, most frequent first: a testbed's ground-truth facets (generator
+    `version`), or the photos / files they come from."""
     from collections import Counter
 
-    from spade_engine.testbed import generator
+    if probe.testbed is not None:
+        from spade_engine.testbed import generator
 
-    facets = generator(version).FACETS
-    counts = Counter(facets[int(batch.true_class[i])][int(batch.facet[i])] for i in indices)
+        facets, batch = generator(version).FACETS, probe.testbed
+        counts = Counter(facets[int(batch.true_class[i])][int(batch.facet[i])] for i in indices)
+    else:
+        counts = Counter(probe.names[int(i)] for i in indices)
     return ", ".join(f"{name} ×{n}" for name, n in counts.most_common(4))

@@ -150,17 +150,16 @@ def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names
 
     size = x.shape[-1]
     infos = ui_neurons.layers(key, size, device, model)
-    head, n = infos[-1].name, ui_neurons.testbed_count(size)
-    scores = ui_neurons.multifaceted(key, head, n, size, version, 32, device, model)
+    head, probe = infos[-1].name, ui_neurons.testbed_probe(size, version)
+    scores = ui_neurons.multifaceted(key, head, probe.key, 32, device, model, probe)
     chosen = next(s for s in scores if s.channel == unit)
     rank = [s.channel for s in scores].index(unit) + 1
-    batch = ui_neurons.testbed(n, size, version)
     st.caption(
         f"Multifaceted score {chosen.score:.2f} (rank {rank} of {len(scores)} units of `{head}`). {neurons.SCORE_EXPLANATION}"
     )
     for col, facet, letter in zip(st.columns(2), chosen.facets, "AB", strict=False):
-        col.image(ui_neurons.grid(batch.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
-                  caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(batch, facet, version)}")  # fmt: skip
+        col.image(ui_neurons.grid(probe.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
+                  caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(probe, facet, version)}")  # fmt: skip
     steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=TOUR_STEPS)
     config = featvis.FeatVisConfig(image_size=size, steps=int(steps), input_size=size)
     prune = neurons.late_prune_config(infos, settings.sparsity)

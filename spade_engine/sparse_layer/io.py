@@ -104,13 +104,14 @@ def load_image_folder(root: str | Path, preprocess: Preprocess, max_images: int 
     return _decode(((name, f.read_bytes) for name, f in files), preprocess, str(root))
 
 
-def load_image_zip(data: bytes, preprocess: Preprocess, max_images: int = MAX_IMAGES) -> ImageSet:
+def load_image_zip(data: bytes, preprocess: Preprocess, max_images: int = MAX_IMAGES, min_classes: int = 2) -> ImageSet:
     """A zip of images in ImageFolder layout (`<class>/<image>`, optionally under one top folder), read in
-    memory (nothing is extracted).
+    memory (nothing is extracted). With `min_classes=1`, images at the top level (no class folders) count too,
+    as one class named after the zip's folder (or "images").
 
     Raises:
         DataInputError: not a zip, over `ZIP_MAX_BYTES` / `ZIP_MAX_UNCOMPRESSED` / `max_images`, or fewer than
-            two classes with readable images.
+            `min_classes` classes with readable images.
     """
     if len(data) > ZIP_MAX_BYTES:
         raise DataInputError(f"The zip is larger than {ZIP_MAX_BYTES // 2**20} MB.")
@@ -124,7 +125,9 @@ def load_image_zip(data: bytes, preprocess: Preprocess, max_images: int = MAX_IM
         if sum(i.file_size for i in members) > ZIP_MAX_UNCOMPRESSED:
             raise DataInputError(f"The zip unpacks to more than {ZIP_MAX_UNCOMPRESSED // 2**20} MB.")
         named = _class_names_in_zip(members)
-        return _decode(((cls, lambda i=i: z.read(i)) for cls, i in named), preprocess, "The zip")
+        if min_classes < 2 and not named:  # a flat zip of images: one class
+            named = [("images", i) for i in sorted(members, key=lambda i: i.filename)]
+        return _decode(((cls, lambda i=i: z.read(i)) for cls, i in named), preprocess, "The zip", min_classes)
 
 
 def _hidden(name: str) -> bool:
@@ -145,7 +148,9 @@ def _check_count(n: int, max_images: int) -> None:
         raise DataInputError(f"There are {n} files; at most {max_images} images can be used.")
 
 
-def _decode(files: Iterable[tuple[str, Callable[[], bytes]]], preprocess: Preprocess, where: str) -> ImageSet:
+def _decode(
+    files: Iterable[tuple[str, Callable[[], bytes]]], preprocess: Preprocess, where: str, min_classes: int = 2
+) -> ImageSet:
     from spade_engine.images import ImageError, load_image
 
     by_class: dict[str, list[torch.Tensor]] = {}
@@ -155,8 +160,12 @@ def _decode(files: Iterable[tuple[str, Callable[[], bytes]]], preprocess: Prepro
         except (ImageError, OSError):
             continue
     classes = tuple(sorted(c for c, imgs in by_class.items() if imgs))
-    if len(classes) < 2:
-        raise DataInputError(f"{where} needs at least two class sub-folders with readable images.")
+    if len(classes) < min_classes:
+        raise DataInputError(
+            f"{where} needs at least two class sub-folders with readable images."
+            if min_classes >= 2
+            else f"{where} holds no readable images."
+        )
     images = [img for c in classes for img in by_class[c]]
     labels = np.concatenate([np.full(len(by_class[c]), k, dtype=np.int64) for k, c in enumerate(classes)])
     return torch.stack(images), labels, classes

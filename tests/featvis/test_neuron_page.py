@@ -165,3 +165,18 @@ def test_torchscript_upload_gets_a_sentence_not_an_exception(tiny_testbed, monke
     at.run()
     assert not at.exception, at.exception
     assert TORCHSCRIPT_LAYERS in _texts(at.info)
+
+
+@pytest.mark.slow
+def test_page_runs_on_the_real_network_with_the_shipped_photos():
+    """EfficientNet-Lite0 (no testbed): top patches and facets come from the shipped photos and their crops, and
+    the captions name the photos they come from."""
+    from spade_engine.photos import SOURCES
+
+    at = _app(**{ui.SIZE: 64, keys.MODEL: "efficientnet_lite0"}).run()
+    _check_page(at, 1000)
+    text = _texts(at.caption)
+    assert any(f"{photo} ×" in text for photo in SOURCES)  # which photos the top patches and facets come from
+    assert not _captioned_facets(at, "v1") and not _captioned_facets(at, "v2")  # no testbed images
+    assert at.sidebar.radio(key=ui.PROBE_SOURCE).value == ui.PHOTOS
+    assert "steps in" in text  # real-neuron visualisations, optimised now

@@ -119,9 +119,10 @@ def test_checkpoint_mismatch_lists_keys(tiny_assets):
     assert "does not match" in message and "0.weight" in message and "missing keys" in message
 
 
-def test_default_demo_model_with_example():
-    """The app opens on testbed v2 (models.DEFAULT_MODEL), its demo sample (chosen by the stated rule, which the
-    page shows) and the solver its card recommends (exact OBC)."""
+@pytest.mark.slow
+def test_app_opens_on_the_real_network_and_a_real_photo():
+    """The app opens on EfficientNet-Lite0 (models.DEFAULT_MODEL, real ImageNet weights, offline), on the shipped
+    photo it is most confident about (the stated rule, shown on the page), with dense and SPADE maps."""
     from PIL import Image
 
     from spade_engine.models import DEFAULT_MODEL, load_model
@@ -129,14 +130,43 @@ def test_default_demo_model_with_example():
     at = make_app(**FEW_VIEWS).run()
     assert not at.exception, at.exception
     assert not at.error, _texts(at.error)
-    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == DEFAULT_MODEL == "testbed_v2_resnet"
+    assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == DEFAULT_MODEL == "efficientnet_lite0"
+    example = at.sidebar.selectbox(key=keys.WIDGET + keys.SAMPLE_EXAMPLE).value
+    photos = [f for f, e in cache.all_examples().items() if e.get("class") is None]
+    loaded = load_model(DEFAULT_MODEL)
+    with torch.no_grad():  # the rule, computed here independently: the highest top-1 probability
+        confidence = {f: float(loaded.model(loaded.preprocess(Image.open(ROOT / "assets/examples" / f))[None])
+                                .softmax(-1).max()) for f in photos}  # fmt: skip
+    assert example == max(confidence, key=confidence.get)
+    assert any("Why this photo" in c.value and cache.PHOTO_RULE in c.value for c in at.caption)
+    assert not any("Out of domain" in w.value for w in at.warning)
+    shown = {m.label: m.value for m in at.metric}
+    x = loaded.preprocess(Image.open(ROOT / "assets/examples" / example))
+    with torch.no_grad():
+        assert shown["Dense predicts"] == loaded.class_names[int(loaded.model(x[None]).argmax())]
+    saliency = [c for c in at.get("plotly_chart") if c.key.startswith("debugger.sal.")]
+    assert len(saliency) == 2 and all("SPADE" in c.proto.spec and "Dense" in c.proto.spec for c in saliency)
+
+
+@pytest.mark.slow
+def test_testbed_demo_model_with_its_demo_sample():
+    """The testbed v2 model opens on its demo sample (chosen by the stated rule, which the page shows) and the
+    solver its card recommends (exact OBC); a photo shown to it is called out of domain."""
+    from PIL import Image
+
+    from spade_engine.models import load_model
+
+    model = "testbed_v2_resnet"
+    at = make_app(**FEW_VIEWS, **{keys.MODEL: model}).run()
+    assert not at.exception, at.exception
+    assert not at.error, _texts(at.error)
     example = at.sidebar.selectbox(key=keys.WIDGET + keys.SAMPLE_EXAMPLE).value
     meta = cache.all_examples()[example]
     assert example == "testbed_v2_demo.png" and meta["trojan"] and "median" in meta["demo"]["rule"]
     assert any("Why this sample" in c.value and f"sample {meta['demo']['sample']}" in c.value for c in at.caption)
-    solver = at.sidebar.selectbox(key=keys.WIDGET + keys.scoped(keys.DEBUGGER, f"{keys.SOLVER}.{DEFAULT_MODEL}"))
+    solver = at.sidebar.selectbox(key=keys.WIDGET + keys.scoped(keys.DEBUGGER, f"{keys.SOLVER}.{model}"))
     assert solver.value == "obc" and any("recommends" in c.value for c in at.caption)
-    loaded = load_model(DEFAULT_MODEL)
+    loaded = load_model(model)
     x = loaded.preprocess(Image.open(ROOT / "assets/examples" / example))
     with torch.no_grad():
         dense_cls = int(loaded.model(x[None]).argmax())
@@ -144,6 +174,10 @@ def test_default_demo_model_with_example():
     assert shown["Dense predicts"] == loaded.class_names[dense_cls] == loaded.class_names[meta["label"]]
     saliency = [c for c in at.get("plotly_chart") if c.key.startswith("debugger.sal.")]
     assert saliency and all("trojan AUC" in c.proto.spec for c in saliency)
+    assert not any("Out of domain" in w.value for w in at.warning)
+    at.sidebar.selectbox(key=keys.WIDGET + keys.SAMPLE_EXAMPLE).set_value("photo_coffee.jpg").run()
+    assert not at.exception, at.exception
+    assert any("Out of domain" in w.value for w in at.warning)
 
 
 def test_checkpoint_upload_runs_the_page(tiny_assets):
