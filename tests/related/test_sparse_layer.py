@@ -261,6 +261,17 @@ def test_zip_upload_in_image_folder_layout(tmp_path):
     assert sl.load_image_zip(nested, _to_tensor)[2] == ("cats", "dogs")
 
 
+def test_a_probe_zip_may_be_flat_or_hold_one_folder():
+    """The Neuron explorer's probe zips (`min_classes=1`): any images count, in folders or not; none is refused."""
+    red, blue = _png((250, 0, 0)), _png((0, 0, 250))
+    images, labels, names = sl.load_image_zip(_zip({"a.png": red, "b.png": blue, "n.txt": b"x"}), _to_tensor,
+                                              min_classes=1)  # fmt: skip
+    assert len(images) == 2 and names == ("images",) and images[1, 2].mean() > 0.9  # b.png, in name order
+    assert len(sl.load_image_zip(_zip({"trip/1.png": red}), _to_tensor, min_classes=1)[0]) == 1
+    with pytest.raises(sl.DataInputError, match="no readable images"):
+        sl.load_image_zip(_zip({"n.txt": b"x"}), _to_tensor, min_classes=1)
+
+
 def test_zip_limits_and_bad_zips_get_plain_messages(monkeypatch):
     from spade_engine.sparse_layer import io as sl_io
 
