@@ -10,10 +10,11 @@ stored one:
 - subclasses whose forward transforms the weight (timm's `StdConv2d` / `ScaledStdConv2d` standardise it, as in
   BiT, NFNets and the ViT-hybrid stems): zeros in `weight` are not zeros after standardisation.
 
-The first two are folded into a plain weight (`fold_reparametrisations`: the copy then computes with exactly the
-weight it stores, so pruning acts on the weight the forward uses); the third kind is found by running the
-module's own forward against the plain convolution/linear map of its stored weight
-(`transformed_weight_layers`), and the engine leaves those layers dense, with `TRANSFORMED` as the reason.
+The first two, and timm's standardised convs (checked on a probe input), are folded into a plain weight
+(`fold_reparametrisations`: the copy then computes with exactly the weight it stores, so pruning acts on the
+weight the forward uses); any other transforming layer is found by running the module's own forward against the
+plain convolution/linear map of its stored weight (`transformed_weight_layers`), and the engine leaves those
+layers dense, with `TRANSFORMED` as the reason.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def copy_model(model: nn.Module) -> nn.Module:
 
 def fold_reparametrisations(model: nn.Module) -> list[str]:
     """Replace every parametrised or legacy weight-normed / spectral-normed weight of `model` (in place: call it
-    on a copy) by a plain `nn.Parameter` holding the weight the forward currently computes with.
+    on a copy) by a plain `nn.Parameter` holding the weight the forward currently computes with; timm's
+    weight-standardised convs (`StdConv2d`, `ScaledStdConv2d`) become plain `nn.Conv2d`s the same way.
 
     Returns:
         Dotted names of the modules that were folded (the forward's outputs are unchanged up to rounding).
@@ -76,12 +78,46 @@ def fold_reparametrisations(model: nn.Module) -> list[str]:
         if parametrize.is_parametrized(module):
             _fold_parametrizations(module)
             folded.append(name)
+        if _fold_standardised(module):
+            folded.append(name)
         for key, hook in _legacy_hooks(module).items():
             with torch.no_grad():
                 hook.remove(module)  # sets module.<name> to the current computed weight, as a Parameter
             del module._forward_pre_hooks[key]
             folded.append(name)
     return folded
+
+
+def _standardised_weight(module: nn.Module) -> torch.Tensor | None:
+    """The weight timm's `StdConv2d` / `ScaledStdConv2d` computes with (BiT, NFNets: per output channel, zero
+    mean and unit variance, times gain × scale for the scaled one); None for other modules and for the `...Same`
+    variants (which pad in their forward)."""
+    kind = type(module).__name__
+    if kind not in ("StdConv2d", "ScaledStdConv2d") or getattr(module, "same_pad", False):
+        return None
+    gain = (module.gain * module.scale).view(-1) if kind == "ScaledStdConv2d" else None
+    w = module.weight.reshape(1, module.out_channels, -1)  # (1, out, in * kh * kw)
+    return F.batch_norm(w, None, None, weight=gain, training=True, momentum=0.0, eps=module.eps).reshape_as(
+        module.weight
+    )
+
+
+def _fold_standardised(module: nn.Module) -> bool:
+    """Turn a weight-standardised conv (`_standardised_weight`) into a plain `nn.Conv2d` holding the weight it
+    computes with, when that gives the same outputs on a random probe; whether it was folded."""
+    with torch.no_grad():
+        weight = _standardised_weight(module)
+        if weight is None:
+            return False
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.randn(2, module.in_channels, 9, 9, generator=gen).to(module.weight)
+        if not torch.allclose(module(probe), nn.Conv2d._conv_forward(module, probe, weight, module.bias), atol=1e-4):
+            return False
+        requires_grad = module.weight.requires_grad
+        module.__class__ = nn.Conv2d
+        module._parameters.pop("gain", None)
+        module.weight = nn.Parameter(weight.clone(), requires_grad=requires_grad)
+    return True
 
 
 def _fold_parametrizations(module: nn.Module) -> None:

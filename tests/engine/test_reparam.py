@@ -93,3 +93,24 @@ def test_a_layer_that_transforms_its_weight_is_left_dense_by_name():
     assert result.dense_layers["net.c2"] == TRANSFORMED
     assert torch.count_nonzero(dict(pruned.named_modules())["net.c2"].weight == 0) == 0
     assert result.layer_sparsity["net.fc"] == pytest.approx(0.8, abs=0.01)  # plain layers are still pruned
+
+
+@pytest.mark.parametrize("kind", ["StdConv2d", "ScaledStdConv2d"])
+def test_timm_standardised_convs_are_pruned_in_their_standardised_weight(kind):
+    layers = pytest.importorskip("timm.layers")
+    torch.manual_seed(0)
+    model = model_of(Net(getattr(layers, kind)(8, 16, 3, padding=1), nn.Linear(16, 5)))
+    with torch.no_grad():
+        dense_out = model(sample()[None])
+    engine = SpadeEngine(model)
+    pruned, result = engine.prune(engine.prepare(sample(), n_aug=8), 0.8)
+    layer = dict(pruned.named_modules())["net.c2"]
+    assert type(layer) is nn.Conv2d and "net.c2" not in result.dense_layers
+    assert float((layer.weight == 0).float().mean()) == pytest.approx(result.layer_sparsity["net.c2"], abs=1e-6)
+    assert result.layer_sparsity["net.c2"] == pytest.approx(0.8, abs=0.01)
+    assert type(model.net.c2).__name__ == kind  # the user's model keeps its own layer
+    with torch.no_grad():
+        assert torch.equal(model(sample()[None]), dense_out)
+        copy = copy_model(model)
+        fold_reparametrisations(copy)
+        assert torch.allclose(copy(sample()[None]), dense_out, atol=1e-5)  # the fold keeps the outputs
