@@ -17,10 +17,6 @@ from torch import nn
 HookFn = Callable[[str, nn.Module, tuple, torch.Tensor], None]
 
 
-class StopForward(Exception):
-    """Raised from a hook to end a forward pass early once the wanted inputs are captured."""
-
-
 @contextmanager
 def forward_hooks(modules: Mapping[str, nn.Module], fn: HookFn) -> Iterator[None]:
     """Call `fn(name, module, inputs, output)` after each forward of the given modules, inside the block.

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.ui import benchmarks as ui
+from pages.ui import keys
 from tests.ui.conftest import ROOT
 
 PAGE = str(ROOT / "pages" / "4_Benchmarks.py")
@@ -17,13 +18,24 @@ PAGE = str(ROOT / "pages" / "4_Benchmarks.py")
 def page(timeout: int = 120, model: str = "testbed_resnet") -> AppTest:
     """The page run once on `model` (the stored-results tests write v1's files)."""
     at = AppTest.from_file(PAGE, default_timeout=timeout)
-    at.session_state[ui.MODEL] = model
+    at.session_state[keys.BENCHMARKS_MODEL] = model
     return at.run()
 
 
 def rows(column: str, auc: float) -> list[dict]:
     return [{"kind": "trojan", "sample": s, "method": "Saliency", "column": column, "agrees": True, "auc": auc + s / 100,
              "pointing": 1.0} for s in range(3)]  # fmt: skip
+
+
+def _live_run(at: AppTest):
+    """One sample, Saliency, Dense and SPADE-sweep: the page's "Run" button; returns the live run's rows."""
+    at.slider(key=keys.BENCHMARKS_SAMPLES).set_value(1)
+    at.multiselect(key=keys.BENCHMARKS_METHODS).set_value(["Saliency"])
+    at.multiselect(key=keys.BENCHMARKS_COLUMNS).set_value(["Dense", "SPADE-sweep"])
+    at.run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at.session_state[keys.BENCHMARKS_LIVE]
 
 
 def test_stored_results_are_shown(tmp_path, monkeypatch):
@@ -78,13 +90,7 @@ def test_missing_results_say_how_to_make_them_and_live_run_works(tmp_path, monke
     at = page(600)
     assert not at.exception, at.exception
     assert any("spade protocol --store --model testbed_resnet" in i.value for i in at.info)
-    at.slider(key=ui.SAMPLES).set_value(1)
-    at.multiselect(key=ui.METHODS).set_value(["Saliency"])
-    at.multiselect(key=ui.COLUMNS).set_value(["Dense", "SPADE-sweep"])
-    at.run()
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    live = at.session_state[ui.LIVE]
+    live = _live_run(at)
     assert set(live["column"]) == {"Dense", "SPADE-sweep"} and set(live["kind"]) == {"trojan", "insertion"}
     assert live["auc"].dropna().between(0, 1).all() and len(at.get("plotly_chart")) >= 1
 
@@ -98,20 +104,20 @@ def test_a_csv_written_by_spade_protocol_is_shown_and_a_wrong_file_is_named(tmp_
     protocol.finish_csv(pd.DataFrame(rows("Dense", 0.7) + rows("SPADE-sweep", 0.75)), out)  # as `spade protocol`
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     at = page()
-    at.text_input(key=ui.RUN_FILE).set_value(str(out)).run()
+    at.text_input(key=keys.BENCHMARKS_RUN_FILE).set_value(str(out)).run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     tables = [df.value for df in at.dataframe if "SPADE-sweep" in getattr(df.value, "columns", [])]
     assert tables[0].loc["Saliency", "SPADE-sweep"].startswith("76.0")
     assert any("cluster_run.csv: 3 trojan samples" in c.value for c in at.caption)
-    at.text_input(key=ui.RUN_FILE).set_value(str(tmp_path / "notes.csv")).run()
+    at.text_input(key=keys.BENCHMARKS_RUN_FILE).set_value(str(tmp_path / "notes.csv")).run()
     assert not at.exception and "does not hold protocol rows" in at.error[0].value
-    at.text_input(key=ui.RUN_FILE).set_value(str(tmp_path / "missing.csv")).run()
+    at.text_input(key=keys.BENCHMARKS_RUN_FILE).set_value(str(tmp_path / "missing.csv")).run()
     assert not at.exception and "No file at" in at.error[0].value
     for outside in ("/etc/passwd", str(tmp_path / ".." / "x.csv")):  # outside the data root: never read
-        at.text_input(key=ui.RUN_FILE).set_value(outside).run()
+        at.text_input(key=keys.BENCHMARKS_RUN_FILE).set_value(outside).run()
         assert not at.exception and "data root" in at.error[0].value, at.error[0].value
     monkeypatch.delenv("SPADE_DATA_ROOT")
-    at.text_input(key=ui.RUN_FILE).set_value(str(out)).run()
+    at.text_input(key=keys.BENCHMARKS_RUN_FILE).set_value(str(out)).run()
     assert not at.exception and "SPADE_DATA_ROOT" in at.error[0].value
 
 
@@ -121,10 +127,10 @@ def test_difficulty_diagnostic_is_shown_for_the_model_that_has_one(tmp_path, mon
     monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
     shutil.copy(ROOT / "assets" / "benchmarks" / "testbed_v2_resnet_difficulty.csv", tmp_path)
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state[ui.MODEL] = "testbed_resnet"
+    at.session_state[keys.BENCHMARKS_MODEL] = "testbed_resnet"
     at.run()
     assert not at.exception and not any("Why dense maps" in h.value for h in at.subheader)
-    at.session_state[ui.MODEL] = "testbed_v2_resnet"
+    at.session_state[keys.BENCHMARKS_MODEL] = "testbed_v2_resnet"
     at.run()
     assert not at.exception, at.exception
     assert any("Why dense maps find the trojan here" in h.value for h in at.subheader)
@@ -142,12 +148,6 @@ def test_the_real_network_runs_on_photos_without_trojan_rows(tmp_path, monkeypat
     assert not at.exception, at.exception
     assert any("no trojan ground truth" in c.value for c in at.caption)
     assert any("--trojan 0" in i.value for i in at.info)
-    at.slider(key=ui.SAMPLES).set_value(1)
-    at.multiselect(key=ui.METHODS).set_value(["Saliency"])
-    at.multiselect(key=ui.COLUMNS).set_value(["Dense", "SPADE-sweep"])
-    at.run()
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    live = at.session_state[ui.LIVE]
+    live = _live_run(at)
     assert set(live["kind"]) == {"insertion"} and set(live["column"]) == {"Dense", "SPADE-sweep"}
     assert live["insertion"].between(0, 1).all() and live["deletion"].between(0, 1).all()
