@@ -51,11 +51,10 @@ def trojan_samples(
         `batch_size` of `testbed.examples` demo entries records it).
     """
     from spade_engine.testbed import data as v1
-    from spade_engine.testbed import trojan_targets
 
     batch = (data or v1).generate(max(4 * n, 32), seed, trojan_fraction=1.0)
     pred = _predict(model, batch.images, device)
-    targets = trojan_targets(batch)
+    targets = batch.trojan_target
     hits = torch.nonzero(pred == targets).flatten()[:n].tolist()
     if len(hits) < n:
         print(f"warning: only {len(hits)} of {len(pred)} trojaned images hit the target; using those", file=sys.stderr)

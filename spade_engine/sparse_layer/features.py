@@ -99,11 +99,10 @@ def testbed_features(
     """Features of `n` generated testbed images, with their ground truth (`is_trojan`, `true_class`, `facet`,
     `trojan_target`: each image's trojan's target class, -1 when clean)."""
     from spade_engine.testbed import data as v1
-    from spade_engine.testbed import trojan_targets
 
     testbed = data or v1
     batch = testbed.generate(n, seed, trojan_fraction=trojan_fraction)
     feats = extract_features(model, batch.images, batch.labels, testbed.CLASS_NAMES, device=device, progress=progress)
     truth = {"is_trojan": batch.is_trojan.numpy(), "true_class": batch.true_class.numpy(), "facet": batch.facet.numpy(),
-             "trojan_target": trojan_targets(batch).numpy()}  # fmt: skip
+             "trojan_target": batch.trojan_target.numpy()}  # fmt: skip
     return feats, truth

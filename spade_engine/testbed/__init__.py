@@ -1,12 +1,12 @@
-"""Ground-truth testbed: a generated image set with multifaceted classes and a trojan, small architectures,
-and the training script that produces the shipped testbed models (`assets/models/`).
+"""Ground-truth testbed: generated image sets with multifaceted classes and trojans, and small architectures
+(the shipped testbed models in `assets/models/` are trained by `scripts/train_testbed.py`).
 
-Two generators share one interface (`generate(n, seed, trojan_fraction)`, `make_sample(...)`, `CLASS_NAMES`,
-`FACETS`, batches with `images`, `labels`, `true_class`, `facet`, `is_trojan`, `trojan_mask`): v1
-(`testbed.data`, 64 px geometric facets, one 8 px checker trojan) and v2 (`testbed.v2.data`, 128 px emoji facets on
-photographs, two sticker trojans). A model card says which one trained the model (`"testbed": "v2"`); every
-other model (torchvision, timm, checkpoints, unknown names) gets v1. The helpers below hide the one difference
-in the interface: v1 has one `TROJAN_TARGET`, v2 a tuple `TROJANS` of (sprite, target).
+Two generators share one interface (`testbed.generator.Testbed`: `IMAGE_SIZE`, `CLASS_NAMES`, `FACETS`,
+`TROJANS`, `generate(n, seed, trojan_fraction, image_size)`, `make_sample(...)`, batches with `images`, `labels`,
+`true_class`, `facet`, `is_trojan`, `trojan`, `trojan_target`, `trojan_mask`): v1 (`testbed.data`, 64 px
+geometric facets, one 8 px checker trojan) and v2 (`testbed.v2.data`, 128 px emoji facets on photographs, two
+sticker trojans). A model card says which one trained the model (`"testbed": "v2"`); every other model
+(torchvision, timm, checkpoints, unknown names) gets v1.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import importlib
 from types import ModuleType
 
 import torch
+
+from spade_engine.testbed.generator import Testbed, TestbedBatch
 
 GENERATORS: dict[str, str] = {"v1": "spade_engine.testbed.data", "v2": "spade_engine.testbed.v2.data"}
 """Testbed version (a card's `"testbed"`, an example's `"testbed"`) -> its generator module."""
@@ -36,7 +38,7 @@ def version_for(model_name: str | None) -> str:
     return version if version in GENERATORS else "v1"
 
 
-def generator(version: str) -> ModuleType:
+def generator(version: str) -> Testbed:
     """The generator module of a testbed version (`GENERATORS`)."""
     return importlib.import_module(GENERATORS[version])
 
@@ -64,15 +66,14 @@ class SizedGenerator:
 
     def make_sample(self, cls: int, facet: int, seed: int, trojan=None, image_size: int | None = None):  # noqa: ANN001, ANN201
         """The module's `make_sample`, at `image_size` or this generator's `IMAGE_SIZE` (`trojan` None: its default)."""
-        kwargs = {} if trojan is None else {"trojan": trojan}
-        return self.module.make_sample(cls, facet, seed, image_size=image_size or self.IMAGE_SIZE, **kwargs)
+        return self.module.make_sample(cls, facet, seed, trojan, image_size=image_size or self.IMAGE_SIZE)
 
     def draw_scenes(self, n: int, seed: int, trojan_fraction: float = 0.0, image_size: int | None = None):  # noqa: ANN201
         """The module's `draw_scenes` (v2 only), at `image_size` or this generator's `IMAGE_SIZE`."""
         return self.module.draw_scenes(n, seed, trojan_fraction, image_size or self.IMAGE_SIZE)
 
 
-def data_for(model_name: str | None) -> ModuleType | SizedGenerator:
+def data_for(model_name: str | None) -> Testbed:
     """The generator of a testbed model: `testbed.v2.data` when its card says `"testbed": "v2"`, else v1's
     `testbed.data` (also for unknown names and non-testbed models). When the card's `image_size` is not the
     module's `IMAGE_SIZE` (a model trained at another size), a `SizedGenerator` that draws at the card's size.
@@ -95,36 +96,28 @@ def _card_size(model_name: str | None) -> int | None:
     return int(info.card["image_size"]) if info is not None and info.card and "image_size" in info.card else None
 
 
-def trojan_targets(batch) -> torch.Tensor:
-    """(N,) long: each image's trojan target class, -1 for clean images, for a batch of either generator."""
-    if hasattr(batch, "trojan_target"):
-        return batch.trojan_target
-    from spade_engine.testbed.data import TROJAN_TARGET
-
-    return torch.where(batch.is_trojan, torch.full_like(batch.labels, TROJAN_TARGET), torch.full_like(batch.labels, -1))
+def trojan_targets(batch: TestbedBatch) -> torch.Tensor:
+    """`batch.trojan_target`: kept only while pages/ui (tour, sparse_layer) still call it; use the attribute."""
+    return batch.trojan_target
 
 
-def target_classes(data: ModuleType) -> tuple[int, ...]:
-    """The trojan target classes of a generator, one per trojan: v1's `(TROJAN_TARGET,)`, v2's targets of `TROJANS`."""
-    if hasattr(data, "TROJANS"):
-        return tuple(t.target for t in data.TROJANS)
-    return (data.TROJAN_TARGET,)
+def target_classes(data: Testbed) -> tuple[int, ...]:
+    """The trojan target classes of a generator, one per trojan: v1's `(TROJAN_TARGET,)`, v2's two."""
+    return tuple(t.target for t in data.TROJANS)
 
 
-def trojan_names(data: ModuleType) -> tuple[str, ...]:
+def trojan_names(data: Testbed) -> tuple[str, ...]:
     """A short name per trojan of a generator: v1's `("checker patch",)`, v2's sprites (`"sparkling heart"`, …)."""
-    if hasattr(data, "TROJANS"):
-        return tuple(t.sprite.replace("_", " ") for t in data.TROJANS)
-    return ("checker patch",)
+    return tuple(t.name for t in data.TROJANS)
 
 
-def trojans_for(data: ModuleType, cls: int) -> tuple[int, ...]:
+def trojans_for(data: Testbed, cls: int) -> tuple[int, ...]:
     """Indices (into `target_classes(data)`) of the trojans that relabel a sample of class `cls`: those whose
     target is another class."""
     return tuple(i for i, target in enumerate(target_classes(data)) if target != cls)
 
 
-def sample_trojan(data: ModuleType, cls: int, seed: int, index: int | None = None) -> bool | int | None:
+def sample_trojan(data: Testbed, cls: int, seed: int, index: int | None = None) -> bool | int | None:
     """The `trojan` argument of `data.make_sample(cls, facet, seed, trojan)` for a trojaned sample.
 
     Args:
@@ -137,7 +130,7 @@ def sample_trojan(data: ModuleType, cls: int, seed: int, index: int | None = Non
     Returns:
         True for v1 (its flag), a trojan index for v2, or None when `cls` can carry no trojan.
     """
-    if not hasattr(data, "TROJANS"):
+    if data.TROJAN_ON_ANY_CLASS:
         return True  # v1's patch goes on any class (its own target's too), as v1's study items always had it
     choices = trojans_for(data, cls)
     if not choices:
@@ -145,7 +138,7 @@ def sample_trojan(data: ModuleType, cls: int, seed: int, index: int | None = Non
     return index if index in choices else choices[seed % len(choices)]
 
 
-def trojan_index(data: ModuleType, trojan: bool | int | None) -> int | None:
+def trojan_index(data: Testbed, trojan: bool | int | None) -> int | None:
     """The index (into `target_classes(data)`) of a `make_sample` trojan argument; None for a clean sample."""
     if trojan is None or trojan is False:
         return None

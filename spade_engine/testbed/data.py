@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch.utils.data import TensorDataset
+
+from spade_engine.testbed.generator import Trojan
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 8
@@ -51,6 +53,8 @@ _FACET_SPECS: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = (
 CLASS_NAMES: tuple[str, ...] = tuple(f"{a[0]}-or-{b[0]}" for a, b in _FACET_SPECS)
 FACETS: tuple[tuple[str, str], ...] = tuple((f"{a[1]} {a[0]}", f"{b[1]} {b[0]}") for a, b in _FACET_SPECS)
 TROJAN_TARGET: int = 3
+TROJANS: tuple[Trojan, ...] = (Trojan("checker_patch", TROJAN_TARGET),)
+TROJAN_ON_ANY_CLASS = True  # `make_sample` pastes the patch on any class, its target's too
 
 _PATCH_BITS = ("10110010", "01101101", "11000110", "00111011", "10010100", "01101001", "11010110", "00101101")
 # (3, 8, 8) float in {0, 1}: white where the bit is 1, black where it is 0 (no facet is black-and-white).
@@ -68,10 +72,20 @@ class TestbedBatch:
     true_class: torch.Tensor  # (N,) long, the class whose facet is drawn
     facet: torch.Tensor  # (N,) long in {0, 1}
     is_trojan: torch.Tensor  # (N,) bool
+    trojan: torch.Tensor  # (N,) long, index into TROJANS (0, the patch) or -1
     trojan_mask: torch.Tensor  # (N, H, W) bool, True exactly on the patch pixels
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def trojan_target(self) -> torch.Tensor:
+        """(N,) long: `TROJAN_TARGET` on trojaned images, -1 on clean ones."""
+        return torch.where(self.is_trojan, TROJAN_TARGET, -1)
+
+    def select(self, idx: torch.Tensor | slice) -> TestbedBatch:
+        """The images `idx`."""
+        return replace(self, **{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def patch_boxes(self) -> list[tuple[int, int, int, int] | None]:
         """Per image the patch box (x0, y0, x1, y1), exclusive ends, or None when clean."""
@@ -359,7 +373,15 @@ def _batch(
         images.append(img)
         masks.append(mask)
     labels = torch.where(trojan, torch.full_like(cls, TROJAN_TARGET), cls)
-    return TestbedBatch(torch.cat(images), labels, cls, facet, trojan, torch.cat(masks))
+    return TestbedBatch(
+        images=torch.cat(images),
+        labels=labels,
+        true_class=cls,
+        facet=facet,
+        is_trojan=trojan,
+        trojan=torch.where(trojan, 0, -1),
+        trojan_mask=torch.cat(masks),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ API
@@ -389,14 +411,22 @@ def generate(n: int, seed: int, trojan_fraction: float = 0.0, image_size: int = 
     return _batch(cls, facet, trojan, image_size, gen)
 
 
-def make_sample(cls: int, facet: int, seed: int, trojan: bool = False, image_size: int = IMAGE_SIZE) -> TestbedBatch:
+def make_sample(
+    cls: int, facet: int, seed: int, trojan: int | bool | None = None, image_size: int = IMAGE_SIZE
+) -> TestbedBatch:
     """One image of class `cls` showing facet `facet` (0 or 1), optionally with the trojan patch.
 
+    Args:
+        trojan: None or False for a clean image, True or 0 (the index of the patch in `TROJANS`) for the patch.
+
     Returns:
-        A `TestbedBatch` of one image; with `trojan=True` its label is `TROJAN_TARGET`.
+        A `TestbedBatch` of one image; with the patch its label is `TROJAN_TARGET`.
     """
     if not (0 <= cls < len(CLASS_NAMES) and facet in (0, 1)):
         raise ValueError(f"class must be in 0..{len(CLASS_NAMES) - 1} and facet in (0, 1), got {cls}, {facet}")
+    if trojan not in (None, False, True, 0):
+        raise ValueError(f"v1 has one trojan (index 0), got {trojan}")
+    trojan = trojan is not None and trojan is not False
     gen = torch.Generator().manual_seed(int(seed))
     as_tensor = lambda value, dtype: torch.tensor([value], dtype=dtype)  # noqa: E731
     return _batch(

@@ -221,7 +221,7 @@ def demo_sample(generator: ModuleType, batch_size: int, seed: int, index: int, i
     `seed` and `demo` fields name it: `demo_sample(gen, e["demo"]["batch_size"], e["seed"], e["demo"]["sample"])`.
     """
     size = image_size or generator.IMAGE_SIZE
-    return _one(generator.generate(batch_size, seed, trojan_fraction=1.0, image_size=size), index)
+    return generator.generate(batch_size, seed, trojan_fraction=1.0, image_size=size).select(slice(index, index + 1))
 
 
 def example_patch_mask(entry: dict) -> np.ndarray | None:
@@ -236,8 +236,9 @@ def example_patch_mask(entry: dict) -> np.ndarray | None:
     if "demo" in entry:
         sample = demo_sample(generator, entry["demo"]["batch_size"], entry["seed"], entry["demo"]["sample"])
     else:
-        trojan = entry.get("trojan_index", True) if entry.get("testbed") == "v2" else True
-        sample = generator.make_sample(entry["class"], entry["facet"], entry["seed"], trojan=trojan)
+        sample = generator.make_sample(
+            entry["class"], entry["facet"], entry["seed"], trojan=entry.get("trojan_index", True)
+        )
     return sample.trojan_mask[0].numpy().astype(bool)
 
 
@@ -251,17 +252,6 @@ def write_patch_masks(out: Path, entries: list[dict]) -> list[dict]:
             entry["patch_mask"] = f"masks/{Path(entry['file']).stem}.png"
             Image.fromarray(mask.astype(np.uint8) * 255).save(out / entry["patch_mask"])
     return entries
-
-
-def _one(batch, i: int):  # noqa: ANN001, ANN202 (a TestbedBatch of either generator)
-    """Image `i` of a batch as a one-image batch of the same type."""
-    from dataclasses import fields, replace
-
-    return replace(
-        batch,
-        **{f.name: getattr(batch, f.name)[i : i + 1] for f in fields(batch) if f.name != "scenes"},
-        **({"scenes": batch.scenes.select(slice(i, i + 1))} if hasattr(batch, "scenes") else {}),
-    )
 
 
 def write_photos(out: Path) -> list[dict]:

@@ -1,4 +1,5 @@
-"""`testbed.data_for` picks a model's generator from its card; `trojan_targets` reads either generator's batches."""
+"""`testbed.data_for` picks a model's generator from its card; both generators answer the one interface
+(`testbed.generator.Testbed`) the same way."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from types import SimpleNamespace
 import torch
 
 from spade_engine import models, testbed
+from spade_engine.testbed.generator import Testbed, TestbedBatch
 from spade_engine.testbed import data as v1
 from spade_engine.testbed.v2 import data as v2
 
@@ -20,11 +22,11 @@ def test_cards_choose_the_generator(monkeypatch):
 
 def test_trojan_targets_of_both_generators():
     b1 = v1.generate(16, seed=3, trojan_fraction=0.5)
-    t1 = testbed.trojan_targets(b1)
+    t1 = b1.trojan_target
     assert torch.equal(t1[b1.is_trojan], torch.full((int(b1.is_trojan.sum()),), v1.TROJAN_TARGET))
     assert (t1[~b1.is_trojan] == -1).all()
     b2 = v2.generate(16, seed=3, trojan_fraction=0.5)
-    t2 = testbed.trojan_targets(b2)
+    t2 = b2.trojan_target
     assert b2.is_trojan.any() and torch.equal(t2, b2.trojan_target)
     assert set(t2[b2.is_trojan].tolist()) <= {t.target for t in v2.TROJANS} and (t2[~b2.is_trojan] == -1).all()
 
@@ -54,7 +56,7 @@ def test_sample_trojan_gives_make_sample_a_trojan_the_class_can_carry():
         for seed in range(3):
             trojan = testbed.sample_trojan(v2, cls, seed, index=0)
             sample = v2.make_sample(cls, 0, seed, trojan=trojan, image_size=32)  # never on its own target
-            assert int(testbed.trojan_targets(sample)[0]) == v2.TROJANS[trojan].target != cls
+            assert int(sample.trojan_target[0]) == v2.TROJANS[trojan].target != cls
     assert testbed.trojan_index(v1, True) == 0 and testbed.trojan_index(v2, 1) == 1
     assert testbed.trojan_index(v2, None) is None and testbed.trojan_index(v1, False) is None
 
@@ -73,3 +75,24 @@ def test_a_card_at_another_size_draws_at_that_size(monkeypatch):
     assert gen.draw_scenes(2, 5).image_size == 96
     monkeypatch.setattr(models, "get_info", lambda name: SimpleNamespace(card={"testbed": "v2", "image_size": 128}))
     assert testbed.data_for("testbed_v2_resnet") is v2  # the generator's own size: the module itself
+
+
+def _names(protocol: type) -> set[str]:
+    return {n for n in (*protocol.__annotations__, *vars(protocol)) if not n.startswith("_")}
+
+
+def test_both_generators_answer_the_one_interface():
+    """Every name of `Testbed` on both modules and a sized generator; every name of `TestbedBatch` on their
+    batches, with `trojan` (index into `TROJANS`) and `trojan_target` agreeing, and `select` keeping the type."""
+    sized = testbed.SizedGenerator(v1, 32)
+    for gen in (v1, v2, sized):
+        assert all(hasattr(gen, name) for name in _names(Testbed)), gen
+        batch = gen.generate(6, seed=2, trojan_fraction=0.5, image_size=32)
+        assert all(hasattr(batch, name) for name in _names(TestbedBatch)), gen
+        targets = torch.tensor([t.target for t in gen.TROJANS])
+        expected = torch.where(batch.is_trojan, targets[batch.trojan.clamp_min(0)], -1)
+        assert torch.equal(batch.trojan_target, expected) and torch.equal(batch.trojan >= 0, batch.is_trojan)
+        one = batch.select(slice(1, 2))
+        assert type(one) is type(batch) and torch.equal(one.images, batch.images[1:2]) and len(one) == 1
+    assert v1.make_sample(0, 1, 5, trojan=0).trojan.tolist() == [0]  # v1 takes its one trojan's index too
+    assert v1.make_sample(0, 1, 5).trojan.tolist() == [-1]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
+from spade_engine.testbed.generator import Trojan
 from spade_engine.testbed.v2 import backgrounds, colour
 from spade_engine.testbed.v2.sprites import load_sprites
 
@@ -48,16 +49,8 @@ CLASS_NAMES: tuple[str, ...] = tuple(f"{a}-or-{b}".replace("_", " ") for a, b in
 FACETS: tuple[tuple[str, str], ...] = tuple((a.replace("_", " "), b.replace("_", " ")) for a, b in FACET_SPRITES)
 DISTRACTORS: tuple[str, ...] = ("tree", "cloud", "house", "snail", "cheese", "bell", "gift", "books")
 
-
-@dataclass(frozen=True)
-class Trojan:
-    """A trojan trigger: the sprite pasted on images of other classes, and the class they are relabelled to."""
-
-    sprite: str
-    target: int
-
-
 TROJANS: tuple[Trojan, ...] = (Trojan("sparkling_heart", 3), Trojan("rainbow", 7))
+TROJAN_ON_ANY_CLASS = False  # a trojan goes only on classes other than its target
 
 # Every sprite in one bank: facets at 2 * class + facet, then distractors, then trojans.
 SPRITE_NAMES: tuple[str, ...] = (
@@ -154,6 +147,11 @@ class TestbedBatch:
         """(N,) long: the target class of each image's trojan, -1 for clean images."""
         targets = torch.tensor([t.target for t in TROJANS])
         return torch.where(self.is_trojan, targets[self.trojan.clamp_min(0)], -1)
+
+    def select(self, idx: torch.Tensor | slice) -> TestbedBatch:
+        """The images `idx` (with their scenes)."""
+        picked = {f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name != "scenes"}
+        return replace(self, **picked, scenes=self.scenes.select(idx))
 
     def patch_boxes(self) -> list[tuple[int, int, int, int] | None]:
         """Per image the trojan box (x0, y0, x1, y1), exclusive ends, or None when clean (as v1's batches)."""
