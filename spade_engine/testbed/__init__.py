@@ -1,7 +1,7 @@
 """Ground-truth testbed: generated image sets with multifaceted classes and trojans, and small architectures
 (the shipped testbed models in `assets/models/` are trained by `scripts/train_testbed.py`).
 
-Two generators share one interface (`testbed.generator.Testbed`: `IMAGE_SIZE`, `CLASS_NAMES`, `FACETS`,
+Two generators share one interface (`testbed.interface.Testbed`: `IMAGE_SIZE`, `CLASS_NAMES`, `FACETS`,
 `TROJANS`, `generate(n, seed, trojan_fraction, image_size)`, `make_sample(...)`, batches with `images`, `labels`,
 `true_class`, `facet`, `is_trojan`, `trojan`, `trojan_target`, `trojan_mask`): v1 (`testbed.data`, 64 px
 geometric facets, one 8 px checker trojan) and v2 (`testbed.v2.data`, 128 px emoji facets on photographs, two
@@ -16,7 +16,7 @@ from types import ModuleType
 
 import torch
 
-from spade_engine.testbed.generator import Testbed, TestbedBatch
+from spade_engine.testbed.interface import Testbed, TestbedBatch
 
 GENERATORS: dict[str, str] = {"v1": "spade_engine.testbed.data", "v2": "spade_engine.testbed.v2.data"}
 """Testbed version (a card's `"testbed"`, an example's `"testbed"`) -> its generator module."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch.utils.data import TensorDataset
 
-from spade_engine.testbed.generator import Trojan
+from spade_engine.testbed.interface import Trojan
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 8

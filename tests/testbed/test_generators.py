@@ -1,5 +1,5 @@
 """`testbed.data_for` picks a model's generator from its card; both generators answer the one interface
-(`testbed.generator.Testbed`) the same way."""
+(`testbed.interface.Testbed`) the same way."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import torch
 
 from spade_engine import models, testbed
-from spade_engine.testbed.generator import Testbed, TestbedBatch
+from spade_engine.testbed.interface import Testbed, TestbedBatch
 from spade_engine.testbed import data as v1
 from spade_engine.testbed.v2 import data as v2
 

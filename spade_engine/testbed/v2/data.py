@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
-from spade_engine.testbed.generator import Trojan
+from spade_engine.testbed.interface import Trojan
 from spade_engine.testbed.v2 import backgrounds, colour
 from spade_engine.testbed.v2.sprites import load_sprites
 
