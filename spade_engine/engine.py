@@ -44,7 +44,7 @@ from spade_engine.pruning import (
 from spade_engine.pruning import cancel as cancellation
 from spade_engine.pruning.cancel import Cancelled, cancellable, check_cancelled
 from spade_engine.pruning.hessian import MATMULS, PRUNABLE
-from spade_engine.reparam import TRANSFORMED, copy_model, fold_reparametrisations, transformed_weight_layers
+from spade_engine.reparam import copy_model, fold_reparametrisations, transformed_weight_layers
 from spade_engine.statistics import RULES, ChannelStats, StatsAccumulator, batchnorms, correct_batchnorms
 
 Progress = Callable[[str, int, int], None]
@@ -297,13 +297,14 @@ class SpadeEngine:
         """
         aug = augment_config or AugmentConfig()
         key = (sample_hash(x), tuple(x.shape), int(n_aug), int(seed), aug)
-        busy = self._prefetch_key  # (trace key, config) a background prefetch is pruning now, holding the lock
-        if busy is not None and threading.current_thread() is not self._prefetch_thread:
+        prefetch = self._prefetch_thread
+        if prefetch is not None and prefetch.is_alive() and threading.current_thread() is not prefetch:
             trace = self._traces.get(key)
-            if busy[0] == key and trace is not None:  # its own trace: hand it out without waiting for the prefetch
+            if trace is not None:  # cached: hand it out without waiting for the prefetch (it may hold the lock)
                 self.stats["trace_hits"] += 1
                 return trace
-            self.cancel_prefetch()  # another sample or settings: the user's request goes first
+            self.cancel_prefetch()  # a new sample or settings: the user's request goes first, even between two
+            # of the prefetch's prunes (when it holds no `_prefetch_key` yet but is about to take the lock)
         with self._lock:
             if key in self._traces:
                 self._traces.move_to_end(key)
@@ -349,8 +350,8 @@ class SpadeEngine:
         transformed = transformed_weight_layers(self._work, x.unsqueeze(0).to(self.device), once)
         out, too_wide = [], {}
         for name in once:
-            if name in transformed:
-                too_wide[name] = TRANSFORMED
+            if name in transformed:  # a weight transform, or padding of its own inside forward
+                too_wide[name] = transformed[name]
                 continue
             nbytes = hessian_bytes(modules[name], self.hessian_dtype)
             if nbytes > self.max_hessian_bytes:

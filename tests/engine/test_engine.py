@@ -372,3 +372,22 @@ def test_prepare_does_not_wait_for_a_prefetch_of_its_own_trace_and_cancels_one_o
         time.sleep(0.01)
     other = engine.prepare(sample(seed=1), n_aug=16, seed=0)  # another sample: the prefetch is cancelled
     assert other is not trace and not thread.is_alive() and engine.stats["prefetched"] == 1
+
+
+def test_a_new_sample_cancels_a_prefetch_between_its_prunes(monkeypatch):
+    """A prefetch that holds no prune yet (between two configs, about to take the lock) is cancelled by a new
+    sample's `prepare` too, so the user's request never queues behind a whole background prune."""
+    import threading
+
+    from spade_engine import engine as engine_module
+
+    engine = SpadeEngine(NETS["resnet"](), batch_size=16)
+    trace = engine.prepare(sample(), n_aug=16, seed=0)
+    gate, started = threading.Event(), threading.Event()
+    monkeypatch.setattr(engine_module, "_yield_cpu", lambda: (started.set(), gate.wait(20)))
+    thread = engine.prefetch(trace, [0.3, 0.4])
+    assert started.wait(20) and engine._prefetch_key is None and thread.is_alive()
+    threading.Timer(0.5, gate.set).start()  # the prefetch goes on only after prepare asked it to stop
+    other = engine.prepare(sample(seed=1), n_aug=16, seed=0)
+    thread.join(30)
+    assert other is not trace and not thread.is_alive() and engine.stats.get("prefetched", 0) == 0
