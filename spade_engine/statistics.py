@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from spade_engine.hooks import forward_pre_hooks
+from spade_engine.pruning.cancel import check_cancelled
 
 RULES = ("none", "match", "reestimate")
 DEAD_RATIO = 0.1  # pruned spread below this share of the dense spread: the channel is silenced, variance kept
@@ -124,6 +125,7 @@ def correct_batchnorms(
     moved = {}
 
     def correct(name: str, bn: nn.Module, inputs: tuple) -> None:
+        check_cancelled()  # a background prefetch stops here too when the user asks for something else
         acc = StatsAccumulator()
         acc.add(inputs[0])
         old_v = bn.running_var.detach().double().cpu().clamp_min(1e-12)
