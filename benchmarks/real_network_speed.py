@@ -1,17 +1,20 @@
 """A new photo's first SPADE run and one dense + SPADE Saliency pair on the real EfficientNet-Lite0, per phase.
 
-    python benchmarks/real_network_speed.py [--views 64] [--repeats 3] [--threads 2] [--baseline HEAD~3]
+    python benchmarks/real_network_speed.py [--views 64] [--repeats 3] [--threads 2] [--compare | --baseline REV]
 
 Each repeat runs in a fresh process (model loading not timed): `prepare` (augment, the dense pass split into the
 forward itself and the Hessian accumulation per layer type: depthwise, pointwise 1x1, full k x k convs (the
 same-padded stem), linear), one `prune` at `--sparsity` (inverse factors, column sweeps), then a Saliency map on
-the dense model and on the pruned copy (each split into the attribution copy and the gradient itself).
+the dense model and on the pruned copy (with the time spent making attribution copies).
 
-`--baseline COMMIT` extracts `spade_engine/` of that commit (`git archive`) into a temporary folder and runs it
-side by side: each repeat runs the baseline, then the working tree, so both see the same load; the table gives
-the medians, their spread (min-max over repeats) and the ratio of medians (baseline / now) with the spread of
-the per-repeat ratios. The machine's load (`/proc/loadavg`) is printed before and after: only ratios from one
-run compare.
+`--compare` runs the old code paths (`_old_paths`: the Hessian rule, TF-"same" handling and saliency copies
+from before issue 26's work, selected in-process, so everything else is the same code) side by side with the
+current ones; `--baseline REV` instead runs `spade_engine/` of that revision (`git archive` into a temporary
+folder). Each repeat runs the old version, then the current one, so both see the same load; the tables give the
+medians, their spread (min-max over repeats) and the ratio of medians (old / now) with the spread of the
+per-repeat ratios, in wall-clock seconds and in the process's CPU seconds (all threads: less sensitive to other
+users of a shared machine; there the forward row also holds the augmentation). The load (`/proc/loadavg`) is printed before and after: only ratios from one run
+compare.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     from spade_engine.pruning.hessian import HessianAccumulator
     from spade_engine.saliency import _canonical, registry
 
+    if args.old:
+        _old_paths()
     loaded = load_model("efficientnet_lite0", allow_download=False)
     model = loaded.model
     x = loaded.preprocess(load_image(PHOTO))  # (3, 224, 224)
@@ -98,6 +103,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     seconds["  augment"] = trace.timings["augment"]
     hooks = sum(seconds[f"  hessian: {t}"] for t in TYPES)
     seconds["  forward (dense pass without hooks' work)"] = trace.timings["hessians"] - hooks
+    hooks_cpu = sum(seconds[f"cpu:  hessian: {t}"] for t in TYPES)
+    seconds["cpu:  forward (dense pass without hooks' work)"] = seconds["cpu:prepare"] - hooks_cpu  # with augment
     t0, c0 = time.perf_counter(), time.process_time()
     pruned, result = engine.prune(trace, PruneConfig(sparsity=args.sparsity))
     seconds["prune"], seconds["cpu:prune"] = time.perf_counter() - t0, time.process_time() - c0
@@ -117,10 +124,31 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     return dict(seconds)
 
 
-def run_repeat(src: Path, args: argparse.Namespace) -> dict[str, float]:
-    """One repeat in a fresh process with `src` first on the path."""
+def _old_paths() -> None:
+    """The code paths before issue 26's speed work, in this process: Hessians by the old rule (shifted or
+    unfold, for depthwise convs too), timm's TF-"same" convs left dense as before (then misread as
+    weight-transforming), gradient maps on a fresh attribution copy per map."""
+    from spade_engine import engine
+    from spade_engine.pruning.hessian import HessianAccumulator
+    from spade_engine.pruning.padding import is_tf_same
+    from spade_engine.reparam import TRANSFORMED
+    from spade_engine.saliency import _canonical, gradients
+
+    HessianAccumulator.path = lambda self, shape: "shift" if self.shifted(shape) else "unfold"
+    transformed = engine.transformed_weight_layers
+
+    def old_transformed(model, x, names):
+        modules = dict(model.named_modules())
+        return {**transformed(model, x, names), **{n: TRANSFORMED for n in names if is_tf_same(modules[n])}}
+
+    engine.transformed_weight_layers = old_transformed
+    gradients._model = lambda inp: _canonical.attribution_copy(inp.net, inp.z).module
+
+
+def run_repeat(src: Path, args: argparse.Namespace, old: bool = False) -> dict[str, float]:
+    """One repeat in a fresh process with `src` first on the path (`old`: with `_old_paths`)."""
     cmd = [sys.executable, __file__, "--worker", "--views", str(args.views), "--threads", str(args.threads)]
-    cmd += ["--sparsity", str(args.sparsity)]
+    cmd += ["--sparsity", str(args.sparsity)] + (["--old"] if old else [])
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}", "SPADE_OFFLINE": "1"}
     env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=ROOT).stdout
@@ -163,6 +191,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sparsity", type=float, default=0.8)
     parser.add_argument("--baseline", default=None, help="a commit to run side by side (its spade_engine/)")
+    parser.add_argument("--compare", action="store_true", help="also the old paths (`_old_paths`), alternating")
+    parser.add_argument("--old", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -170,13 +200,15 @@ def main() -> None:
         return
     print(f"load before: {Path('/proc/loadavg').read_text().strip()}  ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
-        versions = {f"now ({_head()}+tree)": ROOT}
-        if args.baseline:
-            versions = {f"baseline {args.baseline}": extract(args.baseline, Path(tmp)), **versions}
+        versions = {f"now ({_head()}+tree)": (ROOT, False)}
+        if args.compare:
+            versions = {"old paths": (ROOT, True), **versions}
+        elif args.baseline:
+            versions = {f"baseline {args.baseline}": (extract(args.baseline, Path(tmp)), False), **versions}
         runs: dict[str, list[dict[str, float]]] = {n: [] for n in versions}
         for r in range(args.repeats):
-            for name, src in versions.items():
-                runs[name].append(run_repeat(src, args))
+            for name, (src, old) in versions.items():
+                runs[name].append(run_repeat(src, args, old))
                 print(f"  repeat {r + 1}/{args.repeats} {name}: first run {runs[name][-1][ROWS[10]]:.2f} s", flush=True)
     print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
     print(
