@@ -3,47 +3,54 @@
 
 import streamlit as st
 
-from pages.ui import cache, figures, widgets
+from pages.ui import cache, figures, keys
 from pages.ui import neurons as ui
+from pages.ui.model_picker import model_picker
+from pages.ui.results import SpadeProgress
+from pages.ui.sample_picker import sample_picker
+from pages.ui.spade_controls import spade_controls
+from pages.ui.state import persisted
 from spade_engine import featvis, neurons
 
 st.title("Neuron explorer")
 st.caption(
     "A multifaceted neuron's dense visualisation mixes its facets; SPADE's, pruned to one sample, shows the facet that sample uses."
 )
-model = widgets.model_picker()
-sample = widgets.sample_picker(model)
-settings = widgets.spade_controls(ui.PREFIX, default_sparsity=95, model_name=model.loaded.info.name)
-late_only = widgets.persisted(
-    st.sidebar.checkbox, ui.LATE_ONLY, True, "Prune only late layers (reference setting for visualisations)"
+model = model_picker()
+sample = sample_picker(model)
+settings = spade_controls(keys.NEURONS, default_sparsity=95, model_name=model.loaded.info.name)
+late_only = persisted(
+    st.sidebar.checkbox, keys.NEURONS_LATE_ONLY, True, "Prune only late layers (reference setting for visualisations)"
 )
 size = model.loaded.info.input_size
 with st.sidebar.expander("Feature visualisation"):
-    steps = widgets.persisted(
-        st.select_slider, ui.STEPS, 128, "Steps", ui.STEP_CHOICES, valid=lambda v: v in ui.STEP_CHOICES
+    steps = persisted(
+        st.select_slider, keys.NEURONS_STEPS, 128, "Steps", ui.STEP_CHOICES, valid=lambda v: v in ui.STEP_CHOICES
     )
-    vis_size = widgets.persisted(st.number_input, ui.SIZE, size, "Image size (px)", 16, 512, step=8)
-    lr = widgets.persisted(st.number_input, ui.LR, 0.05, "Learning rate", 0.001, 1.0, format="%.3f")
-    vis_seed = widgets.persisted(st.number_input, ui.VIS_SEED, 0, "Seed", 0, 2**31 - 1)
+    vis_size = persisted(st.number_input, keys.NEURONS_SIZE, size, "Image size (px)", 16, 512, step=8)
+    lr = persisted(st.number_input, keys.NEURONS_LR, 0.05, "Learning rate", 0.001, 1.0, format="%.3f")
+    vis_seed = persisted(st.number_input, keys.NEURONS_VIS_SEED, 0, "Seed", 0, 2**31 - 1)
 config = featvis.FeatVisConfig(int(vis_size), int(steps), float(lr), int(vis_seed), input_size=size)
 
 # ---- layer and neuron
 infos = ui.layers(model.key, size, model.device, model.model)
 if not infos:  # a TorchScript model: its layers take no hooks
-    st.info(featvis.TORCHSCRIPT_LAYERS if featvis.is_scripted(model.model) else "This model has no conv or linear layers.")
+    st.info(
+        featvis.TORCHSCRIPT_LAYERS if featvis.is_scripted(model.model) else "This model has no conv or linear layers."
+    )
     st.stop()
 by_name = {i.name: i for i in infos}
-layer = widgets.persisted(st.selectbox, ui.LAYER, infos[-1].name, "Layer", options=list(by_name), valid=lambda v: v in by_name,
+layer = persisted(st.selectbox, keys.NEURONS_LAYER, infos[-1].name, "Layer", options=list(by_name), valid=lambda v: v in by_name,
                           format_func=lambda n: f"{n} ({by_name[n].kind}, {by_name[n].channels} neurons)")  # fmt: skip
 info, is_head = by_name[layer], layer == infos[-1].name
 ranking = ui.ranking(model.key, sample.sample_hash, layer, model.device, model.model, sample.image)
 name = lambda c: f"{c} · {figures.class_name(model.class_names, c)}" if is_head else f"neuron {c}"  # noqa: E731
 label = lambda c: f"{name(c)} (act {ranking.activation[c]:.2f}, attr {ranking.attribution[c]:+.2f})"  # noqa: E731
-pick = st.radio("Pick the neuron", ui.PICKS, horizontal=True, key=ui.PICK)
+pick = st.radio("Pick the neuron", ui.PICKS, horizontal=True, key=keys.NEURONS_PICK)
 if pick == ui.PICKS[2]:
     neuron = int(
         st.number_input(
-            f"Neuron index (0–{info.channels - 1})", min_value=0, value=0, step=1, key=f"{ui.INDEX}.{layer}"
+            f"Neuron index (0–{info.channels - 1})", min_value=0, value=0, step=1, key=f"{keys.NEURONS_INDEX}.{layer}"
         )
     )
     if neuron >= info.channels:
@@ -51,16 +58,18 @@ if pick == ui.PICKS[2]:
         st.stop()
 else:
     order = ranking.top("activation" if pick == ui.PICKS[0] else "attribution", 10)
-    neuron = st.selectbox(f"{pick} for this sample", order, format_func=label, key=f"{ui.PICK}.{layer}.{pick}")
+    neuron = st.selectbox(
+        f"{pick} for this sample", order, format_func=label, key=f"{keys.NEURONS_PICK}.{layer}.{pick}"
+    )
 objectives = ["class"] if is_head else (["channel"] if info.spatial is None else ["channel", "unit"])
-kind = st.radio("Objective", objectives, horizontal=True, key=f"{ui.OBJECTIVE}.{len(objectives)}",
+kind = st.radio("Objective", objectives, horizontal=True, key=f"{keys.NEURONS_OBJECTIVE}.{len(objectives)}",
                 format_func=lambda k: {"class": "class logit", "channel": "whole channel", "unit": "unit at the sample's peak"}[k])  # fmt: skip
 position = tuple(int(v) for v in ranking.position[neuron]) if kind == "unit" else None
 target = featvis.Target(kind, featvis.LOGITS if kind == "class" else layer, int(neuron), position)
 
 # ---- SPADE network for this sample (late layers only by default)
 prune = neurons.late_prune_config(infos, settings.sparsity) if late_only else settings.prune_config()
-progress = widgets.SpadeProgress()
+progress = SpadeProgress()
 run = cache.run_spade(
     model.key,
     model.device,
@@ -94,7 +103,8 @@ acts = ui.dataset_acts(model.key, layer, probe.key, model.device, model.model, p
 rf = ui.receptive_field(model.key, layer, size, model.device, model.model)
 patches = neurons.top_patches(probe.images, acts, int(neuron), k=8, rf=rf)
 cols[2].image(
-    ui.grid(patches.images), caption=f"Top patches of {probe.title} (receptive field {min(rf, size)} px)",
+    ui.grid(patches.images),
+    caption=f"Top patches of {probe.title} (receptive field {min(rf, size)} px)",
     width="stretch",
 )
 cols[2].caption(ui.facet_caption(probe, patches.indices, version))
@@ -103,9 +113,9 @@ cols[2].caption(ui.facet_caption(probe, patches.indices, version))
 st.subheader(f"Multifaceted neurons in {layer}")
 st.caption(neurons.SCORE_EXPLANATION)
 scores = ui.multifaceted(model.key, layer, probe.key, 32, model.device, model.model, probe)
-st.plotly_chart(ui.score_chart(scores, name, int(neuron)), key="neurons.scores")
+st.plotly_chart(ui.score_chart(scores, name, int(neuron)), key=keys.NEURONS_SCORES_CHART)
 choice = st.selectbox(
-    "Show the facets of", [s.channel for s in scores[:20]], format_func=name, key=f"{ui.FACET_NEURON}.{layer}"
+    "Show the facets of", [s.channel for s in scores[:20]], format_func=name, key=f"{keys.NEURONS_FACET}.{layer}"
 )
 chosen = next(s for s in scores if s.channel == choice)
 for col, facet, letter in zip(st.columns(2), chosen.facets, "AB", strict=True):

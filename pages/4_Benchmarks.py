@@ -4,7 +4,7 @@ photos), stored results and live runs."""
 import streamlit as st
 
 from pages.ui import benchmarks as ui
-from pages.ui import cache
+from pages.ui import cache, keys
 from spade_engine import protocol
 from spade_engine.saliency import METHODS, method_table
 
@@ -19,7 +19,7 @@ shipped = {m.name: m for m in cache.model_infos() if m.family in ("testbed", "pa
 if not shipped:
     st.info("No shipped model found in assets/models: the benchmarks need one.")
     st.stop()
-model = st.selectbox("Model", list(shipped), key=ui.MODEL, format_func=lambda n: shipped[n].title)
+model = st.selectbox("Model", list(shipped), key=keys.BENCHMARKS_MODEL, format_func=lambda n: shipped[n].title)
 real = shipped[model].family != "testbed"
 if real:
     st.caption(f"{shipped[model].title} is a real ImageNet network: it has no trojan ground truth, so its runs "
@@ -100,7 +100,7 @@ if difficulty is not None:
     st.dataframe(summary.assign(variant=[VARIANTS[v] for v in summary.index]), width="stretch")
 
 st.subheader("A run from `spade protocol`")
-run_file = st.text_input("CSV written by `spade protocol --out` (or its .partial.csv while it runs)", key=ui.RUN_FILE,
+run_file = st.text_input("CSV written by `spade protocol --out` (or its .partial.csv while it runs)", key=keys.BENCHMARKS_RUN_FILE,
                          placeholder="e.g. results.csv")  # fmt: skip
 if run_file:
     try:
@@ -108,18 +108,25 @@ if run_file:
     except ValueError as e:
         st.error(str(e), icon=":material/error:")
     else:
-        st.plotly_chart(protocol.summary_figure(run), width="stretch", key="benchmarks.run_file.summary")
-        show(run, ui.describe_file(ui.Path(run_file).expanduser(), run), key="benchmarks.run_file")
+        st.plotly_chart(protocol.summary_figure(run), width="stretch", key=keys.BENCHMARKS_RUN_SUMMARY_CHART)
+        show(run, ui.describe_file(ui.Path(run_file).expanduser(), run), key=keys.BENCHMARKS_RUN_FILE)
 
 st.subheader("Run a small benchmark now")
 left, mid, right = st.columns(3)
-samples = left.slider("Samples per metric", 1, 10, 2, key=ui.SAMPLES)
-methods = mid.multiselect("Methods", list(METHODS), ["Saliency", "InputXGradient", "GradCAM"], key=ui.METHODS)
-columns = right.multiselect("Columns", list(protocol.COLUMNS), ["Dense", "SPADE-sweep"], key=ui.COLUMNS)
+samples = left.slider("Samples per metric", 1, 10, 2, key=keys.BENCHMARKS_SAMPLES)
+methods = mid.multiselect(
+    "Methods", list(METHODS), ["Saliency", "InputXGradient", "GradCAM"], key=keys.BENCHMARKS_METHODS
+)
+columns = right.multiselect("Columns", list(protocol.COLUMNS), ["Dense", "SPADE-sweep"], key=keys.BENCHMARKS_COLUMNS)
 cost = samples * 2 * len(methods) * len(columns)
 if st.button(f"Run ({cost} saliency maps)", disabled=not (methods and columns), type="primary"):
     cfg = protocol.ProtocolConfig(
-        model, 0 if real else samples, samples, methods=tuple(methods), columns=tuple(columns), n_aug=32,
+        model,
+        0 if real else samples,
+        samples,
+        methods=tuple(methods),
+        columns=tuple(columns),
+        n_aug=32,
         device=cache.default_device(),
     )
     bar = st.progress(0.0, text="Starting…")
@@ -130,9 +137,9 @@ if st.button(f"Run ({cost} saliency maps)", disabled=not (methods and columns), 
     try:
         loaded = cache.load_model(model, cache.default_device())
         with cache.model_lock(model):
-            st.session_state[ui.LIVE] = protocol.run_protocol(cfg, loaded.model, progress)
+            st.session_state[keys.BENCHMARKS_LIVE] = protocol.run_protocol(cfg, loaded.model, progress)
     except FileNotFoundError as e:  # SPADE-tuned without a tuned profile
         st.error(str(e))
     bar.empty()
-if ui.LIVE in st.session_state:
-    show(st.session_state[ui.LIVE], "This session's live run (not stored).")
+if keys.BENCHMARKS_LIVE in st.session_state:
+    show(st.session_state[keys.BENCHMARKS_LIVE], "This session's live run (not stored).")

@@ -4,26 +4,28 @@ elastic-net GLM over standardised penultimate features, so each class is explain
 import numpy as np
 import streamlit as st
 
-from pages.ui import cache, figures, widgets
-from pages.ui import related as ui
+from pages.ui import cache, figures, keys
+from pages.ui import sparse_layer as ui
+from pages.ui.model_picker import model_picker
+from pages.ui.sample_picker import sample_picker, to_uint8
 from spade_engine import sparse_layer as sl
 
 st.title("Sparse decision layer")
 st.caption("A few deep features per class, each shown by the images that activate it most — spurious features "
            "(such as a trojan patch) become visible as a feature of the class they trigger.")  # fmt: skip
-model = widgets.model_picker()
+model = model_picker()
 info, side = model.loaded.info, st.sidebar
 side.subheader("Sparse layer")
-budget = side.slider("Features per class (budget)", 1, 50, 10, key=ui.SPARSE_BUDGET)
-n_lambdas = side.select_slider("Path points (λ values)", [10, 20, 40, 60, 100], 40, key=ui.SPARSE_LAMBDAS)
+budget = side.slider("Features per class (budget)", 1, 50, 10, key=keys.SPARSE_BUDGET)
+n_lambdas = side.select_slider("Path points (λ values)", [10, 20, 40, 60, 100], 40, key=keys.SPARSE_LAMBDAS)
 targets = ()
 if info.family == "testbed":
     from spade_engine import testbed
 
     version = cache.testbed_version(model.key)  # the model's own generator: v1, or v2 with two trojans
-    n = side.select_slider("Testbed images", [200, 500, 1000, 2000, 4000], 2000, key=ui.SPARSE_N)
+    n = side.select_slider("Testbed images", [200, 500, 1000, 2000, 4000], 2000, key=keys.SPARSE_N)
     frac = side.slider("Trojaned share (as in training)", 0.0, 0.5, float(info.card.get("trojan", {}).get("fraction", 0.1)),
-                       0.05, key=ui.SPARSE_TROJAN)  # fmt: skip
+                       0.05, key=keys.SPARSE_TROJAN)  # fmt: skip
     batch = ui.testbed_batch(version, n, ui.TESTBED_SEED, frac, info.input_size)
     gen = testbed.generator(version)
     images, labels, names, targets = batch.images, batch.labels.numpy(), gen.CLASS_NAMES, testbed.target_classes(gen)
@@ -52,14 +54,14 @@ if targets and fit.truth:
 
 # ---- per class: its features, their top-activating images and visualisations
 first = targets[0] if targets else 0
-c = st.selectbox("Class", range(len(names)), index=first, format_func=lambda i: names[i], key=ui.SPARSE_CLASS)
+c = st.selectbox("Class", range(len(names)), index=first, format_func=lambda i: names[i], key=keys.SPARSE_CLASS)
 feats = fit.layer.class_features(c)
 if not feats:
     st.info("This class has no feature at this budget: raise the budget in the sidebar.")
     st.stop()
 st.plotly_chart(ui.bars_figure([f"#{k}" for k, _ in feats], [w for _, w in feats], "weight on the standardised feature"),
                 width="stretch")  # fmt: skip
-show_vis = st.checkbox("Feature visualisations (Lucent; slow the first time)", key=ui.SPARSE_FEATVIS)
+show_vis = st.checkbox("Feature visualisations (Lucent; slow the first time)", key=keys.SPARSE_FEATVIS)
 for k, w in feats[:6]:
     left, right = st.columns([1, 4])
     left.markdown(f"**Feature #{k}** · weight {w:+.2f}")
@@ -68,10 +70,12 @@ for k, w in feats[:6]:
             ui.feature_vis(model.key, model.device, model.model, k, info.input_size, ui.FEATVIS_STEPS), width="stretch"
         )
     top = sl.top_activating(fit.layer, data, k, n=8)
-    right.image(ui.to_uint8(images[top]), width=64, caption=[ui.image_caption(names, labels, truth, i) for i in top])
+    right.image(
+        ui.images_uint8(images[top]), width=64, caption=[ui.image_caption(names, labels, truth, i) for i in top]
+    )
 
 # ---- per sample: contributions W[c, k] * z_k
-sample = widgets.sample_picker(model, stop=False)
+sample = sample_picker(model, stop=False)
 if sample is None:
     st.stop()
 z = ui.sample_features(model.key, sample.sample_hash, model.device, model.model, sample.batch)
@@ -84,10 +88,10 @@ st.plotly_chart(ui.bars_figure([f"#{k}" for k in order], [float(contrib[k]) for 
 methods = cache.saliency_methods() if same_classes else []
 if methods:
     st.subheader("Saliency through the dense head vs through the sparse FC")
-    method = st.selectbox("Saliency method", methods, key=ui.SPARSE_METHOD)
+    method = st.selectbox("Saliency method", methods, key=keys.SPARSE_METHOD)
     fit_key = (source, n_lambdas, fit.chosen)
     maps = ui.sparse_fc_saliency(model.key, fit_key, sample.sample_hash, method, pred, model.model, fit.layer,
                                  sample.batch.to(model.device))  # fmt: skip
     panels = [("Dense head", maps[0]), ("Sparse FC", maps[1])]
-    st.plotly_chart(ui.overlay_figure(widgets.to_uint8(sample.image), panels, "saliency", mask=sample.trojan_mask),
+    st.plotly_chart(figures.overlay_figure(to_uint8(sample.image), panels, "saliency", mask=sample.trojan_mask),
                     width="stretch")  # fmt: skip

@@ -2,29 +2,28 @@
 class score is largest, and the input gradient back-propagated only through them (the pathway gradient)."""
 
 import streamlit as st
-import torch
 
-from pages.ui import figures, widgets
-from pages.ui import related as ui
+from pages.ui import cache, figures, keys
+from pages.ui import pathways as ui
+from pages.ui.model_picker import model_picker
+from pages.ui.sample_picker import sample_picker, to_uint8
 
 st.title("Critical pathways")
 st.caption("Keep the neurons that contribute most to the class score, gate the rest to zero, and back-propagate "
            "through what is left: the network restricted to the pathway is locally linear around the sample.")  # fmt: skip
-model = widgets.model_picker()
-sample = widgets.sample_picker(model)
+model = model_picker()
+sample = sample_picker(model)
 side = st.sidebar
 side.subheader("Pathway")
-keep = side.slider("Neurons kept (%)", 1, 100, 15, key=ui.PATH_KEEP, help="The authors keep the top 15 %.") / 100
-granularity = side.radio("Neurons are", ["unit", "channel"], horizontal=True, key=ui.PATH_GRAN,
+keep = side.slider("Neurons kept (%)", 1, 100, 15, key=keys.PATHWAYS_KEEP, help="The authors keep the top 15 %.") / 100
+granularity = side.radio("Neurons are", ["unit", "channel"], horizontal=True, key=keys.PATHWAYS_GRANULARITY,
                          format_func=lambda g: {"unit": "units", "channel": "channels"}[g])  # fmt: skip
-selection = side.radio("Threshold", ["global", "per_layer"], key=ui.PATH_SEL,
+selection = side.radio("Threshold", ["global", "per_layer"], key=keys.PATHWAYS_SELECTION,
                        format_func=lambda s: {"global": "one percentile over all layers", "per_layer": "same fraction per layer"}[s])  # fmt: skip
 
-with torch.no_grad():
-    logits = model.model(sample.batch.to(model.device))[0].cpu()
 names = model.class_names
-pred = int(logits.argmax())
-target = st.selectbox("Class to explain", range(len(names)), index=pred, key=ui.PATH_TARGET,
+pred = cache.predicted_class(model.key, sample.sample_hash, model.device, model.model, sample.batch)
+target = st.selectbox("Class to explain", range(len(names)), index=pred, key=keys.PATHWAYS_TARGET,
                       format_func=lambda c: f"{figures.class_name(names, c)}" + (" (predicted)" if c == pred else ""))  # fmt: skip
 try:
     summary, grad, plain = ui.pathway(model.key, sample.sample_hash, int(target), keep, granularity, selection,
@@ -51,8 +50,8 @@ if summary.keeps_all_contributing:
     st.warning(f"Only {summary.contributing:,} neurons contribute at all (active and on a gradient path), so a pathway "
                f"of {total_kept:,} keeps all of them and its gradient is the plain gradient: lower the kept share.")  # fmt: skip
 panels = [("Plain gradient |∂y/∂x|", plain), (f"Pathway gradient (keep {keep:.0%})", grad)]
-image = widgets.to_uint8(sample.image)
-st.plotly_chart(ui.overlay_figure(image, panels, "|gradient|", mask=sample.trojan_mask), width="stretch")
+image = to_uint8(sample.image)
+st.plotly_chart(figures.overlay_figure(image, panels, "|gradient|", mask=sample.trojan_mask), width="stretch")
 if sample.trojan_mask is not None:
     inside = lambda m: float(m[sample.trojan_mask].sum() / max(m.sum(), 1e-12))  # noqa: E731
     st.caption(f"Share of the map on the trojan patch: plain {inside(plain):.0%}, pathway {inside(grad):.0%} "

@@ -4,7 +4,7 @@ open it and hand out participant links. Trial design after the SPADE paper (arXi
 import pandas as pd
 import streamlit as st
 
-from pages.ui import access, cache
+from pages.ui import access, cache, keys
 from pages.ui import study as ui
 from spade_engine.study import CONDITIONS, QUESTIONS, StudyError
 
@@ -24,12 +24,12 @@ with st.expander("Design a new study", expanded=not store.list_studies()):
         design = ui.design_form(testbed, cache.saliency_methods())
         if design is not None:
             try:
-                st.session_state[ui.DESIGNER_STUDY] = store.create_study(design)
+                st.session_state[keys.DESIGNER_STUDY] = store.create_study(design)
                 st.success(f"Created study **{design.name}**. Pre-compute its stimuli below.")
             except StudyError as e:
                 st.error(str(e))
 
-info = ui.study_picker(ui.DESIGNER_STUDY)
+info = ui.study_picker(keys.DESIGNER_STUDY)
 if info is None:
     st.info("No study yet: design one above.")
     st.stop()
@@ -65,8 +65,8 @@ if not missing:
 st.subheader("Participant links")
 if info.status != "open":
     st.info("Open the study to accept participants. Links work as soon as it is open.")
-base = st.text_input("App address", ui.default_base_url(), key=ui.DESIGNER_BASE_URL)
-n_new = st.number_input("New participant ids", 1, 200, 5, key=ui.DESIGNER_N_LINKS)
+base = st.text_input("App address", ui.default_base_url(), key=keys.DESIGNER_BASE_URL)
+n_new = st.number_input("New participant ids", 1, 200, 5, key=keys.DESIGNER_N_LINKS)
 if st.button("Create participant ids"):
     for _ in range(int(n_new)):
         store.add_participant(info.id)

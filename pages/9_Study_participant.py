@@ -4,6 +4,7 @@ with the same link to continue at the first unanswered trial."""
 
 import streamlit as st
 
+from pages.ui import keys
 from pages.ui import study as ui
 from spade_engine.study import StudyError
 
@@ -31,10 +32,10 @@ if current is None:
 
 done = len(store.answered(study_id, code))
 st.progress(done / n, text=f"Trial {current + 1} of {n}")
-if st.session_state.get(ui.PARTICIPANT_PAUSED):
+if st.session_state.get(keys.PARTICIPANT_PAUSED):
     st.info(f"Paused. Your {done} answers are saved; open the same link later to continue at trial {current + 1}.")
     if st.button("Continue now", type="primary"):
-        st.session_state[ui.PARTICIPANT_PAUSED] = False
+        st.session_state[keys.PARTICIPANT_PAUSED] = False
         st.rerun()
     st.stop()
 
@@ -42,10 +43,10 @@ if current == 0 and not done:
     st.caption("Each trial shows the image the network classified and an explanation of the network. "
                "Choose the option the question asks for; answer quickly but carefully. There are no trick trials.")  # fmt: skip
 view = ui.cached_trial_view(store.url, study_id, code, current)
-if st.session_state.get(ui.PARTICIPANT_REFUSED):
-    st.warning(st.session_state[ui.PARTICIPANT_REFUSED])
+if st.session_state.get(keys.PARTICIPANT_REFUSED):
+    st.warning(st.session_state[keys.PARTICIPANT_REFUSED])
 ui.trial_screen(view, design, study_id, token, current)
 st.divider()
 if st.button("Take a break (stop here)"):
-    st.session_state[ui.PARTICIPANT_PAUSED] = True
+    st.session_state[keys.PARTICIPANT_PAUSED] = True
     st.rerun()

@@ -12,10 +12,10 @@ import os
 
 import streamlit as st
 
+from pages.ui import keys
+
 PASSWORD_ENV = "SPADE_STUDY_PASSWORD"
 PASSWORD_SECRET = "study_password"
-RESEARCHER = "study_access.researcher"  # session-state flag: this browser session gave the password
-PASSWORD_INPUT = "study_access.password"
 access_log = logging.getLogger("spade_engine.study.access")
 
 
@@ -47,13 +47,13 @@ def require_researcher(page: str) -> None:
                 f"environment variable `{PASSWORD_ENV}` set, or put `{PASSWORD_SECRET} = \"…\"` in "
                 "`.streamlit/secrets.toml`.")  # fmt: skip
         st.stop()
-    if st.session_state.get(RESEARCHER):
+    if st.session_state.get(keys.STUDY_ACCESS_RESEARCHER):
         return
-    with st.form("study_access.form"):
-        given = st.text_input("Researcher password", type="password", key=PASSWORD_INPUT)
+    with st.form(keys.STUDY_ACCESS_FORM):
+        given = st.text_input("Researcher password", type="password", key=keys.STUDY_ACCESS_PASSWORD)
         submitted = st.form_submit_button("Unlock", type="primary")
     if submitted and password_matches(given, expected):
-        st.session_state[RESEARCHER] = True
+        st.session_state[keys.STUDY_ACCESS_RESEARCHER] = True
         st.rerun()
     if submitted:
         access_log.warning("refused researcher access to the %s page: wrong password", page)

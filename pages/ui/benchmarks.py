@@ -10,12 +10,6 @@ import streamlit as st
 from spade_engine import protocol
 
 RESULTS_DIR = protocol.RESULTS_DIR
-MODEL = "benchmarks.model"
-METHODS = "benchmarks.methods"
-COLUMNS = "benchmarks.columns"
-SAMPLES = "benchmarks.samples"
-LIVE = "benchmarks.live"  # the last live run's rows
-RUN_FILE = "benchmarks.run_file"  # path of a CSV written by `spade protocol --out`
 NEEDED = ("kind", "sample", "method", "column")  # the protocol's row keys
 
 

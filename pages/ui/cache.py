@@ -7,6 +7,12 @@
 - The engine caches traces (Hessians) and recent pruned copies itself; `run_spade` reports whether it reused them,
   and then has the engine pre-prune the slider's neighbouring sparsities in the background (env
   `SPADE_PREFETCH=0` turns that off), so a one-step slider move is usually a cache hit.
+- Long runs that show a progress bar (a GLM path, a Sobol design) cannot be `st.cache_data` (the bar would be
+  recorded and replayed): `long_run` keeps them in one bounded LRU shared by all sessions, with one lock per key,
+  so two sessions asking for the same result compute it once.
+
+Page-specific cached wrappers live in one module per page (`neurons`, `tour`, `sparse_layer`, `pathways`, `sobol`,
+`benchmarks`, `study`) and reach the engine through this one.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +32,7 @@ import streamlit as st
 import torch
 
 from spade_engine import models, paths
+from spade_engine.disk_cache import KeyedLocks
 
 EXAMPLES_DIR = paths.ASSETS / "examples"
 Progress = Callable[[str, int, int], None]
@@ -172,6 +180,12 @@ def model_family(model_name: str) -> str:
         return "checkpoint"
 
 
+def out_of_domain(model_name: str, meta: dict | None) -> str | None:
+    """Why a sample is outside what the model was trained on (e.g. a photo shown to a testbed model), or None
+    (`models.out_of_domain`, from the model card)."""
+    return models.out_of_domain(model_name, meta)
+
+
 PHOTO_RULE = "the shipped photo this model is most confident about (highest top-1 probability)"
 
 
@@ -251,6 +265,17 @@ class SpadeRun:
         return f"Reused cached trace and pruned network ({self.seconds * 1000:.0f} ms)"
 
 
+def spade_variant(settings) -> str:
+    """The cache-key name of the network SPADE prunes with `settings` (a `SpadeSettings`):
+    "spade:<n_aug>:<seed>:<prune_key>", the `variant` of `saliency`, `compare_maps` and the Sobol runs."""
+    return f"spade:{settings.n_aug}:{settings.seed}:{settings.prune_key}"
+
+
+def prune_config(settings):
+    """`settings.prune_config` with the shipped sparsity profiles (`sparsity_profiles`), as `run_spade` takes it."""
+    return settings.prune_config(sparsity_profiles())
+
+
 def neighbour_configs(config, step: float = 0.01) -> list:
     """`config` at the slider's neighbouring sparsities (one step of 1% down and up, within [0, 0.99])."""
     values = [round(config.sparsity + delta, 2) for delta in (-step, step)]
@@ -318,6 +343,23 @@ def run_spade(
     return run
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def predicted_class(model_key: str, sample_hash: str, device: str, _model: torch.nn.Module, _x: torch.Tensor) -> int:
+    """The dense model's top-1 class for a sample (`_x`: (1, 3, H, W) in [0, 1]), under the model's lock."""
+    with model_lock(model_key), torch.no_grad():
+        return int(_model(_x.to(device))[0].argmax())
+
+
+def spade_trace(model_key: str, device: str, model: torch.nn.Module, x: torch.Tensor, n_aug: int, seed: int,
+                augment_config=None, progress: Progress | None = None):  # fmt: skip
+    """The engine's trace of one sample (calibration views, Hessians; cached per sample by the engine), for pages
+    that show it (the Teaching tour); `run_spade` takes the same trace from the engine's cache."""
+    with model_lock(model_key):
+        return get_engine(model_key, device, model).prepare(
+            x, n_aug, seed, augment_config=augment_config, progress=progress
+        )
+
+
 # ---------------------------------------------------------------------------------------------- saliency
 
 
@@ -326,6 +368,25 @@ def saliency_methods() -> list[str]:
     from spade_engine.saliency import METHODS
 
     return list(METHODS)
+
+
+def takes_layer(methods: list[str]) -> bool:
+    """Whether any of `methods` explains a chosen layer (GradCAM and kin: `saliency.LAYER_METHODS`)."""
+    from spade_engine.saliency import LAYER_METHODS
+
+    return bool(set(methods) & set(LAYER_METHODS))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def gradcam_layers(
+    model_key: str, sample_hash: str, _model: torch.nn.Module, _x: torch.Tensor
+) -> tuple[str, list[str]]:
+    """(default layer, every choosable layer) of GradCAM on the model (`saliency.gradcam_layers`), per model and
+    sample; `_x` is (1, 3, H, W) in [0, 1]."""
+    from spade_engine.saliency import gradcam_layers as layers
+
+    with model_lock(model_key):
+        return layers(_model, _x)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -393,3 +454,73 @@ def compare_maps(
     if palette is None:
         return comparison
     return replace(comparison, pairs=tuple(replace(p, palette=palette) for p in comparison.pairs))
+
+
+def exports(sample_name: str, sample_hash: str, class_names: tuple[str, ...], result, target: int, comparison,
+            methods: list[str], image_u8: np.ndarray, spade_label: str, header: str,
+            mask: np.ndarray | None = None) -> tuple[bytes | None, str]:  # fmt: skip
+    """The Debugger's downloads of one comparison: the PNG panel (`explain.panel`) and the CSV rows
+    (`explain.compare`, the schema `spade explain` writes).
+
+    Args:
+        sample_name, sample_hash: the sample's file name and hash (the CSV's image id is its first 8 characters).
+        class_names, result, target: the SPADE result and the explained class.
+        comparison, methods: the `Comparison` of `compare_maps` and the methods asked for.
+        image_u8 (H, W, 3), spade_label, header, mask: what the panel draws.
+
+    Returns:
+        (PNG bytes, or None without a map pair; CSV text).
+    """
+    from spade_engine.explain import compare, panel
+
+    pairs = list(comparison.pairs)
+    png = panel.panel_png(image_u8, pairs, spade_label, header, mask) if pairs else None
+    rows = compare.export_rows(sample_name, sample_hash[:8], class_names, result, target, comparison, methods)
+    return png, compare.export_csv(rows)
+
+
+# ---------------------------------------------------------------------------------------------- long runs
+
+
+class _Memo:
+    """A thread-safe LRU of finished long runs shared by all sessions, with one lock per key."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.items, self.lock, self.keys = size, OrderedDict(), threading.Lock(), KeyedLocks()
+
+    def get(self, key: tuple):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+            return self.items.get(key)
+
+    def put(self, key: tuple, value) -> None:
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def _memo() -> _Memo:
+    return _Memo()
+
+
+def long_run(key: tuple, compute: Callable[[], object]):
+    """The result of a long run (with its own progress bar) from the shared LRU, or `compute()` now; a session
+    asking for a result another session is computing waits for it instead of computing it again."""
+    memo = _memo()
+    result = memo.get(key)
+    if result is not None:
+        return result
+    with memo.keys.hold(repr(key)):
+        result = memo.get(key)
+        if result is None:
+            result = compute()
+            memo.put(key, result)
+    return result
+
+
+def long_run_done(key: tuple) -> bool:
+    """Whether the long run `key` is finished and kept (a page then shows it without asking for a click)."""
+    return _memo().get(key) is not None

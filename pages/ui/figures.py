@@ -19,7 +19,7 @@ from spade_engine.colours import base_image, plotly_colorscale, shared_vmax
 from spade_engine.explain.compare import MapPair, class_name
 from spade_engine.explain.panel import PATCH_COLOUR, mask_box, panel_title
 
-__all__ = ["PATCH_COLOUR", "MapPair", "base_image", "class_name", "layer_figure", "mask_box", "prediction_figure", "report",
+__all__ = ["PATCH_COLOUR", "MapPair", "base_image", "class_name", "layer_figure", "mask_box", "overlay_figure", "prediction_figure", "report",
            "report_json", "saliency_figure", "shared_vmax"]  # fmt: skip
 
 DENSE_COLOUR, SPADE_COLOUR = "#7f7f7f", "#d62728"
@@ -90,6 +90,31 @@ def layer_figure(
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=1)
     fig.update_yaxes(type="log", row=2, col=1)
     fig.update_layout(height=520, margin=dict(l=0, r=0, t=30, b=0), showlegend=False, bargap=0.15)
+    return fig
+
+
+def overlay_figure(image_u8: np.ndarray, panels: list[tuple[str, np.ndarray]], bar_title: str, cols: int = 2,
+                   mask: np.ndarray | None = None) -> go.Figure:  # fmt: skip
+    """Maps over the sample, one shared colour scale (`shared_vmax`), optional trojan box."""
+    rows = -(-len(panels) // cols)
+    fig = make_subplots(
+        rows, cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.04, vertical_spacing=0.08
+    )
+    base, box = base_image(image_u8), mask_box(mask)
+    for i, (_, values) in enumerate(panels):
+        r, c = divmod(i, cols)
+        fig.add_trace(go.Image(z=base, hoverinfo="skip"), r + 1, c + 1)
+        fig.add_trace(go.Heatmap(z=np.clip(values, 0, None), coloraxis="coloraxis",
+                                 hovertemplate="x %{x}, y %{y}<br>%{z:.3g}<extra></extra>"), r + 1, c + 1)  # fmt: skip
+        if box is not None:
+            fig.add_shape(type="rect", x0=box[0] - 0.5, y0=box[1] - 0.5, x1=box[2] + 0.5, y1=box[3] + 0.5,
+                          row=r + 1, col=c + 1, line=dict(color=PATCH_COLOUR, width=2, dash="dot"))  # fmt: skip
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
+    vmax = shared_vmax(*[v for _, v in panels])
+    fig.update_layout(coloraxis=dict(colorscale=plotly_colorscale(), cmin=0, cmax=vmax,
+                                     colorbar=dict(title=dict(text=bar_title, side="right"), thickness=14)),
+                      height=330 * rows, margin=dict(l=0, r=0, t=36, b=0), plot_bgcolor="white")  # fmt: skip
     return fig
 
 

@@ -15,27 +15,10 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages.ui import cache
+from pages.ui import cache, keys
 from spade_engine import featvis, neurons
 from spade_engine.featvis import FeatVis, FeatVisConfig, Target
 
-# Session-state keys of this page (namespaced "neurons.").
-PREFIX = "neurons"
-LAYER, PICK, INDEX, OBJECTIVE, LATE_ONLY = (
-    "neurons.layer",
-    "neurons.pick",
-    "neurons.index",
-    "neurons.objective",
-    "neurons.late",
-)
-STEPS, SIZE, LR, VIS_SEED, FACET_NEURON = (
-    "neurons.steps",
-    "neurons.size",
-    "neurons.lr",
-    "neurons.vis_seed",
-    "neurons.facet",
-)
-PROBE_SOURCE, PROBE_ZIP = "neurons.probe_source", "neurons.probe_zip"
 TESTBED_SEED = 2024
 PHOTOS, ZIP = "Shipped photos", "Your images (zip)"
 PHOTO_CROPS = 6  # samples per shipped photo: the photo and five square crops (`spade_engine.photos.photo_crops`)
@@ -117,11 +100,11 @@ def probe_set(model, version: str) -> ProbeSet:
     size = model.loaded.info.input_size
     if model.loaded.info.family == "testbed":
         return testbed_probe(size, version)
-    source = st.sidebar.radio("Probe images", [PHOTOS, ZIP], key=PROBE_SOURCE, horizontal=True,
+    source = st.sidebar.radio("Probe images", [PHOTOS, ZIP], key=keys.NEURONS_PROBE_SOURCE, horizontal=True,
                               help="The images scanned for each neuron's top patches and facets.")  # fmt: skip
     if source == PHOTOS:
         return photo_probe(model.key, size, model.loaded.preprocess)
-    upload = st.sidebar.file_uploader("Zip of images (any folders)", type=["zip"], key=PROBE_ZIP)
+    upload = st.sidebar.file_uploader("Zip of images (any folders)", type=["zip"], key=keys.NEURONS_PROBE_ZIP)
     if upload is None:
         st.info("Upload a zip of images in the sidebar, or choose the shipped photos.", icon=":material/folder_zip:")
         st.stop()
@@ -145,7 +128,9 @@ def testbed(n: int, image_size: int, version: str):
 
 
 @st.cache_data(show_spinner="Scanning the probe images…", max_entries=32)
-def dataset_acts(model_key: str, layer: str, probe_key: str, device: str, _model, _probe: ProbeSet) -> neurons.DatasetActivations:
+def dataset_acts(
+    model_key: str, layer: str, probe_key: str, device: str, _model, _probe: ProbeSet
+) -> neurons.DatasetActivations:
     """Max activation of every neuron of `layer` on every probe image (`probe_key` names the set)."""
     with cache.model_lock(model_key):
         return neurons.dataset_activations(_model, _probe.images, layer, device)

@@ -10,6 +10,21 @@ from pages.ui.state import persisted
 from spade_engine.colours import DEFAULT_PALETTE, PALETTES
 
 
+class Bar:
+    """A plain `st.progress` bar usable as `progress(done, total)` or `progress(phase, done, total)`."""
+
+    def __init__(self, label: str):
+        self.slot, self.label = st.empty(), label
+
+    def __call__(self, *args) -> None:
+        done, total = args[-2:]
+        phase = f" · {args[0]}" if len(args) == 3 else ""
+        self.slot.progress(min(done / max(total, 1), 1.0), text=f"{self.label}{phase} ({done}/{total})")
+
+    def clear(self) -> None:
+        self.slot.empty()
+
+
 class SpadeProgress:
     """Progress of a SPADE run as `st.status` + `st.progress`, created only if the engine reports work.
 
@@ -88,7 +103,7 @@ def show_predictions(result, class_names: tuple[str, ...], spade_label: str) -> 
     left, right = st.columns([3, 2], gap="large")
     left.subheader("Predictions")
     left.plotly_chart(
-        figures.prediction_figure(result.dense_logits, result.pruned_logits, class_names), key="predictions"
+        figures.prediction_figure(result.dense_logits, result.pruned_logits, class_names), key=keys.PREDICTIONS_CHART
     )
     right.subheader("Pruned network")
     quiet = dict(delta_color="off", delta_arrow="off")  # class names can be long: one metric per row

@@ -1,22 +1,17 @@
-"""Cached layer and figures of the related-method pages: sparse decision layer (`pages/5_...`), critical
-pathways (`pages/6_...`) and Sobol regions (`pages/7_...`).
+"""Cached layer and figures of the Sparse decision layer page (`pages/5_Sparse_decision_layer.py`).
 
-One caching scheme, by what is cached:
-- shared objects (testbed batches, image sets, derived networks) are `st.cache_resource`, bounded by
-  `max_entries`, and never mutated (the engine copies what it changes);
-- results that are quick to compute or show no progress (features, pathways, region maps, saliency) are
-  `st.cache_data`, bounded by `max_entries`;
-- long runs that show a progress bar (the GLM path, Sobol designs) cannot be `st.cache_data` (the bar would be
-  recorded and replayed): they go through `long_run`, one bounded LRU shared by all sessions with one lock
-  per key, so two sessions asking for the same result compute it once. GLM paths are also kept on disk by
-  the engine (`sparse_layer.fit_cached`: byte-bounded, survives restarts).
+By what is cached:
+- shared objects (testbed batches, image sets, the feature and sparse-head networks) are `st.cache_resource`,
+  bounded by `max_entries`, and never mutated (the engine copies what it changes);
+- features and saliency are `st.cache_data`, bounded by `max_entries`;
+- the GLM path shows a progress bar, so it cannot be `st.cache_data` (the bar would be recorded and replayed): it
+  goes through `cache.long_run` (one bounded LRU shared by all sessions), and the engine also keeps it on disk
+  (`sparse_layer.fit_cached`: byte-bounded, survives restarts).
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,89 +19,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from plotly.subplots import make_subplots
 
-from pages.ui import cache, figures
-from spade_engine import pathways, sobol
+from pages.ui import cache, figures, keys, results
 from spade_engine import sparse_layer as sl
-from spade_engine.disk_cache import KeyedLocks
 
-# Session-state keys of the three pages (namespaced per page).
-SPARSE_N, SPARSE_TROJAN, SPARSE_BUDGET, SPARSE_LAMBDAS = "sparse.n", "sparse.trojan", "sparse.budget", "sparse.lambdas"
-SPARSE_FOLDER, SPARSE_CLASS, SPARSE_FEATVIS = "sparse.folder", "sparse.class", "sparse.featvis"
-SPARSE_ZIP = "sparse.zip"
-SPARSE_METHOD = "sparse.method"
-PATH_KEEP, PATH_GRAN, PATH_SEL, PATH_TARGET = (
-    "pathways.keep",
-    "pathways.granularity",
-    "pathways.selection",
-    "pathways.target",
-)
-SOBOL_PREFIX = "sobol"
-SOBOL_REGIONS, SOBOL_GRID, SOBOL_SEGMENTS, SOBOL_N = "sobol.regions", "sobol.grid", "sobol.segments", "sobol.n"
-SOBOL_PERTURB, SOBOL_TARGET, SOBOL_SPADE, SOBOL_RUN = "sobol.perturb", "sobol.target", "sobol.spade", "sobol.run"
 TESTBED_SEED = 7  # data seed of the sparse-layer fits (not the training seed of the shipped models)
 FEATVIS_STEPS = 128  # optimisation steps of a penultimate-feature visualisation
-
-
-# ---------------------------------------------------------------------------------------------- memo
-
-
-class _Memo:
-    """A thread-safe LRU of finished long runs shared by all sessions, with one lock per key."""
-
-    def __init__(self, size: int = 32):
-        self.size, self.items, self.lock, self.keys = size, OrderedDict(), threading.Lock(), KeyedLocks()
-
-    def get(self, key: tuple):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-            return self.items.get(key)
-
-    def put(self, key: tuple, value) -> None:
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-
-@st.cache_resource(show_spinner=False)
-def _memo() -> _Memo:
-    return _Memo()
-
-
-def long_run(key: tuple, compute: Callable[[], object]):
-    """The result of a long run (with its own progress bar) from the shared LRU, or `compute()` now; a session
-    asking for a result another session is computing waits for it instead of computing it again."""
-    memo = _memo()
-    result = memo.get(key)
-    if result is not None:
-        return result
-    with memo.keys.hold(repr(key)):
-        result = memo.get(key)
-        if result is None:
-            result = compute()
-            memo.put(key, result)
-    return result
-
-
-class Bar:
-    """An `st.progress` bar usable as `progress(done, total)` or `progress(phase, done, total)`."""
-
-    def __init__(self, label: str):
-        self.slot, self.label = st.empty(), label
-
-    def __call__(self, *args) -> None:
-        done, total = args[-2:]
-        phase = f" · {args[0]}" if len(args) == 3 else ""
-        self.slot.progress(min(done / max(total, 1), 1.0), text=f"{self.label}{phase} ({done}/{total})")
-
-    def clear(self) -> None:
-        self.slot.empty()
-
-
-# ------------------------------------------------------------------------------------- sparse layer
 
 
 @dataclass(frozen=True)
@@ -177,8 +95,8 @@ def user_images(model_key: str, preprocess: Callable) -> tuple[torch.Tensor, np.
         images (N, 3, S, S), labels (N,), class names, and the `source` tuple that identifies the set.
     """
     side, root = st.sidebar, sl.data_root()
-    folder = side.text_input(f"Image folder under the data root `{root}`", key=SPARSE_FOLDER) if root else ""
-    upload = side.file_uploader("…or a zip of images (one sub-folder per class)", type=["zip"], key=SPARSE_ZIP,
+    folder = side.text_input(f"Image folder under the data root `{root}`", key=keys.SPARSE_FOLDER) if root else ""
+    upload = side.file_uploader("…or a zip of images (one sub-folder per class)", type=["zip"], key=keys.SPARSE_ZIP,
                                 help=f"At most {sl.io.ZIP_MAX_BYTES // 2**20} MB and {sl.io.MAX_IMAGES} images.")  # fmt: skip
     if not folder and upload is None:
         where = "a folder under the server's data root or " if root else ""
@@ -220,7 +138,7 @@ def fit(model_key: str, source: tuple, data: sl.FeatureSet, truth: dict, n_lambd
     def compute() -> tuple[sl.SparseLayer, sl.GLMPath]:
         def fit_now() -> tuple[sl.SparseLayer, sl.GLMPath]:
             tr, va = sl.split_train_val(len(data), 0.2, seed=0)
-            bar = Bar("Fitting the elastic-net path (glm-saga)")
+            bar = results.Bar("Fitting the elastic-net path (glm-saga)")
             fitted = sl.fit_sparse_layer(data.subset(tr), data.subset(va), sl.GLMConfig(n_lambdas=n_lambdas),
                                          max_features_per_class=budget, progress=bar)  # fmt: skip
             bar.clear()
@@ -228,7 +146,7 @@ def fit(model_key: str, source: tuple, data: sl.FeatureSet, truth: dict, n_lambd
 
         return sl.fit_cached("|".join(map(str, (*key[:2], *source, n_lambdas))), fit_now)
 
-    layer, path = long_run(key, compute)
+    layer, path = cache.long_run(key, compute)
     chosen = sl.choose_point(path, budget)
     _, va = sl.split_train_val(len(data), 0.2, seed=0)
     held = {k: v[va] for k, v in truth.items()}
@@ -245,7 +163,7 @@ def feature_vis(model_key: str, device: str, model: torch.nn.Module, feature: in
     """Lucent visualisation of penultimate feature `feature` (disk-cached by `featvis`), (S, S, 3) uint8."""
     from spade_engine import featvis
 
-    bar = Bar(f"Visualising feature {feature}")
+    bar = results.Bar(f"Visualising feature {feature}")
     net = feature_network(model_key, model)
     config = featvis.FeatVisConfig(image_size=size, steps=steps, input_size=size)
     with cache.model_lock(model_key):
@@ -305,114 +223,6 @@ def image_caption(names: tuple[str, ...], labels: np.ndarray, truth: dict, i: in
     return names[int(truth["true_class"][i])] + (" · TROJAN" if truth["is_trojan"][i] else "")
 
 
-def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+def images_uint8(images: torch.Tensor) -> list[np.ndarray]:
     """(k, 3, H, W) in [0, 1] -> list of (H, W, 3) uint8."""
     return list((images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
-
-
-# ---------------------------------------------------------------------------------------- pathways
-
-
-@st.cache_data(show_spinner="Tracing the critical pathway…", max_entries=64)
-def pathway(model_key: str, sample_hash: str, target: int, keep: float, granularity: str, selection: str,
-            _model: torch.nn.Module, _x: torch.Tensor):  # fmt: skip
-    """(PathwaySummary, |pathway gradient| map (H, W), |plain gradient| map (H, W)) for one sample."""
-    with cache.model_lock(model_key):
-        summary = pathways.pathway_summary(_model, _x, target, keep, granularity, selection)
-        path = pathways.critical_pathway(_model, _x, target, keep, granularity, selection)
-        grad = pathways.pathway_gradient(_model, _x, target, pathway=path)
-        plain = pathways.pathway_gradient(_model, _x, target, keep=1.0)
-    return summary, grad[0].abs().sum(0).numpy(), plain[0].abs().sum(0).numpy()
-
-
-def layers_figure(s: pathways.PathwaySummary) -> go.Figure:
-    """Kept fraction of neurons per ReLU call (bars; kept / total in the hover)."""
-    text = [f"{k} / {n}" for k, n in zip(s.kept, s.sizes, strict=True)]
-    fig = go.Figure(go.Bar(x=list(s.names), y=s.fractions, text=text, textposition="none", marker_color=figures.SPADE_COLOUR,
-                           hovertemplate="%{x}<br>%{y:.1%} kept (%{text})<extra></extra>"))  # fmt: skip
-    fig.update_layout(yaxis=dict(title="neurons kept", tickformat=".0%"), height=320, margin=dict(l=0, r=0, t=10, b=0))
-    return fig
-
-
-def curve_figure(s: pathways.PathwaySummary) -> go.Figure:
-    """Target logit of the gated network (relative to the dense one) vs the pathway size."""
-    colours = ["#2ca02c" if a else figures.SPADE_COLOUR for a in s.curve_agrees]
-    fig = go.Figure(go.Scatter(x=s.curve_keep, y=s.curve_preserved, mode="lines+markers", marker_color=colours,
-                               customdata=s.curve_logit, hovertemplate="keep %{x:.0%}<br>logit %{customdata:.3g}"
-                               " (%{y:.0%} of dense)<extra></extra>"))  # fmt: skip
-    fig.add_vline(x=s.keep, line_dash="dot")
-    fig.update_layout(xaxis=dict(title="pathway size (fraction of neurons kept)", tickformat=".0%", type="log"),
-                      yaxis=dict(title="logit / dense logit", tickformat=".0%"), height=320,
-                      margin=dict(l=0, r=0, t=10, b=0))  # fmt: skip
-    return fig
-
-
-def overlay_figure(image_u8: np.ndarray, panels: list[tuple[str, np.ndarray]], bar_title: str, cols: int = 2,
-                   mask: np.ndarray | None = None) -> go.Figure:  # fmt: skip
-    """Maps over the sample, one shared colour scale (`figures.shared_vmax`), optional trojan box."""
-    rows = -(-len(panels) // cols)
-    fig = make_subplots(
-        rows, cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.04, vertical_spacing=0.08
-    )
-    base, box = figures.base_image(image_u8), figures.mask_box(mask)
-    for i, (_, values) in enumerate(panels):
-        r, c = divmod(i, cols)
-        fig.add_trace(go.Image(z=base, hoverinfo="skip"), r + 1, c + 1)
-        fig.add_trace(go.Heatmap(z=np.clip(values, 0, None), coloraxis="coloraxis",
-                                 hovertemplate="x %{x}, y %{y}<br>%{z:.3g}<extra></extra>"), r + 1, c + 1)  # fmt: skip
-        if box is not None:
-            fig.add_shape(type="rect", x0=box[0] - 0.5, y0=box[1] - 0.5, x1=box[2] + 0.5, y1=box[3] + 0.5,
-                          row=r + 1, col=c + 1, line=dict(color=figures.PATCH_COLOUR, width=2, dash="dot"))  # fmt: skip
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain")
-    vmax = figures.shared_vmax(*[v for _, v in panels])
-    fig.update_layout(coloraxis=dict(colorscale=figures.plotly_colorscale(), cmin=0, cmax=vmax,
-                                     colorbar=dict(title=dict(text=bar_title, side="right"), thickness=14)),
-                      height=330 * rows, margin=dict(l=0, r=0, t=36, b=0), plot_bgcolor="white")  # fmt: skip
-    return fig
-
-
-# ------------------------------------------------------------------------------------------- Sobol
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def regions(sample_hash: str, kind: str, size: int, _x: torch.Tensor) -> np.ndarray:
-    """Region label map (H, W): a `size x size` grid or about `size` SLIC superpixels."""
-    h, w = _x.shape[-2:]
-    return sobol.grid_regions(h, w, size) if kind == "grid" else sobol.superpixel_regions(_x, n_segments=size)
-
-
-def sobol_run(model_key: str, variant: str, sample_hash: str, target: int, spec: tuple, n: int, perturbation: str,
-              device: str, model: torch.nn.Module, x: torch.Tensor, labels: np.ndarray) -> sobol.SobolResult:  # fmt: skip
-    """Sobol indices from memory, or computed now with a progress bar (`variant`: "dense" or the SPADE key)."""
-    key = ("sobol", model_key, variant, sample_hash, target, spec, n, perturbation)
-
-    def compute() -> sobol.SobolResult:
-        bar = Bar(f"Sobol design on the {variant.split(':')[0]} network: forward passes")
-        with cache.model_lock(model_key):
-            result = sobol.sobol_regions(model, x, target, labels, n=n, perturbation=perturbation, device=device,
-                                         progress=bar)  # fmt: skip
-        bar.clear()
-        return result
-
-    return long_run(key, compute)
-
-
-def sobol_done(
-    model_key: str, variant: str, sample_hash: str, target: int, spec: tuple, n: int, perturbation: str
-) -> bool:
-    """Whether these Sobol indices are already computed (the page then shows them without a click)."""
-    return _memo().get(("sobol", model_key, variant, sample_hash, target, spec, n, perturbation)) is not None
-
-
-def shares_figure(results: dict[str, sobol.SobolResult]) -> go.Figure:
-    """Per region first-order and interaction (`ST - S`) shares, stacked, for each network."""
-    fig = make_subplots(1, len(results), subplot_titles=list(results), shared_yaxes=True)
-    for i, res in enumerate(results.values()):
-        regions_ = [f"r{k}" for k in range(res.d)]
-        fig.add_bar(x=regions_, y=res.first_order, name="first order S", marker_color="#1f77b4",
-                    showlegend=i == 0, row=1, col=i + 1)  # fmt: skip
-        fig.add_bar(x=regions_, y=res.interaction, name="interactions ST − S", marker_color=figures.SPADE_COLOUR,
-                    showlegend=i == 0, row=1, col=i + 1)  # fmt: skip
-    fig.update_layout(barmode="relative", height=300, margin=dict(l=0, r=0, t=30, b=0), yaxis_title="share of Var f")
-    return fig

@@ -13,22 +13,12 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
+from pages.ui import keys
 from spade_engine.models import spade_defaults
 from spade_engine.study import CONDITIONS, QUESTIONS, StudyDesign, StudyError, StudyInfo, StudyStore, conditions_for
 from spade_engine.study.render import TrialView, trial_view
 from spade_engine.study.samples import neuron_items, patch_items
 from spade_engine.study.store import resolve_url
-
-# ---- session-state keys of the study pages (namespaced per page)
-DESIGNER_STUDY = "study_designer.study"
-DESIGNER_BASE_URL = "study_designer.base_url"
-DESIGNER_N_LINKS = "study_designer.n_links"
-PARTICIPANT_SHOWN = "study_participant.shown_at"  # + f".{study}.{token}.{trial}": when the trial was first shown
-PARTICIPANT_REFUSED = "study_participant.refused"  # the plain message of a refused answer
-PARTICIPANT_PAUSED = "study_participant.paused"
-PARTICIPANT_LAST = "study_participant.last_answer"
-RESULTS_STUDY = "study_results.study"
-RESULTS_PAIR = "study_results.pair"
 
 
 @st.cache_resource(show_spinner=False)
@@ -94,17 +84,17 @@ def study_picker(key: str, label: str = "Study") -> StudyInfo | None:
 def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDesign | None:
     """The study design form; returns a design when "Create study" is pressed."""
     question = st.radio(
-        "Question", list(QUESTIONS), format_func=lambda q: QUESTIONS[q].title, key="study_designer.question"
+        "Question", list(QUESTIONS), format_func=lambda q: QUESTIONS[q].title, key=keys.DESIGNER_QUESTION
     )
-    model = st.selectbox("Model", model_names, key="study_designer.model")  # outside the form: sets the defaults
+    model = st.selectbox("Model", model_names, key=keys.DESIGNER_MODEL)  # outside the form: sets the defaults
     card = spade_defaults(model)
-    with st.form("study_designer.form"):
+    with st.form(keys.DESIGNER_FORM):
         name = st.text_input("Study name", "SPADE visualisation study")
         options = conditions_for(question)
         conditions = st.multiselect("Conditions (hidden from participants)", options, default=options[:2],
                                     format_func=lambda c: CONDITIONS[c].title)  # fmt: skip
         method = st.selectbox(
-            "Saliency method (saliency conditions)", saliency_methods or [""], key="study_designer.method"
+            "Saliency method (saliency conditions)", saliency_methods or [""], key=keys.DESIGNER_METHOD
         )
         c1, c2, c3 = st.columns(3)
         n_items = c1.number_input("Items (testbed samples)", 2, 200, 12)
@@ -165,7 +155,7 @@ def precompute_with_progress(study_id: str, device: str) -> None:
 
 def shown_at(study_id: str, token: str, trial_index: int) -> float:
     """When this trial was first shown in this browser session (starts the response-time clock)."""
-    key = f"{PARTICIPANT_SHOWN}.{study_id}.{token}.{trial_index}"
+    key = f"{keys.PARTICIPANT_SHOWN}.{study_id}.{token}.{trial_index}"
     if key not in st.session_state:
         st.session_state[key] = time.time()
     return st.session_state[key]
@@ -176,10 +166,10 @@ def answer(study_id: str, token: str, trial_index: int, choice: str) -> None:
     stores nothing); a refused answer (study closed meanwhile, …) leaves its plain message for the page."""
     ms = int((time.time() - shown_at(study_id, token, trial_index)) * 1000)
     try:
-        st.session_state[PARTICIPANT_LAST] = store().record_answer(study_id, token, trial_index, choice, ms)
-        st.session_state.pop(PARTICIPANT_REFUSED, None)
+        st.session_state[keys.PARTICIPANT_LAST] = store().record_answer(study_id, token, trial_index, choice, ms)
+        st.session_state.pop(keys.PARTICIPANT_REFUSED, None)
     except StudyError as e:
-        st.session_state[PARTICIPANT_REFUSED] = str(e)
+        st.session_state[keys.PARTICIPANT_REFUSED] = str(e)
 
 
 def trial_screen(view: TrialView, design: StudyDesign, study_id: str, token: str, trial_index: int) -> None:
@@ -198,10 +188,15 @@ def trial_screen(view: TrialView, design: StudyDesign, study_id: str, token: str
     args = (study_id, token, trial_index)
     label = question.option_label
     left.image(view.left, caption=f"{label.capitalize()} A", width=200)
-    left.button(f"◀ {label.capitalize()} A", key=f"choose.left.{trial_index}", on_click=answer, args=(*args, "left"),
+    left.button(f"◀ {label.capitalize()} A", key=f"{keys.PARTICIPANT_CHOICE}.left.{trial_index}", on_click=answer, args=(*args, "left"),
                 type="primary", shortcut="A")  # fmt: skip
     right.image(view.right, caption=f"{label.capitalize()} B", width=200)
-    right.button(f"{label.capitalize()} B ▶", key=f"choose.right.{trial_index}", on_click=answer, args=(*args, "right"),
+    right.button(f"{label.capitalize()} B ▶", key=f"{keys.PARTICIPANT_CHOICE}.right.{trial_index}", on_click=answer, args=(*args, "right"),
                  type="primary", shortcut="B")  # fmt: skip
     if design.allow_undecided:
-        st.button("I can't tell", key=f"choose.undecided.{trial_index}", on_click=answer, args=(*args, "undecided"))
+        st.button(
+            "I can't tell",
+            key=f"{keys.PARTICIPANT_CHOICE}.undecided.{trial_index}",
+            on_click=answer,
+            args=(*args, "undecided"),
+        )

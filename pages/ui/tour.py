@@ -1,24 +1,15 @@
-"""Streamlit layer of the Teaching tour (pages/2_Teaching_tour.py): the tour's session-state keys, its testbed
-sample, and the figures of its steps (calibration views, a layer's Hessian and mask, the outlined trojan, the
-neuron step). The tour reuses the engine and the `cache`, `figures` and `neurons` layers.
+"""Streamlit layer of the Teaching tour (pages/2_Teaching_tour.py): its testbed sample and the figures of its
+steps (calibration views, a layer's Hessian and mask, the outlined trojan, the neuron step); its session-state
+keys are in `keys` (`TOUR_…`). The tour reuses the engine and the `cache`, `figures` and `neurons` layers.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-TOUR = "tour"  # session-state namespace of the tour (`tour.sparsity`, …)
+from pages.ui import keys
+
 TOUR_MODEL = "testbed_v2_resnet"  # models.DEFAULT_MODEL: the testbed where SPADE's effect was measured
-TOUR_SOURCE = "tour.source"  # the demo sample (by its stated rule) or a sample picked by class and facet
-TOUR_CLASS, TOUR_FACET, TOUR_LAYER, TOUR_METHOD, TOUR_STEPS = (
-    "tour.class",
-    "tour.facet",
-    "tour.layer",
-    "tour.method",
-    "tour.steps",
-)
-TOUR_SHOW_VIS = "tour.show_vis"
-TOUR_TROJAN = "tour.trojan"  # + f".{class}": the trojan pasted on the sample, when the generator has several
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -72,7 +63,7 @@ def tour_trojan(version: str, cls: int) -> int:
     choices, names = testbed.trojans_for(data, cls), testbed.trojan_names(data)
     if len(choices) == 1:
         return choices[0]
-    return st.sidebar.radio("Trojan", choices, key=f"{TOUR_TROJAN}.{cls}", format_func=lambda t: names[t])
+    return st.sidebar.radio("Trojan", choices, key=f"{keys.TOUR_TROJAN}.{cls}", format_func=lambda t: names[t])
 
 
 def default_layer(layers: list[str]) -> int:
@@ -160,7 +151,7 @@ def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names
     for col, facet, letter in zip(st.columns(2), chosen.facets, "AB", strict=False):
         col.image(ui_neurons.grid(probe.images[facet[:8]].permute(0, 2, 3, 1).numpy()), width="stretch",
                   caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(probe, facet, version)}")  # fmt: skip
-    steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=TOUR_STEPS)
+    steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=keys.TOUR_STEPS)
     config = featvis.FeatVisConfig(image_size=size, steps=int(steps), input_size=size)
     prune = neurons.late_prune_config(infos, settings.sparsity)
     from pages.ui import cache

@@ -18,7 +18,7 @@ from tests.conftest import seeded_tiny_net
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "pages" / "3_Neuron_explorer.py"
 SHIPPED = paths.MODELS / "testbed_resnet.json"
-FAST = {ui.STEPS: 8, keys.scoped(ui.PREFIX, keys.N_AUG): 8}
+FAST = {keys.NEURONS_STEPS: 8, keys.scoped(keys.NEURONS, keys.N_AUG): 8}
 
 
 @pytest.fixture(autouse=True)
@@ -87,9 +87,9 @@ def _check_page(at, n_classes: int) -> None:
     assert len(images) >= 5  # dense, SPADE, patches, two facet grids
     assert len(at.get("plotly_chart")) == 1
     assert "Multifaceted score" in _texts(at.caption)
-    layer = at.selectbox(key=keys.WIDGET + ui.LAYER)
+    layer = at.selectbox(key=keys.WIDGET + keys.NEURONS_LAYER)
     assert layer.options[-1].startswith(f"{layer.value} (linear, {n_classes} neurons")  # the head by default
-    assert len(at.selectbox(key=f"{ui.FACET_NEURON}.{layer.value}").options) == min(20, n_classes)
+    assert len(at.selectbox(key=f"{keys.NEURONS_FACET}.{layer.value}").options) == min(20, n_classes)
 
 
 def test_page_runs_on_tiny_model(tiny_testbed):
@@ -132,9 +132,9 @@ def test_v1_model_facets_are_v1s(tiny_testbed):
 
 
 def test_out_of_range_index_gives_a_message(tiny_testbed):
-    at = _app(**{ui.PICK: ui.PICKS[2], ui.LAYER: "net.2"}).run()
+    at = _app(**{keys.NEURONS_PICK: ui.PICKS[2], keys.NEURONS_LAYER: "net.2"}).run()
     assert not at.exception, at.exception
-    at.number_input(key=f"{ui.INDEX}.net.2").set_value(12).run()
+    at.number_input(key=f"{keys.NEURONS_INDEX}.net.2").set_value(12).run()
     assert not at.exception, at.exception
     assert "out of range" in _texts(at.warning)
 
@@ -143,7 +143,7 @@ def test_page_runs_on_shipped_testbed_model(testbed_example):
     at = _app(**{keys.MODEL: "testbed_resnet"}).run()
     _check_page(at, 10)
     assert at.sidebar.selectbox(key=keys.WIDGET + keys.MODEL).value == "testbed_resnet"
-    assert "net.layer4.0.conv2" in " ".join(at.selectbox(key=keys.WIDGET + ui.LAYER).options)
+    assert "net.layer4.0.conv2" in " ".join(at.selectbox(key=keys.WIDGET + keys.NEURONS_LAYER).options)
 
 
 def test_torchscript_upload_gets_a_sentence_not_an_exception(tiny_testbed, monkeypatch):
@@ -173,10 +173,10 @@ def test_page_runs_on_the_real_network_with_the_shipped_photos():
     the captions name the photos they come from."""
     from spade_engine.photos import SOURCES
 
-    at = _app(**{ui.SIZE: 64, keys.MODEL: "efficientnet_lite0"}).run()
+    at = _app(**{keys.NEURONS_SIZE: 64, keys.MODEL: "efficientnet_lite0"}).run()
     _check_page(at, 1000)
     text = _texts(at.caption)
     assert any(f"{photo} ×" in text for photo in SOURCES)  # which photos the top patches and facets come from
     assert not _captioned_facets(at, "v1") and not _captioned_facets(at, "v2")  # no testbed images
-    assert at.sidebar.radio(key=ui.PROBE_SOURCE).value == ui.PHOTOS
+    assert at.sidebar.radio(key=keys.NEURONS_PROBE_SOURCE).value == ui.PHOTOS
     assert "steps in" in text  # real-neuron visualisations, optimised now

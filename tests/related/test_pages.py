@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from pages.ui import keys
-from pages.ui import related as ui
+from pages.ui import keys, sparse_layer
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = {
@@ -21,10 +20,10 @@ PAGES = {
 SHIPPED = "testbed_resnet"
 TROJAN_EXAMPLE = "testbed_c1_f0_trojan.png"
 FAST = {
-    ui.SPARSE_N: 200,
-    ui.SPARSE_LAMBDAS: 10,
-    ui.SOBOL_N: 8,
-    keys.WIDGET + keys.scoped(ui.SOBOL_PREFIX, keys.N_AUG): 8,
+    keys.SPARSE_N: 200,
+    keys.SPARSE_LAMBDAS: 10,
+    keys.SOBOL_N: 8,
+    keys.WIDGET + keys.scoped(keys.SOBOL, keys.N_AUG): 8,
     keys.WIDGET + keys.SAMPLE_EXAMPLE: TROJAN_EXAMPLE,
     keys.SAMPLE_EXAMPLE: TROJAN_EXAMPLE,
 }
@@ -85,9 +84,9 @@ def test_sparse_page(tiny_testbed):
     assert "Trojan target" in _text(at.info)
     assert len(at.get("plotly_chart")) >= 2  # path and class weights
     assert len(at.get("image")) >= 1  # top-activating images
-    assert at.selectbox(key=ui.SPARSE_METHOD).value == "Saliency"  # dense head vs sparse FC maps
+    assert at.selectbox(key=keys.SPARSE_METHOD).value == "Saliency"  # dense head vs sparse FC maps
     n_charts = len(at.get("plotly_chart"))
-    at.slider(key=ui.SPARSE_BUDGET).set_value(2).run()  # a new budget: a new path point, no refit
+    at.slider(key=keys.SPARSE_BUDGET).set_value(2).run()  # a new budget: a new path point, no refit
     _ok(at)
     assert float(at.metric[2].value) <= 2
     assert len(at.get("plotly_chart")) == n_charts
@@ -97,22 +96,22 @@ def test_sparse_page_on_a_v2_model_reports_each_trojan(tiny_testbed_v2):
     """A v2 model is fitted on v2 images at its input size, and each of v2's two trojans gets its own finding."""
     from spade_engine.testbed.v2 import data as v2
 
-    at = _app("5_Sparse_decision_layer", **{ui.SPARSE_BUDGET: 2}).run()
+    at = _app("5_Sparse_decision_layer", **{keys.SPARSE_BUDGET: 2}).run()
     _ok(at)
     notes = [str(i.value) for i in at.info if "Trojan target" in str(i.value)]
     assert [n.split("**")[1] for n in notes] == [v2.CLASS_NAMES[t.target] for t in v2.TROJANS]
-    assert at.selectbox(key=ui.SPARSE_CLASS).value == v2.TROJANS[0].target
-    batch = ui.testbed_batch("v2", 200, ui.TESTBED_SEED, 0.2, 32)
-    targets = ui.testbed_truth(batch)["trojan_target"]
+    assert at.selectbox(key=keys.SPARSE_CLASS).value == v2.TROJANS[0].target
+    batch = sparse_layer.testbed_batch("v2", 200, sparse_layer.TESTBED_SEED, 0.2, 32)
+    targets = sparse_layer.testbed_truth(batch)["trojan_target"]
     assert batch.images.shape[1:] == (3, 32, 32) and set(targets) == {-1, *(t.target for t in v2.TROJANS)}
 
 
 def test_sparse_page_feature_visualisations(tiny_testbed, monkeypatch):
-    monkeypatch.setattr(ui, "FEATVIS_STEPS", 4)
-    at = _app("5_Sparse_decision_layer", **{ui.SPARSE_BUDGET: 2}).run()
+    monkeypatch.setattr(sparse_layer, "FEATVIS_STEPS", 4)
+    at = _app("5_Sparse_decision_layer", **{keys.SPARSE_BUDGET: 2}).run()
     _ok(at)
     n_images = len(at.get("image"))
-    at.checkbox(key=ui.SPARSE_FEATVIS).check().run()
+    at.checkbox(key=keys.SPARSE_FEATVIS).check().run()
     _ok(at)
     assert len(at.get("image")) > n_images  # one visualisation per shown feature
 
@@ -122,7 +121,7 @@ def test_pathways_page(tiny_testbed):
     _ok(at)
     assert len(at.get("plotly_chart")) == 3
     assert "trojan patch" in _text(at.caption)
-    at.slider(key=ui.PATH_KEEP).set_value(100).run()
+    at.slider(key=keys.PATHWAYS_KEEP).set_value(100).run()
     _ok(at)
     assert at.metric[1].value == at.metric[2].value  # keep everything: the gated logit is the dense one
     assert "its gradient is the plain gradient" in _text(at.warning)
@@ -133,7 +132,7 @@ def test_sobol_page(tiny_testbed):
     _ok(at)
     assert "forward passes per network" in _text(at.markdown)  # the cost, before running
     assert "16 regions, N = 8: 144 forward passes" in _text(at.markdown)
-    at.button(key=ui.SOBOL_RUN).click().run()
+    at.button(key=keys.SOBOL_RUN).click().run()
     _ok(at)
     assert len(at.get("plotly_chart")) == 3
     assert [m.label.split(":")[0] for m in at.metric] == ["Dense", "SPADE 90%"]
@@ -152,10 +151,10 @@ def test_pages_without_a_usable_model_do_not_crash(fake_assets):
 
 @pytest.mark.parametrize("page", list(PAGES))
 def test_pages_on_shipped_model(page):
-    at = _app(page, **{keys.WIDGET + keys.MODEL: SHIPPED, keys.MODEL: SHIPPED, ui.SPARSE_N: 500}).run()
+    at = _app(page, **{keys.WIDGET + keys.MODEL: SHIPPED, keys.MODEL: SHIPPED, keys.SPARSE_N: 500}).run()
     _ok(at)
     if page.startswith("7"):
-        at.button(key=ui.SOBOL_RUN).click().run()
+        at.button(key=keys.SOBOL_RUN).click().run()
         _ok(at)
         assert len(at.get("plotly_chart")) == 3
 
@@ -187,7 +186,7 @@ def test_sparse_page_reads_user_images_only_under_the_data_root_or_from_a_zip(ti
     torch.save(_tiny_net(3).state_dict(), weights)
     state = {keys.MODEL: "__checkpoint__", keys.WIDGET + keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "rel_tiny",
              keys.WIDGET + keys.CKPT_ARCH: "rel_tiny", keys.CKPT_SIZE: 32, keys.WIDGET + keys.CKPT_SIZE: 32,
-             ui.SPARSE_BUDGET: 2}  # fmt: skip
+             keys.SPARSE_BUDGET: 2}  # fmt: skip
 
     def checkpoint_app():
         at = _app("5_Sparse_decision_layer", **state).run()
@@ -200,10 +199,10 @@ def test_sparse_page_reads_user_images_only_under_the_data_root_or_from_a_zip(ti
     at = checkpoint_app()
     _ok(at)
     assert "a zip of your images" in _text(at.info) and "data root" not in _text(at.info)
-    assert not [t for t in at.sidebar.text_input if t.key == ui.SPARSE_FOLDER]  # no server folders at all
-    at.sidebar.file_uploader(key=ui.SPARSE_ZIP).set_value(("set.zip", _class_zip(), "application/zip")).run()
+    assert not [t for t in at.sidebar.text_input if t.key == keys.SPARSE_FOLDER]  # no server folders at all
+    at.sidebar.file_uploader(key=keys.SPARSE_ZIP).set_value(("set.zip", _class_zip(), "application/zip")).run()
     _ok(at)
-    assert len(at.metric) == 4 and at.selectbox(key=ui.SPARSE_CLASS).options == ["class0", "class1", "class2"]
+    assert len(at.metric) == 4 and at.selectbox(key=keys.SPARSE_CLASS).options == ["class0", "class1", "class2"]
 
     root, secret = tmp_path / "data", tmp_path / "secret" / "x"
     root.mkdir()
@@ -214,7 +213,7 @@ def test_sparse_page_reads_user_images_only_under_the_data_root_or_from_a_zip(ti
     monkeypatch.setattr(Path, "read_bytes", lambda p: opened.append(p) or real_read(p))
     at = checkpoint_app()
     for bad in ("../secret", str(tmp_path / "secret"), "/"):
-        at.sidebar.text_input(key=ui.SPARSE_FOLDER).set_value(bad).run()
+        at.sidebar.text_input(key=keys.SPARSE_FOLDER).set_value(bad).run()
         _ok(at)
         assert "Cannot use these images" in _text(at.info) and not at.metric
     assert not [p for p in opened if "secret" in str(p)]

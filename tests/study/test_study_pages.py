@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from pages.ui import access
+from pages.ui import access, keys
 from spade_engine.study import CONDITIONS, StudyStore
 from tests.study.factory import open_study
 
@@ -34,7 +34,7 @@ def page(name: str, researcher: bool = True, **params) -> AppTest:
     """Run a page; `researcher`: as a browser session that has given the researcher password."""
     at = AppTest.from_file(str(PAGES / name), default_timeout=120)
     if researcher:
-        at.session_state[access.RESEARCHER] = True
+        at.session_state[keys.STUDY_ACCESS_RESEARCHER] = True
     for k, v in params.items():
         at.query_params[k] = v
     return at.run()
@@ -55,8 +55,8 @@ def test_participant_sees_blinded_trials_and_resumes(store):
     assert (
         all(c.title.lower() not in shown for c in CONDITIONS.values()) and "spade" not in shown and "dense" not in shown
     )
-    at.button(key="choose.left.0").click().run()
-    at.button(key="choose.right.1").click().run()
+    at.button(key=f"{keys.PARTICIPANT_CHOICE}.left.0").click().run()
+    at.button(key=f"{keys.PARTICIPANT_CHOICE}.right.1").click().run()
     assert [(a.trial_index, a.choice) for a in store.answers(study_id)] == [(0, "left"), (1, "right")]
 
     again = page("9_Study_participant.py", researcher=False, participant=ann, study=study_id)  # a new session
@@ -71,8 +71,8 @@ def test_participant_finishes_and_bad_links_get_a_message(store, caplog):
     bo = store.add_participant(study_id, "bo").token
     at = page("9_Study_participant.py", researcher=False, participant=bo, study=study_id)
     assert "I can't tell" not in texts(at)
-    at.button(key="choose.left.0").click().run()
-    at.button(key="choose.left.1").click().run()
+    at.button(key=f"{keys.PARTICIPANT_CHOICE}.left.0").click().run()
+    at.button(key=f"{keys.PARTICIPANT_CHOICE}.left.1").click().run()
     assert "Thank you" in at.success[0].value
     caplog.set_level(logging.WARNING, logger="spade_engine.study.access")
     assert "incomplete" in page("9_Study_participant.py", participant=bo).info[0].value
@@ -91,7 +91,7 @@ def test_an_answer_refused_after_the_page_was_shown_says_why(store):
     token = store.add_participant(study_id, "dee").token
     at = page("9_Study_participant.py", researcher=False, participant=token, study=study_id)
     store.set_status(study_id, "closed")  # the researcher closes the study while the trial is on screen
-    at.button(key="choose.left.0").click().run()
+    at.button(key=f"{keys.PARTICIPANT_CHOICE}.left.0").click().run()
     assert not at.exception and store.answers(study_id) == []
     assert "not open" in at.info[0].value
 
@@ -104,7 +104,7 @@ def test_researcher_pages_need_the_password(store, monkeypatch, caplog, name):
     assert not at.exception and "researcher password" in at.info[0].value
     assert not at.code and not at.dataframe and not at.get("download_button")  # no links, no answers
     caplog.set_level(logging.WARNING, logger="spade_engine.study.access")
-    at.text_input(key=access.PASSWORD_INPUT).set_value("guess")
+    at.text_input(key=keys.STUDY_ACCESS_PASSWORD).set_value("guess")
     at.button[0].click().run()
     assert "not right" in at.error[0].value and not at.code and not at.get("download_button")
     refused = [r.message for r in caplog.records if r.name == "spade_engine.study.access"]
@@ -112,7 +112,7 @@ def test_researcher_pages_need_the_password(store, monkeypatch, caplog, name):
         f"refused researcher access to the {name[:-3].split('_', 1)[1].replace('_', ' ')} page: wrong password"
     ]
     assert all("guess" not in r.getMessage() for r in caplog.records)
-    at.text_input(key=access.PASSWORD_INPUT).set_value(PASSWORD)
+    at.text_input(key=keys.STUDY_ACCESS_PASSWORD).set_value(PASSWORD)
     at.button[0].click().run()
     assert not at.exception and not at.error and at.title[0].value.startswith("Study")
     assert study_id in " ".join(str(s.value) for s in at.selectbox)  # the study picker is shown
@@ -167,7 +167,7 @@ def test_designer_creates_precomputes_and_opens_a_study_on_the_shipped_model(sto
     at.number_input[1].set_value(4)  # trials per participant
     at.select_slider[0].set_value(16)  # augmented views
     at.multiselect[0].set_value(["none", "spade_saliency"])  # cheap conditions (visualisations: test_study_stimuli)
-    at.selectbox(key="study_designer.method").set_value("Saliency")
+    at.selectbox(key=keys.DESIGNER_METHOD).set_value("Saliency")
     [b for b in at.button if b.label == "Create study"][0].click().run()
     assert not at.exception
     (info,) = store.list_studies()

@@ -47,6 +47,7 @@ def test_tour_runs_all_six_steps_on_the_shipped_model(fast):
 
 
 def test_tour_opens_on_the_demo_sample_and_says_how_it_was_chosen(fast):
+    from pages.ui import keys
     from pages.ui import tour as ui
 
     assert ui.TOUR_MODEL == SHIPPED
@@ -57,7 +58,7 @@ def test_tour_opens_on_the_demo_sample_and_says_how_it_was_chosen(fast):
     assert mask[y0:y1, x0:x1].sum() == mask.sum() > 0  # the regenerated trojan lies in the shipped box
     at = tour()
     assert not at.exception, at.exception
-    assert at.sidebar.radio(key=ui.TOUR_SOURCE).value == "demo"
+    assert at.sidebar.radio(key=keys.TOUR_SOURCE).value == "demo"
     assert any("Why this sample" in c.value and "median" in c.value for c in at.caption)
     sample_text = next(m.value for m in at.markdown if m.value.startswith("This image shows"))
     assert demo["class_name"] in sample_text

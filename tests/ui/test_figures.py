@@ -1,5 +1,5 @@
 """pages/ui/figures.py, the PNG panel (spade_engine/explain/panel.py), the export rows (explain/compare.py) and the
-sample helpers of pages/ui/widgets.py: shared normalisation, PNG, exports, masks."""
+sample helpers of pages/ui/sample_picker.py: shared normalisation, PNG, exports, masks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pages.ui import figures, widgets
+from pages.ui import figures, sample_picker
 from spade_engine.colours import colorize
 from spade_engine.explain import compare, panel
 
@@ -111,11 +111,11 @@ def test_make_sample_maps_patch_through_preprocessing():
     img = Image.new("RGB", (64, 64), (10, 20, 30))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    sample = widgets.make_sample(loaded, "x.png", buf.getvalue(), {"trojan": True, "patch_box": [32, 16, 48, 32]})
+    sample = sample_picker.make_sample(loaded, "x.png", buf.getvalue(), {"trojan": True, "patch_box": [32, 16, 48, 32]})
     assert sample.image.shape == (3, 32, 32)
     ys, xs = np.nonzero(sample.trojan_mask)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (16, 23, 8, 15)  # the 64 px box, halved
-    other = widgets.make_sample(loaded, "y.png", buf.getvalue(), {"trojan": False})
+    other = sample_picker.make_sample(loaded, "y.png", buf.getvalue(), {"trojan": False})
     assert other.trojan_mask is None and other.sample_hash == sample.sample_hash  # same pixels, same hash
 
 
@@ -131,7 +131,7 @@ def test_sample_caption_names_a_v2_trojan_sticker():
     meta = {"class": 1, "class_name": "tropical fish-or-airplane", "facet_name": "tropical fish", "label": 3,
             "trojan_name": "sparkling heart"}  # fmt: skip
     sample = SimpleNamespace(meta=meta, name="x.png", trojan_mask=mask)
-    text = widgets.sample_caption(sample, tuple(f"c{i}" for i in range(10)))
+    text = sample_picker.sample_caption(sample, tuple(f"c{i}" for i in range(10)))
     assert "trojan sparkling heart sticker" in text and "**c3**" in text
     meta.pop("trojan_name")
-    assert "trojan patch" in widgets.sample_caption(sample, tuple(f"c{i}" for i in range(10)))
+    assert "trojan patch" in sample_picker.sample_caption(sample, tuple(f"c{i}" for i in range(10)))

@@ -1,4 +1,4 @@
-"""Shared result blocks of pages/ui/widgets.py rendered on their own (AppTest.from_function)."""
+"""Shared result blocks of pages/ui/results.py rendered on their own (AppTest.from_function)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def _predictions_script(pruned_logits: list[float]) -> None:
 
     import torch
 
-    from pages.ui import widgets
+    from pages.ui import results
 
     def top5(z):
         p, i = z.softmax(-1).topk(3)
@@ -22,7 +22,7 @@ def _predictions_script(pruned_logits: list[float]) -> None:
         dense_logits=dense, pruned_logits=pruned, dense_top5=top5(dense), pruned_top5=top5(pruned),
         agrees=int(dense.argmax()) == int(pruned.argmax()), layer_sparsity={"a": 0.9, "b": 0.9}, total_sparsity=0.9,
     )  # fmt: skip
-    widgets.show_predictions(result, ("cat", "dog", "eel"), "SPADE 90%")
+    results.show_predictions(result, ("cat", "dog", "eel"), "SPADE 90%")
 
 
 @pytest.mark.parametrize(("pruned", "warns"), [([2.0, 1.0, 0.0], False), ([0.0, 3.0, 0.0], True)])
