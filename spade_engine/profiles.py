@@ -8,6 +8,7 @@ sparsities chosen on calibration images to maximise insertion AUC (the paper's F
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,10 +63,24 @@ def load_profile(path: str | Path) -> SparsityProfile:
     return SparsityProfile.from_json(Path(path).read_text())
 
 
+_READ: dict[Path, tuple[tuple, list[SparsityProfile]]] = {}  # directory -> (files' stamp, profiles)
+_READ_LOCK = threading.Lock()
+
+
 def list_profiles(model: str | None = None, directory: Path | None = None) -> list[SparsityProfile]:
-    """Profiles in `directory` (default `PROFILE_DIR`) usable for `model` (its own and generic ones), by name."""
-    out = [load_profile(p) for p in sorted((directory or PROFILE_DIR).glob("*.json"))]
-    return [p for p in out if model is None or p.model in ("", model)]
+    """Profiles in `directory` (default `PROFILE_DIR`) usable for `model` (its own and generic ones), by name.
+
+    The files are read once and again only when one is added, removed or changed (name, size, mtime), so the
+    Debugger's widgets and `SpadeSettings.prune_config` share one read.
+    """
+    directory = Path(directory or PROFILE_DIR)
+    files = sorted(directory.glob("*.json"))
+    stamp = tuple((f.name, s.st_size, s.st_mtime_ns) for f in files for s in [f.stat()])
+    with _READ_LOCK:
+        cached = _READ.get(directory)
+        if cached is None or cached[0] != stamp:
+            cached = _READ[directory] = (stamp, [load_profile(f) for f in files])
+    return [p for p in cached[1] if model is None or p.model in ("", model)]
 
 
 # -------------------------------------------------------------------------------------------- blocks

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 from zennit.types import Activation
 
+from spade_engine.hooks import forward_hooks
 from spade_engine.saliency._base import split_classifier
 
 LRP_MIN_CONSERVED = 1e-3  # |sum of input relevance| / |explained logit| below this: the relevance vanished
@@ -165,17 +166,9 @@ def activation_calls(module: nn.Module, z: torch.Tensor) -> tuple[int, dict[str,
     """
     calls: dict[str, int] = {}
     modules = {n: m for n, m in module.named_modules() if isinstance(m, Activation)}
-    hooks = [
-        m.register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
-        for n, m in modules.items()
-    ]
     counter = _CountReLUs()
-    try:
-        with torch.no_grad(), counter:
-            module(z)
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks(modules, lambda n, m, i, o: calls.__setitem__(n, calls.get(n, 0) + 1)), torch.no_grad(), counter:
+        module(z)
     relu_modules = sum(c for n, c in calls.items() if type(modules[n]) is nn.ReLU)
     return max(counter.calls - relu_modules, 0), {n: c for n, c in calls.items() if c > 1}
 

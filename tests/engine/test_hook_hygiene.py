@@ -12,7 +12,7 @@ from spade_engine import featvis as fv
 from spade_engine import hooks, neurons, pathways
 from spade_engine import sparse_layer as sl
 from spade_engine.engine import SpadeEngine
-from spade_engine.saliency import gradcam
+from spade_engine.saliency import gradcam, support
 from spade_engine.saliency._canonical import attribution_copy
 from spade_engine.saliency.layers import default_layer, feature_layers
 from tests.engine.nets import NETS, sample
@@ -76,6 +76,7 @@ USERS = {
     "engine.prepare": _engine,
     "saliency.layers.feature_layers": _saliency_layers,
     "saliency.gradcam": _gradcam,
+    "saliency.support.activation_calls": lambda m: (m, lambda: support.activation_calls(m, sample()[None])),
     "pathways.contributions": lambda m: (m, lambda: pathways.contributions(m, sample()[None], 0)),
     "neurons.layer_inputs": lambda m: (m, lambda: neurons._layer_inputs(m, m.net[0], sample()[None])),
     "featvis.capture": _featvis,
