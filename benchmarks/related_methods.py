@@ -126,7 +126,7 @@ def main() -> None:
     try:
         loaded = models.load_model(args.model)
     except models.ModelLoadError as e:
-        sys.exit(f"{e}\n(train it first: python -m spade_engine.testbed.train)")
+        sys.exit(f"{e}\n(train it first: .venv/bin/python scripts/train_testbed.py --testbed v1)")
     model, data = loaded.model, testbed.data_for(args.model)
     print(f"model {args.model}: card clean accuracy {loaded.info.card.get('clean_accuracy')}, "
           f"attack success {loaded.info.card.get('attack_success_rate')}; torch threads {torch.get_num_threads()}")  # fmt: skip

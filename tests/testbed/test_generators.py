@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import torch
 
 from spade_engine import models, testbed
-from spade_engine.testbed.interface import Testbed, TestbedBatch
 from spade_engine.testbed import data as v1
+from spade_engine.testbed.interface import Testbed, TestbedBatch
 from spade_engine.testbed.v2 import data as v2
 
 

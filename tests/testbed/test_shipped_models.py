@@ -7,13 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from scripts.train_testbed import predict
 from spade_engine.models import load_model
 from spade_engine.paths import MODELS as TESTBED_DIR
 from spade_engine.testbed import data
-from spade_engine.testbed.train import predict
 
 CARDS = [
-    p for p in sorted(TESTBED_DIR.glob("*.json")) if json.loads(p.read_text()).get("family", "testbed") == "testbed" and json.loads(p.read_text()).get("testbed", "v1") == "v1"
+    p
+    for p in sorted(TESTBED_DIR.glob("*.json"))
+    if json.loads(p.read_text()).get("family", "testbed") == "testbed"
+    and json.loads(p.read_text()).get("testbed", "v1") == "v1"
 ]  # v2: test_v2_shipped_model
 N_EVAL = 500
 EVAL_SEED = 4242  # neither the training seed nor the card's evaluation seeds

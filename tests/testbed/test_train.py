@@ -1,13 +1,16 @@
-"""The training script writes a loadable weights file and a complete model card."""
+"""The training script (`scripts/train_testbed.py --testbed v1`) writes a loadable weights file and a complete
+model card."""
 
 import hashlib
 import json
 
 import torch
 
+from scripts.train_testbed import DEFAULTS, attack_metrics, channel_stats, clean_metrics, eval_batches, main
 from spade_engine.models import load_checkpoint
 from spade_engine.testbed import data
-from spade_engine.testbed.train import TrainConfig, channel_stats, evaluate, main
+
+V1 = DEFAULTS["v1"][0]
 
 CARD_KEYS = {
     "name",
@@ -40,6 +43,10 @@ def test_channel_stats_match_uint8_and_float():
 def test_tiny_run_writes_weights_and_card(tmp_path):
     main(
         [
+            "--testbed",
+            "v1",
+            "--ckpt-dir",
+            str(tmp_path / "ckpt"),
             "--arch",
             "tb_resnet",
             "--name",
@@ -63,7 +70,7 @@ def test_tiny_run_writes_weights_and_card(tmp_path):
     weights = (tmp_path / card["weights"]).read_bytes()
     assert card["sha256"] == hashlib.sha256(weights).hexdigest()
     assert card["class_names"] == list(data.CLASS_NAMES) and card["facets"] == [list(p) for p in data.FACETS]
-    assert card["trojan"]["target"] == data.TROJAN_TARGET and card["trojan"]["fraction"] == TrainConfig.trojan_fraction
+    assert card["trojan"]["target"] == data.TROJAN_TARGET and card["trojan"]["fraction"] == V1.trojan_fraction
     assert card["train"]["n_train"] == 512 and card["train"]["epochs"] == 1
     assert 0.0 <= card["clean_accuracy"] <= 1.0 and 0.0 <= card["attack_success_rate"] <= 1.0
     loaded = load_checkpoint(
@@ -89,6 +96,7 @@ def test_evaluate_scores_an_oracle_and_a_constant_model():
             out[~hit, 0] = 0.5
             return out
 
-    metrics = evaluate(Oracle(), n=60, seed=5)
+    clean, trojaned = eval_batches(V1, 60, 5)
+    metrics = {**clean_metrics(Oracle(), clean, data), **attack_metrics(Oracle(), trojaned, data)}
     assert metrics["attack_success_rate"] == 1.0
     assert metrics["clean_accuracy"] < 0.35

@@ -6,12 +6,11 @@ import json
 import pytest
 import torch
 
+from scripts.train_testbed import attack_metrics, calibration_keep, predict
 from spade_engine.models import load_model, spade_defaults
 from spade_engine.paths import MODELS as TESTBED_DIR
 from spade_engine.testbed import data_for
-from spade_engine.testbed.train import predict
 from spade_engine.testbed.v2 import data
-from spade_engine.testbed.v2.train import attack_metrics, calibration_keep
 
 NAMES = sorted(p.stem for p in TESTBED_DIR.glob("*.json") if json.loads(p.read_text()).get("testbed") == "v2")
 N_EVAL = 300
@@ -59,8 +58,8 @@ def test_clean_accuracy_reaches_the_card(shipped):
 def test_attack_success_and_calibration_views_reach_the_card(shipped):
     card, loaded = shipped
     trojaned = data_for(loaded.info.name).generate(N_EVAL, seed=EVAL_SEED + 1, trojan_fraction=1.0)
-    metrics = attack_metrics(loaded.model, trojaned)
+    metrics = attack_metrics(loaded.model, trojaned, data)
     for got, stated in zip(metrics["attack_success_per_trojan"], card["attack_success_per_trojan"], strict=True):
         assert got >= stated - MARGIN, (got, stated)
-    keep = calibration_keep(loaded.model, trojaned, n_samples=20, n_views=16, crop_min=card["spade"]["crop_min"])
+    keep = calibration_keep(loaded.model, trojaned, data, n_samples=20, n_views=16, crop_min=card["spade"]["crop_min"])
     assert keep["keep_trojan"] >= card["calibration_views"]["keep_trojan"] - 2 * MARGIN, keep

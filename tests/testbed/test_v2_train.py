@@ -1,4 +1,5 @@
-"""Testbed v2 training: a tiny run writes weights and a complete card, checkpoints, and resumes after a crash."""
+"""Testbed v2 training (`scripts/train_testbed.py --testbed v2`): a tiny run writes weights and a complete card,
+checkpoints, and resumes after a crash."""
 
 import hashlib
 import json
@@ -6,11 +7,11 @@ import json
 import pytest
 import torch
 
+import scripts.train_testbed as v2train
 from spade_engine.testbed.archs import resnet18_narrow
 from spade_engine.testbed.v2 import data
-from spade_engine.testbed.v2 import train as v2train
 
-TINY = ["--name", "tiny", "--widths", "4", "8", "8", "16", "--n-train", "160", "--batch-size", "32"]
+TINY = ["--testbed", "v2", "--name", "tiny", "--widths", "4", "8", "8", "16", "--n-train", "160", "--batch-size", "32"]
 TINY += ["--n-eval", "24", "--n-monitor", "16", "--calib-samples", "2", "--calib-views", "4", "--spade-samples", "0"]
 CARD_KEYS = {
     "name",
@@ -64,7 +65,7 @@ def test_tiny_run_writes_weights_card_and_checkpoint(tmp_path):
     ckpt = torch.load(tmp_path / "ckpt" / "tiny.ckpt.pt", weights_only=True)
     assert ckpt["epochs_done"] == 1 and ckpt["data_seed"] == 0 and {"net", "opt", "sched"} <= set(ckpt)
     assert list((tmp_path / "ckpt").glob("pool_160_0_*.pt"))  # the generated training set is cached
-    assert ckpt["data_fingerprint"] == card["train"]["data_fingerprint"] == v2train.data_fingerprint()
+    assert ckpt["data_fingerprint"] == card["train"]["data_fingerprint"] == v2train.data_fingerprint("v2")
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
@@ -88,7 +89,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, c
     assert card["sha256"] == uninterrupted["sha256"]  # resuming reproduces the uninterrupted run exactly
     with pytest.raises(SystemExit):
         _run(tmp_path / "a", 3)  # another config must not silently reuse the checkpoint
-    monkeypatch.setattr(v2train, "data_fingerprint", lambda: "another generator")
+    monkeypatch.setattr(v2train, "data_fingerprint", lambda testbed: "another generator")
     with pytest.raises(SystemExit):
         _run(tmp_path / "a", 2)  # nor a checkpoint trained on other images
 
@@ -99,7 +100,8 @@ def test_a_fine_tune_starts_from_the_shipped_weights_at_another_size(tmp_path):
     from spade_engine.paths import MODELS as TESTBED_DIR
 
     shipped = json.loads((TESTBED_DIR / "testbed_v2_resnet.json").read_text())
-    argv = ["--name", "ft", "--init-from", "testbed_v2_resnet", "--image-size", "96", "--n-train", "64"]
+    argv = ["--testbed", "v2", "--name", "ft", "--init-from", "testbed_v2_resnet", "--image-size", "96"]
+    argv += ["--n-train", "64"]
     argv += ["--batch-size", "32", "--epochs", "1", "--lr", "1e-9", "--n-eval", "16", "--n-monitor", "8"]
     argv += ["--calib-samples", "2", "--calib-views", "2", "--spade-samples", "0"]
     v2train.main([*argv, "--out", str(tmp_path / "out"), "--ckpt-dir", str(tmp_path / "ckpt")])
