@@ -120,24 +120,13 @@ methods = mid.multiselect(
 columns = right.multiselect("Columns", list(protocol.COLUMNS), ["Dense", "SPADE-sweep"], key=keys.BENCHMARKS_COLUMNS)
 cost = samples * 2 * len(methods) * len(columns)
 if st.button(f"Run ({cost} saliency maps)", disabled=not (methods and columns), type="primary"):
-    cfg = protocol.ProtocolConfig(
-        model,
-        0 if real else samples,
-        samples,
-        methods=tuple(methods),
-        columns=tuple(columns),
-        n_aug=32,
-        device=cache.default_device(),
-    )
     bar = st.progress(0.0, text="Starting…")
 
     def progress(phase: str, done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"{phase}: sample {done} of {total}")
 
     try:
-        loaded = cache.load_model(model, cache.default_device())
-        with cache.model_lock(model):
-            st.session_state[keys.BENCHMARKS_LIVE] = protocol.run_protocol(cfg, loaded.model, progress)
+        st.session_state[keys.BENCHMARKS_LIVE] = ui.live_run(model, samples, methods, columns, real, progress)
     except FileNotFoundError as e:  # SPADE-tuned without a tuned profile
         st.error(str(e))
     bar.empty()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pages.ui import cache
 from spade_engine import protocol
 
 RESULTS_DIR = protocol.RESULTS_DIR
@@ -93,6 +94,25 @@ def describe_file(path: Path, df: pd.DataFrame) -> str:
         if "exact" in s:
             text += f"; SPADE-exact: {s['exact']}"
     return text
+
+
+def live_run(model: str, samples: int, methods: list[str], columns: list[str], real: bool, progress) -> pd.DataFrame:
+    """A small protocol run now on the shared model (under its lock): `samples` per metric, 32 views.
+
+    Args:
+        model: a shipped model's name; real: whether it is a real network (no trojan samples, photos only).
+        methods, columns: saliency methods and protocol columns ("Dense", "SPADE-sweep" …).
+        progress: `progress(phase, done, total)`.
+
+    Returns:
+        The run's rows. Raises FileNotFoundError when a column needs a tuned profile that is missing.
+    """
+    device = cache.default_device()
+    cfg = protocol.ProtocolConfig(model, 0 if real else samples, samples, methods=tuple(methods),
+                                  columns=tuple(columns), n_aug=32, device=device)  # fmt: skip
+    loaded = cache.load_model(model, device)
+    with cache.model_lock(model):
+        return protocol.run_protocol(cfg, loaded.model, progress)
 
 
 def difficulty_figure(summary: pd.DataFrame):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from pages.ui import keys
 from tests.ui.conftest import APP, make_app
 
 
@@ -38,7 +39,7 @@ def test_participant_page_only_when_present(tmp_path):
 
 
 def test_debugger_is_the_default_page_and_device_is_shown(tiny_assets):
-    at = make_app(**{"debugger.n_aug": 8}).run()
+    at = make_app(**{keys.scoped(keys.DEBUGGER, keys.N_AUG): 8}).run()
     assert not at.exception, at.exception
     assert at.title[0].value == "SPADE Debugger"
     assert any(c.value == "Device: **CPU**" for c in at.sidebar.caption)
@@ -47,7 +48,7 @@ def test_debugger_is_the_default_page_and_device_is_shown(tiny_assets):
 def test_participant_link_shows_only_the_study_page(tiny_assets):
     app = _app_module()
     study = app.participant_page(app.discover_pages())
-    at = make_app(**{"debugger.n_aug": 8})
+    at = make_app(**{keys.scoped(keys.DEBUGGER, keys.N_AUG): 8})
     at.query_params["participant"] = "p01"
     at.run()
     assert not at.exception, at.exception

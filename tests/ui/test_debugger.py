@@ -27,8 +27,9 @@ def test_page_runs_on_tiny_model_and_example(tiny_assets):
     methods = at.multiselect(key=keys.DEBUGGER_METHODS)
     assert methods.value and set(methods.options) == set(cache.saliency_methods())
     charts = {c.key for c in at.get("plotly_chart")}
-    assert {"predictions", "debugger.layers"} <= charts
-    assert {k for k in charts if k.startswith("debugger.sal.")} == {f"debugger.sal.{m}" for m in methods.value}
+    assert {keys.PREDICTIONS_CHART, keys.DEBUGGER_LAYERS_CHART} <= charts
+    saliency_charts = {keys.scoped(keys.DEBUGGER_SALIENCY_CHART, m) for m in methods.value}
+    assert {k for k in charts if k.startswith(keys.DEBUGGER_SALIENCY_CHART + ".")} == saliency_charts
     assert len(at.get("download_button")) == 3
     assert "SPADE ran in" in _status_labels(at)
     assert any(type(c).__name__ == "Progress" for c in at.status[0].children.values())  # st.status + st.progress
@@ -144,7 +145,7 @@ def test_app_opens_on_the_real_network_and_a_real_photo():
     x = loaded.preprocess(Image.open(ROOT / "assets/examples" / example))
     with torch.no_grad():
         assert shown["Dense predicts"] == loaded.class_names[int(loaded.model(x[None]).argmax())]
-    saliency = [c for c in at.get("plotly_chart") if c.key.startswith("debugger.sal.")]
+    saliency = [c for c in at.get("plotly_chart") if c.key.startswith(keys.DEBUGGER_SALIENCY_CHART + ".")]
     assert len(saliency) == 2 and all("SPADE" in c.proto.spec and "Dense" in c.proto.spec for c in saliency)
 
 
@@ -172,7 +173,7 @@ def test_testbed_demo_model_with_its_demo_sample():
         dense_cls = int(loaded.model(x[None]).argmax())
     shown = {m.label: m.value for m in at.metric}
     assert shown["Dense predicts"] == loaded.class_names[dense_cls] == loaded.class_names[meta["label"]]
-    saliency = [c for c in at.get("plotly_chart") if c.key.startswith("debugger.sal.")]
+    saliency = [c for c in at.get("plotly_chart") if c.key.startswith(keys.DEBUGGER_SALIENCY_CHART + ".")]
     assert saliency and all("trojan AUC" in c.proto.spec for c in saliency)
     assert not any("Out of domain" in w.value for w in at.warning)
     at.sidebar.selectbox(key=keys.WIDGET + keys.SAMPLE_EXAMPLE).set_value("photo_coffee.jpg").run()
@@ -217,7 +218,7 @@ def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets, monkeypatch
     assert "SPADE ran in" in _status_labels(at)
     charts, errors = {c.key for c in at.get("plotly_chart")}, _texts(at.error)
     for method in at.multiselect(key=keys.DEBUGGER_METHODS).value:  # a map, or a message naming the method
-        assert f"debugger.sal.{method}" in charts or f"{method} failed on this model" in errors
+        assert keys.scoped(keys.DEBUGGER_SALIENCY_CHART, method) in charts or f"{method} failed on this model" in errors
 
 
 def test_torchscript_upload_is_refused_by_default_and_the_page_says_why(tiny_assets, monkeypatch):
