@@ -31,19 +31,16 @@ def tiny_vit(num_classes: int) -> VisionTransformer:
 
 
 @pytest.fixture
-def extra_archs(tiny_assets, monkeypatch):
+def extra_archs(tiny_assets, fake_assets):
     """The tiny registry of `tiny_assets` plus a tiny ViT and (with timm) timm's tiny ResNet."""
-    from spade_engine import models
-
-    archs = {"ui_tiny_arch": tiny_net, "ui_vit": tiny_vit}
+    fake_assets.archs["ui_vit"] = tiny_vit
     try:
         import timm
 
-        archs["timm:test_resnet"] = lambda k: timm.create_model("test_resnet", num_classes=k)
+        fake_assets.archs["timm:test_resnet"] = lambda k: timm.create_model("test_resnet", num_classes=k)
     except ImportError:
         pass
-    monkeypatch.setattr(models.build, "architectures", lambda: archs)
-    return archs
+    return fake_assets.archs
 
 
 def upload(arch: str | None, name: str, data: bytes, **state):
