@@ -50,10 +50,9 @@ def testbed_batch(version: str, n: int, seed: int, trojan_fraction: float, image
 
 def testbed_truth(batch) -> dict[str, np.ndarray]:  # noqa: ANN001 (TestbedBatch of either generator)
     """Per image: `is_trojan`, `true_class` and `trojan_target` (-1 when clean)."""
-    from spade_engine.testbed import trojan_targets
 
     return {"is_trojan": batch.is_trojan.numpy(), "true_class": batch.true_class.numpy(),
-            "trojan_target": trojan_targets(batch).numpy()}  # fmt: skip
+            "trojan_target": batch.trojan_target.numpy()}  # fmt: skip
 
 
 def trojan_notes(f: SparseFit, names: tuple[str, ...], targets: tuple[int, ...]) -> list[str]:

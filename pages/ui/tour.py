@@ -26,7 +26,7 @@ def tour_sample(version: str, cls: int, facet: int, seed: int, size: int, trojan
     chosen = testbed.sample_trojan(data, cls, seed, trojan)
     batch = data.make_sample(cls, facet, seed, trojan=chosen, image_size=size)
     name = testbed.trojan_names(data)[testbed.trojan_index(data, chosen)]
-    return batch.images[0], batch.trojan_mask[0].numpy(), int(testbed.trojan_targets(batch)[0]), name
+    return batch.images[0], batch.trojan_mask[0].numpy(), int(batch.trojan_target[0]), name
 
 
 def demo_entry(version: str) -> dict | None:
@@ -49,8 +49,8 @@ def tour_demo(version: str, size: int):
 
     entry, data = demo_entry(version), testbed.generator(version)
     b = demo_sample(data, entry["demo"]["batch_size"], entry["seed"], entry["demo"]["sample"], size)
-    name = testbed.trojan_names(data)[testbed.trojan_index(data, int(b.trojan[0]) if hasattr(b, "trojan") else True)]
-    target = int(testbed.trojan_targets(b)[0])
+    name = testbed.trojan_names(data)[testbed.trojan_index(data, int(b.trojan[0]))]
+    target = int(b.trojan_target[0])
     return b.images[0], b.trojan_mask[0].numpy(), target, name, int(b.true_class[0]), int(b.facet[0])
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-import torch
-
-from spade_engine.testbed.interface import Testbed, TestbedBatch
+from spade_engine.testbed.interface import Testbed
 
 GENERATORS: dict[str, str] = {"v1": "spade_engine.testbed.data", "v2": "spade_engine.testbed.v2.data"}
 """Testbed version (a card's `"testbed"`, an example's `"testbed"`) -> its generator module."""
@@ -94,11 +92,6 @@ def _card_size(model_name: str | None) -> int | None:
     except ModelLoadError:
         return None
     return int(info.card["image_size"]) if info is not None and info.card and "image_size" in info.card else None
-
-
-def trojan_targets(batch: TestbedBatch) -> torch.Tensor:
-    """`batch.trojan_target`: kept only while pages/ui (tour, sparse_layer) still call it; use the attribute."""
-    return batch.trojan_target
 
 
 def target_classes(data: Testbed) -> tuple[int, ...]:
