@@ -43,8 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from spade_engine.classifier import Classifier
-from spade_engine.testbed import GENERATORS, Testbed, TestbedBatch, generator
+from spade_engine.testbed import GENERATORS, generator
 from spade_engine.testbed.archs import ARCHS, ARCHS_V2
+from spade_engine.testbed.interface import Testbed, TestbedBatch
 from spade_engine.testbed.v2.sprites import EMOJI
 from spade_engine.testbed.v2.views import ViewConfig, training_views
 
