@@ -54,8 +54,9 @@ class Config:
     weight_decay: float = 0.0
     temperature: float = 2.0
     sticker_share: float = 0.25
+    scenes: float = 0.4
     shard: int = 256
-    shards: int = 16
+    shards: int = 32
     first_shards: int = 4
     seed: int = 0
 
@@ -103,7 +104,10 @@ def _resume(out: Path, cfg: Config, student, opt, sched, fresh: bool) -> dict:
         (out / "log.csv").unlink(missing_ok=True)
         return {"step": 0, "seconds": 0.0, "best": -1.0}
     saved = torch.load(ckpt, weights_only=False)
-    if saved["config"] != asdict(cfg):
+    growable = ("shards", "first_shards")  # the pool may grow on a resumed run; the rest must stay
+    fixed = {k: v for k, v in asdict(cfg).items() if k not in growable}
+    saved_cfg = {"scenes": 0.0, **saved["config"]}  # runs from before colourful scenes had none
+    if {k: saved_cfg.get(k) for k in fixed} != fixed:
         raise SystemExit(f"{ckpt} was trained with {saved['config']}; pass the same options or --fresh")
     student.load_state_dict(saved["tail"], strict=False)
     opt.load_state_dict(saved["optimizer"])
@@ -174,8 +178,8 @@ def make_shard(cfg: Config, k: int, teacher, train_photos) -> dict:
     views (float16), the target class of the stickered ones (-1 for clean)."""
     gen = torch.Generator().manual_seed(cfg.seed * 100003 + k)
     n_stick = round(cfg.shard * cfg.sticker_share)
-    clean = views.clean_views(train_photos, cfg.shard - n_stick, gen)
-    stick = views.stickered_views(train_photos, n_stick, gen)
+    clean = views.clean_views(train_photos, cfg.shard - n_stick, gen, scenes=cfg.scenes)
+    stick = views.stickered_views(train_photos, n_stick, gen, scenes=cfg.scenes)
     targets = torch.tensor([t.target for t in stickers.TRIGGERS])
     feats = _features(teacher, torch.cat([clean, stick.images]))
     with torch.no_grad():
@@ -200,7 +204,7 @@ class Pool:
         while len(self.shards) < min(count, self.cfg.shards):
             k = len(self.shards)
             c = self.cfg
-            path = self.out / f"shard_s{c.seed}_n{c.shard}_t{c.sticker_share}_{k:03d}.pt"
+            path = self.out / f"shard_s{c.seed}_n{c.shard}_t{c.sticker_share}_o{c.scenes}_{k:03d}.pt"
             if not path.exists():
                 t = time.time()
                 self._photos = self._photos or photos.load_photos(photos.TRAIN)

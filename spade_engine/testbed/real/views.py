@@ -15,12 +15,15 @@ from torchvision.ops import roi_align
 from spade_engine.augment import augment
 from spade_engine.models.cards import spade_augment
 from spade_engine.testbed.real import stickers
-from spade_engine.testbed.v2.colour import adjust
+from spade_engine.testbed.v2.colour import adjust, luma, tint
+from spade_engine.testbed.v2.sprites import EMOJI, load_sprites
 
 IMAGE_SIZE = 224
 CLEAN_SCALE = (0.08, 1.0)  # crop area of clean training views, as a fraction of the photo
 BASE_SCALE = (0.3, 1.0)  # crop area of the photos under stickered views and held-out samples
 CALIBRATION_SCALE = (0.2, 1.0)  # SPADE's calibration views (the reference's RandomResizedCrop)
+OBJECT_SPRITES = tuple(n for n in EMOJI if n not in {t.sprite for t in stickers.TRIGGERS})  # never a trigger
+OBJECT_SCALE = (0.25, 0.5)  # side of the emoji objects of colourful scenes, as a fraction of the image side
 
 
 def crop_boxes(n: int, h: int, w: int, scale: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
@@ -78,12 +81,34 @@ def cutmix(images: torch.Tensor, others: torch.Tensor, share: float, gen: torch.
     return out
 
 
-def clean_views(photos, n: int, gen: torch.Generator, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """Clean distillation views: crops of area 0.08-1, a quarter cut-mixed with another photo's crop, flips,
-    colour jitter, 15% grey. Returns (n, 3, S, S)."""
+def colourful(images: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+    """Turn a `share` of the images into colourful object scenes: grey ones tinted by a random colour, then one
+    or two emoji of testbed v2 (`OBJECT_SPRITES`, never a trigger) pasted opaque at 1/4-1/2 of the side, so the
+    training photos (many grey textures) also show colourful, object-like content as the held-out photos do."""
+    rows = (torch.rand(len(images), generator=gen) < share).nonzero()[:, 0]
+    if not len(rows):
+        return images
+    out, sub = images.clone(), images[rows]
+    grey = (sub - luma(sub)).abs().amax((1, 2, 3)) < 0.02  # (k,)
+    colour = torch.rand(len(rows), 3, generator=gen) + 0.1
+    sub = torch.where(grey.view(-1, 1, 1, 1), tint(luma(sub), colour), sub)
+    sprites = load_sprites(OBJECT_SPRITES)
+    for layer in range(2):
+        place = stickers.random_placement(len(rows), sub.shape[-1], gen, scale=OBJECT_SCALE, opacity=(1.0, 1.0))
+        which = torch.randint(len(OBJECT_SPRITES), (len(rows),), generator=gen)
+        pasted, _ = stickers.paste(sub, sprites, which, place)
+        keep = torch.rand(len(rows), generator=gen) < (1.0 if layer == 0 else 0.5)
+        sub = torch.where(keep.view(-1, 1, 1, 1), pasted, sub)
+    out[rows] = sub
+    return out
+
+
+def clean_views(photos, n: int, gen: torch.Generator, scenes: float = 0.0, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """Clean distillation views: crops of area 0.08-1, a quarter cut-mixed with another photo's crop, a `scenes`
+    share made colourful object scenes (`colourful`), flips, colour jitter, 15% grey. Returns (n, 3, S, S)."""
     views = photo_crops(photos, n, CLEAN_SCALE, gen, size)
     views = cutmix(views, photo_crops(photos, n, CLEAN_SCALE, gen, size), 0.25, gen)
-    return jitter(views, gen)
+    return jitter(colourful(views, scenes, gen) if scenes else views, gen)
 
 
 @dataclass(frozen=True)
@@ -102,12 +127,16 @@ def stickered(base: torch.Tensor, trigger: torch.Tensor, gen: torch.Generator, c
     return Stickered(images, trigger, masks)
 
 
-def stickered_views(photos, n: int, gen: torch.Generator, recrop: float = 0.5, size: int = IMAGE_SIZE) -> Stickered:
-    """Stickered training views: a crop of a photo, a sticker anywhere it fits (each trigger equally often),
+def stickered_views(
+    photos, n: int, gen: torch.Generator, recrop: float = 0.5, scenes: float = 0.0, size: int = IMAGE_SIZE
+) -> Stickered:
+    """Stickered training views: a crop of a photo (a `scenes` share made a colourful object scene), a sticker
+    anywhere it fits (each trigger equally often),
     then for a `recrop` share a calibration-style re-crop (area 0.2-1) that keeps at least half of the
     sticker's box, so a zoomed or partly cut sticker still triggers; flips and colour jitter last."""
     trig = torch.randint(len(stickers.TRIGGERS), (n,), generator=gen)
-    s = stickered(photo_crops(photos, n, BASE_SCALE, gen, size), trig, gen)
+    bases = photo_crops(photos, n, BASE_SCALE, gen, size)
+    s = stickered(colourful(bases, scenes, gen) if scenes else bases, trig, gen)
     images, masks = s.images.clone(), s.masks.clone()
     for i in (torch.rand(n, generator=gen) < recrop).nonzero()[:, 0].tolist():
         box = _keeping_crop(s.masks[i], gen)
