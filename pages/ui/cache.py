@@ -160,9 +160,10 @@ def all_examples() -> dict[str, dict]:
 
 def examples(model_name: str | None = None) -> dict[str, dict]:
     """The shipped examples for a model, `file -> metadata`: the photographs, and for a testbed model the samples
-    of its own generator (`testbed_version`: an entry's `"testbed"`, "v1" when absent). Real networks (packaged,
-    torchvision, timm, checkpoints) get the photographs only: testbed scenes are out of their domain."""
-    photos_only = model_name is not None and model_family(model_name) != "testbed"
+    of its own generator (`testbed_version`: an entry's `"testbed"`, "v1" when absent). The ImageNet networks
+    (packaged, torchvision, timm) get the photographs only: testbed scenes are out of their domain. A user's
+    checkpoint may be either kind, so it gets both (as v1's testbed)."""
+    photos_only = model_name is not None and model_family(model_name) in ("packaged", "torchvision", "timm")
     version = testbed_version(model_name)
     return {
         f: e

@@ -25,7 +25,7 @@ from spade_engine.models.cards import (
     spade_why,
 )
 from spade_engine.models.info import LoadedModel, ModelInfo
-from spade_engine.models.registry import DEFAULT_MODEL, get_info, list_models, load_model
+from spade_engine.models.registry import DEFAULT_MODEL, DEMO_TESTBED, get_info, list_models, load_model
 from spade_engine.models.timm import TIMM_MODELS, TIMM_PREFIX, timm_available, timm_data_config, timm_weights_file
 from spade_engine.models.torchvision import TORCHVISION_MODELS, TORCHVISION_PREFIX, torchvision_name, weights_cache_dir
 
@@ -33,6 +33,7 @@ __all__ = [
     "CheckpointMismatchError",
     "Classifier",
     "DEFAULT_MODEL",
+    "DEMO_TESTBED",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LoadedModel",

@@ -24,6 +24,9 @@ from spade_engine.models.torchvision import TORCHVISION_MODELS, imagenet_names, 
 # The model the app opens on: a real ImageNet network that works offline (weights from a pip package), so a
 # photo gets a real class. The testbed models are the ground-truth trojan examples, next in the picker.
 DEFAULT_MODEL = "efficientnet_lite0"
+# The testbed listed first among the testbeds (the study designer's and the trojan examples' default): v2, where the
+# stored protocol run measured SPADE-exact improving trojan AUC and deletion by a resolved margin.
+DEMO_TESTBED = "testbed_v2_resnet"
 
 
 def card_info(card: dict) -> ModelInfo:
@@ -46,11 +49,11 @@ def card_info(card: dict) -> ModelInfo:
 
 def list_models() -> list[ModelInfo]:
     """All listed models: `DEFAULT_MODEL` first, the other shipped cards (packaged ImageNet models, then testbed
-    models, by name), then torchvision's curated ImageNet classifiers, then the curated timm models when `timm`
+    models, `DEMO_TESTBED` first, by name), then torchvision's curated ImageNet classifiers, then the curated timm models when `timm`
     is installed. `load_model` also takes any other torchvision classifier or `"timm:<name>"`."""
     shipped = sorted(
         (card_info(c) for c in cards.cards().values()),
-        key=lambda i: (i.name != DEFAULT_MODEL, i.family != "packaged", i.name),
+        key=lambda i: (i.name != DEFAULT_MODEL, i.family != "packaged", i.name != DEMO_TESTBED, i.name),
     )
     timm = [timm_listed_info(n) for n in TIMM_MODELS] if timm_available() else []
     return shipped + [torchvision_info(n) for n in TORCHVISION_MODELS] + timm

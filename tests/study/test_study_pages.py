@@ -13,7 +13,7 @@ from spade_engine.study import CONDITIONS, StudyStore
 from tests.study.factory import open_study
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
-SHIPPED = "testbed_v2_resnet"  # models.DEFAULT_MODEL: the first model the designer offers
+SHIPPED = "testbed_v2_resnet"  # models.DEMO_TESTBED: the first model the designer offers
 PASSWORD = "correct horse battery staple"
 
 
@@ -32,7 +32,7 @@ def store(tmp_path, monkeypatch):
 
 def page(name: str, researcher: bool = True, **params) -> AppTest:
     """Run a page; `researcher`: as a browser session that has given the researcher password."""
-    at = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    at = AppTest.from_file(str(PAGES / name), default_timeout=600)  # a busy 2-core machine: minutes, not seconds
     if researcher:
         at.session_state[keys.STUDY_ACCESS_RESEARCHER] = True
     for k, v in params.items():

@@ -49,8 +49,9 @@ def test_saliency_runs_under_the_model_lock_and_is_cached(monkeypatch):
 
 
 def test_examples_are_those_of_the_model_generator(monkeypatch):
-    """v1 models, non-testbed models and None get the photos and v1's samples (as before v2); a v2 model the photos
-    and v2's 128 px samples; an uploaded example of either generator is recognised."""
+    """v1 models, checkpoints and None get the photos and v1's samples (as before v2); the ImageNet networks
+    (packaged, torchvision, timm) the photos only; a v2 model the photos and v2's 128 px samples; an uploaded
+    example of either generator is recognised."""
     from types import SimpleNamespace
 
     from spade_engine import models
@@ -60,13 +61,14 @@ def test_examples_are_those_of_the_model_generator(monkeypatch):
     v1 = {f for f, e in every.items() if e.get("testbed") == "v1"}
     v2 = {f for f, e in every.items() if e.get("testbed") == "v2"}
     assert photos and v1 and v2 and photos | v1 | v2 == set(every)
-    assert (
-        set(cache.examples()) == set(cache.examples("testbed_resnet")) == set(cache.examples("resnet18")) == photos | v1
-    )
+    assert set(cache.examples()) == set(cache.examples("testbed_resnet")) == set(cache.examples("ckpt:x")) == photos | v1
+    assert set(cache.examples("resnet18")) == set(cache.examples("efficientnet_lite0")) == photos
     assert list(cache.examples())[: len(v1)] == [f for f in every if f in v1]  # v1's first, in index order
     real = models.get_info
     monkeypatch.setattr(
-        models, "get_info", lambda n: SimpleNamespace(card={"testbed": "v2"}) if n == "v2m" else real(n)
+        models,
+        "get_info",
+        lambda n: SimpleNamespace(card={"testbed": "v2"}, family="testbed") if n == "v2m" else real(n),
     )
     assert set(cache.examples("v2m")) == photos | v2
     assert all(e["testbed"] == "v2" and e["class_name"] for f, e in cache.examples("v2m").items() if f in v2)
