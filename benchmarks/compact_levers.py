@@ -153,10 +153,11 @@ def summary(path: str) -> None:
     maps = df[df["method"].notna()]
     if maps.empty:
         return
-    dense = maps[maps["lever"] == "dense"].set_index(["sample", "method"])
+    dense = maps[maps["lever"] == "dense"].set_index(["sample", "method"])[["insertion", "deletion"]]
+    dense = dense.rename(columns=lambda c: f"{c}_dense")
     print("\npaired difference to dense, points of AUC x100 (mean [95% t interval] [95% photo-bootstrap interval])")
     for (lever, s, method), g in maps[maps["lever"] != "dense"].groupby(["lever", "sparsity", "method"]):
-        g = g.set_index(["sample", "method"]).join(dense[["insertion", "deletion"]], rsuffix="_dense").dropna()
+        g = g.set_index(["sample", "method"]).join(dense).dropna(subset=["insertion", "insertion_dense"])
         if g.empty:
             continue
         photos = np.array([i[0].split("@")[0] for i in g.index])

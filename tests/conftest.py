@@ -105,9 +105,8 @@ class FakeAssets:
 
         torch.manual_seed(0)
         torch.save(build(len(class_names)).state_dict(), self.models / f"{name}.pt")
-        self.archs[arch] = build  # the architectures are then these only (the registry's and the pages' name)
-        for module in (models.build, models):
-            self._monkeypatch.setattr(module, "architectures", lambda: dict(self.archs))
+        self.archs[arch] = build  # the architectures are then these only (the loader's and the pages' one name)
+        self._monkeypatch.setattr(models.build, "architectures", lambda: dict(self.archs))
         fields = {"name": name, "title": name, "arch": arch, "image_size": image_size,
                   "class_names": list(class_names), "weights": f"{name}.pt", **card}  # fmt: skip
         path = self.models / f"{name}.json"
