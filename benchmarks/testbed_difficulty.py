@@ -41,7 +41,7 @@ On both models no scene property moves the dense maps by more than about a point
 dense average by about a point (96.3 -> 95.4 on the card's scenes) without changing that. What the paper's dense
 maps suffer from (87.9 % Saliency, 91.0 % on average) is the model: a ResNet-50 with 1000 ImageNet classes at
 224 px, whose gradients spread over textures. A testbed that reproduces that needs a larger model with many more
-classes than one command trains in 90 minutes on two CPU cores (see the README's testbed section).
+classes than one command trains in 90 minutes on two CPU cores (see docs/TESTBED.md).
 """
 
 from __future__ import annotations
