@@ -24,11 +24,23 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `spade` console script: dispatch to `spade explain` or `spade protocol`.
+    """Entry point of the `spade` console script and of `python -m spade_engine`: dispatch to `spade explain` or
+    `spade protocol`. An error the user can fix (a `SystemExit` carrying a message) ends with that one line on
+    stderr and status 2.
 
     Returns:
-        The subcommand's exit status (0: done; `spade protocol` stopped by Ctrl-C / SIGTERM: 130 / 143).
+        The exit status (0: done; 2: a user's error; `spade protocol` stopped by Ctrl-C / SIGTERM: 130 / 143).
     """
+    try:
+        return _dispatch(argv)
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise
+        print(e.code, file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="{explain,protocol}")
     for name, text in COMMANDS.items():
