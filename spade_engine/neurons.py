@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spade_engine import hooks
 from spade_engine.featvis import LOGITS, capture, is_scripted, resolve_layer
 from spade_engine.model_state import eval_mode
 
@@ -290,14 +291,9 @@ def facet_descriptors(
 
 
 def _layer_inputs(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    captured = []
-    handle = layer.register_forward_hook(lambda m, i, o: captured.append(i[0].detach()))
-    try:
-        with eval_mode(model):
-            model(x)
-    finally:
-        handle.remove()
-    return captured[0]
+    with hooks.capture({"layer": layer}, "input") as captured, eval_mode(model):
+        model(x)
+    return captured["layer"][0]
 
 
 # ------------------------------------------------------------------------------- 2-means and score
