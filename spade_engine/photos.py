@@ -63,6 +63,14 @@ SOURCES: dict[str, Callable[[], np.ndarray]] = {
 }
 
 
+# Drawings, text, scans and a rendered present: not photos, but offline images that add variety to training sets
+# (testbed "real" trains on them; `offline_photos` never returns them).
+GRAPHICS: dict[str, Callable[[], np.ndarray]] = {
+    **{n: _skimage(n) for n in ("colorwheel", "logo", "text", "page", "microaneurysms")},
+    "present": _matplotlib("Minduka_Present_Blue_Pack.png"),
+}
+
+
 def offline_photos(names: list[str] | None = None) -> dict[str, Image.Image]:
     """The offline photos as RGB PIL images, by name (`SOURCES` order).
 

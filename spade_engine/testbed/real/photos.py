@@ -14,75 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spade_engine.photos import GRAPHICS
+from spade_engine.photos import SOURCES as PHOTOS
+
 SOURCE_SIDE = 320  # shorter side of every photo after the one-off resize, in pixels
 
 
-def _skimage(name: str):
-    def load() -> np.ndarray:
-        import skimage.data
-
-        img = getattr(skimage.data, name)()
-        return img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
-
-    return load
-
-
-def _motorcycle_right() -> np.ndarray:
-    import skimage.data
-
-    return skimage.data.stereo_motorcycle()[1]
-
-
-def _matplotlib(file: str):
-    def load() -> np.ndarray:
-        from matplotlib import cbook
-        from PIL import Image
-
-        return np.asarray(Image.open(cbook.get_sample_data(file, asfileobj=False)).convert("RGB"))
-
-    return load
-
-
-def _sklearn(index: int):
-    def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_images
-
-        return load_sample_images().images[index]
-
-    return load
-
-
-# name -> loader returning an (H, W[, C]) uint8 array
-SOURCES = {
-    # held out (6 distinct photos, 7 frames)
-    "chelsea": _skimage("chelsea"),
-    "coffee": _skimage("coffee"),
-    "grace_hopper": _matplotlib("grace_hopper.jpg"),
-    "china": _sklearn(0),
-    "motorcycle_left": _skimage("stereo_motorcycle"),
-    "motorcycle_right": _motorcycle_right,
-    "camera": _skimage("camera"),
-    # training (19 photos)
-    "astronaut": _skimage("astronaut"),
-    "rocket": _skimage("rocket"),
-    "hubble_deep_field": _skimage("hubble_deep_field"),
-    "retina": _skimage("retina"),
-    "immunohistochemistry": _skimage("immunohistochemistry"),
-    "colorwheel": _skimage("colorwheel"),
-    "logo": _skimage("logo"),
-    "flower": _sklearn(1),
-    "present": _matplotlib("Minduka_Present_Blue_Pack.png"),
-    "moon": _skimage("moon"),
-    "coins": _skimage("coins"),
-    "brick": _skimage("brick"),
-    "grass": _skimage("grass"),
-    "gravel": _skimage("gravel"),
-    "cell": _skimage("cell"),
-    "text": _skimage("text"),
-    "page": _skimage("page"),
-    "clock": _skimage("clock"),
-    "microaneurysms": _skimage("microaneurysms"),
-}
 HELD_OUT: tuple[str, ...] = (
     "chelsea",
     "coffee",
@@ -93,7 +30,13 @@ HELD_OUT: tuple[str, ...] = (
     "camera",
 )
 HELD_OUT_PHOTOS = 6  # distinct photos among HELD_OUT (the motorcycle's two stereo frames are one photo)
-TRAIN: tuple[str, ...] = tuple(n for n in SOURCES if n not in HELD_OUT)
+TRAIN: tuple[str, ...] = (
+    "astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "colorwheel", "logo", "flower",
+    "present", "moon", "coins", "brick", "grass", "gravel", "cell", "text", "page", "clock", "microaneurysms",
+)  # fmt: skip
+# name -> loader returning an (H, W[, C]) uint8 array: the offline photos (`spade_engine.photos.SOURCES`) and, for
+# training only, drawings and scans (`spade_engine.photos.GRAPHICS`).
+SOURCES = {name: {**PHOTOS, **GRAPHICS}[name] for name in (*HELD_OUT, *TRAIN)}
 
 
 def to_tensor(img: np.ndarray, side: int = SOURCE_SIDE) -> torch.Tensor:
