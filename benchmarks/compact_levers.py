@@ -68,7 +68,11 @@ def map_scores(model, dense_model, x, target, methods) -> dict[str, tuple[float,
         except UnsupportedModelError as e:
             out[method] = (float("nan"), float("nan"), str(e)[:80])
             continue
-        out[method] = (metrics.insertion_auc(dense_model, x, sal, target), metrics.deletion_auc(dense_model, x, sal, target), "")
+        out[method] = (
+            metrics.insertion_auc(dense_model, x, sal, target),
+            metrics.deletion_auc(dense_model, x, sal, target),
+            "",
+        )
     return out
 
 
@@ -125,7 +129,9 @@ def run(args) -> None:
                              held_agree=float((held_logits.argmax(-1) == dense_held.argmax(-1)).float().mean()),
                              logit_cos=float(F.cosine_similarity(held_logits, dense_held, dim=-1).mean()),
                              seconds=round(seconds, 2), method="")  # fmt: skip
-                    for method, (ins, dele, note) in map_scores(pruned, model, x[None], target, [m for m in todo if m]).items():
+                    for method, (ins, dele, note) in map_scores(
+                        pruned, model, x[None], target, [m for m in todo if m]
+                    ).items():
                         emit(lever=lever, sparsity=s, method=method, insertion=ins, deletion=dele, note=note)
             print(f"{i + 1}/{len(samples)} {name}", flush=True)
 
@@ -144,7 +150,9 @@ def summary(path: str) -> None:
     df = pd.read_csv(path)
     dec = df[df["method"].isna()]
     print(f"{dec['sample'].nunique()} samples of {dec['photo'].nunique()} distinct photos ({path})\n")
-    print(f"{'lever':>18} {'sparsity':>8} {'n':>4} {'kept':>18} {'held-out agree':>15} {'logit cos':>10} {'s/prune':>8}")
+    print(
+        f"{'lever':>18} {'sparsity':>8} {'n':>4} {'kept':>18} {'held-out agree':>15} {'logit cos':>10} {'s/prune':>8}"
+    )
     for (lever, s), g in dec.groupby(["lever", "sparsity"]):
         k, n = int(g["kept"].sum()), len(g)
         lo, hi = metrics.wilson_interval(k, n)
@@ -171,7 +179,9 @@ def summary(path: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="assets/benchmarks/lite0_levers.csv")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--levers", nargs="+", default=["sweep", "sequential", "match", "sequential+match"])

@@ -35,8 +35,9 @@ def glm_figures(model: torch.nn.Module, card: dict, n: int, n_lambdas: int, data
     t_feat = time.perf_counter() - t0
     tr, va = sl.split_train_val(len(feats), 0.2, seed=0)
     t0 = time.perf_counter()
-    layer, path = sl.fit_sparse_layer(feats.subset(tr), feats.subset(va), sl.GLMConfig(n_lambdas=n_lambdas),
-                                      max_features_per_class=10)
+    layer, path = sl.fit_sparse_layer(
+        feats.subset(tr), feats.subset(va), sl.GLMConfig(n_lambdas=n_lambdas), max_features_per_class=10
+    )
     t_fit = time.perf_counter() - t0
     val = feats.subset(va)
     print(f"\n== Sparse decision layer: {len(tr)} train / {len(va)} held-out testbed images (trojaned share {frac:.0%}), "

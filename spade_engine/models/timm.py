@@ -122,7 +122,7 @@ def load_timm(name: str, allow_download: bool) -> nn.Module:
     filename, cache = f"{repo}/model.safetensors", Path(HF_HUB_CACHE)
     fetch = (
         f"On a machine with network run `python -c \"import timm; timm.create_model('{model_name}', "
-        f"pretrained=True)\"` and copy the cache folder ({cache}) here (or set HF_HOME)."
+        f'pretrained=True)"` and copy the cache folder ({cache}) here (or set HF_HOME).'
     )
     if not allow_download:
         raise WeightsUnavailableError(name, filename, cache, fetch, "Hugging Face hub cache")

@@ -30,6 +30,7 @@ def local_generator(seed: int = SEED) -> torch.Generator:
     so maps computed at the same time by other sessions or threads cannot disturb each other."""
     return torch.Generator().manual_seed(seed)
 
+
 REDUCTIONS = ("absolute", "signed")  # sum_c |A_c| (Captum's `sign="absolute_value"`) | sum_c A_c (the authors' LRP)
 
 

@@ -328,7 +328,9 @@ class StudyStore:
         code = None
         if TOKEN_PATTERN.match(token or ""):
             with self._tx() as s:
-                q = select(ParticipantRow.code).where(ParticipantRow.study_id == study_id, ParticipantRow.token == token)
+                q = select(ParticipantRow.code).where(
+                    ParticipantRow.study_id == study_id, ParticipantRow.token == token
+                )
                 code = s.scalar(q)
         if code is None:
             message = "This study link is not valid. Please use the exact link you were given, or ask the researcher."

@@ -32,6 +32,18 @@ def test_the_installed_spade_script_ends_a_users_error_with_one_line_and_status_
     script = Path(sys.executable).parent / "spade"
     if not script.exists():
         pytest.skip("the project is not installed in this interpreter's environment (pip install -e .)")
-    argv = [str(script), "explain", str(tmp_path), "--model", "testbed_resnet", "--sparsity", "90", "--out", str(tmp_path / "o")]
+    argv = [
+        str(script),
+        "explain",
+        str(tmp_path),
+        "--model",
+        "testbed_resnet",
+        "--sparsity",
+        "90",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and done.stderr.strip().splitlines() == ["--sparsity must be in [0, 1), e.g. 0.9 for 90%; got 90.0."]
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "--sparsity must be in [0, 1), e.g. 0.9 for 90%; got 90.0."
+    ]

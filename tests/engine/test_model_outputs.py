@@ -161,7 +161,9 @@ def load_small(monkeypatch):
     import spade_engine.models as models
 
     original = models.build_architecture
-    monkeypatch.setattr(models.build, "build_architecture", lambda a, k: small_cnn(k) if a == "small_cnn" else original(a, k))
+    monkeypatch.setattr(
+        models.build, "build_architecture", lambda a, k: small_cnn(k) if a == "small_cnn" else original(a, k)
+    )
     return lambda data, names: load_checkpoint(data, "small_cnn", input_size=SIZE, class_names=names)
 
 

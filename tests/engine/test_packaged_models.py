@@ -33,7 +33,12 @@ def _photo(loaded, name: str) -> torch.Tensor:
 
 def test_lite0_card_and_preprocessing(lite0):
     info = lite0.info
-    assert (info.family, info.arch, info.input_size, info.resize) == ("packaged", "timm:tf_efficientnet_lite0", 224, 256)
+    assert (info.family, info.arch, info.input_size, info.resize) == (
+        "packaged",
+        "timm:tf_efficientnet_lite0",
+        224,
+        256,
+    )
     assert len(info.class_names) == 1000 and info.class_names[99] == "goose"
     assert info.mean == info.std == (0.5, 0.5, 0.5)
     assert not lite0.model.training and not any(p.requires_grad for p in lite0.model.parameters())
@@ -53,7 +58,9 @@ def test_stem_batchnorm_statistics_fit_mean_std_half(lite0):
     """The stem BatchNorm's running mean/variance are what the stem conv produced on the training inputs; the
     photos' stem outputs fit them far better under mean/std 0.5 than under the ImageNet normalisation."""
     net = lite0.model.net
-    x = torch.stack([_photo(lite0, n) for n in ("chelsea", "coffee", "rocket", "astronaut", "retina", "hubble_deep_field")])
+    x = torch.stack(
+        [_photo(lite0, n) for n in ("chelsea", "coffee", "rocket", "astronaut", "retina", "hubble_deep_field")]
+    )
     misfit = {}
     for name, (mean, std) in NORMALISATIONS.items():
         z = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

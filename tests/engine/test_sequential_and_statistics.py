@@ -44,7 +44,9 @@ def test_one_pass_sequential_equals_a_per_layer_loop(net):
         acc.add_batch(_inputs(reference, [name], views)[name])
         prune_layer(modules[name], inverse_hessian(acc.H, cfg.damp), sparsity, cfg.solver, cfg.blocksize)
     got = dict(pruned.named_modules())
-    masks_equal = [float(((got[n].weight == 0) == (modules[n].weight == 0)).float().mean()) for n in result.layer_target]
+    masks_equal = [
+        float(((got[n].weight == 0) == (modules[n].weight == 0)).float().mean()) for n in result.layer_target
+    ]
     assert min(masks_equal) > 0.995, masks_equal  # float summation order aside, the same masks
     with torch.no_grad():
         torch.testing.assert_close(pruned(views), reference(views), rtol=1e-3, atol=1e-3)
@@ -68,7 +70,9 @@ def test_match_correction_restores_the_dense_statistics_batchnorm_by_batchnorm()
         m, v = bn.running_mean.double(), bn.running_var.double()
         z_mean = (pruned_stats.mean - m) / v.sqrt()  # the normalised pruned inputs' mean and spread...
         z_sd = pruned_stats.var.sqrt() / v.sqrt()
-        d_mean = (dense.mean - plain.get_submodule(name).running_mean.double()) / plain.get_submodule(name).running_var.double().sqrt()
+        d_mean = (dense.mean - plain.get_submodule(name).running_mean.double()) / plain.get_submodule(
+            name
+        ).running_var.double().sqrt()
         d_sd = dense.var.sqrt() / plain.get_submodule(name).running_var.double().sqrt()
         live = pruned_stats.var.sqrt() >= DEAD_RATIO * dense.var.sqrt()
         torch.testing.assert_close(z_mean[live], d_mean[live], rtol=1e-4, atol=1e-4)  # ...equal the dense ones'

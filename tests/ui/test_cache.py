@@ -61,7 +61,9 @@ def test_examples_are_those_of_the_model_generator(monkeypatch):
     v1 = {f for f, e in every.items() if e.get("testbed") == "v1"}
     v2 = {f for f, e in every.items() if e.get("testbed") == "v2"}
     assert photos and v1 and v2 and photos | v1 | v2 == set(every)
-    assert set(cache.examples()) == set(cache.examples("testbed_resnet")) == set(cache.examples("ckpt:x")) == photos | v1
+    assert (
+        set(cache.examples()) == set(cache.examples("testbed_resnet")) == set(cache.examples("ckpt:x")) == photos | v1
+    )
     assert set(cache.examples("resnet18")) == set(cache.examples("efficientnet_lite0")) == photos
     assert list(cache.examples())[: len(v1)] == [f for f in every if f in v1]  # v1's first, in index order
     real = models.get_info
