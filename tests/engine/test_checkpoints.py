@@ -9,8 +9,7 @@ import pickle
 import pytest
 import torch
 
-from spade_engine.models import checkpoints
-from spade_engine.models import ModelLoadError, build_architecture, load_checkpoint
+from spade_engine.models import ModelLoadError, build_architecture, checkpoints, load_checkpoint
 
 ARCH, SIZE, CLASSES = "tb_resnet", 32, 4
 
