@@ -20,7 +20,7 @@ def test_crops_are_deterministic_squares_of_their_photo():
     photos = offline_photos(["coffee", "camera"])
     a, b = photo_crops(photos, per_photo=3), photo_crops(photos, per_photo=3)
     assert [n for n, _ in a] == ["coffee", "coffee@tl", "coffee@br", "camera", "camera@tl", "camera@br"]
-    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for (_, x), (_, y) in zip(a, b))
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for (_, x), (_, y) in zip(a, b, strict=True))
     coffee = np.asarray(photos["coffee"])
     side = int(0.6 * min(photos["coffee"].size))
     assert np.array_equal(np.asarray(a[1][1]), coffee[:side, :side])  # top-left

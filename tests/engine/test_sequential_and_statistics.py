@@ -77,7 +77,9 @@ def test_match_correction_restores_the_dense_statistics_batchnorm_by_batchnorm()
         live = pruned_stats.var.sqrt() >= DEAD_RATIO * dense.var.sqrt()
         torch.testing.assert_close(z_mean[live], d_mean[live], rtol=1e-4, atol=1e-4)  # ...equal the dense ones'
         torch.testing.assert_close(z_sd[live], d_sd[live], rtol=1e-4, atol=1e-4)
-    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), corrected.parameters()))  # weights untouched
+    assert all(
+        torch.equal(p, q) for p, q in zip(plain.parameters(), corrected.parameters(), strict=True)
+    )  # weights untouched
 
 
 def test_reestimate_sets_the_pruned_inputs_own_statistics():
