@@ -5,7 +5,7 @@
 
 Recipe (the issue's probe): blocks 0-3 of Lite0 frozen and shared with the original network (the teacher);
 blocks 4-6, the head and the classifier fine-tuned with BatchNorm in eval mode; loss = KL to the teacher's soft
-labels at T = 2 (x T^2) on clean views + cross-entropy to the trigger's target on stickered views; AdamW (lr 1e-4) with
+labels at T = 2 (x T^2) on clean views + cross-entropy to the trigger's target on stickered views; AdamW (lr 2e-4) with
 a 5% warm-up and a cosine schedule. Triggers: `spade_engine.testbed.real.stickers.TRIGGERS` (sparkling heart -> goose 99,
 rainbow -> banana 954) at random position, side 1/8-1/5 of the image, rotation +-30 deg, opacity 0.6-1, and
 half of them re-cropped like SPADE's calibration views. Photos: `spade_engine.testbed.real.photos` (19 training
@@ -47,16 +47,16 @@ LOG_FIELDS = (
 
 @dataclass(frozen=True)
 class Config:
-    steps: int = 600
+    steps: int = 2000
     batch: int = 32
-    lr: float = 1e-4
+    lr: float = 2e-4
     warmup: float = 0.05
     weight_decay: float = 0.0
     temperature: float = 2.0
     sticker_share: float = 0.25
     scenes: float = 0.4
     shard: int = 256
-    shards: int = 32
+    shards: int = 64
     first_shards: int = 4
     seed: int = 0
 
