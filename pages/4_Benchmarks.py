@@ -15,11 +15,12 @@ st.caption(
     "from the rest on trojaned images (the patch is the ground truth). Insertion ↑ / deletion ↓ AUC: the "
     "dense model's class probability as the map's most salient pixels are inserted / deleted."
 )
-shipped = {m.name: m for m in cache.model_infos() if m.family in ("testbed", "packaged")}
+infos = [m for m in cache.model_infos() if m.family in ("testbed", "packaged")]
+shipped = {m.name: m for m in sorted(infos, key=lambda m: ui.latest(m.name) is None)}  # models with a stored run first
 if not shipped:
     st.info("No shipped model found in assets/models: the benchmarks need one.")
     st.stop()
-model = st.selectbox("Model", list(shipped), key=keys.BENCHMARKS_MODEL, format_func=lambda n: shipped[n].title)
+model = st.selectbox("Model", list(shipped), key=keys.BENCHMARKS_MODEL)
 real = shipped[model].family != "testbed"
 if real:
     st.caption(f"{shipped[model].title} is a real ImageNet network: it has no trojan ground truth, so its runs "

@@ -12,6 +12,7 @@ from PIL import Image
 
 from pages.ui import keys
 from pages.ui import neurons as ui
+from pages.ui.sample_picker import UPLOAD
 from spade_engine import paths
 from tests.conftest import seeded_tiny_net
 
@@ -154,7 +155,8 @@ def test_torchscript_upload_gets_a_sentence_not_an_exception(tiny_testbed, monke
     monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(seeded_tiny_net(10).eval()), buf)
-    at = _app(**{keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "resnet18", keys.CKPT_SIZE: 64}).run()
+    at = _app(**{keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: "resnet18", keys.CKPT_SIZE: 64,
+                 keys.SAMPLE_SOURCE: UPLOAD}).run()  # fmt: skip
     at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
         ("tiny.pt", buf.getvalue(), "application/octet-stream")
     )
