@@ -19,6 +19,10 @@ from pages.ui import cache, keys
 from spade_engine import featvis, neurons
 from spade_engine.featvis import FeatVis, FeatVisConfig, Target
 
+# The page's session-state keys under their short names (values in keys.py, the one home of every key string).
+PREFIX, LAYER, PICK, INDEX = keys.NEURONS, keys.NEURONS_LAYER, keys.NEURONS_PICK, keys.NEURONS_INDEX
+OBJECTIVE, LATE_ONLY, STEPS, SIZE = keys.NEURONS_OBJECTIVE, keys.NEURONS_LATE_ONLY, keys.NEURONS_STEPS, keys.NEURONS_SIZE
+LR, VIS_SEED, FACET_NEURON = keys.NEURONS_LR, keys.NEURONS_VIS_SEED, keys.NEURONS_FACET
 TESTBED_SEED = 2024
 PHOTOS, ZIP = "Shipped photos", "Your images (zip)"
 PHOTO_CROPS = 6  # samples per shipped photo: the photo and five square crops (`spade_engine.photos.photo_crops`)
