@@ -163,7 +163,7 @@ def examples(model_name: str | None = None) -> dict[str, dict]:
     of its own generator (`testbed_version`: an entry's `"testbed"`, "v1" when absent). The ImageNet networks
     (packaged, torchvision, timm) get the photographs only: testbed scenes are out of their domain. A user's
     checkpoint may be either kind, so it gets both (as v1's testbed)."""
-    photos_only = model_name is not None and model_family(model_name) in ("packaged", "torchvision", "timm")
+    photos_only = model_name is not None and imagenet_model(model_name)
     version = testbed_version(model_name)
     return {
         f: e
@@ -173,12 +173,14 @@ def examples(model_name: str | None = None) -> dict[str, dict]:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def model_family(model_name: str) -> str:
-    """A registered model's family ("packaged", "testbed", "torchvision", "timm"); "checkpoint" for other names."""
+def imagenet_model(model_name: str) -> bool:
+    """Whether a registered model classifies photos into ImageNet's classes (packaged, torchvision, timm, and a
+    testbed card with `"classes": "imagenet"`, testbed real); False for testbeds and users' checkpoints."""
     try:
-        return models.get_info(model_name).family
+        info = models.get_info(model_name)
     except models.ModelLoadError:
-        return "checkpoint"
+        return False
+    return info.family in ("packaged", "torchvision", "timm") or info.card.get("classes") == "imagenet"
 
 
 def out_of_domain(model_name: str, meta: dict | None) -> str | None:
