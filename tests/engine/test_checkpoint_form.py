@@ -1,9 +1,9 @@
 """Values typed into the checkpoint form (and given to `load_checkpoint`) are checked with a plain message: a mean
 and std on a 0–255 scale, a std that is not positive, a number of class names that is not the number of classes;
-the Debugger page shows the message, not a model with silently wrong inputs or names."""
+the Debugger page shows the message (tests/app/test_checkpoint_form.py), not a model with silently wrong inputs or
+names."""
 
 import io
-import os
 
 import pytest
 import torch
@@ -44,19 +44,3 @@ def test_class_names_must_name_every_class(weights):
     names = ("cat", "dog", "bird", "fish")
     assert load_checkpoint(weights, ARCH, input_size=SIZE, class_names=names).class_names == names
     assert load_checkpoint(weights, ARCH, input_size=SIZE).class_names == tuple(f"class {i}" for i in range(4))
-
-
-def test_the_debugger_page_says_what_is_wrong(weights, isolated_app):
-    from streamlit.testing.v1 import AppTest
-
-    from pages.ui import keys
-
-    at = AppTest.from_file(os.path.abspath("app.py"), default_timeout=600)
-    for key, value in {keys.MODEL: "__checkpoint__", keys.CKPT_ARCH: ARCH, keys.CKPT_SIZE: SIZE,
-                       keys.CKPT_CLASSES: "cat\ndog"}.items():  # fmt: skip
-        at.session_state[key] = value
-    at.run()
-    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(("m.pt", weights, "application/octet-stream"))
-    at.run()
-    assert not at.exception, at.exception
-    assert any("2 class names were given, but the model has 4 classes" in e.value for e in at.error)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pages.ui import cache
-from tests.ui.conftest import tiny_net
+from tests.app.conftest import tiny_net
 
 
 def test_one_lock_and_one_engine_per_model():

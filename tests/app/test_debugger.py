@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pages.ui import cache, keys
-from tests.ui.conftest import ROOT, TINY, make_app
+from tests.app.conftest import ROOT, TINY, make_app
 
 FEW_VIEWS = {keys.scoped(keys.DEBUGGER, keys.N_AUG): 16}
 
@@ -184,7 +184,7 @@ def test_testbed_demo_model_with_its_demo_sample():
 def test_checkpoint_upload_runs_the_page(tiny_assets):
     import io
 
-    from tests.ui.conftest import tiny_net
+    from tests.app.conftest import tiny_net
 
     buf = io.BytesIO()
     torch.save({"state_dict": tiny_net(5).state_dict()}, buf)  # wrapped, 5 classes read from the head
@@ -204,7 +204,7 @@ def test_checkpoint_upload_runs_the_page(tiny_assets):
 def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets, monkeypatch):
     import io
 
-    from tests.ui.conftest import tiny_net
+    from tests.app.conftest import tiny_net
 
     monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
     buf = io.BytesIO()
@@ -224,7 +224,7 @@ def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets, monkeypatch
 def test_torchscript_upload_is_refused_by_default_and_the_page_says_why(tiny_assets, monkeypatch):
     import io
 
-    from tests.ui.conftest import tiny_net
+    from tests.app.conftest import tiny_net
 
     monkeypatch.delenv("SPADE_ALLOW_TORCHSCRIPT", raising=False)
     loads = []

@@ -37,11 +37,6 @@ def _tiny_net(num_classes: int) -> nn.Module:
     )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _isolated(isolated_app):
-    """Every test here runs in `isolated_app` (tests/conftest.py)."""
-
-
 @pytest.fixture
 def tiny_testbed(fake_assets):
     """A random tiny 'testbed' model at 32 px as the only registered model (shipped examples as samples)."""

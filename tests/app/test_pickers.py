@@ -1,40 +1,19 @@
-"""The sidebar pickers' own rules (pages/ui/model_picker.py, sample_picker.py, spade_controls.py, state.py):
-checkpoint normalisation checked in plain words, one kept upload per uploader, profiles read once, the palette."""
+"""The sidebar pickers on the page (pages/ui/model_picker.py, sample_picker.py, spade_controls.py, state.py): a
+refused normalisation stops the page, one kept upload per uploader, profiles read once, the palette. (The
+normalisation parser itself: tests/ui/test_model_picker.py.)"""
 
 from __future__ import annotations
 
 import io
 
-import pytest
 import torch
 
 from pages.ui import keys
-from pages.ui.model_picker import checkpoint_normalisation
 from spade_engine import colours, profiles
 from spade_engine.engine import PruneConfig
-from spade_engine.models import ModelLoadError
-from tests.ui.conftest import TINY, make_app, tiny_net
+from tests.app.conftest import TINY, make_app, tiny_net
 
 FEW_VIEWS = {keys.scoped(keys.DEBUGGER, keys.N_AUG): 16}
-
-
-def test_checkpoint_normalisation_parses_three_numbers_each():
-    assert checkpoint_normalisation(" 0.5,0.25 , 1", "1, 2,3") == ((0.5, 0.25, 1.0), (1.0, 2.0, 3.0))
-
-
-@pytest.mark.parametrize(
-    ("mean", "std", "message"),
-    [
-        ("0.5, 0.5", "1, 1, 1", "Mean needs exactly three finite numbers"),
-        ("0.5, 0.5, 0.5", "1; 1; 1", "Std needs three comma-separated numbers"),
-        ("0.5, nan, 0.5", "1, 1, 1", "Mean needs exactly three finite numbers"),
-        ("0.5, 0.5, 0.5", "0.2, 0, 0.2", "Std must be positive"),
-        ("0.5, 0.5, 0.5", "0.2, -1, 0.2", "Std must be positive"),
-    ],
-)
-def test_checkpoint_normalisation_refuses_in_plain_words(mean, std, message):
-    with pytest.raises(ModelLoadError, match=message):
-        checkpoint_normalisation(mean, std)
 
 
 def _checkpoint_bytes() -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from pages.ui import keys
-from tests.ui.conftest import APP, make_app
+from tests.app.conftest import APP, make_app
 
 
 def _app_module():

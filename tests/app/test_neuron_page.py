@@ -22,11 +22,6 @@ SHIPPED = paths.MODELS / "testbed_resnet.json"
 FAST = {keys.NEURONS_STEPS: 8, keys.scoped(keys.NEURONS, keys.N_AUG): 8}
 
 
-@pytest.fixture(autouse=True)
-def _isolated(isolated_app):
-    """Every test here runs in `isolated_app` (tests/conftest.py)."""
-
-
 @pytest.fixture
 def testbed_example(monkeypatch, tmp_path):
     """One generated testbed example (class 0, facet 1) as the only shipped example; returns its folder."""

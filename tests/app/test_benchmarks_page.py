@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages.ui import benchmarks as ui
 from pages.ui import keys
-from tests.ui.conftest import ROOT
+from tests.app.conftest import ROOT
 
 PAGE = str(ROOT / "pages" / "4_Benchmarks.py")
 

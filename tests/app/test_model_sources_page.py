@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
 from pages.ui import keys
-from tests.ui.conftest import make_app, tiny_net
+from tests.app.conftest import make_app, tiny_net
 
 FEW_VIEWS = {keys.scoped(keys.DEBUGGER, keys.N_AUG): 8}
 

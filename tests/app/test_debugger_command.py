@@ -7,7 +7,7 @@ import shlex
 
 from pages.ui import keys
 from spade_engine.cli import explain as cli
-from tests.ui.conftest import TINY, make_app
+from tests.app.conftest import TINY, make_app
 
 
 def _parsed(line: str) -> argparse.Namespace:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from spade_engine import profiles
 from spade_engine.engine import PruneConfig
-from tests.ui.conftest import TINY, make_app
-from tests.ui.test_debugger import FEW_VIEWS, _engine, _last_result
+from tests.app.conftest import TINY, make_app
+from tests.app.test_debugger import FEW_VIEWS, _engine, _last_result
 
 
 def test_profile_and_solver_reach_the_engine(tiny_assets, tmp_path, monkeypatch):
