@@ -4,8 +4,8 @@
     spade explain photos/ --checkpoint model.pt --arch resnet18 --out report/
     spade protocol --model testbed_resnet --trojan 100 --clean 100 --out results.csv [--workers K] [--address A]
 
-`explain` writes the report described in `spade_engine.report` (`spade_engine.cli.explain`); `protocol` runs
-`spade_engine.protocol` on Ray, or in-process with `--serial` (`spade_engine.cli.protocol`). Each subcommand
+`explain` writes the report described in `spade_engine.explain.report` (`spade_engine.cli.explain`); `protocol`
+runs `spade_engine.protocol` on Ray, or in-process with `--serial` (`spade_engine.cli.protocol`). Each subcommand
 imports only what it uses. Errors a user can fix end with one line on stderr and exit status 2, never a
 traceback.
 """

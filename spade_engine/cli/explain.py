@@ -3,7 +3,7 @@
     spade explain IMAGES_OR_FOLDERS... --model NAME --out DIR [--sparsity S --methods M ...]
     spade explain photos/ --checkpoint model.pt --arch resnet18 --out report/
 
-Writes the report described in `spade_engine.report`; `explain_command` gives the line that reproduces the
+Writes the report described in `spade_engine.explain.report`; `explain_command` gives the line that reproduces the
 Debugger's settings. Errors a user can fix end with one line on stderr and exit status 2, never a traceback.
 """
 
@@ -63,7 +63,7 @@ def explain(args: argparse.Namespace) -> dict:
     """Run `spade explain`: one progress bar over the images, one per phase of the current image."""
     from tqdm import tqdm
 
-    from spade_engine.report import run_explain
+    from spade_engine.explain.report import run_explain
 
     _validate(args)
     settings = SpadeSettings.from_args(args)

@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from spade_engine import cli
-from spade_engine.report import image_files, printable
+from spade_engine.explain.report import image_files, printable
 
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(400)
 

@@ -1,6 +1,6 @@
-"""`spade explain` (spade_engine/report.py, spade_engine/cli/explain.py) on three shipped examples and a broken file: the
-report, CSVs and raw maps, the broken file listed and skipped, the Debugger's command line, and the offline
-index.html sorted in a real browser. (The maps are `explain.compare.compare_maps`', the Debugger's own.)"""
+"""`spade explain` (spade_engine/explain/report.py, spade_engine/cli/explain.py) on three shipped examples and a
+broken file: the report, CSVs and raw maps, the broken file listed and skipped, the Debugger's command line, and the
+offline index.html sorted in a real browser. (The maps are `explain.compare.compare_maps`', the Debugger's own.)"""
 
 from __future__ import annotations
 
