@@ -1,5 +1,5 @@
-"""Shared by the browser tests: `streamlit run app.py` on a free loopback port, and a page of it in Debian's
-headless Chromium (Playwright's sync API)."""
+"""Shared by the browser tests and `docs/img/make_screenshot.py`: `streamlit run app.py` on a loopback port (a free
+one unless given), and a page of it in Debian's headless Chromium (Playwright's sync API)."""
 
 from __future__ import annotations
 
@@ -36,10 +36,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerError(RuntimeError):
+    """The Streamlit server exited or did not answer its health check in time (the message ends with its log)."""
+
+
 @contextmanager
-def streamlit_app(env: dict[str, str], log_path: Path, timeout: float = 90) -> Iterator[str]:
-    """Run `streamlit run app.py` with `env` added to the environment; yield its URL; always stop it."""
-    port = free_port()
+def streamlit_app(env: dict[str, str], log_path: Path, timeout: float = 90, port: int | None = None) -> Iterator[str]:
+    """Run `streamlit run app.py` with `env` added to the environment; yield its URL; always stop it.
+
+    Args:
+        env: variables added to this process's environment for the server.
+        log_path: the server's stdout and stderr (folder created).
+        timeout: seconds to wait for its health check; `ServerError` past it, or if it exits.
+        port: the loopback port; a free one by default.
+
+    Yields:
+        The server's URL, e.g. "http://127.0.0.1:8599".
+    """
+    port = port or free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
            str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,14 +76,14 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise ServerError(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    pytest.fail(f"streamlit did not start in {timeout} s:\n{log_path.read_text()[-3000:]}")
+    raise ServerError(f"streamlit did not start in {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
 @contextmanager
