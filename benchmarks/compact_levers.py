@@ -7,7 +7,8 @@ the insertion / deletion AUC of saliency maps of the pruned network, scored on t
 protocol does (paired with the dense maps of the same sample).
 
 Levers (`LEVERS`): "sweep" (the engine's one-pass Hessians and SparseGPT sweep), "sequential" (SparseGPT's
-sequential mode, one pass), "match" / "reestimate" (BatchNorm statistics correction, `spade_engine.statistics`),
+sequential mode, one pass), "asymmetric" (the sequential pass pruning each layer towards the dense network's
+output, `spade_engine.pruning.asymmetric`), "match" / "reestimate" (BatchNorm statistics correction, `spade_engine.statistics`),
 "dw-half" (depthwise convs at half the sparsity), and "+"-combinations ("sequential+match").
 
 Rows are appended to a CSV as they come (`--resume` skips what is there); the summary prints medians, shares
@@ -43,6 +44,7 @@ LEVERS = {
     "match": {"bn_correction": "match"},
     "reestimate": {"bn_correction": "reestimate"},
     "dw-half": {"dw_half": True},
+    "asymmetric": {"asymmetric": True},
 }
 FIELDS = ["sample", "photo", "lever", "sparsity", "kept", "p_dense", "p_pruned", "held_agree", "logit_cos",
           "seconds", "method", "insertion", "deletion", "note"]  # fmt: skip
@@ -53,7 +55,12 @@ def lever_config(lever: str, sparsity: float) -> PruneConfig:
     kw: dict = {}
     for part in lever.split("+"):
         kw.update(LEVERS[part])
-    cfg = PruneConfig(sparsity, sequential=kw.get("sequential", False), bn_correction=kw.get("bn_correction", "none"))
+    cfg = PruneConfig(
+        sparsity,
+        sequential=kw.get("sequential", False),
+        asymmetric=kw.get("asymmetric", False),
+        bn_correction=kw.get("bn_correction", "none"),
+    )
     if kw.get("dw_half"):
         cfg = replace(cfg, layer_sparsity=(("*conv_dw", sparsity / 2),))
     return cfg

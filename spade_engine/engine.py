@@ -42,8 +42,9 @@ from spade_engine.pruning import (
     sweep_error,
 )
 from spade_engine.pruning import cancel as cancellation
+from spade_engine.pruning.asymmetric import asymmetric_target, paired_moments
 from spade_engine.pruning.cancel import Cancelled, cancellable, check_cancelled
-from spade_engine.pruning.hessian import MATMULS, PRUNABLE
+from spade_engine.pruning.hessian import MATMULS, PRUNABLE, grouped_weight, ungroup_weight
 from spade_engine.reparam import copy_model, fold_reparametrisations, transformed_weight_layers
 from spade_engine.statistics import RULES, ChannelStats, StatsAccumulator, batchnorms, correct_batchnorms
 
@@ -110,6 +111,9 @@ class PruneConfig:
     solver: str = "sparsegpt"  # a key of spade_engine.pruning.SOLVERS
     sequential: bool = False  # SparseGPT's sequential mode: inputs of layer l+1 from the pruned prefix (one pass)
     bn_correction: str = "none"  # BatchNorm statistics after pruning: "none", "match" or "reestimate" (`statistics`)
+    # Asymmetric calibration (`pruning.asymmetric`, GPTAQ): in the sequential pass each layer's target is the dense
+    # network's output, so the prefix's error is repaired instead of copied. Implies `sequential`.
+    asymmetric: bool = False
     mask_count: str = "running"  # "running" (exact layer total) or "reference" (int(n*s)+1 per block)
 
     @classmethod
@@ -563,7 +567,7 @@ class SpadeEngine:
             errors[name] = self._layer_error(trace, name, W, W_hat, H, hinv, None if fresh else loss, cfg)
             self.stats["solves"] += 1
 
-        if cfg.sequential:
+        if cfg.sequential or cfg.asymmetric:
             self._sequential_pass(trace, pruned, targets, cfg, solve, timings)
         else:
             for i, name in enumerate(targets):
@@ -592,7 +596,12 @@ class SpadeEngine:
         layer a hook fills its Hessian from the inputs the already-pruned prefix gives, prunes it, and returns
         the pruned layer's output, so every later layer sees the pruned prefix (Frantar & Alistarh 2023,
         arXiv 2301.00774, section 3.5). The first target's inputs are the dense ones: its cached Hessian serves.
-        Memory: one forward of all views at once (no autograd)."""
+
+        With `cfg.asymmetric` the batch holds every view twice, dense half first: at a target layer the dense
+        half keeps the output of the dense weights (the hook sees the layer's output before it prunes it) and the
+        pruned half gets the pruned layer's, and the layer is pruned towards the dense half's output
+        (`pruning.asymmetric`). Memory: one forward of all views (twice with `asymmetric`)
+        at once, no autograd."""
         modules = dict(pruned.named_modules())
         order = list(targets)
         gen = torch.Generator().manual_seed(int(trace.key[3]) + 1)
@@ -601,6 +610,16 @@ class SpadeEngine:
             check_cancelled()
             i, fresh = order.index(name), order.index(name) > 0
             t0 = time.perf_counter()
+            if cfg.asymmetric:
+                x_dense, x_pruned = inputs[0].chunk(2)
+                H, C = paired_moments(module, x_dense, x_pruned, self.max_columns, gen)
+                timings["hessians"] = timings.get("hessians", 0.0) + time.perf_counter() - t0
+                t0 = time.perf_counter()
+                hinv = inverse_hessian(H, cfg.damp)
+                module.weight.data.copy_(ungroup_weight(module, asymmetric_target(grouped_weight(module), H, C, hinv)))
+                timings["inverse"] += time.perf_counter() - t0
+                solve(i, name, H, None if cfg.solver == "magnitude" else hinv, True)
+                return torch.cat([output.chunk(2)[0], module.forward(x_pruned)])  # `output`: dense weights
             if fresh:
                 acc = HessianAccumulator(module, self.hessian_dtype, self.max_columns, gen, self.hessian_matmul)
                 acc.add_batch(inputs[0])
@@ -616,6 +635,8 @@ class SpadeEngine:
             return module.forward(*inputs)  # the pruned layer's output (`forward` skips the hooks)
 
         views = trace.float_views().to(self.device)  # (B, 3, H, W)
+        if cfg.asymmetric:
+            views = torch.cat([views, views])
         with forward_hooks({n: modules[n] for n in order}, hook), torch.no_grad():
             pruned(views)
         self.stats["hessian_passes"] += 1

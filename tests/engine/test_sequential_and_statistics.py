@@ -13,7 +13,15 @@ from torch import nn
 
 from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.hooks import forward_hooks, forward_pre_hooks
-from spade_engine.pruning import HessianAccumulator, inverse_hessian, prune_layer
+from spade_engine.pruning import (
+    HessianAccumulator,
+    grouped_weight,
+    inverse_hessian,
+    layer_columns,
+    prune_layer,
+    ungroup_weight,
+)
+from spade_engine.pruning.asymmetric import asymmetric_target, paired_moments
 from spade_engine.statistics import DEAD_RATIO, StatsAccumulator, batchnorms
 
 from .nets import NETS, sample
@@ -114,3 +122,60 @@ def test_stats_accumulator_merges_batches_exactly():
     stats = acc.stats()
     torch.testing.assert_close(stats.mean, x.mean((0, 2, 3)))
     torch.testing.assert_close(stats.var, x.var((0, 2, 3), unbiased=False))
+
+
+@pytest.mark.parametrize("net", ["resnet", "mobilenet"])
+def test_one_pass_asymmetric_equals_a_per_layer_loop(net):
+    """Asymmetric calibration against a loop written from its definition: each layer's dense inputs from a pass of
+    the dense network, its pruned inputs from a pass of the copy pruned so far, the target
+    `W* = W X_d X_p^T (X_p X_p^T + lambda I)^-1 + lambda W (X_p X_p^T + lambda I)^-1` solved directly (the ridge
+    solution that leaves W alone when X_d = X_p), then the OBS sweep on W* with X_p's Hessian."""
+    engine = SpadeEngine(NETS[net](), batch_size=64, max_columns=None)
+    trace = engine.prepare(sample(), n_aug=24, seed=0)
+    cfg = PruneConfig(0.7, asymmetric=True)
+    pruned, result = engine.prune(trace, cfg)
+    views = trace.float_views()
+    dense = copy.deepcopy(engine._work)
+    reference = copy.deepcopy(engine._work)
+    modules = dict(reference.named_modules())
+    for name, sparsity in result.layer_target.items():  # execution order
+        layer = modules[name]
+        xd = layer_columns(layer, _inputs(dense, [name], views)[name]).double()  # (G, d, N)
+        xp = layer_columns(layer, _inputs(reference, [name], views)[name]).double()
+        n = xp.shape[-1]
+        H, C = 2 / n * xp @ xp.transpose(1, 2), 2 / n * xd @ xp.transpose(1, 2)
+        hinv = inverse_hessian(H.float(), cfg.damp)
+        lam = hinv.damp * torch.where(hinv.dead, 1.0, H.diagonal(dim1=1, dim2=2)).mean(1)  # (G,)
+        Hd = H + torch.diag_embed(lam[:, None].expand(-1, H.shape[-1]))
+        Hd.diagonal(dim1=1, dim2=2)[hinv.dead] += 1.0
+        W = grouped_weight(layer).double()
+        target = torch.linalg.solve(Hd, (W @ (C + Hd - H)).transpose(1, 2)).transpose(1, 2)  # H_d symmetric
+        layer.weight.data.copy_(ungroup_weight(layer, target.float()))
+        prune_layer(layer, hinv, sparsity, cfg.solver, cfg.blocksize)
+    got = dict(pruned.named_modules())
+    masks_equal = [
+        float(((got[n].weight == 0) == (modules[n].weight == 0)).float().mean()) for n in result.layer_target
+    ]
+    assert min(masks_equal) > 0.99, masks_equal
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(views), reference(views), rtol=2e-3, atol=2e-3)
+        sequential, _ = engine.prune(trace, PruneConfig(0.7, sequential=True))
+        dense_out = dense(views)
+        err = lambda m: float((m(views) - dense_out).norm())  # noqa: E731
+        assert err(pruned) < err(sequential)  # targeting the dense output repairs the prefix's error
+
+
+def test_asymmetric_target_is_the_dense_output_least_squares_fit():
+    """With no dampening left to matter (many columns, tiny damp), W* fits W X_d from X_p by least squares, and equals W
+    when both inputs are the same."""
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 4, bias=False)
+    xd = torch.randn(500, 6)
+    xp = xd + 0.3 * torch.randn(500, 6)
+    H, C = paired_moments(layer, xd, xp)
+    W = grouped_weight(layer)
+    target = asymmetric_target(W, H, C, inverse_hessian(H, 1e-9))[0]
+    lstsq = torch.linalg.lstsq(xp.double(), (xd @ W[0].t()).double()).solution.t().float()  # (4, 6)
+    torch.testing.assert_close(target, lstsq, rtol=1e-3, atol=1e-3)
+    H, C = paired_moments(layer, xd, xd)
+    torch.testing.assert_close(asymmetric_target(W, H, C, inverse_hessian(H, 0.01)), W)

@@ -1,0 +1,85 @@
+"""Asymmetric calibration: prune a layer so that its output on the *pruned* prefix's inputs matches the *dense*
+layer's output on the dense network's inputs.
+
+SparseGPT's sequential mode (arXiv 2301.00774, section 3.5) minimises `||W X_p - W_hat X_p||^2`: each layer
+copies its dense weights' behaviour on the inputs the already-pruned prefix gives, so the error of earlier layers
+is never repaired and it compounds (on EfficientNet-Lite through the BatchNorms). The asymmetric objective
+(GPTAQ, Li et al., ICML 2025, arXiv 2504.02692; OBC's "target correction" in spirit) targets the dense output:
+
+    min_W_hat ||W X_d - W_hat X_p||^2  =  ||(W* - W_hat) X_p||^2 + const,
+    W* = W X_d X_p^T (X_p X_p^T)^-1 = W + W (X_d - X_p) X_p^T H^-1,
+
+so the usual OBS sweep on `W*` with the pruned inputs' Hessian `H = X_p X_p^T` solves it. `H^-1` is the dampened
+inverse the sweep uses anyway, and when `X_d == X_p` (the first pruned layer) `W* == W` exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spade_engine.pruning.hessian import layer_columns, sampled_columns
+from spade_engine.pruning.inverse import InverseHessian
+from spade_engine.pruning.padding import input_padding
+
+
+def paired_moments(
+    layer: nn.Module,
+    x_dense: torch.Tensor,
+    x_pruned: torch.Tensor,
+    max_columns: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`H = 2/n X_p X_p^T` and the cross moment `C = 2/n X_d X_p^T`, per group, over the same columns.
+
+    Args:
+        layer: a Conv2d (any groups, padding) or Linear.
+        x_dense, x_pruned: the layer's input in the dense and in the pruned network, same shape (B, ...).
+        max_columns: cap on the columns used (a uniform random subset, the same for both inputs); None: all.
+        generator: seeded generator for the subset.
+
+    Returns:
+        (H, C), each (G, d, d) float32, in the column order of `layer_columns`.
+
+    Raises:
+        ValueError: the two inputs differ in shape.
+    """
+    if x_dense.shape != x_pruned.shape:
+        raise ValueError(f"dense and pruned inputs differ in shape: {tuple(x_dense.shape)} vs {tuple(x_pruned.shape)}")
+    if isinstance(layer, nn.Conv2d) and max_columns is not None and _conv_columns(layer, x_pruned) > max_columns:
+        idx = torch.randperm(_conv_columns(layer, x_pruned), generator=generator)[:max_columns].to(x_pruned.device)
+        xd, xp = sampled_columns(layer, x_dense, idx), sampled_columns(layer, x_pruned, idx)  # (G, d, N)
+    else:
+        xd, xp = layer_columns(layer, x_dense), layer_columns(layer, x_pruned)
+        if max_columns is not None and xp.shape[-1] > max_columns:
+            idx = torch.randperm(xp.shape[-1], generator=generator)[:max_columns].to(xp.device)
+            xd, xp = xd[..., idx], xp[..., idx]
+    xd, xp = xd.float(), xp.float()
+    n = xp.shape[-1]
+    return 2.0 / n * xp @ xp.transpose(1, 2), 2.0 / n * xd @ xp.transpose(1, 2)
+
+
+def _conv_columns(layer: nn.Conv2d, x: torch.Tensor) -> int:
+    """Columns (images times output positions) of a conv's input `x` (B, C, H, W)."""
+    (left, right, top, bottom), _ = input_padding(layer, *x.shape[-2:])
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    h_out = (x.shape[2] + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    w_out = (x.shape[3] + left + right - dw * (kw - 1) - 1) // sw + 1
+    return x.shape[0] * max(h_out, 0) * max(w_out, 0)
+
+
+def asymmetric_target(W: torch.Tensor, H: torch.Tensor, C: torch.Tensor, hinv: InverseHessian) -> torch.Tensor:
+    """The dense-output target `W* = W + W (C - H) H_damp^-1` whose OBS sweep solves the asymmetric objective.
+
+    Args:
+        W: (G, R, d) grouped dense weight (`grouped_weight`).
+        H, C: (G, d, d) from `paired_moments`.
+        hinv: `inverse_hessian(H, damp)` (U^T U = H_damp^-1).
+
+    Returns:
+        (G, R, d) float32 `W*`; equal to `W` when `C == H`.
+    """
+    U = hinv.U.float()
+    delta = (W.float() @ (C - H)) @ U.transpose(1, 2) @ U  # (G, R, d)
+    delta[..., hinv.dead.unsqueeze(1).expand_as(delta)] = 0.0  # inputs never seen on the pruned side
+    return W.float() + delta
