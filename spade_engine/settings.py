@@ -22,6 +22,7 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(list(METHODS)[:2])  # the Debugger's de
 SOLVERS: tuple[str, ...] = ("sparsegpt", "obc", "magnitude")
 REDUCTIONS: tuple[str, ...] = ("absolute", "signed")
 BN_CORRECTIONS: tuple[str, ...] = ("none", "match", "reestimate")  # `spade_engine.statistics.RULES`
+CALIBRATIONS: tuple[str, ...] = ("dense", "sequential", "asymmetric")  # `PruneConfig.sequential` / `.asymmetric`
 DEFAULT_DAMP = 0.01
 
 
@@ -42,6 +43,9 @@ class SpadeSettings:
         profile: a sparsity profile's name (assets/profiles) that replaces the uniform sparsity; "" for none.
         bn_correction: BatchNorm statistics after pruning ("none", "match", "reestimate";
             `spade_engine.statistics`); None: the model card's.
+        calibration: the inputs each layer's solve is calibrated on: "dense" (one pass of the dense network, the
+            SPADE authors' code), "sequential" (the pruned prefix's, SparseGPT's sequential mode) or "asymmetric"
+            (the pruned prefix's, pruned towards the dense output; `pruning.asymmetric`); None: the model card's.
     """
 
     sparsity: float | None = None
@@ -56,13 +60,14 @@ class SpadeSettings:
     solver: str | None = None
     profile: str = ""
     bn_correction: str | None = None
+    calibration: str | None = None
 
     # ------------------------------------------------------------------------------------ defaults
 
     def resolved(self, model_name: str | None) -> SpadeSettings:
         """These settings with every None filled in from the model's card (the reference's defaults for a model
         without one: sparsity 0.9, crop 0.2, the "sparsegpt" solver)."""
-        from spade_engine.models import spade_bn_correction, spade_defaults, spade_solver
+        from spade_engine.models import spade_bn_correction, spade_calibration, spade_defaults, spade_solver
 
         card = spade_defaults(model_name)
         return replace(
@@ -71,6 +76,7 @@ class SpadeSettings:
             crop_min=card["crop_min"] if self.crop_min is None else float(self.crop_min),
             solver=spade_solver(model_name) if self.solver is None else self.solver,
             bn_correction=spade_bn_correction(model_name) if self.bn_correction is None else self.bn_correction,
+            calibration=spade_calibration(model_name) if self.calibration is None else self.calibration,
         )
 
     # ------------------------------------------------------------------------------------- engine
@@ -91,7 +97,8 @@ class SpadeSettings:
         if self.solver is None or (self.sparsity is None and not self.profile):
             raise ValueError("SpadeSettings.prune_config needs resolved settings: call .resolved(model_name) first.")
         options = dict(skip_first=self.skip_first, skip_head=self.skip_head, damp=self.damp, solver=self.solver,
-                       bn_correction=self.bn_correction or "none")  # fmt: skip
+                       bn_correction=self.bn_correction or "none", sequential=self.calibration == "sequential",
+                       asymmetric=self.calibration == "asymmetric")  # fmt: skip
         if self.profile:
             return replace(self._profile(profiles).config, **options)
         return PruneConfig(sparsity=float(self.sparsity), **options)
@@ -125,7 +132,8 @@ class SpadeSettings:
         """Everything the pruned network depends on besides the model, sample, views and seed (a cache key)."""
         sparsity = self.profile or round(self.sparsity, 4)
         crop = None if self.crop_min is None else round(self.crop_min, 3)
-        return (sparsity, self.skip_first, self.skip_head, round(self.damp, 6), self.solver, crop, self.bn_correction)
+        return (sparsity, self.skip_first, self.skip_head, round(self.damp, 6), self.solver, crop, self.bn_correction,
+                self.calibration)  # fmt: skip
 
     # -------------------------------------------------------------------------------- command line
 
@@ -153,6 +161,10 @@ class SpadeSettings:
         p.add_argument("--profile", default="", help="a sparsity profile in assets/profiles (replaces --sparsity)")
         p.add_argument("--bn-correction", default=None, choices=list(BN_CORRECTIONS),
                        help="BatchNorm statistics after pruning (default: the card's)")  # fmt: skip
+        p.add_argument("--calibration", default=None, choices=list(CALIBRATIONS),
+                       help="layer inputs each solve is calibrated on: the dense network's, the pruned prefix's "
+                            "(sequential), or the pruned prefix's towards the dense output (asymmetric); "
+                            "default: the card's")  # fmt: skip
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SpadeSettings:
@@ -169,12 +181,12 @@ class SpadeSettings:
             raise SystemExit("--n-aug must be at least 1.")
         return cls(args.sparsity, args.n_aug, args.seed, args.crop_min, tuple(args.methods), args.reduction,
                    not args.prune_first_conv, args.skip_head, args.damp, args.solver, args.profile,
-                   getattr(args, "bn_correction", None))  # fmt: skip
+                   getattr(args, "bn_correction", None), getattr(args, "calibration", None))  # fmt: skip
 
     def argv(self, model_name: str | None = None) -> list[str]:
         """The options that `from_args` parses back into these settings (resolved fields written out; the solver
         only where it differs from `model_name`'s card)."""
-        from spade_engine.models import spade_bn_correction, spade_solver
+        from spade_engine.models import spade_bn_correction, spade_calibration, spade_solver
 
         out = ["--profile", self.profile] if self.profile else []
         if self.sparsity is not None and not self.profile:
@@ -190,4 +202,6 @@ class SpadeSettings:
             out += ["--solver", self.solver]
         if self.bn_correction is not None and self.bn_correction != spade_bn_correction(model_name):
             out += ["--bn-correction", self.bn_correction]
+        if self.calibration is not None and self.calibration != spade_calibration(model_name):
+            out += ["--calibration", self.calibration]
         return out

@@ -35,6 +35,7 @@ SOLVER = "solver"  # + ".{model}"
 CROP_MIN = "crop_min"  # + ".{model}"
 PROFILE = "profile"
 BN_CORRECTION = "bn_correction"  # + ".{model}"
+CALIBRATION = "calibration"  # + ".{model}"
 
 # ---- result blocks (pages/ui/results.py)
 PREDICTIONS_CHART = "predictions"

@@ -28,6 +28,14 @@ BN_HELP = ("Pruning shifts what each BatchNorm sees. 'Match' moves each BatchNor
            "network's normalised activations on the calibration views have the dense network's mean and spread: "
            "the same connections, re-fitted per-channel biases and gains (like the OBS weight update). "
            "'Re-estimate' normalises to the pruned activations' own statistics on this sample's views.")  # fmt: skip
+CALIBRATIONS = {"dense": "Dense network's (one pass)", "sequential": "Pruned prefix's (sequential)",
+                "asymmetric": "Pruned prefix's, towards the dense output"}  # fmt: skip
+CALIBRATION_HELP = ("Which inputs each layer is pruned on. 'Dense': every layer's inputs from one pass of the dense "
+                    "network (the SPADE authors' code; fastest). 'Sequential': the inputs the already-pruned layers "
+                    "give (SparseGPT). 'Towards the dense output': the same inputs, but each layer's kept weights "
+                    "are re-fitted so its output matches the dense network's, repairing the earlier layers' error "
+                    "(GPTAQ); one extra pass of the views per setting. All three keep a sub-network of the "
+                    "original's connections; only the kept weights' values differ.")  # fmt: skip
 
 
 def solver_label(solver: str) -> str:
@@ -85,10 +93,16 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
                                   "BatchNorm statistics after pruning", options=list(BN_CORRECTIONS),
                                   valid=lambda v: v in BN_CORRECTIONS, format_func=BN_CORRECTIONS.get,
                                   help=BN_HELP)  # fmt: skip
-        if card_solver != "sparsegpt" or card.bn_correction != "none":
+        calibration = persisted(st.selectbox, k(f"{keys.CALIBRATION}.{model_name}"), card.calibration,
+                                "Layer inputs (calibration)", options=list(CALIBRATIONS),
+                                valid=lambda v: v in CALIBRATIONS, format_func=CALIBRATIONS.get,
+                                help=CALIBRATION_HELP)  # fmt: skip
+        if card_solver != "sparsegpt" or card.bn_correction != "none" or card.calibration != "dense":
             why = models.spade_why(model_name)
+            extras = [CALIBRATIONS[card.calibration].lower() + " inputs"] * (card.calibration != "dense")
+            extras += [BN_CORRECTIONS[card.bn_correction].lower()] * (card.bn_correction != "none")
             st.caption(f"The model card recommends **{solver_label(card_solver)}**"
-                       + (f" with **{BN_CORRECTIONS[card.bn_correction].lower()}**" if card.bn_correction != "none" else "")
+                       + "".join(f" with **{e}**" for e in extras[:1]) + "".join(f" and **{e}**" for e in extras[1:])
                        + (f": {why}" if why else "."))  # fmt: skip
         profile = ""
         if model_name is not None and profiles:
@@ -98,4 +112,5 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
                                 help="Per-block sparsities from assets/profiles; overrides the slider.")  # fmt: skip
     return SpadeSettings(sparsity=sparsity / 100, n_aug=int(n_aug), seed=int(seed), crop_min=float(crop_min),
                          skip_first=bool(skip_first), skip_head=bool(skip_head), damp=float(damp), solver=str(solver),
-                         profile=str(profile), bn_correction=str(bn_correction))  # fmt: skip
+                         profile=str(profile), bn_correction=str(bn_correction),
+                         calibration=str(calibration))  # fmt: skip

@@ -67,6 +67,14 @@ def spade_bn_correction(name: str | None) -> str:
     return rule if rule in ("none", "match", "reestimate") else "none"
 
 
+def spade_calibration(name: str | None) -> str:
+    """Which layer inputs a model's card calibrates each layer's solve on (`SpadeSettings.calibration`): "dense"
+    (default: every layer's Hessian from one pass of the dense network, the SPADE authors' code), "sequential"
+    (SparseGPT's sequential mode) or "asymmetric" (the sequential mode pruned towards the dense output)."""
+    rule = card(name).get("spade", {}).get("calibration", "dense")
+    return rule if rule in ("dense", "sequential", "asymmetric") else "dense"
+
+
 def spade_why(name: str | None) -> str:
     """Why the card chose its SPADE defaults (`spade.solver_why`), or "" when it says nothing."""
     return str(card(name).get("spade", {}).get("solver_why", ""))

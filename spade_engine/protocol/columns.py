@@ -39,16 +39,18 @@ def tuned_config(cfg: ProtocolConfig) -> PruneConfig:
 
 def spade_columns(cfg: ProtocolConfig) -> dict[str, tuple[PruneConfig, float]]:
     """SPADE column -> (how it prunes, smallest crop of its calibration views), for the configured columns."""
-    from spade_engine.models import spade_bn_correction
+    from spade_engine.models import spade_bn_correction, spade_calibration
 
     sparsity, crop = cfg.spade_settings()
-    bn = spade_bn_correction(cfg.model)  # the card's BatchNorm correction applies to both solvers' columns
+    calibration = spade_calibration(cfg.model)  # the card's BatchNorm correction and calibration apply to both
+    card = dict(bn_correction=spade_bn_correction(cfg.model), sequential=calibration == "sequential",
+                asymmetric=calibration == "asymmetric")  # fmt: skip
     out = {}
     for col in cfg.columns:
         if col == "SPADE-exact":
-            out[col] = (PruneConfig(sparsity, solver="obc", bn_correction=bn), crop)
+            out[col] = (PruneConfig(sparsity, solver="obc", **card), crop)
         elif col == "SPADE-sweep":
-            out[col] = (PruneConfig(sparsity, bn_correction=bn), crop)
+            out[col] = (PruneConfig(sparsity, **card), crop)
         elif col == "SPADE-tuned":
             out[col] = (tuned_config(cfg), crop)
     for v in cfg.variants:

@@ -43,6 +43,8 @@ def test_spade_explain_without_options_uses_the_cards_solver_as_the_debugger_doe
         SpadeSettings().resolved("testbed_v2_resnet"),
         SpadeSettings(profile="p", crop_min=1.0),
         SpadeSettings(0.8, bn_correction="reestimate"),
+        SpadeSettings(0.8, calibration="asymmetric"),
+        SpadeSettings(0.8, calibration="sequential"),
     ],
 )
 def test_argv_parses_back(settings):
@@ -93,3 +95,23 @@ def test_bn_correction_comes_from_the_card_and_reaches_the_engine(tmp_path, monk
     assert off.prune_config().bn_correction == "none" and off.prune_key != resolved.prune_key
     assert _parse(off.argv("efficientnet_lite0")).resolved("efficientnet_lite0") == off
     assert SpadeSettings().resolved("testbed_resnet").bn_correction == "none"  # a card that says nothing
+
+
+@pytest.mark.parametrize("calibration", ["sequential", "asymmetric"])
+def test_calibration_comes_from_the_card_and_reaches_the_engine(tmp_path, monkeypatch, calibration):
+    from spade_engine import paths
+
+    card = json.loads((paths.MODELS / "efficientnet_lite0.json").read_text())
+    card["spade"]["calibration"] = calibration
+    (tmp_path / "efficientnet_lite0.json").write_text(json.dumps(card))
+    monkeypatch.setattr(paths, "MODELS", tmp_path)
+    resolved = SpadeSettings().resolved("efficientnet_lite0")
+    cfg = resolved.prune_config()
+    assert resolved.calibration == calibration
+    assert (cfg.sequential, cfg.asymmetric) == (calibration == "sequential", calibration == "asymmetric")
+    assert "--calibration" not in resolved.argv("efficientnet_lite0")  # the card's: not written out
+    dense = SpadeSettings(calibration="dense").resolved("efficientnet_lite0")
+    assert not dense.prune_config().sequential and not dense.prune_config().asymmetric
+    assert dense.prune_key != resolved.prune_key  # another pruned network, another cache entry
+    assert _parse(dense.argv("efficientnet_lite0")).resolved("efficientnet_lite0") == dense
+    assert SpadeSettings().resolved("testbed_resnet").calibration == "dense"  # a card that says nothing
