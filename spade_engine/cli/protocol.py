@@ -240,7 +240,11 @@ def stopped_line(signame: str, out: Path | None) -> str:
             "run the same command with --resume to continue.")  # fmt: skip
 
 
+_SIGNALS: list[str] = []  # the signal that stopped the run, as the handler saw it
+
+
 def _raise_terminated(signum, frame) -> None:
+    _SIGNALS.append("SIGTERM")  # Ray's `ray.get` may re-raise it as a plain KeyboardInterrupt: remember it
     raise Terminated()
 
 
@@ -264,12 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     progress = ProgressLine()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _SIGNALS.clear()
     model = args.model[0]
     try:
         for model in args.model:
             run(args, model, progress)
     except KeyboardInterrupt as e:
-        signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+        signame = "SIGTERM" if isinstance(e, Terminated) or _SIGNALS else "SIGINT"
         progress.close()
         print(stopped_line(signame, out_path(args, model)), file=sys.stderr, flush=True)
         return EXIT_STATUS[signame]
