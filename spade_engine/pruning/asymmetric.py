@@ -16,9 +16,11 @@ inverse the sweep uses anyway, and when `X_d == X_p` (the first pruned layer) `W
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from spade_engine.pruning.hessian import layer_columns, sampled_columns
+from spade_engine.pruning.depthwise import CHUNK_BYTES, depthwise_eligible, strided_columns
+from spade_engine.pruning.hessian import DEPTHWISE_ALL_COLUMNS, layer_columns, sampled_columns
 from spade_engine.pruning.inverse import InverseHessian
 from spade_engine.pruning.padding import input_padding
 
@@ -32,10 +34,15 @@ def paired_moments(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`H = 2/n X_p X_p^T` and the cross moment `C = 2/n X_d X_p^T`, per group, over the same columns.
 
+    A depthwise conv uses every column (one strided copy per chunk of images, `depthwise.strided_columns`: its
+    groups are only kh*kw wide) up to `DEPTHWISE_ALL_COLUMNS` times `max_columns`, as the dense pass's Hessians
+    do (`HessianAccumulator.path`); a 1x1 conv reads its columns straight from the channels; other layers unfold
+    (or gather) a uniform random subset of at most `max_columns` columns, the same for both inputs.
+
     Args:
         layer: a Conv2d (any groups, padding) or Linear.
         x_dense, x_pruned: the layer's input in the dense and in the pruned network, same shape (B, ...).
-        max_columns: cap on the columns used (a uniform random subset, the same for both inputs); None: all.
+        max_columns: cap on the columns of the subset; None: all.
         generator: seeded generator for the subset.
 
     Returns:
@@ -46,17 +53,51 @@ def paired_moments(
     """
     if x_dense.shape != x_pruned.shape:
         raise ValueError(f"dense and pruned inputs differ in shape: {tuple(x_dense.shape)} vs {tuple(x_pruned.shape)}")
-    if isinstance(layer, nn.Conv2d) and max_columns is not None and _conv_columns(layer, x_pruned) > max_columns:
-        idx = torch.randperm(_conv_columns(layer, x_pruned), generator=generator)[:max_columns].to(x_pruned.device)
+    conv = isinstance(layer, nn.Conv2d)
+    n = _conv_columns(layer, x_pruned) if conv else x_pruned.numel() // x_pruned.shape[-1]
+    if depthwise_eligible(layer) and (max_columns is None or n <= DEPTHWISE_ALL_COLUMNS * max_columns):
+        return _depthwise_moments(layer, x_dense.float(), x_pruned.float())
+    idx = None
+    if max_columns is not None and n > max_columns:
+        idx = torch.randperm(n, generator=generator)[:max_columns].to(x_pruned.device)
+    if conv and _pointwise(layer):
+        xd, xp = (x.transpose(0, 1).reshape(1, x.shape[1], -1) for x in (x_dense, x_pruned))  # (1, C, B*H*W)
+        if idx is not None:
+            xd, xp = xd[..., idx], xp[..., idx]
+    elif conv and idx is not None:
         xd, xp = sampled_columns(layer, x_dense, idx), sampled_columns(layer, x_pruned, idx)  # (G, d, N)
     else:
         xd, xp = layer_columns(layer, x_dense), layer_columns(layer, x_pruned)
-        if max_columns is not None and xp.shape[-1] > max_columns:
-            idx = torch.randperm(xp.shape[-1], generator=generator)[:max_columns].to(xp.device)
+        if idx is not None:
             xd, xp = xd[..., idx], xp[..., idx]
     xd, xp = xd.float(), xp.float()
     n = xp.shape[-1]
     return 2.0 / n * xp @ xp.transpose(1, 2), 2.0 / n * xd @ xp.transpose(1, 2)
+
+
+def _pointwise(layer: nn.Conv2d) -> bool:
+    """A 1x1, stride-1, unpadded, ungrouped conv: its columns are its input's channels at each position."""
+    return (layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.groups == 1
+            and input_padding(layer, 1, 1)[0] == (0, 0, 0, 0))  # fmt: skip
+
+
+def _depthwise_moments(layer: nn.Conv2d, x_dense: torch.Tensor, x_pruned: torch.Tensor):
+    """`paired_moments` of a depthwise conv over every column, chunk by chunk of images."""
+    b, c, h, w = x_pruned.shape
+    pads, mode = input_padding(layer, h, w)
+    k = layer.kernel_size[0] * layer.kernel_size[1]
+    H = torch.zeros(c, k, k, device=x_pruned.device)
+    C = torch.zeros(c, k, k, device=x_pruned.device)
+    per_image = c * k * (h + pads[2] + pads[3]) * (w + pads[0] + pads[1]) * 4
+    step = max(1, CHUNK_BYTES // max(per_image, 1))
+    n = 0
+    for xd, xp in zip(x_dense.split(step), x_pruned.split(step), strict=True):
+        cd = strided_columns(layer, F.pad(xd, pads, mode=mode).contiguous())  # (C, K, b*L)
+        cp = strided_columns(layer, F.pad(xp, pads, mode=mode).contiguous())
+        H += cp @ cp.transpose(1, 2)
+        C += cd @ cp.transpose(1, 2)
+        n += cp.shape[-1]
+    return 2.0 / n * (H + H.mT) / 2, 2.0 / n * C
 
 
 def _conv_columns(layer: nn.Conv2d, x: torch.Tensor) -> int:

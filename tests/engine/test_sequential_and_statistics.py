@@ -179,3 +179,22 @@ def test_asymmetric_target_is_the_dense_output_least_squares_fit():
     torch.testing.assert_close(target, lstsq, rtol=1e-3, atol=1e-3)
     H, C = paired_moments(layer, xd, xd)
     torch.testing.assert_close(asymmetric_target(W, H, C, inverse_hessian(H, 0.01)), W)
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (nn.Conv2d(8, 8, 3, padding=1, groups=8), (3, 8, 10, 10)),  # depthwise: every column, strided copies
+        (nn.Conv2d(8, 16, 1), (3, 8, 9, 9)),  # pointwise: columns straight from the channels
+        (nn.Conv2d(8, 16, 3, stride=2, padding=1), (3, 8, 9, 9)),  # unfolded
+        (nn.Linear(8, 4), (5, 8)),
+    ],
+)
+def test_paired_moments_equal_the_unfolded_products(layer, shape):
+    torch.manual_seed(0)
+    xd, xp = torch.randn(shape), torch.randn(shape)
+    H, C = paired_moments(layer, xd, xp)
+    cd, cp = layer_columns(layer, xd), layer_columns(layer, xp)  # (G, d, N)
+    n = cp.shape[-1]
+    torch.testing.assert_close(H, 2 / n * cp @ cp.mT, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(C, 2 / n * cd @ cp.mT, rtol=1e-4, atol=1e-5)
