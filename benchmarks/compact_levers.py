@@ -15,8 +15,8 @@ Rows are appended to a CSV as they come (`--resume` skips what is there); the su
 with Wilson intervals, paired differences with 95% t intervals, and intervals that resample photos rather
 than samples (crops of one photo are not independent).
 
-    python benchmarks/compact_levers.py --out assets/benchmarks/lite0_levers.csv --resume
-    python benchmarks/compact_levers.py --out assets/benchmarks/lite0_levers.csv --summary
+    python benchmarks/compact_levers.py --out assets/benchmarks/efficientnet_lite0_levers_decision.csv --resume
+    python benchmarks/compact_levers.py --out assets/benchmarks/efficientnet_lite0_levers_decision.csv --summary
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +35,7 @@ from spade_engine.augment import augment
 from spade_engine.engine import PruneConfig, SpadeEngine
 from spade_engine.models import load_model, spade_augment
 from spade_engine.photos import offline_photos, photo_crops
+from spade_engine.protocol import levers
 from spade_engine.saliency import UnsupportedModelError, attribute
 
 LEVERS = {
@@ -143,53 +143,36 @@ def run(args) -> None:
             print(f"{i + 1}/{len(samples)} {name}", flush=True)
 
 
-def _photo_ci(values: np.ndarray, photos: np.ndarray, reps: int = 2000) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean that resamples photos (all crops of a drawn photo)."""
-    rng = np.random.default_rng(0)
-    groups = [values[photos == p] for p in np.unique(photos)]
-    means = [np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))]).mean() for _ in range(reps)]
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def summary(path: str) -> None:
+def summary(path: str, min_p_dense: float = 0.0) -> None:
+    """Print a run's decision table (`protocol.levers.decision_table`) and its maps' paired differences."""
     import pandas as pd
 
     df = pd.read_csv(path)
-    dec = df[df["method"].isna()]
-    print(f"{dec['sample'].nunique()} samples of {dec['photo'].nunique()} distinct photos ({path})\n")
-    print(
-        f"{'lever':>18} {'sparsity':>8} {'n':>4} {'kept':>18} {'held-out agree':>15} {'logit cos':>10} {'s/prune':>8}"
-    )
-    for (lever, s), g in dec.groupby(["lever", "sparsity"]):
-        k, n = int(g["kept"].sum()), len(g)
-        lo, hi = metrics.wilson_interval(k, n)
-        print(f"{lever:>18} {s:>8.2f} {n:>4} {k / n:>7.0%} [{lo:.0%}, {hi:.0%}] {g['held_agree'].median():>15.2f}"
-              f" {g['logit_cos'].median():>10.2f} {g['seconds'].median():>8.1f}")  # fmt: skip
-    maps = df[df["method"].notna()]
-    if maps.empty:
+    dec = df[df["method"].isna() & (df["lever"] != "dense")]
+    print(f"{dec['sample'].nunique()} samples of {dec['photo'].nunique()} distinct photos ({path})")
+    for floor in sorted({0.0, min_p_dense}):
+        table = levers.decision_table(df, floor)
+        if floor:
+            print(f"\nonly samples with dense p(top-1) >= {floor:g}")
+        print(f"\n{'lever':>18} {'sparsity':>8} {'n':>4} {'kept':>18} {'held-out agree':>15} {'logit cos':>10} "
+              f"{'s/prune':>8}")  # fmt: skip
+        for r in table.itertuples():
+            print(f"{r.lever:>18} {r.sparsity:>8.2f} {r.n:>4} {r.kept:>7.0%} [{r.kept_lo:.0%}, {r.kept_hi:.0%}] "
+                  f"{r.held_agree:>15.2f} {r.logit_cos:>10.2f} {r.seconds:>8.1f}")  # fmt: skip
+    diffs = levers.map_differences(df)
+    if diffs.empty:
         return
-    dense = maps[maps["lever"] == "dense"].set_index(["sample", "method"])[["insertion", "deletion"]]
-    dense = dense.rename(columns=lambda c: f"{c}_dense")
     print("\npaired difference to dense, points of AUC x100 (mean [95% t interval] [95% photo-bootstrap interval])")
-    for (lever, s, method), g in maps[maps["lever"] != "dense"].groupby(["lever", "sparsity", "method"]):
-        g = g.set_index(["sample", "method"]).join(dense).dropna(subset=["insertion", "insertion_dense"])
-        if g.empty:
-            continue
-        photos = np.array([i[0].split("@")[0] for i in g.index])
-        for metric in ("insertion", "deletion"):
-            d = 100 * (g[metric] - g[f"{metric}_dense"]).to_numpy()
-            m, lo, hi = metrics.mean_ci(d)
-            plo, phi = _photo_ci(d, photos)
-            base = 100 * g[f"{metric}_dense"].mean()
-            print(f"{lever:>18} {s:.2f} {method:>20} {metric:>9}: dense {base:5.1f}  {m:+5.1f} [{lo:+.1f}, {hi:+.1f}]"
-                  f" [{plo:+.1f}, {phi:+.1f}]  n={len(d)}")  # fmt: skip
+    for r in diffs.itertuples():
+        print(f"{r.lever:>18} {r.sparsity:.2f} {r.method:>20} {r.metric:>9}: dense {r.dense:5.1f}  {r.delta:+5.1f} "
+              f"[{r.lo:+.1f}, {r.hi:+.1f}] [{r.photo_lo:+.1f}, {r.photo_hi:+.1f}]  n={r.n}")  # fmt: skip
 
 
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--out", default="assets/benchmarks/lite0_levers.csv")
+    p.add_argument("--out", default="assets/benchmarks/efficientnet_lite0_levers_decision.csv")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--levers", nargs="+", default=["sweep", "sequential", "match", "sequential+match"])
     p.add_argument("--sparsities", nargs="+", type=float, default=[0.5, 0.7, 0.8, 0.9])
@@ -199,10 +182,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--summary", action="store_true", help="only print the summary of --out")
+    p.add_argument("--min-p-dense", type=float, default=0.5,
+                   help="the summary also gives the decision table on samples the dense network gives at least this")  # fmt: skip
     args = p.parse_args()
     if not args.summary:
         run(args)
-    summary(args.out)
+    summary(args.out, args.min_p_dense)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,31 @@ else:
     st.plotly_chart(protocol.summary_figure(stored), width="stretch")
     show(stored, ui.describe(model, stored))
 
+decisions = ui.latest(model, "levers_decision")
+if decisions is not None:
+    from spade_engine.protocol import levers
+
+    st.subheader("Does SPADE keep the decision on this network?")
+    st.caption("`benchmarks/compact_levers.py` on the offline photos and their crops: for each lever (how each layer "
+               "is calibrated: `sweep` the dense network's inputs, `asymmetric` the pruned prefix's towards the dense "
+               "output; `match` the BatchNorm statistics matched after pruning) and sparsity, the share of samples "
+               "whose dense top-1 the pruned network keeps (95% Wilson interval), and on 64 held-out views of each "
+               "sample (another augmentation seed) how many the pruned network classifies as the dense one does, "
+               "and their logit cosine. Many crops get a low dense confidence, where the top classes nearly tie.")  # fmt: skip
+    floor = 0.5 if st.toggle("Only samples the dense network is confident about (p ≥ 0.5)",
+                             key=keys.BENCHMARKS_LEVERS_CONFIDENT) else 0.0  # fmt: skip
+    table = levers.decision_table(decisions, floor)
+    if table.empty:
+        st.info("No sample in this run passes that confidence.")
+    else:
+        st.plotly_chart(levers.levers_figure(table), width="stretch", key=keys.BENCHMARKS_LEVERS_CHART)
+        st.dataframe(table, width="stretch", hide_index=True)
+    maps = ui.latest(model, "levers_maps")
+    if maps is not None and not (diffs := levers.map_differences(maps)).empty:
+        st.caption("The pruned network's maps against the dense maps of the same samples (insertion ↑, deletion ↓, "
+                   "scored on the dense model; AUC points, 95% t interval and the interval that resamples photos).")  # fmt: skip
+        st.dataframe(diffs.round(2), width="stretch", hide_index=True)
+
 with st.expander("How each map is computed (attribution space, baseline, channel reduction)"):
     st.caption("Every method attributes the model's normalised input, as the SPADE authors' notebook does: a zero "
                "baseline there is the dataset's mean colour, and black pixels carry attribution like any other. "

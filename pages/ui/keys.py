@@ -89,6 +89,8 @@ BENCHMARKS_SAMPLES = "benchmarks.samples"
 BENCHMARKS_LIVE = "benchmarks.live"  # the last live run's rows
 BENCHMARKS_RUN_FILE = "benchmarks.run_file"  # path of a CSV written by `spade protocol --out`; its charts + ".{metric}"
 BENCHMARKS_RUN_SUMMARY_CHART = "benchmarks.run_file.summary"
+BENCHMARKS_LEVERS_CONFIDENT = "benchmarks.levers.confident"  # decision table on confident samples only
+BENCHMARKS_LEVERS_CHART = "benchmarks.levers.chart"
 
 # ---- Sparse decision layer (pages/5_Sparse_decision_layer.py, pages/ui/sparse_layer.py)
 SPARSE_N = "sparse.n"

@@ -151,3 +151,28 @@ def test_the_real_network_runs_on_photos_without_trojan_rows(tmp_path, monkeypat
     live = _live_run(at)
     assert set(live["kind"]) == {"insertion"} and set(live["column"]) == {"Dense", "SPADE-sweep"}
     assert live["insertion"].between(0, 1).all() and live["deletion"].between(0, 1).all()
+
+
+def test_the_levers_run_is_charted_with_its_confident_subset(tmp_path, monkeypatch):
+    """A `benchmarks/compact_levers.py` run: decision kept per lever and sparsity with its interval, the confident
+    samples alone on a toggle, and the maps' paired differences to dense."""
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    dec = [dict(sample=f"p{i}@c", photo=f"p{i}", lever=lever, sparsity=0.8, kept=int(lever == "asymmetric" or i == 0),
+                p_dense=0.9 if i < 2 else 0.2, held_agree=0.5, logit_cos=0.9, seconds=3.0, method=None)
+           for i in range(4) for lever in ("sweep", "asymmetric")]  # fmt: skip
+    pd.DataFrame(dec).to_csv(tmp_path / "testbed_resnet_levers_decision.csv", index=False)
+    maps = [dict(sample=f"p{i}", photo=f"p{i}", lever=lever, sparsity=s, method="Saliency",
+                 insertion=0.30 + (0.05 if lever != "dense" else 0) + i / 100, deletion=0.1)
+            for i in range(3) for lever, s in (("dense", 0), ("asymmetric", 0.8))]  # fmt: skip
+    pd.DataFrame(maps).to_csv(tmp_path / "testbed_resnet_levers_maps.csv", index=False)
+    at = page()
+    assert not at.exception, at.exception
+    assert any("keep the decision" in h.value for h in at.subheader)
+    table = next(df.value for df in at.dataframe if "kept_lo" in df.value.columns).set_index("lever")
+    assert table.loc["asymmetric", "kept"] == 1.0 and table.loc["sweep", "kept"] == 0.25 and table["n"].eq(4).all()
+    assert table.loc["sweep", "kept_lo"] < 0.25 < table.loc["sweep", "kept_hi"]
+    diffs = next(df.value for df in at.dataframe if "photo_lo" in df.value.columns).set_index("metric")
+    assert diffs.loc["insertion", "delta"] == pytest.approx(5.0) and diffs.loc["deletion", "delta"] == 0
+    at.toggle(key=keys.BENCHMARKS_LEVERS_CONFIDENT).set_value(True).run()
+    table = next(df.value for df in at.dataframe if "kept_lo" in df.value.columns).set_index("lever")
+    assert table["n"].eq(2).all() and table.loc["sweep", "kept"] == 0.5  # p_dense >= 0.5: samples 0 and 1
