@@ -1,14 +1,23 @@
 """How many project modules a Debugger request and a `spade protocol` run pass through (issue 29's measure).
 
-    .venv/bin/python benchmarks/module_count.py [--root DIR] [--model NAME] [--n-aug 16] [--list]
+    .venv/bin/python benchmarks/module_count.py [--root DIR] [--model NAME] [--n-aug 16] [--workloads ...] [--list]
 
-Two figures per workload, over the files under `spade_engine/` and `pages/` of the checkout `--root` (default: this
+Four figures per workload, over the files under `spade_engine/` and `pages/` of the checkout `--root` (default: this
 one; give a `git worktree` of an older commit to measure it with this same script):
 
 - imported: distinct project modules in `sys.modules` after the run;
 - called: distinct project files whose code ran outside an import (a `sys.setprofile` / `threading.setprofile`
   "call" event whose stack holds no module body being imported): module bodies that only define things do not
-  count, the page script run by Streamlit does.
+  count, the page script run by Streamlit does;
+- max depth: over every such call, the most distinct project modules on the Python stack at once (the frames from
+  the called one out, `frame.f_back`), and the chain at the first call that reached it (project files outermost
+  first, consecutive repeats collapsed; a file may recur when the path leaves and re-enters it);
+- work depth: the median (and range) of that same count over every such call into `spade_engine/pruning/` or
+  `spade_engine/saliency/`, i.e. how many modules a request crosses before it does real work.
+
+A call into a file outside the project holds no more project modules than its nearest project caller, so only
+calls into project files are walked; the counts are of stack frames, generators resumed included, and a call into a
+Numba-compiled project function (reported with a frame of its own that has no caller) counts its Python callers.
 
 Workloads, each in a fresh process (offline, CPU, private caches, `SPADE_PREFETCH=0` so that only the request's
 own work is seen):
@@ -29,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
@@ -37,22 +47,41 @@ PROTOCOL_ARGS = ["--model", "testbed_resnet", "--trojan", "2", "--clean", "2", "
 
 
 class CallRecorder:
-    """A profile function that records the project files whose code is called outside an import."""
+    """A profile function that records the project files whose code is called outside an import, and how many
+    project modules are on the stack at each such call."""
 
     def __init__(self, roots: list[Path]):
         self.prefixes = tuple(str(r) + os.sep for r in roots)
+        self.work_prefixes = tuple(str(roots[0] / d) + os.sep for d in ("pruning", "saliency"))
         self.files: set[str] = set()
-        self._done: set = set()  # code objects already counted, or outside the project
+        self.max_depth = 0
+        self.max_chain: list[str] = []  # outermost first, consecutive repeats collapsed
+        self.work_depths: Counter = Counter()  # distinct project modules on the stack -> calls into pruning/saliency
+        self._outside: set = set()  # code objects outside the project
 
     def __call__(self, frame, event: str, arg) -> None:
-        if event != "call" or frame.f_code in self._done:
+        if event != "call":
             return
         code = frame.f_code
-        if not code.co_filename.startswith(self.prefixes):
-            self._done.add(code)
-        elif not _importing(frame):
-            self.files.add(code.co_filename)
-            self._done.add(code)
+        if code in self._outside:
+            return
+        filename = code.co_filename
+        if not filename.startswith(self.prefixes):
+            self._outside.add(code)
+            return
+        # Numba's dispatcher reports a call into a compiled function with a frame of its own that has no caller
+        # (`f_back` None) and is not on the thread's stack: its callers are the thread's frames.
+        top = sys._getframe(1) if frame.f_back is None else None
+        chain = _project_stack(frame, self.prefixes, top if top is not frame else None)
+        if chain is None:  # under an import
+            return
+        self.files.add(filename)
+        depth = len(set(chain))
+        if depth > self.max_depth:
+            self.max_depth = depth
+            self.max_chain = chain[::-1]
+        if filename.startswith(self.work_prefixes):
+            self.work_depths[depth] += 1
 
     def __enter__(self) -> CallRecorder:
         threading.setprofile(self)
@@ -64,16 +93,30 @@ class CallRecorder:
         threading.setprofile(None)
 
 
-def _importing(frame) -> bool:
-    """Whether a module body being imported is on `frame`'s stack (a script run as `__main__` is not an import)."""
+def _project_stack(frame, prefixes: tuple[str, ...], caller=None) -> list[str] | None:
+    """The project files on `frame`'s stack (`frame`, then `caller`'s stack where given, else `frame.f_back`'s),
+    innermost first, consecutive repeats collapsed; None when a module body being imported is on it (a script run
+    as `__main__` is not an import)."""
+    chain: list[str] = []
+    if caller is not None:
+        chain.append(frame.f_code.co_filename)
+        frame = caller
     while frame is not None:
-        if frame.f_code.co_name == "<module>":
-            name = frame.f_globals.get("__name__")
-            module = sys.modules.get(name)
-            if name != "__main__" and module is not None and module.__dict__ is frame.f_globals:
-                return True
+        code = frame.f_code
+        if code.co_name == "<module>" and _imported_body(frame):
+            return None
+        filename = code.co_filename
+        if filename.startswith(prefixes) and (not chain or chain[-1] != filename):
+            chain.append(filename)
         frame = frame.f_back
-    return False
+    return chain
+
+
+def _imported_body(frame) -> bool:
+    """Whether `frame`, a `<module>` frame, is a module body being imported (not a script run as `__main__`)."""
+    name = frame.f_globals.get("__name__")
+    module = sys.modules.get(name)
+    return name != "__main__" and module is not None and module.__dict__ is frame.f_globals
 
 
 def imported_files(roots: list[Path]) -> set[str]:
@@ -112,7 +155,8 @@ def measure(root: Path, workload: str, model: str | None, n_aug: int) -> dict:
     """Run `workload` ("debugger" or "protocol") on the checkout `root` in this process, under a `CallRecorder`.
 
     Returns:
-        {"imported": [files], "called": [files]}, paths relative to `root`.
+        {"imported": [files], "called": [files], "max_depth": n, "max_chain": [files, outermost first],
+        "work_depths": {distinct modules on the stack: calls into pruning/ or saliency/}}, paths relative to `root`.
     """
     os.chdir(root)
     sys.path.insert(0, str(root))
@@ -127,11 +171,32 @@ def measure(root: Path, workload: str, model: str | None, n_aug: int) -> dict:
     import spade_engine
 
     assert Path(spade_engine.__file__).is_relative_to(root), f"measured {spade_engine.__file__}, not {root}"
-    return {"imported": _relative(imported_files(roots), root), "called": _relative(recorder.files, root)}
+    return {
+        "imported": _relative(imported_files(roots), root),
+        "called": _relative(recorder.files, root),
+        "max_depth": recorder.max_depth,
+        "max_chain": [str(Path(f).relative_to(root)) for f in recorder.max_chain],
+        "work_depths": {str(d): n for d, n in sorted(recorder.work_depths.items())},
+    }
 
 
 def _relative(files: set[str], root: Path) -> list[str]:
     return sorted(str(Path(f).relative_to(root)) for f in files)
+
+
+def median(counts: dict[str, int]) -> float:
+    """The median of the values `counts` holds (value -> how many times), the mean of the middle two for an even
+    total; NaN for none."""
+    values = sorted((int(v), n) for v, n in counts.items())
+    total = sum(n for _, n in values)
+    if not total:
+        return float("nan")
+    middle = [(total - 1) // 2, total // 2]  # 0-based ranks of the middle one or two
+    found, seen = [], 0
+    for value, n in values:
+        found += [value] * sum(seen <= r < seen + n for r in middle)
+        seen += n
+    return sum(found) / 2
 
 
 def child(args: argparse.Namespace, workload: str) -> dict:
@@ -147,7 +212,9 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=HERE, help="the checkout to measure (default: this one)")
     ap.add_argument("--model", default=None, help="the Debugger's model (default: the checkout's default model)")
     ap.add_argument("--n-aug", type=int, default=16, help="the Debugger's calibration views")
-    ap.add_argument("--list", action="store_true", help="also list the files")
+    ap.add_argument("--list", action="store_true", help="also list the files and the work depths' counts")
+    ap.add_argument("--workloads", nargs="+", choices=["debugger", "protocol"], default=["debugger", "protocol"],
+                    help="which workloads to run (default: both, one after the other)")  # fmt: skip
     ap.add_argument("--measure", choices=["debugger", "protocol"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.root = args.root.resolve()
@@ -157,14 +224,21 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(args.root), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()  # fmt: skip
     print(f"checkout {args.root} at {commit}; modules under spade_engine/ and pages/")
-    print(f"{'workload':<40} {'imported':>8} {'called':>8}")
+    print(f"{'workload':<40} {'imported':>8} {'called':>8} {'max depth':>9} {'work depth: median (range, calls)':>34}")
     for workload, label in (("debugger", f"Debugger request ({args.model or 'default model'})"),
                             ("protocol", "spade protocol (testbed_resnet, 2+2)")):  # fmt: skip
+        if workload not in args.workloads:
+            continue
         found = child(args, workload)
-        print(f"{label:<40} {len(found['imported']):>8} {len(found['called']):>8}", flush=True)
+        work = found["work_depths"]
+        spread = f"{min(map(int, work))}-{max(map(int, work))}, {sum(work.values())}" if work else "none"
+        print(f"{label:<40} {len(found['imported']):>8} {len(found['called']):>8} {found['max_depth']:>9} "
+              f"{f'{median(work):g} ({spread})':>34}")  # fmt: skip
+        print("  deepest chain: " + " -> ".join(found["max_chain"]), flush=True)
         if args.list:
             for kind in ("imported", "called"):
                 print(f"  {kind}: " + " ".join(found[kind]))
+            print("  work depths (modules: calls): " + " ".join(f"{d}: {n}" for d, n in work.items()))
 
 
 if __name__ == "__main__":
