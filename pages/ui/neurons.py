@@ -21,7 +21,12 @@ from spade_engine.featvis import FeatVis, FeatVisConfig, Target
 
 # The page's session-state keys under their short names (values in keys.py, the one home of every key string).
 PREFIX, LAYER, PICK, INDEX = keys.NEURONS, keys.NEURONS_LAYER, keys.NEURONS_PICK, keys.NEURONS_INDEX
-OBJECTIVE, LATE_ONLY, STEPS, SIZE = keys.NEURONS_OBJECTIVE, keys.NEURONS_LATE_ONLY, keys.NEURONS_STEPS, keys.NEURONS_SIZE
+OBJECTIVE, LATE_ONLY, STEPS, SIZE = (
+    keys.NEURONS_OBJECTIVE,
+    keys.NEURONS_LATE_ONLY,
+    keys.NEURONS_STEPS,
+    keys.NEURONS_SIZE,
+)
 LR, VIS_SEED, FACET_NEURON = keys.NEURONS_LR, keys.NEURONS_VIS_SEED, keys.NEURONS_FACET
 TESTBED_SEED = 2024
 PHOTOS, ZIP = "Shipped photos", "Your images (zip)"
