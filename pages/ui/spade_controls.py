@@ -30,6 +30,7 @@ BN_HELP = ("Pruning shifts what each BatchNorm sees. 'Match' moves each BatchNor
            "'Re-estimate' normalises to the pruned activations' own statistics on this sample's views.")  # fmt: skip
 CALIBRATIONS = {"dense": "Dense network's (one pass)", "sequential": "Pruned prefix's (sequential)",
                 "asymmetric": "Pruned prefix's, towards the dense output"}  # fmt: skip
+CALIBRATION_PHRASES = {"sequential": "sequential calibration", "asymmetric": "asymmetric calibration"}
 CALIBRATION_HELP = ("Which inputs each layer is pruned on. 'Dense': every layer's inputs from one pass of the dense "
                     "network (the SPADE authors' code; fastest). 'Sequential': the inputs the already-pruned layers "
                     "give (SparseGPT). 'Towards the dense output': the same inputs, but each layer's kept weights "
@@ -99,7 +100,7 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
                                 help=CALIBRATION_HELP)  # fmt: skip
         if card_solver != "sparsegpt" or card.bn_correction != "none" or card.calibration != "dense":
             why = models.spade_why(model_name)
-            extras = [CALIBRATIONS[card.calibration].lower() + " inputs"] * (card.calibration != "dense")
+            extras = [CALIBRATION_PHRASES[card.calibration]] * (card.calibration != "dense")
             extras += [BN_CORRECTIONS[card.bn_correction].lower()] * (card.bn_correction != "none")
             st.caption(f"The model card recommends **{solver_label(card_solver)}**"
                        + "".join(f" with **{e}**" for e in extras[:1]) + "".join(f" and **{e}**" for e in extras[1:])
