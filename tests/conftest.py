@@ -119,3 +119,19 @@ def fake_assets(monkeypatch, tmp_path) -> FakeAssets:
     """An empty private assets root (`FakeAssets.add` registers tiny models in it); the shipped models are not
     listed while it is in place."""
     return FakeAssets(tmp_path / "assets", monkeypatch)
+
+
+CKPT_ARCH, CKPT_SIZE, CKPT_CLASSES = "tb_resnet", 32, 4  # the checkpoint-form tests' architecture
+
+
+@pytest.fixture(scope="module")
+def checkpoint_weights() -> bytes:
+    """A `tb_resnet` state_dict with 4 classes (seed 0), saved as `torch.save` writes it, for the checkpoint form."""
+    import io
+
+    from spade_engine.models import build_architecture
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.save(build_architecture(CKPT_ARCH, CKPT_CLASSES).state_dict(), buf)
+    return buf.getvalue()

@@ -1,23 +1,16 @@
 """The Debugger page shows what is wrong with the values typed into the checkpoint form (the loader's own checks:
 tests/engine/test_checkpoint_form.py)."""
 
-import io
-
 import pytest
-import torch
 
-from spade_engine.models import build_architecture
 from tests.app.conftest import APP
-
-ARCH, SIZE, CLASSES = "tb_resnet", 32, 4
+from tests.conftest import CKPT_ARCH as ARCH
+from tests.conftest import CKPT_SIZE as SIZE
 
 
 @pytest.fixture(scope="module")
-def weights() -> bytes:
-    torch.manual_seed(0)
-    buf = io.BytesIO()
-    torch.save(build_architecture(ARCH, CLASSES).state_dict(), buf)
-    return buf.getvalue()
+def weights(checkpoint_weights) -> bytes:
+    return checkpoint_weights
 
 
 def test_the_debugger_page_says_what_is_wrong(weights):

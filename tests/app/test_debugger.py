@@ -202,18 +202,8 @@ def test_checkpoint_upload_runs_the_page(tiny_assets):
 
 
 def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets, monkeypatch):
-    import io
-
-    from tests.app.conftest import tiny_net
-
     monkeypatch.setenv("SPADE_ALLOW_TORCHSCRIPT", "1")
-    buf = io.BytesIO()
-    torch.jit.save(torch.jit.script(tiny_net(4)), buf)
-    at = make_app(**FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_SIZE: 32}).run()
-    at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
-        ("m.ts", buf.getvalue(), "application/octet-stream")
-    )
-    at.run()
+    at = _upload_torchscript("m.ts")
     assert not at.exception, at.exception
     assert "SPADE ran in" in _status_labels(at)
     charts, errors = {c.key for c in at.get("plotly_chart")}, _texts(at.error)
@@ -222,20 +212,25 @@ def test_torchscript_checkpoint_never_shows_a_traceback(tiny_assets, monkeypatch
 
 
 def test_torchscript_upload_is_refused_by_default_and_the_page_says_why(tiny_assets, monkeypatch):
+    monkeypatch.delenv("SPADE_ALLOW_TORCHSCRIPT", raising=False)
+    loads = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: loads.append(a))  # must never be reached
+    at = _upload_torchscript("refused.ts")
+    assert not at.exception, at.exception
+    assert "TorchScript files are programs" in _texts(at.error) and "SPADE_ALLOW_TORCHSCRIPT=1" in _texts(at.error)
+    assert loads == [] and "SPADE ran in" not in _status_labels(at)
+
+
+def _upload_torchscript(name: str):
+    """The Debugger with a scripted tiny net uploaded through the checkpoint form as `name`, run once more."""
     import io
 
     from tests.app.conftest import tiny_net
 
-    monkeypatch.delenv("SPADE_ALLOW_TORCHSCRIPT", raising=False)
-    loads = []
-    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: loads.append(a))  # must never be reached
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(tiny_net(4)), buf)
     at = make_app(**FEW_VIEWS, **{keys.MODEL: "__checkpoint__", keys.CKPT_SIZE: 32}).run()
     at.sidebar.file_uploader(key=keys.WIDGET + keys.CKPT_FILE).set_value(
-        ("refused.ts", buf.getvalue(), "application/octet-stream")
+        (name, buf.getvalue(), "application/octet-stream")
     )
-    at.run()
-    assert not at.exception, at.exception
-    assert "TorchScript files are programs" in _texts(at.error) and "SPADE_ALLOW_TORCHSCRIPT=1" in _texts(at.error)
-    assert loads == [] and "SPADE ran in" not in _status_labels(at)
+    return at.run()

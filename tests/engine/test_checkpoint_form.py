@@ -3,22 +3,17 @@ and std on a 0–255 scale, a std that is not positive, a number of class names 
 the Debugger page shows the message (tests/app/test_checkpoint_form.py), not a model with silently wrong inputs or
 names."""
 
-import io
-
 import pytest
-import torch
 
-from spade_engine.models import ModelLoadError, build_architecture, load_checkpoint
-
-ARCH, SIZE, CLASSES = "tb_resnet", 32, 4
+from spade_engine.models import ModelLoadError, load_checkpoint
+from tests.conftest import CKPT_ARCH as ARCH
+from tests.conftest import CKPT_CLASSES as CLASSES
+from tests.conftest import CKPT_SIZE as SIZE
 
 
 @pytest.fixture(scope="module")
-def weights() -> bytes:
-    torch.manual_seed(0)
-    buf = io.BytesIO()
-    torch.save(build_architecture(ARCH, CLASSES).state_dict(), buf)
-    return buf.getvalue()
+def weights(checkpoint_weights) -> bytes:
+    return checkpoint_weights
 
 
 def test_mean_and_std_on_a_0_255_scale_are_refused_with_the_values_to_type(weights):

@@ -38,6 +38,12 @@ def _inputs(model: nn.Module, names: list[str], views: torch.Tensor) -> dict[str
     return store
 
 
+def _masks_equal(a: nn.Module, b: nn.Module, names) -> list[float]:
+    """Per layer, the share of weights that are zero in both or in neither of two pruned copies."""
+    ma, mb = dict(a.named_modules()), dict(b.named_modules())
+    return [float(((ma[n].weight == 0) == (mb[n].weight == 0)).float().mean()) for n in names]
+
+
 @pytest.mark.parametrize("net", ["resnet", "mobilenet"])
 def test_one_pass_sequential_equals_a_per_layer_loop(net):
     engine = SpadeEngine(NETS[net](), batch_size=64, max_columns=None)
@@ -51,10 +57,7 @@ def test_one_pass_sequential_equals_a_per_layer_loop(net):
         acc = HessianAccumulator(modules[name], torch.float32, None, torch.Generator().manual_seed(0))
         acc.add_batch(_inputs(reference, [name], views)[name])
         prune_layer(modules[name], inverse_hessian(acc.H, cfg.damp), sparsity, cfg.solver, cfg.blocksize)
-    got = dict(pruned.named_modules())
-    masks_equal = [
-        float(((got[n].weight == 0) == (modules[n].weight == 0)).float().mean()) for n in result.layer_target
-    ]
+    masks_equal = _masks_equal(pruned, reference, result.layer_target)
     assert min(masks_equal) > 0.995, masks_equal  # float summation order aside, the same masks
     with torch.no_grad():
         torch.testing.assert_close(pruned(views), reference(views), rtol=1e-3, atol=1e-3)
@@ -152,10 +155,7 @@ def test_one_pass_asymmetric_equals_a_per_layer_loop(net):
         target = torch.linalg.solve(Hd, (W @ (C + Hd - H)).transpose(1, 2)).transpose(1, 2)  # H_d symmetric
         layer.weight.data.copy_(ungroup_weight(layer, target.float()))
         prune_layer(layer, hinv, sparsity, cfg.solver, cfg.blocksize)
-    got = dict(pruned.named_modules())
-    masks_equal = [
-        float(((got[n].weight == 0) == (modules[n].weight == 0)).float().mean()) for n in result.layer_target
-    ]
+    masks_equal = _masks_equal(pruned, reference, result.layer_target)
     assert min(masks_equal) > 0.99, masks_equal
     with torch.no_grad():
         torch.testing.assert_close(pruned(views), reference(views), rtol=2e-3, atol=2e-3)
