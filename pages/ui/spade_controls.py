@@ -100,8 +100,8 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
                                 help=CALIBRATION_HELP)  # fmt: skip
         if card_solver != "sparsegpt" or card.bn_correction != "none" or card.calibration != "dense":
             why = models.spade_why(model_name)
-            extras = [CALIBRATION_PHRASES[card.calibration]] * (card.calibration != "dense")
-            extras += [BN_CORRECTIONS[card.bn_correction].lower()] * (card.bn_correction != "none")
+            extras = [CALIBRATION_PHRASES[card.calibration]] if card.calibration in CALIBRATION_PHRASES else []
+            extras += [BN_CORRECTIONS[card.bn_correction].lower()] if card.bn_correction != "none" else []
             st.caption(f"The model card recommends **{solver_label(card_solver)}**"
                        + "".join(f" with **{e}**" for e in extras[:1]) + "".join(f" and **{e}**" for e in extras[1:])
                        + (f": {why}" if why else "."))  # fmt: skip
