@@ -1,11 +1,15 @@
 """A new photo's first SPADE run and one dense + SPADE Saliency pair on the real EfficientNet-Lite0, per phase.
 
     python benchmarks/real_network_speed.py [--views 64] [--repeats 3] [--threads 2] [--compare | --baseline REV]
+    python benchmarks/real_network_speed.py --calibration dense --sparsity 0.8    # another setting than the card's
 
-Each repeat runs in a fresh process (model loading not timed): `prepare` (augment, the dense pass split into the
-forward itself and the Hessian accumulation per layer type: depthwise, pointwise 1x1, full k x k convs (the
-same-padded stem), linear), one `prune` at `--sparsity` (inverse factors, column sweeps), then a Saliency map on
-the dense model and on the pruned copy (with the time spent making attribution copies).
+Each repeat runs in a fresh process (model loading not timed): `prepare` (augment, the layer trace; before the
+Hessians became lazy it also held the dense pass of the views), one `prune` with the model card's settings
+(asymmetric calibration at 70% for Lite0; `--calibration`, `--sparsity` override them), then a Saliency map on the
+dense model and on the pruned copy (with the time spent making attribution copies). Within the first run: the
+layers' input moments per layer type (depthwise, pointwise 1x1, full k x k convs (the same-padded stem), linear;
+Hessians and the asymmetric cross moments, in whichever pass fills them), the inverse factors, the column sweeps,
+and the rest (the forward passes themselves, the model copy).
 
 `--compare` runs the old code paths (`_old_paths`: the Hessian rule, TF-"same" handling and saliency copies
 from before issue 26's work, selected in-process, so everything else is the same code) side by side with the
@@ -34,22 +38,22 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "assets" / "examples" / "photo_chelsea.jpg"
 TYPES = ("depthwise", "pointwise", "full conv", "linear")
 ROWS = (
-    "prepare",
-    "  augment",
-    "  forward (dense pass without hooks' work)",
-    "  hessian: depthwise",
-    "  hessian: pointwise",
-    "  hessian: full conv",
-    "  hessian: linear",
+    "prepare (augment, layer trace)",
     "prune",
-    "  inverse",
+    "  moments: depthwise",
+    "  moments: pointwise",
+    "  moments: full conv",
+    "  moments: linear",
+    "  inverse (+ asymmetric target)",
     "  solve",
+    "  rest (forward passes, copies)",
     "first SPADE run (prepare + prune)",
     "saliency dense",
     "saliency pruned",
     "  of which attribution copies",
     "saliency pair (dense + pruned)",
 )
+FIRST_RUN = ROWS.index("first SPADE run (prepare + prune)")
 
 
 def layer_type(layer) -> str:
@@ -64,15 +68,17 @@ def layer_type(layer) -> str:
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
-    """One repeat in this process: seconds per row of `ROWS`."""
+    """One repeat in this process: seconds per row of `ROWS` (keys "cpu:<row>": the process's CPU seconds)."""
     import torch
 
     torch.set_num_threads(args.threads)
-    from spade_engine.engine import PruneConfig, SpadeEngine
+    from spade_engine import engine as engine_module
+    from spade_engine.engine import SpadeEngine
     from spade_engine.images import load_image
     from spade_engine.models import load_model
     from spade_engine.pruning.hessian import HessianAccumulator
     from spade_engine.saliency import _canonical, registry
+    from spade_engine.settings import SpadeSettings
 
     if args.old:
         _old_paths()
@@ -80,14 +86,22 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     model = loaded.model
     x = loaded.preprocess(load_image(PHOTO))  # (3, 224, 224)
     engine = SpadeEngine(model)
+    card = SpadeSettings(n_aug=args.views, sparsity=args.sparsity, calibration=args.calibration)
+    config = card.resolved("efficientnet_lite0").prune_config()
     seconds: dict[str, float] = defaultdict(float)
+    seconds["config"] = str(config)  # type: ignore[assignment]
     add_batch, copy_fn = HessianAccumulator.add_batch, _canonical.attribution_copy
+    paired = getattr(engine_module, "paired_moments", None)
 
-    def timed_add_batch(self, inp):
-        t0, c0 = time.perf_counter(), time.process_time()
-        add_batch(self, inp)
-        seconds[f"  hessian: {layer_type(self.layer)}"] += time.perf_counter() - t0
-        seconds[f"cpu:  hessian: {layer_type(self.layer)}"] += time.process_time() - c0
+    def timed(kind_of, fn):
+        def run(*a, **k):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = fn(*a, **k)
+            seconds[f"  moments: {kind_of(*a)}"] += time.perf_counter() - t0
+            seconds[f"cpu:  moments: {kind_of(*a)}"] += time.process_time() - c0
+            return out
+
+        return run
 
     def timed_copy(*a, **k):
         t0 = time.perf_counter()
@@ -95,22 +109,25 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         seconds["  of which attribution copies"] += time.perf_counter() - t0
         return out
 
-    HessianAccumulator.add_batch = timed_add_batch
-    t0, c0 = time.perf_counter(), time.process_time()
-    trace = engine.prepare(x, n_aug=args.views)
-    seconds["prepare"], seconds["cpu:prepare"] = time.perf_counter() - t0, time.process_time() - c0
-    HessianAccumulator.add_batch = add_batch
-    seconds["  augment"] = trace.timings["augment"]
-    hooks = sum(seconds[f"  hessian: {t}"] for t in TYPES)
-    seconds["  forward (dense pass without hooks' work)"] = trace.timings["hessians"] - hooks
-    hooks_cpu = sum(seconds[f"cpu:  hessian: {t}"] for t in TYPES)
-    seconds["cpu:  forward (dense pass without hooks' work)"] = seconds["cpu:prepare"] - hooks_cpu  # with augment
-    t0, c0 = time.perf_counter(), time.process_time()
-    pruned, result = engine.prune(trace, PruneConfig(sparsity=args.sparsity))
-    seconds["prune"], seconds["cpu:prune"] = time.perf_counter() - t0, time.process_time() - c0
-    seconds["  inverse"], seconds["  solve"] = result.timings["inverse"], result.timings["solve"]
-    seconds["first SPADE run (prepare + prune)"] = seconds["prepare"] + seconds["prune"]
-    seconds["cpu:first SPADE run (prepare + prune)"] = seconds["cpu:prepare"] + seconds["cpu:prune"]
+    HessianAccumulator.add_batch = timed(lambda acc, inp: layer_type(acc.layer), add_batch)
+    if paired is not None:
+        engine_module.paired_moments = timed(lambda layer, *a: layer_type(layer), paired)
+
+    def clock(label: str, fn, *a):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn(*a)
+        seconds[label], seconds[f"cpu:{label}"] = time.perf_counter() - t0, time.process_time() - c0
+        return out
+
+    trace = clock("prepare (augment, layer trace)", lambda: engine.prepare(x, n_aug=args.views))
+    pruned, result = clock("prune", engine.prune, trace, config)
+    seconds["  inverse (+ asymmetric target)"], seconds["  solve"] = result.timings["inverse"], result.timings["solve"]
+    for prefix in ("", "cpu:"):
+        first = seconds[prefix + "prepare (augment, layer trace)"] + seconds[prefix + "prune"]
+        seconds[prefix + "first SPADE run (prepare + prune)"] = first
+        moments = sum(seconds[f"{prefix}  moments: {t}"] for t in TYPES)
+        solver = 0.0 if prefix else seconds["  inverse (+ asymmetric target)"] + seconds["  solve"]
+        seconds[prefix + "  rest (forward passes, copies)"] = first - moments - solver
     for module in [m for m in sys.modules.values() if getattr(m, "attribution_copy", None) is copy_fn]:
         module.attribution_copy = timed_copy
     target = int(result.dense_logits.argmax())
@@ -148,7 +165,9 @@ def _old_paths() -> None:
 def run_repeat(src: Path, args: argparse.Namespace, old: bool = False) -> dict[str, float]:
     """One repeat in a fresh process with `src` first on the path (`old`: with `_old_paths`)."""
     cmd = [sys.executable, __file__, "--worker", "--views", str(args.views), "--threads", str(args.threads)]
-    cmd += ["--sparsity", str(args.sparsity)] + (["--old"] if old else [])
+    cmd += ["--calibration", args.calibration] if args.calibration else []
+    cmd += ["--old"] if old else []
+    cmd += ["--sparsity", str(args.sparsity)] if args.sparsity is not None else []
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}", "SPADE_OFFLINE": "1"}
     env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=ROOT).stdout
@@ -156,8 +175,9 @@ def run_repeat(src: Path, args: argparse.Namespace, old: bool = False) -> dict[s
 
 
 def extract(commit: str, into: Path) -> Path:
-    """`spade_engine/` of `commit` under `into` (git archive; the repository is not touched)."""
-    archive = subprocess.run(["git", "archive", commit, "spade_engine"], cwd=ROOT, check=True, capture_output=True)
+    """`spade_engine/` and the model cards of `commit` under `into` (git archive; the repository is not touched)."""
+    archive = subprocess.run(["git", "archive", commit, "spade_engine", "assets/models"], cwd=ROOT, check=True,
+                             capture_output=True)  # fmt: skip
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
@@ -189,7 +209,10 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sparsity", type=float, default=0.8)
+    parser.add_argument("--sparsity", type=float, default=None, help="default: the model card's")
+    parser.add_argument(
+        "--calibration", default=None, choices=("dense", "sequential", "asymmetric"), help="default: the model card's"
+    )
     parser.add_argument("--baseline", default=None, help="a commit to run side by side (its spade_engine/)")
     parser.add_argument("--compare", action="store_true", help="also the old paths (`_old_paths`), alternating")
     parser.add_argument("--old", action="store_true", help=argparse.SUPPRESS)
@@ -209,11 +232,12 @@ def main() -> None:
         for r in range(args.repeats):
             for name, (src, old) in versions.items():
                 runs[name].append(run_repeat(src, args, old))
-                print(f"  repeat {r + 1}/{args.repeats} {name}: first run {runs[name][-1][ROWS[10]]:.2f} s", flush=True)
+                first = runs[name][-1][ROWS[FIRST_RUN]]
+                print(f"  repeat {r + 1}/{args.repeats} {name}: first run {first:.2f} s", flush=True)
     print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
-    print(
-        f"Lite0, 224 px, {args.views} views, {args.threads} threads, sparsity {args.sparsity}, {args.repeats} repeats"
-    )
+    print(f"Lite0, 224 px, {args.views} views, {args.threads} threads, {args.repeats} repeats")
+    for name, rs in runs.items():
+        print(f"  {name}: {rs[0]['config']}")
     table(runs)
     print()
     table(runs, "cpu:")

@@ -1,8 +1,10 @@
 """SpadeEngine: sample-targeted pruning (SPADE, arXiv 2310.04519) with a per-sample cache.
 
-`prepare` does everything that depends only on the sample (augmented views, one dense pass filling every
-prunable layer's Hessian); `prune` runs the layer-wise solver at a sparsity and returns a pruned *copy*.
-The dampened inverse-Hessian factors are cached per trace too, so a slider move costs only the column sweeps.
+`prepare` does what depends only on the sample (augmented views, the layer trace, the dense logits); `prune`
+runs the layer-wise solver at a sparsity and returns a pruned *copy*. The first prune that needs the dense
+network's layer Hessians fills every prunable layer's in one dense pass of the views and caches them on the trace,
+with the dampened inverse-Hessian factors, so a slider move costs only the column sweeps. The sequential and
+asymmetric calibrations fill their own moments in their pruning pass instead, so they never run that dense pass.
 
 SPADE prunes what forward hooks can see: every Conv2d and Linear *module* called once per forward pass. Weight
 matrices used functionally (`nn.MultiheadAttention`'s input and output projections in torchvision's ViT and
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from spade_engine.augment import AugmentConfig, augment
-from spade_engine.hooks import LayerTrace, forward_hooks, forward_pre_hooks, layer_trace
+from spade_engine.hooks import LayerTrace, forward_hooks, forward_pre_hooks, layer_trace, replaced_forwards
 from spade_engine.pruning import (
     SOLVERS,
     HessianAccumulator,
@@ -148,17 +150,57 @@ class Trace:
     sample: torch.Tensor  # (3, H, W) in [0, 1], CPU
     views: torch.Tensor  # (B, 3, H, W) uint8, CPU: the calibration batch
     layers: tuple[str, ...]  # prunable layers in execution order
-    hessians: dict[str, torch.Tensor]  # name -> (G, d, d), filled in one dense pass
     dense_logits: torch.Tensor  # (K,) CPU
     timings: dict[str, float]
     first_conv: str | None = None  # first Conv2d executed (sees raw pixels)
     head: str | None = None  # last layer executed, when it is a Linear
     inverses: dict[tuple[str, float], InverseHessian] = field(default_factory=dict)
     prunes: int = 0  # how many prunes have used this trace
-    view_agreement: float = 1.0  # share of calibration views the dense model gives the sample's class
     unreachable: dict[str, str] = field(default_factory=dict)  # weight layers hooks cannot prune -> why
     energies: dict[str, float] = field(default_factory=dict)  # name -> W H W^T of the dense layer (`dense_energy`)
-    bn_stats: dict[str, ChannelStats] = field(default_factory=dict)  # BatchNorm -> dense input statistics (views)
+    # One dense pass of the views with hooks: () -> (Hessians, BatchNorm statistics). Run on first use only: the
+    # asymmetric calibration (the EfficientNet-Lite cards' default) fills its own moments in its pruning pass.
+    fill_moments: Callable[[], tuple[dict, dict]] | None = field(default=None, repr=False)
+    _hessians: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    _bn_stats: dict[str, ChannelStats] | None = field(default=None, repr=False)
+    # () -> (B,) the dense model's class per view, when no dense pass of the views has recorded them yet.
+    predict_views: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
+    _view_preds: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def view_predictions(self) -> torch.Tensor:
+        """(B,) the dense model's class for each calibration view (CPU): recorded by the first dense pass of the
+        views (a prune's), or one plain forward when read before any."""
+        if self._view_preds is None:
+            self._view_preds = self.predict_views() if self.predict_views else self.dense_logits.argmax().view(1)
+        return self._view_preds
+
+    @property
+    def view_agreement(self) -> float:
+        """Share of calibration views the dense model gives the sample's class, in [0, 1]."""
+        return float((self.view_predictions == self.dense_logits.argmax()).float().mean())
+
+    @property
+    def hessians(self) -> dict[str, torch.Tensor]:
+        """Prunable layer name -> (G, d, d) input Hessian `2/n X X^T` on the views, from one dense pass (run on
+        first use, `fill_moments`)."""
+        self._fill()
+        return self._hessians
+
+    @property
+    def bn_stats(self) -> dict[str, ChannelStats]:
+        """BatchNorm name -> its dense input statistics on the views (same pass as `hessians`)."""
+        self._fill()
+        return self._bn_stats
+
+    @property
+    def has_moments(self) -> bool:
+        """Whether the dense pass that fills `hessians` and `bn_stats` has run."""
+        return self._hessians is not None
+
+    def _fill(self) -> None:
+        if self._hessians is None:
+            self._hessians, self._bn_stats = self.fill_moments() if self.fill_moments else ({}, {})
 
     @property
     def n_aug(self) -> int:
@@ -166,7 +208,7 @@ class Trace:
 
     @property
     def nbytes(self) -> int:
-        hs = sum(h.numel() * h.element_size() for h in self.hessians.values())
+        hs = sum(h.numel() * h.element_size() for h in (self._hessians or {}).values())
         return hs + self.views.numel() + sum(i.nbytes for i in self.inverses.values())
 
     def float_views(self) -> torch.Tensor:
@@ -290,7 +332,8 @@ class SpadeEngine:
         augment_config: AugmentConfig | None = None,
         progress: Progress | None = None,
     ) -> Trace:
-        """Build (or fetch from the cache) the sample's trace: views, Hessians, dense logits.
+        """Build (or fetch from the cache) the sample's trace: views, layer trace, dense logits. The dense pass
+        of the views (Hessians, BatchNorm statistics, view predictions) runs on the first `prune` that needs it.
 
         Args:
             x: (3, H, W) image in [0, 1].
@@ -326,20 +369,50 @@ class SpadeEngine:
         views = (augment(x.detach().cpu(), n_aug, seed, aug) * 255).round().to(torch.uint8)  # (B, 3, H, W)
         timings["augment"] = time.perf_counter() - t0
         found, layers, unreachable = self._prunable_layers(x)
-        t0 = time.perf_counter()
-        view_preds: list[torch.Tensor] = []
-        bn_stats: dict[str, ChannelStats] = {}
-        hessians = self._accumulate(self._work, layers, views, seed, progress, view_preds, bn_stats)
-        timings["hessians"] = time.perf_counter() - t0
         with torch.no_grad():
             dense_logits = self._work(x.unsqueeze(0).to(self.device))[0].float().cpu()
         self.stats["traces_built"] += 1
-        agreement = float((torch.cat(view_preds) == dense_logits.argmax()).float().mean())
-        return Trace(
-            key, x.detach().cpu().clone(), views, tuple(layers), hessians, dense_logits, timings, found.first_conv,
-            found.head,
-            view_agreement=agreement, unreachable=unreachable, bn_stats=bn_stats,
+        trace = Trace(
+            key, x.detach().cpu().clone(), views, tuple(layers), dense_logits, timings, found.first_conv, found.head,
+            unreachable=unreachable,
         )  # fmt: skip
+        # The dense passes of the views run when a prune needs them: its progress shows them.
+        trace.fill_moments = lambda: self._moments(trace, progress=_no_progress)
+        trace.predict_views = lambda: self._predict(trace.views, _no_progress)
+        return trace
+
+    def _predict(self, views: torch.Tensor, progress: Progress) -> torch.Tensor:
+        """(B,) the dense model's class for each uint8 view (B, 3, H, W), batch by batch."""
+        preds = []
+        with torch.no_grad():
+            for b, batch in enumerate(batches := views.split(self.batch_size)):
+                progress("forward", b, len(batches))
+                check_cancelled()
+                preds.append(self._work(self._float_batch(batch)).argmax(-1).cpu())
+        return torch.cat(preds)
+
+    def _float_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch of views as float in [0, 1] on the device, channels-last where the model runs so."""
+        batch = batch.to(self.device).float().div_(255.0)  # (B, 3, H, W)
+        if self._channels_last:  # the convs run ~20% faster on CPU (oneDNN); same values to rounding
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def _moments(self, trace: Trace, progress: Progress) -> tuple[dict, dict]:
+        """Fill `trace`'s Hessians and BatchNorm statistics by one dense pass of its views (under the lock;
+        its time goes to `trace.timings["hessians"]`). Returns (hessians, bn_stats)."""
+        with self._lock:
+            if not trace.has_moments:
+                t0 = time.perf_counter()
+                bn_stats: dict[str, ChannelStats] = {}
+                preds: list[torch.Tensor] = []
+                hessians = self._accumulate(self._work, list(trace.layers), trace.views, trace.key[3], progress, preds,
+                                            bn_stats)  # fmt: skip
+                if trace._view_preds is None:
+                    trace._view_preds = torch.cat(preds)
+                trace.timings["hessians"] = time.perf_counter() - t0
+                trace._hessians, trace._bn_stats = hessians, bn_stats
+            return trace._hessians, trace._bn_stats
 
     def _prunable_layers(self, x: torch.Tensor) -> tuple[LayerTrace, list[str], dict[str, str]]:
         """The model's layers as `hooks.layer_trace` sees them (execution order, shared layers out, first conv and
@@ -411,10 +484,7 @@ class SpadeEngine:
             for b, batch in enumerate(batches):
                 progress("hessians", b, len(batches))
                 check_cancelled()
-                batch = batch.to(self.device).float().div_(255.0)  # (B, 3, H, W)
-                if self._channels_last:  # the convs run ~20% faster on CPU (oneDNN); same values to rounding
-                    batch = batch.contiguous(memory_format=torch.channels_last)
-                out = model(batch)
+                out = model(self._float_batch(batch))
                 if predictions is not None:
                     predictions.append(out.argmax(-1).cpu())
         self.stats["hessian_passes"] += 1
@@ -550,6 +620,10 @@ class SpadeEngine:
         timings = {} if cached else {k: v for k, v in trace.timings.items()}
         timings.update(inverse=0.0, solve=0.0)
         t_start = time.perf_counter()
+        own_pass = cfg.sequential or cfg.asymmetric  # these fill their Hessians in their own pass of the views
+        if not trace.has_moments and (not own_pass or cfg.bn_correction != "none"):
+            self._moments(trace, progress)
+            timings["hessians"] = trace.timings["hessians"]
         pruned = copy.deepcopy(self._work).eval()
         modules = dict(pruned.named_modules())
         targets = cfg.targets(list(trace.layers), trace.first_conv, trace.head)
@@ -567,7 +641,7 @@ class SpadeEngine:
             errors[name] = self._layer_error(trace, name, W, W_hat, H, hinv, None if fresh else loss, cfg)
             self.stats["solves"] += 1
 
-        if cfg.sequential or cfg.asymmetric:
+        if own_pass:
             self._sequential_pass(trace, pruned, targets, cfg, solve, timings)
         else:
             for i, name in enumerate(targets):
@@ -577,7 +651,8 @@ class SpadeEngine:
                 solve(i, name, trace.hessians[name], hinv, False)
         progress("evaluate", len(targets), len(targets))
         t0 = time.perf_counter()
-        moved = correct_batchnorms(pruned, trace.bn_stats, trace.float_views().to(self.device), cfg.bn_correction)
+        stats = trace.bn_stats if cfg.bn_correction != "none" else {}
+        moved = correct_batchnorms(pruned, stats, trace.float_views().to(self.device), cfg.bn_correction)
         if moved:
             timings["bn_correction"] = time.perf_counter() - t0
         with torch.no_grad():
@@ -592,53 +667,60 @@ class SpadeEngine:
 
     def _sequential_pass(self, trace: Trace, pruned: nn.Module, targets: dict[str, float], cfg: PruneConfig,
                          solve: Callable, timings: dict[str, float]) -> None:  # fmt: skip
-        """SparseGPT's sequential mode in one pass: all views go through the copy as one batch; at each target
-        layer a hook fills its Hessian from the inputs the already-pruned prefix gives, prunes it, and returns
-        the pruned layer's output, so every later layer sees the pruned prefix (Frantar & Alistarh 2023,
-        arXiv 2301.00774, section 3.5). The first target's inputs are the dense ones: its cached Hessian serves.
+        """SparseGPT's sequential mode in one pass: all views go through the copy as one batch; each target layer
+        fills its Hessian from the inputs the already-pruned prefix gives, is pruned, and then computes its
+        output, so every later layer sees the pruned prefix (Frantar & Alistarh 2023, arXiv 2301.00774, section
+        3.5). The first target's inputs are the dense ones: the trace's Hessian serves when it has been filled.
 
         With `cfg.asymmetric` the batch holds every view twice, dense half first: at a target layer the dense
-        half keeps the output of the dense weights (the hook sees the layer's output before it prunes it) and the
-        pruned half gets the pruned layer's, and the layer is pruned towards the dense half's output
-        (`pruning.asymmetric`). Memory: one forward of all views (twice with `asymmetric`)
-        at once, no autograd."""
+        half gets the dense weights' output and the pruned half the pruned layer's, and the layer is pruned
+        towards the dense half's output (`pruning.asymmetric`); the dense half's logits give the trace its view
+        predictions. Each half is computed once (the target layers' forward is replaced for the pass, not
+        hooked). Memory: one forward of all views (twice with `asymmetric`) at once, no autograd."""
         modules = dict(pruned.named_modules())
         order = list(targets)
         gen = torch.Generator().manual_seed(int(trace.key[3]) + 1)
 
-        def hook(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-            check_cancelled()
-            i, fresh = order.index(name), order.index(name) > 0
+        def asymmetric(i: int, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            x_dense, x_pruned = x.chunk(2)
+            y_dense = type(module).forward(module, x_dense)  # the dense weights, before the solve changes them
             t0 = time.perf_counter()
-            if cfg.asymmetric:
-                x_dense, x_pruned = inputs[0].chunk(2)
-                H, C = paired_moments(module, x_dense, x_pruned, self.max_columns, gen)
-                timings["hessians"] = timings.get("hessians", 0.0) + time.perf_counter() - t0
-                t0 = time.perf_counter()
-                hinv = inverse_hessian(H, cfg.damp)
-                module.weight.data.copy_(ungroup_weight(module, asymmetric_target(grouped_weight(module), H, C, hinv)))
-                timings["inverse"] += time.perf_counter() - t0
-                solve(i, name, H, None if cfg.solver == "magnitude" else hinv, True)
-                return torch.cat([output.chunk(2)[0], module.forward(x_pruned)])  # `output`: dense weights
-            if fresh:
+            H, C = paired_moments(module, x_pruned if i == 0 else x_dense, x_pruned, self.max_columns, gen)
+            timings["hessians"] = timings.get("hessians", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            hinv = inverse_hessian(H, cfg.damp)
+            module.weight.data.copy_(ungroup_weight(module, asymmetric_target(grouped_weight(module), H, C, hinv)))
+            timings["inverse"] += time.perf_counter() - t0
+            solve(i, name, H, None if cfg.solver == "magnitude" else hinv, True)
+            return torch.cat([y_dense, type(module).forward(module, x_pruned)])
+
+        def sequential(i: int, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            t0 = time.perf_counter()
+            if i == 0 and trace.has_moments:  # dense inputs: the trace's Hessian and cached inverse factor
+                H = trace.hessians[name]
+                hinv = None if cfg.solver == "magnitude" else self._inverse(trace, name, cfg.damp)
+            else:
                 acc = HessianAccumulator(module, self.hessian_dtype, self.max_columns, gen, self.hessian_matmul)
-                acc.add_batch(inputs[0])
+                acc.add_batch(x)
                 H = acc.H
                 timings["hessians"] = timings.get("hessians", 0.0) + time.perf_counter() - t0
                 t0 = time.perf_counter()
                 hinv = None if cfg.solver == "magnitude" else inverse_hessian(H, cfg.damp)
-            else:
-                H = trace.hessians[name]
-                hinv = None if cfg.solver == "magnitude" else self._inverse(trace, name, cfg.damp)
             timings["inverse"] += time.perf_counter() - t0
-            solve(i, name, H, hinv, fresh)
-            return module.forward(*inputs)  # the pruned layer's output (`forward` skips the hooks)
+            solve(i, name, H, hinv, i > 0 or not trace.has_moments)
+            return type(module).forward(module, x)  # the pruned layer's output
 
-        views = trace.float_views().to(self.device)  # (B, 3, H, W)
+        def step(name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            check_cancelled()
+            return (asymmetric if cfg.asymmetric else sequential)(order.index(name), name, module, x)
+
+        views = self._float_batch(trace.views)  # (B, 3, H, W)
         if cfg.asymmetric:
             views = torch.cat([views, views])
-        with forward_hooks({n: modules[n] for n in order}, hook), torch.no_grad():
-            pruned(views)
+        with replaced_forwards({n: modules[n] for n in order}, step), torch.no_grad():
+            logits = pruned(views)
+        if cfg.asymmetric and trace._view_preds is None:
+            trace._view_preds = logits.chunk(2)[0].argmax(-1).cpu()
         self.stats["hessian_passes"] += 1
 
     @staticmethod

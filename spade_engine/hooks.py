@@ -1,7 +1,8 @@
 """Forward hooks as context managers: registered on entry, always removed on exit (also after exceptions).
 
 The only place in `spade_engine` that registers hooks: `forward_hooks` (a hook body per call, which may return a
-replacement output), `forward_pre_hooks` (before each call) and `capture` (record inputs or outputs). Every user
+replacement output), `forward_pre_hooks` (before each call), `replaced_forwards` (a module's forward swapped for the block) and
+`capture` (record inputs or outputs). Every user
 is listed in tests/engine/test_hook_hygiene.py, which checks that no hook is left, also after an exception.
 """
 
@@ -33,6 +34,29 @@ def forward_hooks(modules: Mapping[str, nn.Module], fn: HookFn) -> Iterator[None
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def replaced_forwards(
+    modules: Mapping[str, nn.Module], fn: Callable[[str, nn.Module, torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Inside the block, calling one of `modules` computes `fn(name, module, input)` instead of its forward (hooks
+    still run around it); `type(module).forward(module, x)` inside `fn` is the original. For passes that must
+    compute a layer differently on parts of the batch, which a forward hook could only do after the fact.
+
+    Args:
+        modules: name -> module taking one tensor; fn: the replacement, returning the module's output.
+    """
+    own = {name: module.__dict__["forward"] for name, module in modules.items() if "forward" in module.__dict__}
+    try:
+        for name, module in modules.items():
+            module.forward = lambda x, name=name, module=module: fn(name, module, x)
+        yield
+    finally:
+        for name, module in modules.items():
+            module.__dict__.pop("forward", None)
+            if name in own:  # a forward set on the instance before the block
+                module.forward = own[name]
 
 
 @contextmanager

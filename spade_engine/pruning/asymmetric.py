@@ -41,7 +41,8 @@ def paired_moments(
 
     Args:
         layer: a Conv2d (any groups, padding) or Linear.
-        x_dense, x_pruned: the layer's input in the dense and in the pruned network, same shape (B, ...).
+        x_dense, x_pruned: the layer's input in the dense and in the pruned network, same shape (B, ...); one
+            tensor passed as both (the first pruned layer) gives C = H, computed once.
         max_columns: cap on the columns of the subset; None: all.
         generator: seeded generator for the subset.
 
@@ -55,24 +56,27 @@ def paired_moments(
         raise ValueError(f"dense and pruned inputs differ in shape: {tuple(x_dense.shape)} vs {tuple(x_pruned.shape)}")
     conv = isinstance(layer, nn.Conv2d)
     n = _conv_columns(layer, x_pruned) if conv else x_pruned.numel() // x_pruned.shape[-1]
+    same = x_dense is x_pruned  # the first pruned layer: C == H, computed once
     if depthwise_eligible(layer) and (max_columns is None or n <= DEPTHWISE_ALL_COLUMNS * max_columns):
-        return _depthwise_moments(layer, x_dense.float(), x_pruned.float())
+        return _depthwise_moments(layer, x_dense.float(), x_pruned.float(), same)
     idx = None
     if max_columns is not None and n > max_columns:
         idx = torch.randperm(n, generator=generator)[:max_columns].to(x_pruned.device)
-    if conv and _pointwise(layer):
-        xd, xp = (x.transpose(0, 1).reshape(1, x.shape[1], -1) for x in (x_dense, x_pruned))  # (1, C, B*H*W)
-        if idx is not None:
-            xd, xp = xd[..., idx], xp[..., idx]
-    elif conv and idx is not None:
-        xd, xp = sampled_columns(layer, x_dense, idx), sampled_columns(layer, x_pruned, idx)  # (G, d, N)
-    else:
-        xd, xp = layer_columns(layer, x_dense), layer_columns(layer, x_pruned)
-        if idx is not None:
-            xd, xp = xd[..., idx], xp[..., idx]
+
+    def columns(x: torch.Tensor) -> torch.Tensor:  # (G, d, N)
+        if conv and _pointwise(layer):
+            return _channel_columns(x, idx)
+        if conv and idx is not None:
+            return sampled_columns(layer, x, idx)
+        cols = layer_columns(layer, x)
+        return cols if idx is None else cols[..., idx]
+
+    xp = columns(x_pruned)
+    xd = xp if same else columns(x_dense)
     xd, xp = xd.float(), xp.float()
     n = xp.shape[-1]
-    return 2.0 / n * xp @ xp.transpose(1, 2), 2.0 / n * xd @ xp.transpose(1, 2)
+    H = 2.0 / n * xp @ xp.transpose(1, 2)
+    return H, H if same else 2.0 / n * xd @ xp.transpose(1, 2)
 
 
 def _pointwise(layer: nn.Conv2d) -> bool:
@@ -81,8 +85,19 @@ def _pointwise(layer: nn.Conv2d) -> bool:
             and input_padding(layer, 1, 1)[0] == (0, 0, 0, 0))  # fmt: skip
 
 
-def _depthwise_moments(layer: nn.Conv2d, x_dense: torch.Tensor, x_pruned: torch.Tensor):
-    """`paired_moments` of a depthwise conv over every column, chunk by chunk of images."""
+def _channel_columns(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    """A pointwise conv's columns (1, C, N): the channels of `x` (B, C, H, W) at every position, image-major as
+    `layer_columns`, or at the positions `idx` only (gathered without copying the whole input)."""
+    b, c = x.shape[:2]
+    if idx is None:
+        return x.transpose(0, 1).reshape(1, c, -1)
+    hw = x.shape[2] * x.shape[3]
+    return x.flatten(2)[idx // hw, :, idx % hw].T.unsqueeze(0)  # (1, C, N)
+
+
+def _depthwise_moments(layer: nn.Conv2d, x_dense: torch.Tensor, x_pruned: torch.Tensor, same: bool = False):
+    """`paired_moments` of a depthwise conv over every column, chunk by chunk of images (`same`: the two inputs
+    are one tensor, C == H)."""
     b, c, h, w = x_pruned.shape
     pads, mode = input_padding(layer, h, w)
     k = layer.kernel_size[0] * layer.kernel_size[1]
@@ -92,12 +107,13 @@ def _depthwise_moments(layer: nn.Conv2d, x_dense: torch.Tensor, x_pruned: torch.
     step = max(1, CHUNK_BYTES // max(per_image, 1))
     n = 0
     for xd, xp in zip(x_dense.split(step), x_pruned.split(step), strict=True):
-        cd = strided_columns(layer, F.pad(xd, pads, mode=mode).contiguous())  # (C, K, b*L)
-        cp = strided_columns(layer, F.pad(xp, pads, mode=mode).contiguous())
+        cp = strided_columns(layer, F.pad(xp, pads, mode=mode).contiguous())  # (C, K, b*L)
         H += cp @ cp.transpose(1, 2)
-        C += cd @ cp.transpose(1, 2)
+        if not same:
+            C += strided_columns(layer, F.pad(xd, pads, mode=mode).contiguous()) @ cp.transpose(1, 2)
         n += cp.shape[-1]
-    return 2.0 / n * (H + H.mT) / 2, 2.0 / n * C
+    H = 2.0 / n * (H + H.mT) / 2
+    return H, H if same else 2.0 / n * C
 
 
 def _conv_columns(layer: nn.Conv2d, x: torch.Tensor) -> int:

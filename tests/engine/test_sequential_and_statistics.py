@@ -198,3 +198,38 @@ def test_paired_moments_equal_the_unfolded_products(layer, shape):
     n = cp.shape[-1]
     torch.testing.assert_close(H, 2 / n * cp @ cp.mT, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(C, 2 / n * cd @ cp.mT, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.Conv2d(8, 16, 1), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 3, stride=2, padding=1)],
+)
+def test_paired_moments_subsample_the_same_columns_of_both_inputs(layer):
+    """Above `max_columns` both moments use one random subset of the unfolded columns (gathered, never the whole
+    unfold); one tensor passed as both inputs (the first pruned layer) gives C equal to H."""
+    torch.manual_seed(0)
+    xd, xp = torch.randn(3, 8, 12, 12), torch.randn(3, 8, 12, 12)
+    cd, cp = layer_columns(layer, xd), layer_columns(layer, xp)  # (G, d, N)
+    cap = cp.shape[-1] // 5
+    H, C = paired_moments(layer, xd, xp, cap, torch.Generator().manual_seed(7))
+    idx = torch.randperm(cp.shape[-1], generator=torch.Generator().manual_seed(7))[:cap]
+    torch.testing.assert_close(H, 2 / cap * cp[..., idx] @ cp[..., idx].mT, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(C, 2 / cap * cd[..., idx] @ cp[..., idx].mT, rtol=1e-4, atol=1e-5)
+    H1, C1 = paired_moments(layer, xp, xp, cap, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(H1, H)
+    assert C1 is H1
+
+
+def test_asymmetric_prune_runs_one_pass_and_records_the_view_predictions():
+    """The asymmetric calibration needs no dense Hessian pass: the prune's own pass (views twice) is the only one,
+    and its dense half gives the views' predictions, as a plain dense forward of the views does."""
+    engine = SpadeEngine(NETS["vgg"](), batch_size=16)  # its views of this sample get two classes
+    trace = engine.prepare(sample(), n_aug=32, seed=0)
+    _, result = engine.prune(trace, PruneConfig(0.7, asymmetric=True))
+    assert engine.stats["hessian_passes"] == 1 and not trace.has_moments
+    with torch.no_grad():
+        classes = engine.model(trace.float_views()).argmax(-1)
+    assert torch.equal(trace.view_predictions, classes) and len(classes.unique()) > 1  # not one class everywhere
+    assert result.view_agreement == pytest.approx(float((classes == trace.dense_logits.argmax()).float().mean()))
+    engine.prune(trace, PruneConfig(0.7))  # the sweep fills the Hessians on first need
+    assert trace.has_moments and engine.stats["hessian_passes"] == 2
