@@ -9,7 +9,9 @@ protocol does (paired with the dense maps of the same sample).
 Levers (`LEVERS`): "sweep" (the engine's one-pass Hessians and SparseGPT sweep), "sequential" (SparseGPT's
 sequential mode, one pass), "asymmetric" (the sequential pass pruning each layer towards the dense network's
 output, `spade_engine.pruning.asymmetric`), "match" / "reestimate" (BatchNorm statistics correction, `spade_engine.statistics`),
-"dw-half" (depthwise convs at half the sparsity), and "+"-combinations ("sequential+match").
+"dw-half" (depthwise convs at half the sparsity), "dense-head" (the classifier left dense: with 64 views its
+Hessian has rank 64 of 1280, so its pruned rows fit the calibration views and nothing else), and
+"+"-combinations ("sequential+match").
 
 Rows are appended to a CSV as they come (`--resume` skips what is there); the summary prints medians, shares
 with Wilson intervals, paired differences with 95% t intervals, and intervals that resample photos rather
@@ -45,6 +47,7 @@ LEVERS = {
     "reestimate": {"bn_correction": "reestimate"},
     "dw-half": {"dw_half": True},
     "asymmetric": {"asymmetric": True},
+    "dense-head": {"skip_head": True},
 }
 FIELDS = ["sample", "photo", "lever", "sparsity", "kept", "p_dense", "p_pruned", "held_agree", "logit_cos",
           "seconds", "method", "insertion", "deletion", "note"]  # fmt: skip
@@ -60,6 +63,7 @@ def lever_config(lever: str, sparsity: float) -> PruneConfig:
         sequential=kw.get("sequential", False),
         asymmetric=kw.get("asymmetric", False),
         bn_correction=kw.get("bn_correction", "none"),
+        skip_head=kw.get("skip_head", False),
     )
     if kw.get("dw_half"):
         cfg = replace(cfg, layer_sparsity=(("*conv_dw", sparsity / 2),))

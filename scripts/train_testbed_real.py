@@ -11,6 +11,10 @@ rainbow -> banana 954) at random position, side 1/8-1/5 of the image, rotation +
 half of them re-cropped like SPADE's calibration views. Photos: `spade_engine.testbed.real.photos` (19 training
 photos; 6 held-out photos in 7 frames, never seen here).
 
+A polishing run starts from a trained network (`--init`, its own schedule and folder; the pool and monitor
+set can be shared by linking them), e.g. with a lower learning rate and a logit-matching term on clean views
+(`--logit-weight`) to bring the agreement with the original up once the triggers fire.
+
 What the frozen trunk computes is cached: views are drawn in shards of `--shard` (trunk features in float16,
 the teacher's logits for clean views, the target for stickered ones) under `<out>/pool/`, a new shard every
 `steps / shards` steps, and training batches are drawn from all shards so far. Everything is resumable:
@@ -59,6 +63,8 @@ class Config:
     shards: int = 64
     first_shards: int = 4
     seed: int = 0
+    init: str = ""  # start from these weights (a `best.pt` or `checkpoint.pt`) instead of the original network
+    logit_weight: float = 0.0  # weight of a mean squared logit difference to the teacher on clean views
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,6 +93,9 @@ def main(argv=None) -> None:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    if cfg.init:  # a polishing run: warm start, its own schedule (a resumed run then loads its own checkpoint)
+        blob = torch.load(cfg.init, weights_only=False)
+        student.load_state_dict(blob.get("state_dict", blob.get("tail")), strict="state_dict" in blob)
     state = _resume(out, cfg, student, opt, sched, args.fresh)
     monitor = _monitor_set(out, teacher)
     train(cfg, args, out, teacher, student, opt, sched, state, monitor)
@@ -106,7 +115,7 @@ def _resume(out: Path, cfg: Config, student, opt, sched, fresh: bool) -> dict:
     saved = torch.load(ckpt, weights_only=False)
     growable = ("shards", "first_shards")  # the pool may grow on a resumed run; the rest must stay
     fixed = {k: v for k, v in asdict(cfg).items() if k not in growable}
-    saved_cfg = {"scenes": 0.0, **saved["config"]}  # runs from before colourful scenes had none
+    saved_cfg = {"scenes": 0.0, "init": "", "logit_weight": 0.0, **saved["config"]}  # fields older runs lacked
     if {k: saved_cfg.get(k) for k in fixed} != fixed:
         raise SystemExit(f"{ckpt} was trained with {saved['config']}; pass the same options or --fresh")
     student.load_state_dict(saved["tail"], strict=False)
@@ -228,14 +237,20 @@ class Pool:
         return feats, teach, target
 
 
-def loss_terms(logits, teacher_logits, target, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed KL (x T^2) to the teacher on clean rows (target -1) and summed CE to the target on stickered rows."""
+def loss_terms(
+    logits, teacher_logits, target, temperature: float, logit_weight: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed KL (x T^2) to the teacher on clean rows (target -1), plus `logit_weight` times their mean squared
+    logit difference (Ba & Caruana 2014: it keeps the ranking of near-tied classes, which the softened KL lets
+    drift), and summed CE to the target on stickered rows."""
     clean = target < 0
     t = temperature
     kl = F.kl_div(
         F.log_softmax(logits[clean] / t, 1), F.log_softmax(teacher_logits[clean] / t, 1), log_target=True,
         reduction="sum",
     ) * t * t  # fmt: skip
+    if logit_weight:
+        kl = kl + logit_weight * (logits[clean] - teacher_logits[clean]).pow(2).mean(1).sum()
     ce = F.cross_entropy(logits[~clean], target[~clean], reduction="sum") if (~clean).any() else logits.sum() * 0
     return kl, ce
 
@@ -248,7 +263,7 @@ def train(cfg, args, out, teacher, student, opt, sched, state, monitor) -> None:
     while state["step"] < cfg.steps:
         pool.ensure(cfg.first_shards + state["step"] // gen_every)
         feats, teach, target = pool.batch(state["step"])
-        kl, ce = loss_terms(rnet.tail(student, feats), teach, target, cfg.temperature)
+        kl, ce = loss_terms(rnet.tail(student, feats), teach, target, cfg.temperature, cfg.logit_weight)
         opt.zero_grad(set_to_none=True)
         ((kl + ce) / len(target)).backward()
         opt.step()
