@@ -2,7 +2,9 @@
 
 For every offline photo sample (`spade_engine.photos`: whole photos and square crops), every lever and every
 sparsity: is the dense top-1 kept on the sample, how many *held-out* views (another augmentation seed, same
-crop range) the pruned network classifies like the dense one, the mean cosine of their logits, and optionally
+crop range) the pruned network classifies like the dense one (all of them, and the "clear" ones, where the dense
+top-1 probability leads the second by at least `CLEAR_MARGIN`: near-ties flip under any small change), the mean
+cosine of their logits, and optionally
 the insertion / deletion AUC of saliency maps of the pruned network, scored on the dense model as the paper's
 protocol does (paired with the dense maps of the same sample).
 
@@ -10,7 +12,8 @@ Levers (`LEVERS`): "sweep" (the engine's one-pass Hessians and SparseGPT sweep),
 sequential mode, one pass), "asymmetric" (the sequential pass pruning each layer towards the dense network's
 output, `spade_engine.pruning.asymmetric`), "match" / "reestimate" (BatchNorm statistics correction, `spade_engine.statistics`),
 "dw-half" (depthwise convs at half the sparsity), "dense-head" (the classifier left dense: with 64 views its
-Hessian has rank 64 of 1280, so its pruned rows fit the calibration views and nothing else), and
+Hessian has rank 64 of 1280, so its pruned rows fit the calibration views and nothing else), "obs-budget" (the
+same number of weights pruned, shared among layers by their relative OBS error, `spade_engine.pruning.budget`), and
 "+"-combinations ("sequential+match").
 
 Rows are appended to a CSV as they come (`--resume` skips what is there); the summary prints medians, shares
@@ -48,9 +51,11 @@ LEVERS = {
     "dw-half": {"dw_half": True},
     "asymmetric": {"asymmetric": True},
     "dense-head": {"skip_head": True},
+    "obs-budget": {"budget": "obs"},
 }
 FIELDS = ["sample", "photo", "lever", "sparsity", "kept", "p_dense", "p_pruned", "held_agree", "logit_cos",
-          "seconds", "method", "insertion", "deletion", "note"]  # fmt: skip
+          "seconds", "method", "insertion", "deletion", "note", "held_clear", "n_clear"]  # fmt: skip
+CLEAR_MARGIN = 0.1  # a held-out view is "clear" when the dense top-1 probability leads the second by this much
 
 
 def lever_config(lever: str, sparsity: float) -> PruneConfig:
@@ -64,6 +69,7 @@ def lever_config(lever: str, sparsity: float) -> PruneConfig:
         asymmetric=kw.get("asymmetric", False),
         bn_correction=kw.get("bn_correction", "none"),
         skip_head=kw.get("skip_head", False),
+        budget=kw.get("budget", "uniform"),
     )
     if kw.get("dw_half"):
         cfg = replace(cfg, layer_sparsity=(("*conv_dw", sparsity / 2),))
@@ -101,8 +107,12 @@ def run(args) -> None:
         raise SystemExit(f"{out} exists: pass --resume to continue it, or another --out.")
     out.parent.mkdir(parents=True, exist_ok=True)
     new = not out.exists()
+    fields = FIELDS
+    if not new:  # a file from before a column was added keeps its header
+        with out.open() as f:
+            fields = next(csv.reader(f))
     with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, fields, extrasaction="ignore")
         if new:
             writer.writeheader()
         samples = photo_crops(offline_photos(), args.per_photo)
@@ -112,6 +122,8 @@ def run(args) -> None:
             with torch.no_grad():
                 dense_logits, dense_held = model(x[None])[0], model(held)  # (K,), (B, K)
             target = int(dense_logits.argmax())
+            top2 = dense_held.softmax(-1).topk(2, -1).values  # (B, 2)
+            clear = top2[:, 0] - top2[:, 1] >= CLEAR_MARGIN  # (B,) views whose dense decision is no near-tie
 
             def emit(name=name, **row):
                 writer.writerow({"sample": name, "photo": name.split("@")[0], **row})
@@ -134,10 +146,13 @@ def run(args) -> None:
                     with torch.no_grad():
                         held_logits = pruned(held)  # (B, K)
                     if "" in todo:
+                        same = held_logits.argmax(-1) == dense_held.argmax(-1)  # (B,)
                         emit(lever=lever, sparsity=s, kept=int(result.agrees),
+                             held_clear=float(same[clear].float().mean()) if clear.any() else float("nan"),
+                             n_clear=int(clear.sum()),
                              p_dense=float(dense_logits.softmax(-1)[target]),
                              p_pruned=float(result.pruned_logits.softmax(-1)[target]),
-                             held_agree=float((held_logits.argmax(-1) == dense_held.argmax(-1)).float().mean()),
+                             held_agree=float(same.float().mean()),
                              logit_cos=float(F.cosine_similarity(held_logits, dense_held, dim=-1).mean()),
                              seconds=round(seconds, 2), method="")  # fmt: skip
                     for method, (ins, dele, note) in map_scores(
@@ -158,11 +173,13 @@ def summary(path: str, min_p_dense: float = 0.0) -> None:
         table = levers.decision_table(df, floor)
         if floor:
             print(f"\nonly samples with dense p(top-1) >= {floor:g}")
+        clear = "held_clear" in table
         print(f"\n{'lever':>18} {'sparsity':>8} {'n':>4} {'kept':>18} {'held-out agree':>15} {'logit cos':>10} "
-              f"{'s/prune':>8}")  # fmt: skip
+              f"{'s/prune':>8}" + (f" {'clear views agree (n/sample)':>30}" if clear else ""))  # fmt: skip
         for r in table.itertuples():
             print(f"{r.lever:>18} {r.sparsity:>8.2f} {r.n:>4} {r.kept:>7.0%} [{r.kept_lo:.0%}, {r.kept_hi:.0%}] "
-                  f"{r.held_agree:>15.2f} {r.logit_cos:>10.2f} {r.seconds:>8.1f}")  # fmt: skip
+                  f"{r.held_agree:>15.2f} {r.logit_cos:>10.2f} {r.seconds:>8.1f}"
+                  + (f" {r.held_clear:>22.2f} ({r.clear_views:.0f})" if clear else ""))  # fmt: skip
     diffs = levers.map_differences(df)
     if diffs.empty:
         return

@@ -45,12 +45,14 @@ from spade_engine.pruning import (
 )
 from spade_engine.pruning import cancel as cancellation
 from spade_engine.pruning.asymmetric import asymmetric_target, paired_moments
+from spade_engine.pruning.budget import obs_budget, relative_saliency
 from spade_engine.pruning.cancel import Cancelled, cancellable, check_cancelled
 from spade_engine.pruning.hessian import MATMULS, PRUNABLE, grouped_weight, ungroup_weight
 from spade_engine.reparam import copy_model, fold_reparametrisations, transformed_weight_layers
 from spade_engine.statistics import RULES, ChannelStats, StatsAccumulator, batchnorms, correct_batchnorms
 
 Progress = Callable[[str, int, int], None]
+BUDGETS = ("uniform", "obs")  # `PruneConfig.budget`
 
 
 def _no_progress(phase: str, done: int, total: int) -> None:
@@ -117,6 +119,9 @@ class PruneConfig:
     # network's output, so the prefix's error is repaired instead of copied. Implies `sequential`.
     asymmetric: bool = False
     mask_count: str = "running"  # "running" (exact layer total) or "reference" (int(n*s)+1 per block)
+    # How the pruned weights are shared among the layers: "uniform" (each layer its target) or "obs" (the same
+    # total, each layer losing its cheapest weights by relative OBS error, `pruning.budget`; at most 95% a layer).
+    budget: str = "uniform"
 
     @classmethod
     def reference_granularity(cls, sparsity: float = 0.9, **fields) -> PruneConfig:
@@ -620,13 +625,17 @@ class SpadeEngine:
         timings = {} if cached else {k: v for k, v in trace.timings.items()}
         timings.update(inverse=0.0, solve=0.0)
         t_start = time.perf_counter()
+        if cfg.budget not in BUDGETS:
+            raise ValueError(f"Unknown budget {cfg.budget!r}; use one of {', '.join(BUDGETS)}.")
         own_pass = cfg.sequential or cfg.asymmetric  # these fill their Hessians in their own pass of the views
-        if not trace.has_moments and (not own_pass or cfg.bn_correction != "none"):
+        if not trace.has_moments and (not own_pass or cfg.bn_correction != "none" or cfg.budget != "uniform"):
             self._moments(trace, progress)
             timings["hessians"] = trace.timings["hessians"]
         pruned = copy.deepcopy(self._work).eval()
         modules = dict(pruned.named_modules())
         targets = cfg.targets(list(trace.layers), trace.first_conv, trace.head)
+        if cfg.budget == "obs":
+            targets = self._obs_budget(trace, targets, modules, cfg.damp)
         reached, errors = {}, {}
 
         def solve(i: int, name: str, H: torch.Tensor, hinv: InverseHessian | None, fresh: bool) -> None:
@@ -722,6 +731,18 @@ class SpadeEngine:
         if cfg.asymmetric and trace._view_preds is None:
             trace._view_preds = logits.chunk(2)[0].argmax(-1).cpu()
         self.stats["hessian_passes"] += 1
+
+    def _obs_budget(self, trace: Trace, targets: dict[str, float], modules: dict, damp: float) -> dict[str, float]:
+        """`targets` re-shared by `pruning.budget.obs_budget` on the dense Hessians: the same number of weights
+        pruned in total (their targets' weighted mean), each layer losing its cheapest; layers it leaves dense
+        are dropped."""
+        sizes = {n: modules[n].weight.numel() for n in targets}
+        share = sum(targets[n] * sizes[n] for n in targets) / max(sum(sizes.values()), 1)
+        saliency = {
+            n: relative_saliency(grouped_weight(modules[n]), trace.hessians[n], self._inverse(trace, n, damp))
+            for n in targets
+        }
+        return {n: s for n, s in obs_budget(saliency, share).items() if s > 0}
 
     @staticmethod
     def _layer_error(trace, name, W, W_hat, H, hinv, loss, cfg: PruneConfig) -> float:

@@ -29,22 +29,34 @@ def photo_interval(values: np.ndarray, photos: np.ndarray, reps: int = 2000) -> 
 
 def decision_table(df: pd.DataFrame, min_p_dense: float = 0.0) -> pd.DataFrame:
     """Per lever and sparsity: samples, share whose dense top-1 the pruned network keeps (Wilson 95% interval),
-    median held-out view agreement and logit cosine, median seconds per prune.
+    median held-out view agreement and logit cosine, median seconds per prune; with runs that record it, the
+    agreement on the clear held-out views alone (dense top-1 leading the second by a margin: near-ties excluded)
+    pooled over samples.
 
     Args:
         df: a run's rows; min_p_dense: only samples whose dense top-1 probability is at least this.
 
     Returns:
-        One row per (lever, sparsity): n, kept, kept_lo, kept_hi (fractions), held_agree, logit_cos, seconds.
+        One row per (lever, sparsity): n, kept, kept_lo, kept_hi (fractions), held_agree, logit_cos, seconds;
+        held_clear (pooled over the clear views of all samples) and clear_views (median per sample) when the rows
+        have `held_clear`.
     """
     dec = df[df["method"].isna() & (df["lever"] != "dense") & (df["p_dense"] >= min_p_dense)]
     rows = []
     for (lever, s), g in dec.groupby(["lever", "sparsity"]):
         k, n = int(g["kept"].sum()), len(g)
         lo, hi = metrics.wilson_interval(k, n)
-        rows.append(dict(lever=lever, sparsity=s, n=n, kept=k / n, kept_lo=lo, kept_hi=hi,
-                         held_agree=g["held_agree"].median(), logit_cos=g["logit_cos"].median(),
-                         seconds=g["seconds"].median()))  # fmt: skip
+        row = dict(lever=lever, sparsity=s, n=n, kept=k / n, kept_lo=lo, kept_hi=hi,
+                   held_agree=g["held_agree"].median(), logit_cos=g["logit_cos"].median(),
+                   seconds=g["seconds"].median())  # fmt: skip
+        if "held_clear" in g and g["n_clear"].notna().any():
+            clear = g.dropna(subset=["n_clear"])
+            views = clear["n_clear"].sum()
+            row["held_clear"] = (
+                (clear["held_clear"].fillna(0) * clear["n_clear"]).sum() / views if views else float("nan")
+            )
+            row["clear_views"] = clear["n_clear"].median()  # per sample
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,29 @@
+"""`protocol.levers.decision_table`: the held-out agreement on clear views is pooled over views, not samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spade_engine.protocol import levers
+
+
+def _rows(**extra):
+    base = [dict(sample="a", lever="asymmetric", sparsity=0.7, kept=1, p_dense=0.9, held_agree=0.9, logit_cos=0.95,
+                 seconds=2.0, method=np.nan),
+            dict(sample="b", lever="asymmetric", sparsity=0.7, kept=0, p_dense=0.2, held_agree=0.5, logit_cos=0.9,
+                 seconds=3.0, method=np.nan)]  # fmt: skip
+    return pd.DataFrame([{**r, **{k: v[i] for k, v in extra.items()}} for i, r in enumerate(base)])
+
+
+def test_clear_view_agreement_is_pooled_over_the_clear_views():
+    table = levers.decision_table(_rows(held_clear=[1.0, 0.5], n_clear=[10, 30])).iloc[0]
+    assert table["held_clear"] == pytest.approx((10 * 1.0 + 30 * 0.5) / 40)  # the mean of samples would be 0.75
+    assert table["clear_views"] == 20 and table["kept"] == 0.5 and table["held_agree"] == pytest.approx(0.7)
+
+
+def test_a_sample_without_clear_views_counts_none_and_old_runs_have_no_column():
+    table = levers.decision_table(_rows(held_clear=[np.nan, 0.5], n_clear=[0, 30])).iloc[0]
+    assert table["held_clear"] == pytest.approx(0.5)
+    assert "held_clear" not in levers.decision_table(_rows()).columns
