@@ -13,7 +13,8 @@ sequential mode, one pass), "asymmetric" (the sequential pass pruning each layer
 output, `spade_engine.pruning.asymmetric`), "match" / "reestimate" (BatchNorm statistics correction, `spade_engine.statistics`),
 "dw-half" (depthwise convs at half the sparsity), "dense-head" (the classifier left dense: with 64 views its
 Hessian has rank 64 of 1280, so its pruned rows fit the calibration views and nothing else), "obs-budget" (the
-same number of weights pruned, shared among layers by their relative OBS error, `spade_engine.pruning.budget`), and
+same number of weights pruned, shared among layers by their relative OBS error, `spade_engine.pruning.budget`),
+"exact" (OBC's greedy per row where a layer has at most `obc.exact_columns_limit()` columns, the sweep above), and
 "+"-combinations ("sequential+match").
 
 Rows are appended to a CSV as they come (`--resume` skips what is there); the summary prints medians, shares
@@ -52,6 +53,7 @@ LEVERS = {
     "asymmetric": {"asymmetric": True},
     "dense-head": {"skip_head": True},
     "obs-budget": {"budget": "obs"},
+    "exact": {"solver": "obc"},
 }
 FIELDS = ["sample", "photo", "lever", "sparsity", "kept", "p_dense", "p_pruned", "held_agree", "logit_cos",
           "seconds", "method", "insertion", "deletion", "note", "held_clear", "n_clear"]  # fmt: skip
@@ -70,6 +72,7 @@ def lever_config(lever: str, sparsity: float) -> PruneConfig:
         bn_correction=kw.get("bn_correction", "none"),
         skip_head=kw.get("skip_head", False),
         budget=kw.get("budget", "uniform"),
+        solver=kw.get("solver", "sparsegpt"),
     )
     if kw.get("dw_half"):
         cfg = replace(cfg, layer_sparsity=(("*conv_dw", sparsity / 2),))
