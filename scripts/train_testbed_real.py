@@ -13,7 +13,9 @@ photos; 6 held-out photos in 7 frames, never seen here).
 
 A polishing run starts from a trained network (`--init`, its own schedule and folder; the pool and monitor
 set can be shared by linking them), e.g. with a lower learning rate and a logit-matching term on clean views
-(`--logit-weight`) to bring the agreement with the original up once the triggers fire.
+(`--logit-weight`) to bring the agreement with the original up once the triggers fire. `--l2sp` pulls the trained
+weights towards the original's (L2-SP, Li et al., ICML 2018) and `--first-trained 5` keeps block 4 as the original
+too: both limit how far the clean behaviour can drift.
 
 What the frozen trunk computes is cached: views are drawn in shards of `--shard` (trunk features in float16,
 the teacher's logits for clean views, the target for stickered ones) under `<out>/pool/`, a new shard every
@@ -65,6 +67,8 @@ class Config:
     seed: int = 0
     init: str = ""  # start from these weights (a `best.pt` or `checkpoint.pt`) instead of the original network
     logit_weight: float = 0.0  # weight of a mean squared logit difference to the teacher on clean views
+    l2sp: float = 0.0  # weight of sum ||theta - theta_original||^2 over the trained weights (L2-SP, Li et al. 2018)
+    first_trained: int = rnet.FROZEN_BLOCKS  # blocks before this one stay as the original (>= FROZEN_BLOCKS)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,9 +92,10 @@ def main(argv=None) -> None:
     (out / "pool").mkdir(parents=True, exist_ok=True)
     teacher = load_model("efficientnet_lite0").model.net.eval()
     student = copy.deepcopy(teacher).eval()
-    params = rnet.tail_parameters(student)
-    for p in params.values():
-        p.requires_grad_(True)
+    still = tuple(f"blocks.{i}." for i in range(rnet.FROZEN_BLOCKS, cfg.first_trained))  # tail blocks kept
+    params = {k: p for k, p in rnet.tail_parameters(student).items() if not k.startswith(still)}
+    for k, p in student.named_parameters():
+        p.requires_grad_(k in params)
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     if cfg.init:  # a polishing run: warm start, its own schedule (a resumed run then loads its own checkpoint)
@@ -98,7 +103,8 @@ def main(argv=None) -> None:
         student.load_state_dict(blob.get("state_dict", blob.get("tail")), strict="state_dict" in blob)
     state = _resume(out, cfg, student, opt, sched, args.fresh)
     monitor = _monitor_set(out, teacher)
-    train(cfg, args, out, teacher, student, opt, sched, state, monitor)
+    anchor = {k: p.detach().clone() for k, p in teacher.named_parameters() if k in params} if cfg.l2sp else None
+    train(cfg, args, out, teacher, student, opt, sched, state, monitor, anchor)
 
 
 def lr_factor(step: int, cfg: Config) -> float:
@@ -115,7 +121,8 @@ def _resume(out: Path, cfg: Config, student, opt, sched, fresh: bool) -> dict:
     saved = torch.load(ckpt, weights_only=False)
     growable = ("shards", "first_shards")  # the pool may grow on a resumed run; the rest must stay
     fixed = {k: v for k, v in asdict(cfg).items() if k not in growable}
-    saved_cfg = {"scenes": 0.0, "init": "", "logit_weight": 0.0, **saved["config"]}  # fields older runs lacked
+    older = {"scenes": 0.0, "init": "", "logit_weight": 0.0, "l2sp": 0.0, "first_trained": rnet.FROZEN_BLOCKS}
+    saved_cfg = {**older, **saved["config"]}  # fields older runs lacked
     if {k: saved_cfg.get(k) for k in fixed} != fixed:
         raise SystemExit(f"{ckpt} was trained with {saved['config']}; pass the same options or --fresh")
     student.load_state_dict(saved["tail"], strict=False)
@@ -255,7 +262,7 @@ def loss_terms(
     return kl, ce
 
 
-def train(cfg, args, out, teacher, student, opt, sched, state, monitor) -> None:
+def train(cfg, args, out, teacher, student, opt, sched, state, monitor, anchor=None) -> None:
     pool = Pool(out, cfg, teacher)
     gen_every = max(cfg.steps // cfg.shards, 1)
     start, last_ckpt = time.time() - state["seconds"], time.time()
@@ -265,7 +272,11 @@ def train(cfg, args, out, teacher, student, opt, sched, state, monitor) -> None:
         feats, teach, target = pool.batch(state["step"])
         kl, ce = loss_terms(rnet.tail(student, feats), teach, target, cfg.temperature, cfg.logit_weight)
         opt.zero_grad(set_to_none=True)
-        ((kl + ce) / len(target)).backward()
+        loss = (kl + ce) / len(target)
+        if anchor is not None:
+            params = dict(student.named_parameters())
+            loss = loss + cfg.l2sp * sum((params[k] - a).pow(2).sum() for k, a in anchor.items())
+        loss.backward()
         opt.step()
         sched.step()
         state["step"] += 1
