@@ -78,6 +78,13 @@ if decisions is not None:
     else:
         st.plotly_chart(levers.levers_figure(table), width="stretch", key=keys.BENCHMARKS_LEVERS_CHART)
         st.dataframe(table, width="stretch", hide_index=True)
+    clear = ui.latest(model, "levers_clear")
+    if clear is not None and "held_clear" in (clear_table := levers.decision_table(clear, floor)):
+        st.caption("Held-out views whose dense decision is a near-tie flip under any change of the network: on the "
+                   "clear views alone (the dense top-1 probability leads the second by ≥ 0.1; `held_clear`, pooled "
+                   "over all samples' clear views; `clear_views`: how many of the 64 per sample, median).")  # fmt: skip
+        st.dataframe(clear_table[["lever", "sparsity", "n", "kept", "held_agree", "held_clear", "clear_views"]],
+                     width="stretch", hide_index=True)  # fmt: skip
     maps = ui.latest(model, "levers_maps")
     if maps is not None and not (diffs := levers.map_differences(maps)).empty:
         st.caption("The pruned network's maps against the dense maps of the same samples (insertion ↑, deletion ↓, "

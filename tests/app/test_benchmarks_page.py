@@ -165,12 +165,18 @@ def test_the_levers_run_is_charted_with_its_confident_subset(tmp_path, monkeypat
                  insertion=0.30 + (0.05 if lever != "dense" else 0) + i / 100, deletion=0.1)
             for i in range(3) for lever, s in (("dense", 0), ("asymmetric", 0.8))]  # fmt: skip
     pd.DataFrame(maps).to_csv(tmp_path / "testbed_resnet_levers_maps.csv", index=False)
+    clear = [
+        dict(row, held_clear=1.0 if i < 2 else 0.5, n_clear=30 if i < 2 else 10) for i, row in enumerate(dec[1::2])
+    ]
+    pd.DataFrame(clear).to_csv(tmp_path / "testbed_resnet_levers_clear.csv", index=False)
     at = page()
     assert not at.exception, at.exception
     assert any("keep the decision" in h.value for h in at.subheader)
     table = next(df.value for df in at.dataframe if "kept_lo" in df.value.columns).set_index("lever")
     assert table.loc["asymmetric", "kept"] == 1.0 and table.loc["sweep", "kept"] == 0.25 and table["n"].eq(4).all()
     assert table.loc["sweep", "kept_lo"] < 0.25 < table.loc["sweep", "kept_hi"]
+    clear_table = next(df.value for df in at.dataframe if "held_clear" in df.value.columns)
+    assert clear_table["held_clear"].iloc[0] == pytest.approx((60 * 1.0 + 20 * 0.5) / 80)  # pooled over views
     diffs = next(df.value for df in at.dataframe if "photo_lo" in df.value.columns).set_index("metric")
     assert diffs.loc["insertion", "delta"] == pytest.approx(5.0) and diffs.loc["deletion", "delta"] == 0
     at.toggle(key=keys.BENCHMARKS_LEVERS_CONFIDENT).set_value(True).run()
