@@ -163,13 +163,13 @@ class Trace:
     prunes: int = 0  # how many prunes have used this trace
     unreachable: dict[str, str] = field(default_factory=dict)  # weight layers hooks cannot prune -> why
     energies: dict[str, float] = field(default_factory=dict)  # name -> W H W^T of the dense layer (`dense_energy`)
-    # One dense pass of the views with hooks: () -> (Hessians, BatchNorm statistics). Run on first use only: the
+    # One dense pass of the views with hooks: trace -> (Hessians, BatchNorm statistics). Run on first use only: the
     # asymmetric calibration (the EfficientNet-Lite cards' default) fills its own moments in its pruning pass.
-    fill_moments: Callable[[], tuple[dict, dict]] | None = field(default=None, repr=False)
+    fill_moments: Callable[[Trace], tuple[dict, dict]] | None = field(default=None, repr=False)
     _hessians: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     _bn_stats: dict[str, ChannelStats] | None = field(default=None, repr=False)
-    # () -> (B,) the dense model's class per view, when no dense pass of the views has recorded them yet.
-    predict_views: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
+    # trace -> (B,) the dense model's class per view, when no dense pass of the views has recorded them yet.
+    predict_views: Callable[[Trace], torch.Tensor] | None = field(default=None, repr=False)
     _view_preds: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -177,7 +177,7 @@ class Trace:
         """(B,) the dense model's class for each calibration view (CPU): recorded by the first dense pass of the
         views (a prune's), or one plain forward when read before any."""
         if self._view_preds is None:
-            self._view_preds = self.predict_views() if self.predict_views else self.dense_logits.argmax().view(1)
+            self._view_preds = self.predict_views(self) if self.predict_views else self.dense_logits.argmax().view(1)
         return self._view_preds
 
     @property
@@ -205,7 +205,7 @@ class Trace:
 
     def _fill(self) -> None:
         if self._hessians is None:
-            self._hessians, self._bn_stats = self.fill_moments() if self.fill_moments else ({}, {})
+            self._hessians, self._bn_stats = self.fill_moments(self) if self.fill_moments else ({}, {})
 
     @property
     def n_aug(self) -> int:
@@ -381,9 +381,10 @@ class SpadeEngine:
             key, x.detach().cpu().clone(), views, tuple(layers), dense_logits, timings, found.first_conv, found.head,
             unreachable=unreachable,
         )  # fmt: skip
-        # The dense passes of the views run when a prune needs them: its progress shows them.
-        trace.fill_moments = lambda: self._moments(trace, progress=_no_progress)
-        trace.predict_views = lambda: self._predict(trace.views, _no_progress)
+        # The dense passes of the views run when a prune needs them (its progress shows them), or on first read.
+        # The callbacks take the trace, so it holds no reference cycle through them (its Hessians free promptly).
+        trace.fill_moments = lambda t: self._moments(t, progress=_no_progress)
+        trace.predict_views = lambda t: self._predict(t.views, _no_progress)
         return trace
 
     def _predict(self, views: torch.Tensor, progress: Progress) -> torch.Tensor:

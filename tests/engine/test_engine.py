@@ -131,6 +131,7 @@ def test_low_sparsity_keeps_logits_close(setup):
 
 def test_reprune_reuses_hessians(setup):
     _, _, engine, trace = setup
+    engine.prune(trace, 0.33)  # the first prune that needs the Hessians fills them (if no earlier test did)
     passes = engine.stats["hessian_passes"]
     again = engine.prepare(sample(), n_aug=48, seed=0)
     assert again is trace
@@ -392,3 +393,22 @@ def test_a_new_sample_cancels_a_prefetch_between_its_prunes(monkeypatch):
     other = engine.prepare(sample(seed=1), n_aug=16, seed=0)
     thread.join(30)
     assert other is not trace and not thread.is_alive() and engine.stats.get("prefetched", 0) == 0
+
+
+def test_an_evicted_trace_is_freed_without_the_cycle_collector():
+    """A trace (with its Hessians, possibly gigabytes) holds no reference cycle: evicted, it is freed at once."""
+    import gc
+    import weakref
+
+    engine = SpadeEngine(NETS["vgg"](), max_cache_bytes=1)
+    gc.disable()
+    try:
+        trace = engine.prepare(sample(0), n_aug=8, seed=0)
+        engine.prune(trace, 0.5)  # fills its Hessians
+        assert trace.has_moments
+        freed = weakref.ref(trace)
+        del trace
+        engine.prepare(sample(1), n_aug=8, seed=0)  # the byte bound evicts the first trace
+        assert freed() is None
+    finally:
+        gc.enable()
