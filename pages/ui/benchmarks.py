@@ -85,7 +85,9 @@ def describe_file(path: Path, df: pd.DataFrame) -> str:
     s = protocol.load_settings(path)
     if s:
         text += (
-            f"; SPADE at {s['sparsity']:.0%} sparsity per layer, {s['n_aug']} calibration views "
+            f"; SPADE at {s['sparsity']:.0%} sparsity per layer"
+            + (f" ({s['calibration']} calibration)" if s.get("calibration", "dense") != "dense" else "")
+            + f", {s['n_aug']} calibration views "
             f"(crops ≥ {s['crop_min']:g} of the image); run {s['date']}, {s['seconds'] / 60:.0f} min"
         )
         text += "; attributions " + s.get(

@@ -105,11 +105,15 @@ def save_settings(
     """Write the run's settings beside its CSV (`<name>.json`), for the Benchmarks page and the notes.
 
     `model` (the dense model the run used) describes the SPADE-exact column; without it the model is loaded."""
+    from spade_engine.models import spade_bn_correction, spade_calibration
+
     sparsity, crop = cfg.spade_settings()
     info = {
         "model": cfg.model,
         "sparsity": sparsity,
         "crop_min": crop,
+        "calibration": spade_calibration(cfg.model),  # the card's, as every SPADE column uses (`columns`)
+        "bn_correction": spade_bn_correction(cfg.model),
         "n_aug": cfg.n_aug,
         "seed": cfg.seed,
         "tuned_profile": _project_relative(tuned_profile_path(cfg)),

@@ -81,6 +81,9 @@ def test_stored_settings_and_ablation_are_shown(tmp_path, monkeypatch):
     captions = " ".join(c.value for c in at.caption)
     assert "80% sparsity per layer, 64 calibration views (crops ≥ 1 of the image)" in captions
     assert any("What SPADE's effect depends on" in h.value for h in at.subheader)
+    (tmp_path / "testbed_resnet_protocol.json").write_text(json.dumps({**settings, "calibration": "asymmetric"}))
+    captions = " ".join(c.value for c in page().caption)
+    assert "80% sparsity per layer (asymmetric calibration), 64 calibration views" in captions
     tables = [df.value for df in at.dataframe if "crop 0.2 (reference)" in getattr(df.value, "columns", [])]
     assert tables and tables[0].loc["average", "crop 0.2 (reference)"].startswith("61.0")
 

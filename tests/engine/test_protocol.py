@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +13,7 @@ import torch
 from spade_engine import protocol
 from spade_engine.cli import protocol as cli_protocol
 from spade_engine.engine import PruneConfig
-from spade_engine.models import load_model, spade_defaults
+from spade_engine.models import load_model, spade_bn_correction, spade_calibration, spade_defaults
 
 
 def test_spade_columns_use_the_model_card_unless_the_run_overrides_it():
@@ -57,6 +60,12 @@ def test_variants_are_extra_columns_of_the_tables(tmp_path):
     card = spade_defaults("testbed_resnet")
     assert (settings["sparsity"], settings["crop_min"], settings["n_aug"]) == (card["sparsity"], card["crop_min"], 8)
     assert settings["seconds"] == 12.3 and protocol.load_settings(tmp_path / "other.csv") == {}
+    assert (settings["calibration"], settings["bn_correction"]) == (
+        spade_calibration("testbed_resnet"),
+        spade_bn_correction("testbed_resnet"),
+    )  # how every SPADE column was calibrated (the card's)
+    lite = protocol.save_settings(replace(cfg, model="efficientnet_lite0", columns=("Dense",)), tmp_path / "l.csv", 1.0)
+    assert json.loads(lite.read_text())["calibration"] == "asymmetric"
 
 
 def test_merge_replaces_only_the_rerun_columns_on_the_same_samples():
