@@ -118,7 +118,7 @@ def run(args) -> None:
         writer = csv.DictWriter(f, fields, extrasaction="ignore")
         if new:
             writer.writeheader()
-        samples = photo_crops(offline_photos(), args.per_photo)
+        samples = photo_crops(offline_photos(), args.per_photo)[: args.limit]
         for i, (name, img) in enumerate(samples):
             x = loaded.preprocess(img)  # (3, S, S)
             held = augment(x, args.views, 1000 + i, aug)  # held-out views: another seed
@@ -203,6 +203,7 @@ def main() -> None:
     p.add_argument("--maps", nargs="*", default=["Saliency", "IntegratedGradients", "GradCAM"])
     p.add_argument("--per-photo", type=int, default=2, help="samples per photo: the photo, then square crops")
     p.add_argument("--views", type=int, default=64)
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples (a quick probe)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--summary", action="store_true", help="only print the summary of --out")
