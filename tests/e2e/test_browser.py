@@ -104,8 +104,8 @@ def test_upload_slide_and_see_both_panels(server, example):
 
 
 def test_benchmarks_page_shows_the_stored_protocol_and_ablation(server):
-    """The shipped protocol runs, the v2 difficulty diagnostic and v1's ablation render as charts and tables in the
-    browser, with their settings."""
+    """The shipped protocol runs (the real network's first, as the app's default model), the v2 difficulty
+    diagnostic and v1's ablation render as charts and tables in the browser, with their settings."""
     from playwright.sync_api import expect
 
     if not (ROOT / "assets" / "benchmarks" / "testbed_resnet_ablation.csv").exists():
@@ -113,10 +113,14 @@ def test_benchmarks_page_shows_the_stored_protocol_and_ablation(server):
     with browser_page(server, TIMEOUT_MS, {"width": 1440, "height": 3000}) as page:
         page.get_by_test_id("stSidebarNav").get_by_text("Benchmarks", exact=True).click()
         main = page.get_by_test_id("stMain")
-        expect(main.get_by_role("heading", name="Latest stored results")).to_be_visible()  # v2, the default
-        expect(main.get_by_role("heading", name="Why dense maps find the trojan here")).to_be_visible()
-        main.get_by_test_id("stSelectbox").filter(has_text="Model").click()
-        page.get_by_role("option", name="testbed_resnet", exact=True).click()
+        expect(main.get_by_role("heading", name="Latest stored results")).to_be_visible()  # Lite0, the default
+        expect(main.get_by_text("60 insertion samples", exact=False).first).to_be_visible()  # the real photos
+        expect(main.get_by_role("heading", name="Does SPADE keep the decision on this network?")).to_be_visible()
+        for name in ("testbed_v2_resnet", "testbed_resnet"):
+            main.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+            page.get_by_role("option", name=name, exact=True).click()
+            if name == "testbed_v2_resnet":
+                expect(main.get_by_role("heading", name="Why dense maps find the trojan here")).to_be_visible()
         expect(main.get_by_role("heading", name="What SPADE's effect depends on")).to_be_visible()
         expect(main.get_by_text("100 trojan samples", exact=False).first).to_be_visible()
         expect(main.get_by_text("80% sparsity per layer", exact=False).first).to_be_visible()
