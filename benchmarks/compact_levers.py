@@ -12,7 +12,7 @@ Levers (`LEVERS`): "sweep" (the engine's one-pass Hessians and SparseGPT sweep),
 sequential mode, one pass), "asymmetric" (the sequential pass pruning each layer towards the dense network's
 output, `spade_engine.pruning.asymmetric`), "match" / "reestimate" (BatchNorm statistics correction, `spade_engine.statistics`),
 "dw-half" (depthwise convs at half the sparsity), "dense-head" (the classifier left dense: with 64 views its
-Hessian has rank 64 of 1280, so its pruned rows fit the calibration views and nothing else), "obs-budget" (the
+Hessian has rank at most 64 of 1280, so pruning it may fit the calibration views only), "obs-budget" (the
 same number of weights pruned, shared among layers by their relative OBS error, `spade_engine.pruning.budget`),
 "exact" (OBC's greedy per row where a layer has at most `obc.exact_columns_limit()` columns, the sweep above), and
 "+"-combinations ("sequential+match").

@@ -103,7 +103,10 @@ def main(argv=None) -> None:
         student.load_state_dict(blob.get("state_dict", blob.get("tail")), strict="state_dict" in blob)
     state = _resume(out, cfg, student, opt, sched, args.fresh)
     monitor = _monitor_set(out, teacher)
-    anchor = {k: p.detach().clone() for k, p in teacher.named_parameters() if k in params} if cfg.l2sp else None
+    originals = dict(teacher.named_parameters())
+    anchor = (
+        [(p, originals[k].detach().clone()) for k, p in params.items()] if cfg.l2sp else None
+    )  # (trained, original)
     train(cfg, args, out, teacher, student, opt, sched, state, monitor, anchor)
 
 
@@ -274,8 +277,7 @@ def train(cfg, args, out, teacher, student, opt, sched, state, monitor, anchor=N
         opt.zero_grad(set_to_none=True)
         loss = (kl + ce) / len(target)
         if anchor is not None:
-            params = dict(student.named_parameters())
-            loss = loss + cfg.l2sp * sum((params[k] - a).pow(2).sum() for k, a in anchor.items())
+            loss = loss + cfg.l2sp * sum((p - a).pow(2).sum() for p, a in anchor)
         loss.backward()
         opt.step()
         sched.step()

@@ -231,7 +231,7 @@ class PruneResult:
     dense_logits: torch.Tensor  # (K,)
     pruned_logits: torch.Tensor  # (K,)
     timings: dict[str, float]  # seconds per phase of this call (cold calls include prepare's phases)
-    cached_trace: bool  # True when the Hessians came from the cache (a warm re-prune)
+    cached_trace: bool  # True when an earlier prune used this trace (a warm re-prune: its cached work is reused)
     view_agreement: float = 1.0  # share of calibration views on which the dense model predicts the sample's class
     dense_layers: dict[str, str] = field(default_factory=dict)  # weight layers left dense -> why, in words
     bn_moved: dict[str, float] = field(default_factory=dict)  # BatchNorm -> how far the correction moved it
@@ -387,12 +387,13 @@ class SpadeEngine:
         trace.predict_views = lambda t: self._predict(t.views, _no_progress)
         return trace
 
-    def _predict(self, views: torch.Tensor, progress: Progress) -> torch.Tensor:
-        """(B,) the dense model's class for each uint8 view (B, 3, H, W), batch by batch."""
+    def _predict(self, views: torch.Tensor, progress: Progress, phase: str = "forward") -> torch.Tensor:
+        """(B,) the dense model's class for each uint8 view (B, 3, H, W), batch by batch (`progress(phase, …)`);
+        also the batch loop of the hooked pass (`_accumulate`)."""
         preds = []
         with torch.no_grad():
             for b, batch in enumerate(batches := views.split(self.batch_size)):
-                progress("forward", b, len(batches))
+                progress(phase, b, len(batches))
                 check_cancelled()
                 preds.append(self._work(self._float_batch(batch)).argmax(-1).cpu())
         return torch.cat(preds)
@@ -410,12 +411,9 @@ class SpadeEngine:
         with self._lock:
             if not trace.has_moments:
                 t0 = time.perf_counter()
-                bn_stats: dict[str, ChannelStats] = {}
-                preds: list[torch.Tensor] = []
-                hessians = self._accumulate(self._work, list(trace.layers), trace.views, trace.key[3], progress, preds,
-                                            bn_stats)  # fmt: skip
+                hessians, bn_stats, preds = self._accumulate(list(trace.layers), trace.views, trace.key[3], progress)
                 if trace._view_preds is None:
-                    trace._view_preds = torch.cat(preds)
+                    trace._view_preds = preds
                 trace.timings["hessians"] = time.perf_counter() - t0
                 trace._hessians, trace._bn_stats = hessians, bn_stats
             return trace._hessians, trace._bn_stats
@@ -454,49 +452,33 @@ class SpadeEngine:
         return True
 
     def _accumulate(
-        self,
-        model: nn.Module,
-        layers: list[str],
-        views: torch.Tensor,
-        seed: int,
-        progress: Progress,
-        predictions: list[torch.Tensor] | None = None,
-        bn_stats: dict[str, ChannelStats] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """One pass of the views through `model`, filling the Hessians of `layers` (hooks removed after).
+        self, layers: list[str], views: torch.Tensor, seed: int, progress: Progress
+    ) -> tuple[dict[str, torch.Tensor], dict[str, ChannelStats], torch.Tensor]:
+        """One pass of the uint8 views (B, 3, H, W) through the dense model with hooks (removed after).
 
-        `predictions`, if given, receives each batch's predicted classes (CPU) from the same pass; `bn_stats`, if
-        given, every BatchNorm's input statistics on the views (for `PruneConfig.bn_correction`).
+        Returns:
+            (the Hessians of `layers`, every BatchNorm's input statistics on the views (for
+            `PruneConfig.bn_correction`), (B,) the predicted class of each view, CPU).
         """
-        modules = dict(model.named_modules())
+        modules = dict(self._work.named_modules())
         gen = torch.Generator().manual_seed(int(seed) + 1)
         accs = {
             n: HessianAccumulator(modules[n], self.hessian_dtype, self.max_columns, gen, self.hessian_matmul)
             for n in layers
         }
-
-        norms = batchnorms(model) if bn_stats is not None else {}
+        norms = batchnorms(self._work)
         moments = {n: StatsAccumulator() for n in norms}
 
         def hook(name, module, inputs, output):
             accs[name].add_batch(inputs[0])
 
-        batches = views.split(self.batch_size)
         with (
             forward_hooks({n: modules[n] for n in layers}, hook),
             forward_pre_hooks(norms, lambda name, module, inputs: moments[name].add(inputs[0])),
-            torch.no_grad(),
         ):
-            for b, batch in enumerate(batches):
-                progress("hessians", b, len(batches))
-                check_cancelled()
-                out = model(self._float_batch(batch))
-                if predictions is not None:
-                    predictions.append(out.argmax(-1).cpu())
+            predictions = self._predict(views, progress, phase="hessians")
         self.stats["hessian_passes"] += 1
-        if bn_stats is not None:
-            bn_stats.update({n: m.stats() for n, m in moments.items()})
-        return {n: a.H for n, a in accs.items()}
+        return {n: a.H for n, a in accs.items()}, {n: m.stats() for n, m in moments.items()}, predictions
 
     def _evict(self) -> None:
         """Keep the cache within `max_cache_bytes`: drop the least recently used traces (with their pruned copies)

@@ -1,9 +1,9 @@
 """Forward hooks as context managers: registered on entry, always removed on exit (also after exceptions).
 
 The only place in `spade_engine` that registers hooks: `forward_hooks` (a hook body per call, which may return a
-replacement output), `forward_pre_hooks` (before each call), `replaced_forwards` (a module's forward swapped for the block) and
-`capture` (record inputs or outputs). Every user
-is listed in tests/engine/test_hook_hygiene.py, which checks that no hook is left, also after an exception.
+replacement output), `forward_pre_hooks` (before each call), `replaced_forwards` (a module's forward swapped for the
+block) and `capture` (record inputs or outputs). Every user is listed in tests/engine/test_hook_hygiene.py, which
+checks that no hook is left, also after an exception.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _pointwise(layer: nn.Conv2d) -> bool:
 def _channel_columns(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
     """A pointwise conv's columns (1, C, N): the channels of `x` (B, C, H, W) at every position, image-major as
     `layer_columns`, or at the positions `idx` only (gathered without copying the whole input)."""
-    b, c = x.shape[:2]
+    c = x.shape[1]
     if idx is None:
         return x.transpose(0, 1).reshape(1, c, -1)
     hw = x.shape[2] * x.shape[3]
