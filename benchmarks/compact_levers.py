@@ -121,7 +121,7 @@ def run(args) -> None:
         samples = photo_crops(offline_photos(), args.per_photo)[: args.limit]
         for i, (name, img) in enumerate(samples):
             x = loaded.preprocess(img)  # (3, S, S)
-            held = augment(x, args.views, 1000 + i, aug)  # held-out views: another seed
+            held = augment(x, args.held_out, 1000 + i, aug)  # held-out views: another seed
             with torch.no_grad():
                 dense_logits, dense_held = model(x[None])[0], model(held)  # (K,), (B, K)
             target = int(dense_logits.argmax())
@@ -202,7 +202,8 @@ def main() -> None:
     p.add_argument("--sparsities", nargs="+", type=float, default=[0.5, 0.7, 0.8, 0.9])
     p.add_argument("--maps", nargs="*", default=["Saliency", "IntegratedGradients", "GradCAM"])
     p.add_argument("--per-photo", type=int, default=2, help="samples per photo: the photo, then square crops")
-    p.add_argument("--views", type=int, default=64)
+    p.add_argument("--views", type=int, default=64, help="calibration views per prune")
+    p.add_argument("--held-out", type=int, default=64, help="held-out views per sample (the same for any --views)")
     p.add_argument("--limit", type=int, default=None, help="only the first N samples (a quick probe)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true")

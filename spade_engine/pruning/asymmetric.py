@@ -16,10 +16,9 @@ inverse the sweep uses anyway, and when `X_d == X_p` (the first pruned layer) `W
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from spade_engine.pruning.depthwise import CHUNK_BYTES, depthwise_eligible, strided_columns
+from spade_engine.pruning.depthwise import column_products, depthwise_eligible
 from spade_engine.pruning.hessian import DEPTHWISE_ALL_COLUMNS, layer_columns, sampled_columns
 from spade_engine.pruning.inverse import InverseHessian
 from spade_engine.pruning.padding import input_padding
@@ -34,9 +33,8 @@ def paired_moments(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`H = 2/n X_p X_p^T` and the cross moment `C = 2/n X_d X_p^T`, per group, over the same columns.
 
-    A depthwise conv uses every column (one strided copy per chunk of images, `depthwise.strided_columns`: its
-    groups are only kh*kw wide) up to `DEPTHWISE_ALL_COLUMNS` times `max_columns`, as the dense pass's Hessians
-    do (`HessianAccumulator.path`); a 1x1 conv reads its columns straight from the channels; other layers unfold
+    A depthwise conv uses every column (`depthwise.column_products`: its groups are only kh*kw wide) up to
+    `DEPTHWISE_ALL_COLUMNS` times `max_columns`, as the dense pass's Hessians do (`HessianAccumulator.path`); a 1x1 conv reads its columns straight from the channels; other layers unfold
     (or gather) a uniform random subset of at most `max_columns` columns, the same for both inputs.
 
     Args:
@@ -96,24 +94,12 @@ def _channel_columns(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
 
 
 def _depthwise_moments(layer: nn.Conv2d, x_dense: torch.Tensor, x_pruned: torch.Tensor, same: bool = False):
-    """`paired_moments` of a depthwise conv over every column, chunk by chunk of images (`same`: the two inputs
-    are one tensor, C == H)."""
-    b, c, h, w = x_pruned.shape
-    pads, mode = input_padding(layer, h, w)
-    k = layer.kernel_size[0] * layer.kernel_size[1]
-    H = torch.zeros(c, k, k, device=x_pruned.device)
-    C = torch.zeros(c, k, k, device=x_pruned.device)
-    per_image = c * k * (h + pads[2] + pads[3]) * (w + pads[0] + pads[1]) * 4
-    step = max(1, CHUNK_BYTES // max(per_image, 1))
-    n = 0
-    for xd, xp in zip(x_dense.split(step), x_pruned.split(step), strict=True):
-        cp = strided_columns(layer, F.pad(xp, pads, mode=mode).contiguous())  # (C, K, b*L)
-        H += cp @ cp.transpose(1, 2)
-        if not same:
-            C += strided_columns(layer, F.pad(xd, pads, mode=mode).contiguous()) @ cp.transpose(1, 2)
-        n += cp.shape[-1]
-    H = 2.0 / n * (H + H.mT) / 2
-    return H, H if same else 2.0 / n * C
+    """`paired_moments` of a depthwise conv over every column (`depthwise.column_products`; `same`: the two
+    inputs are one tensor, C == H)."""
+    sums = column_products(layer, x_pruned, [x_pruned] if same else [x_pruned, x_dense])
+    n = _conv_columns(layer, x_pruned)
+    H = 2.0 / n * (sums[0] + sums[0].mT) / 2
+    return H, H if same else 2.0 / n * sums[1]
 
 
 def _conv_columns(layer: nn.Conv2d, x: torch.Tensor) -> int:

@@ -10,7 +10,8 @@ from timm.layers.conv2d_same import Conv2dSameExport
 from timm.layers.padding import pad_same
 from torch import nn
 
-from spade_engine.pruning import hessian
+from spade_engine.pruning import depthwise, hessian
+from spade_engine.pruning.asymmetric import paired_moments
 from spade_engine.pruning.depthwise import depthwise_hessian_sum
 from spade_engine.pruning.hessian import HessianAccumulator
 from spade_engine.pruning.padding import OWN_PADDING, input_padding
@@ -194,3 +195,42 @@ def test_engine_leaves_a_conv_with_its_own_forward_dense_with_the_reason():
     _, result = engine.prune(engine.prepare(torch.rand(3, 12, 12), n_aug=4), PruneConfig(sparsity=0.5))
     assert result.dense_layers["1"] == OWN_PADDING
     assert "2" in result.layer_sparsity and "1" not in result.layer_sparsity  # the TF-"same" conv is pruned
+
+
+def reference_columns(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """(G, d, N) columns of `x` from the explicitly padded unfold of `reference_hessian`."""
+    u = F.unfold(reference_padded(conv, x), conv.kernel_size, dilation=conv.dilation, stride=conv.stride)
+    b, cd, n = u.shape
+    return u.view(b, conv.groups, cd // conv.groups, n).permute(1, 2, 0, 3).reshape(conv.groups, -1, b * n)
+
+
+@pytest.mark.parametrize("name", [n for n in LAYERS if "depthwise" in n])
+@pytest.mark.parametrize("route", ["rows", "columns"])
+def test_depthwise_column_products_both_routes_exact(name, route, monkeypatch):
+    """The row-Gram route (kh row-shifted copies, tap sums from strided diagonals of their Gram) and the columns
+    route give the Hessian sum and the asymmetric cross sum `X_d X_p^T` of the explicitly padded unfold."""
+    conv, shape = LAYERS[name]
+    conv = _seeded(conv)
+    monkeypatch.setattr(depthwise, "ROWS_ADVANTAGE", float("inf") if route == "rows" else 0.0)
+    h, w = shape[2:]
+    (left, right, top, bottom), _ = input_padding(conv, h, w)
+    assert depthwise.rows_cheaper(conv, h + top + bottom, w + left + right) == (route == "rows")
+    gen = torch.Generator().manual_seed(3)
+    x_dense, x_pruned = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2))
+    own, cross = depthwise.column_products(conv, x_pruned, [x_pruned, x_dense])
+    cols_p, cols_d = reference_columns(conv, x_pruned), reference_columns(conv, x_dense)
+    assert rel(own, cols_p @ cols_p.mT) < 1e-12
+    assert rel(cross, cols_d @ cols_p.mT) < 1e-12
+    assert rel(depthwise_hessian_sum(conv, x_pruned), cols_p @ cols_p.mT) < 1e-12
+    H, C = paired_moments(conv, x_dense, x_pruned)  # the asymmetric pass's moments (float32), column means
+    n = cols_p.shape[-1]
+    assert rel(H.double(), 2 / n * cols_p @ cols_p.mT) < 1e-6 and rel(C.double(), 2 / n * cols_d @ cols_p.mT) < 1e-6
+
+
+def test_row_gram_chosen_where_it_is_cheaper():
+    """EfficientNet-Lite's 5x5 depthwise convs at 14 px take the row Gram; its wide stride-2 3x3 ones at 112 px
+    keep the strided columns (there the Gram computes about 26 times the needed products)."""
+    late = nn.Conv2d(672, 672, 5, padding=2, groups=672)
+    early = nn.Conv2d(96, 96, 3, stride=2, padding=1, groups=96)
+    assert depthwise.rows_cheaper(late, 18, 18)
+    assert not depthwise.rows_cheaper(early, 114, 114)
