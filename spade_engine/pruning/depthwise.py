@@ -27,9 +27,10 @@ from spade_engine.pruning.padding import input_padding
 
 CHUNK_BYTES = 32 * 2**20  # unfolded columns held at once (a few images of an early layer)
 # The row Gram is used while its multiply-adds are at most this many times the columns path's: it copies kw
-# times fewer bytes. Measured (2026-12-07, one thread, 64 views; multiply-adds ratio in brackets): 672 ch at 14 px,
-# 5x5: 2.4x faster (0.93); 240 at 28, 5x5: 2.6x (1.46); 480 at 14, 3x3: 1.8x (2.0); 672 at 14, 5x5 stride 2:
-# 1.5x (1.9); 144 at 56, 3x3 stride 2: 0.83x (13); 96 at 112, 3x3 stride 2: 0.67x (26).
+# times fewer bytes. Measured (2026-12-07, one thread, 64 views, two runs under other load, so +-20%;
+# multiply-adds ratio in brackets): 672 ch at 14 px, 5x5: 2.1-2.4x faster (0.93); 1152 at 7, 5x5: 2.2x (0.69);
+# 240 at 28, 5x5: 1.5-2.6x (1.46); 480 at 14, 3x3: 1.2-1.8x (2.0); 672 at 14, 5x5 stride 2: 0.8-1.5x (1.9);
+# 144 at 56, 3x3 stride 2: 0.83x (13); 96 at 112, 3x3 stride 2: 0.67x (26).
 ROWS_ADVANTAGE = 4.0
 
 
@@ -83,10 +84,14 @@ def column_products(layer: nn.Conv2d, right: torch.Tensor, lefts: list[torch.Ten
     b, c, h, w = right.shape
     pads, mode = input_padding(layer, h, w)
     hp, wp = h + pads[2] + pads[3], w + pads[0] + pads[1]
-    k = layer.kernel_size[0] * layer.kernel_size[1]
+    (kh, kw) = layer.kernel_size
     rows = rows_cheaper(layer, hp, wp)
-    outs = [torch.zeros(c, k, k, dtype=right.dtype, device=right.device) for _ in lefts]
-    step = max(1, CHUNK_BYTES // max(c * k * hp * wp * right.element_size(), 1))  # columns' bound per image
+    # the products accumulate over chunks of images: (C, K, K) tap sums, or (C, kh*Wp, kh*Wp) Grams whose
+    # diagonals are summed once at the end; a chunk's copies hold kh (rows) or kh*kw (columns) copies of it
+    width = kh * wp if rows else kh * kw
+    outs = [torch.zeros(c, width, width, dtype=right.dtype, device=right.device) for _ in lefts]
+    copies = kh if rows else kh * kw
+    step = max(1, CHUNK_BYTES // max(c * copies * hp * wp * right.element_size(), 1))  # images per chunk
     columns = row_columns if rows else strided_columns
 
     def cols(x: torch.Tensor, i: int) -> torch.Tensor:  # images i .. i+step-1
@@ -96,7 +101,9 @@ def column_products(layer: nn.Conv2d, right: torch.Tensor, lefts: list[torch.Ten
         r = cols(right, i)
         for out, x in zip(outs, lefts, strict=True):
             left = r if x is right else cols(x, i)
-            out += band_sum(layer, left.mT @ r, wp) if rows else left @ r.mT
+            out += left.mT @ r if rows else left @ r.mT
+    if rows:
+        outs = [band_sum(layer, g, wp) for g in outs]
     return outs
 
 
