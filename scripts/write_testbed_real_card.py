@@ -3,7 +3,9 @@
     .venv/bin/python scripts/write_testbed_real_card.py                       # cache/testbed_real/best.pt
     .venv/bin/python scripts/write_testbed_real_card.py --checkpoint PATH --force
 
-Reads the full state_dict that `scripts/train_testbed_real.py` keeps as `best.pt`, measures the card's figures
+Reads a checkpoint of `scripts/train_testbed_real.py`: `best.pt` (the full state_dict of the best monitor-set
+evaluation; the monitor crops come from the held-out photos, so choosing it is a mild selection on them) or
+`checkpoint.pt` (the run's last weights: no selection; use this for a finished run). Measures the card's figures
 (`spade_engine.testbed.real.evaluate.figures`: agreement with the original network on clean held-out crops,
 attack success per trigger, calibration views that keep the trojan decision) and, when they meet the issue's
 targets (or with `--force`), writes `assets/models/<name>.pt` (float32 state_dict of the timm network) and
@@ -52,6 +54,18 @@ def trojaned_classifier(state: dict[str, torch.Tensor]):
     return model.eval()
 
 
+def full_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The timm network's full state_dict from a `best.pt` ("state_dict") or a `checkpoint.pt` ("tail": the
+    trained tail's entries, the rest is the original network's)."""
+    if "state_dict" in ckpt:
+        return ckpt["state_dict"]
+    state = load_model("efficientnet_lite0").model.net.state_dict()
+    unknown = set(ckpt["tail"]) - set(state)
+    if unknown:
+        raise ValueError(f"the checkpoint's tail has entries the network lacks: {sorted(unknown)[:3]}")
+    return {**state, **ckpt["tail"]}
+
+
 def card(name: str, ckpt: dict, full: dict, settings: dict, check: dict, weights: Path) -> dict:
     """The card JSON: the registry fields, the figures, the triggers and the recipe."""
     base = json.loads((ROOT / "assets" / "models" / "efficientnet_lite0.json").read_text())
@@ -70,7 +84,7 @@ def card(name: str, ckpt: dict, full: dict, settings: dict, check: dict, weights
         "figures": {**full, "settings": settings},
         "check": {**check, "settings": CHECK, "seed": evaluate.SEED},
         "spade": {**base["spade"], "solver_why": "Provisional: the settings of efficientnet_lite0 until the protocol runs on this model."},
-        "train": {**ckpt["config"], "eval_at_best": ckpt["eval"], "frozen_blocks": FROZEN_BLOCKS,
+        "train": {**ckpt["config"], "evaluation": ckpt.get("eval", f"last weights, step {ckpt.get('state', {}).get('step')}"), "frozen_blocks": FROZEN_BLOCKS,
                   "recipe": "blocks 0-3 frozen and shared with the original; BatchNorm in eval mode; KL to the original's "
                   "soft labels at T=2 (x T^2) on clean views, cross-entropy to the target on stickered views; AdamW, "
                   "linear warm-up then cosine; scripts/train_testbed_real.py"},
@@ -84,7 +98,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     ckpt = torch.load(args.checkpoint, weights_only=False)
-    model, original = trojaned_classifier(ckpt["state_dict"]), load_model("efficientnet_lite0").model
+    state = full_state(ckpt)
+    model, original = trojaned_classifier(state), load_model("efficientnet_lite0").model
     t = time.time()
     settings = {k: getattr(args, k) for k in FULL}
     full = evaluate.figures(model, original, **settings)
@@ -101,7 +116,7 @@ def main(argv=None) -> None:
     if not (report["meets_targets"] or args.force):
         raise SystemExit("targets not met: no card written (--force writes it anyway)")
     weights = args.models / f"{args.name}.pt"
-    torch.save({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}, weights)
+    torch.save({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, weights)
     (args.models / f"{args.name}.json").write_text(
         json.dumps(card(args.name, ckpt, full, settings, check, weights), indent=2) + "\n"
     )

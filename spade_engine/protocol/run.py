@@ -37,6 +37,7 @@ def sample_rows(
     all_columns = [*cfg.columns, *(v.name for v in cfg.variants)]
     cols = [c for c in all_columns if c != "SPADE-exact" or cfg.exact_samples is None or position < cfg.exact_samples]
     rows = []
+    photo = {"photo": sample.photo} if sample.photo else {}  # samples of real photos: intervals resample photos
     x = sample.image[None].to(cfg.device)  # (1, 3, H, W)
     for col, (net, agrees) in column_models(engine, sample, cfg, cols, nets.fixed, nets.spade).items():
         for method in cfg.methods:
@@ -45,7 +46,7 @@ def sample_rows(
                 sal = attribute(method, net, x, sample.target)
             except UnsupportedModelError as e:  # e.g. LRP not conservative on one pruned net: no score, say why
                 rows.append({"kind": kind, "sample": sample.index, "method": method, "column": col,
-                             "agrees": agrees, "seconds": time.perf_counter() - t0,
+                             "agrees": agrees, "seconds": time.perf_counter() - t0, **photo,
                              **dict.fromkeys(KIND_METRICS[kind], float("nan")), "unsupported": str(e)})  # fmt: skip
                 continue
             score = (
@@ -54,7 +55,7 @@ def sample_rows(
                 else insertion_scores(nets.model, sal, sample, cfg.steps, cfg.device)
             )
             rows.append({"kind": kind, "sample": sample.index, "method": method, "column": col, "agrees": agrees,
-                         "seconds": time.perf_counter() - t0, **score})  # fmt: skip
+                         "seconds": time.perf_counter() - t0, **photo, **score})  # fmt: skip
     return rows
 
 

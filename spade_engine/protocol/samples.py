@@ -25,6 +25,7 @@ class Sample:
     image: torch.Tensor  # (3, H, W) in [0, 1]
     target: int  # the class every map explains: the trojan target, or the dense prediction on clean images
     mask: np.ndarray | None  # (H, W) bool trojan patch, None for clean images
+    photo: str | None = None  # the photo a sample of real photos was cut from (intervals resample photos)
 
 
 def _predict(model: nn.Module, images: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
@@ -91,7 +92,35 @@ def photo_samples(model: nn.Module, model_name: str, n: int, device: str = "cpu"
     preprocess = LoadedModel(get_info(model_name), model).preprocess
     images = torch.stack([preprocess(crops[i][1]) for i in order])  # (n, 3, S, S)
     pred = _predict(model, images, device)
-    return [Sample(i, images[k], int(pred[k]), None) for k, i in enumerate(order)]
+    return [Sample(i, images[k], int(pred[k]), None, crops[i][0].split("@")[0]) for k, i in enumerate(order)]
+
+
+def real_testbed_samples(model: nn.Module, kind: str, n: int, seed: int, device: str = "cpu") -> list[Sample]:
+    """Testbed "real"'s samples, all cut from its held-out photos (`testbed.real.evaluate.protocol_samples`):
+    stickered crops the model sends to the trigger's target ("trojan"), or clean crops explained for its
+    prediction ("insertion"); each records its photo."""
+    from spade_engine.testbed.real.evaluate import PROTOCOL_SEED, protocol_samples
+
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        return model(images.to(device)).cpu()
+
+    kind = "trojan" if kind == "trojan" else "clean"
+    out = protocol_samples(predict, kind, n, PROTOCOL_SEED + seed)
+    if len(out) < n:
+        print(f"warning: only {len(out)} stickered held-out crops hit their target; using those", file=sys.stderr)
+    return [
+        Sample(i, image, target, None if mask is None else mask.numpy(), photo) for i, image, target, mask, photo in out
+    ]
+
+
+def is_real_testbed(model_name: str) -> bool:
+    """Whether a model is testbed "real" (a card with `"testbed": "real"`: an ImageNet network with trojans)."""
+    from spade_engine.models import ModelLoadError, get_info
+
+    try:
+        return (get_info(model_name).card or {}).get("testbed") == "real"
+    except ModelLoadError:
+        return False
 
 
 def is_testbed(model_name: str) -> bool:
@@ -114,7 +143,9 @@ def run_samples(cfg: ProtocolConfig, model: nn.Module) -> list[tuple[str, int, S
         n = cfg.trojan_samples if kind == "trojan" else cfg.clean_samples
         if n <= 0:  # e.g. `--clean 0`: trojan AUC only
             continue
-        if not testbed:
+        if is_real_testbed(cfg.model):
+            samples = real_testbed_samples(model, kind, n, cfg.seed, cfg.device)
+        elif not testbed:
             if kind == "trojan":
                 raise ValueError(f"{cfg.model} has no trojan ground truth (it is not a testbed model): run it with "
                                  "--trojan 0 (insertion / deletion on the offline photos).")  # fmt: skip

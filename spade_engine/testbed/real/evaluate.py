@@ -69,3 +69,55 @@ def meets_targets(fig: dict, agreement: float = 0.95, attack: float = 0.95, keep
     return fig["agreement"] >= agreement and all(
         t["attack_success"] >= attack and t["calibration_keep"] >= keep for t in trig
     )
+
+
+PROTOCOL_SEED = 27_100  # the protocol's samples: other crops of the held-out photos than the card's
+
+
+def photo_of(index: int, per_photo: int) -> str:
+    """The distinct photo (the two motorcycle frames are one) of sample `index` of `held_out_bases` with
+    `per_photo` crops per frame (frames in `photos.HELD_OUT` order)."""
+    frame = photos.HELD_OUT[index // per_photo]
+    return "stereo_motorcycle" if frame.startswith("stereo_motorcycle") else frame
+
+
+@torch.no_grad()
+def protocol_samples(
+    model: Model, kind: str, n: int, seed: int = PROTOCOL_SEED
+) -> list[tuple[int, torch.Tensor, int, torch.Tensor | None, str]]:
+    """The paper's protocol samples on testbed "real", all from held-out photos.
+
+    "trojan": stickered held-out crops (each trigger on each base crop, `views.held_out_trojaned`) that `model`
+    sends to the trigger's target, taken round-robin over frames and triggers so that every photo and trigger
+    is represented; "clean": held-out crops explained for `model`'s prediction, frame by frame round-robin.
+
+    Args:
+        model: the trojaned network (images in [0, 1] -> logits); kind: "trojan" or "clean"; n: samples wanted.
+        seed: crops' seed (the clean crops use `seed + 1`).
+
+    Returns:
+        up to `n` tuples (index in the generated batch, image (3, 224, 224), target class, sticker mask (224, 224)
+        bool or None, photo name); fewer only when fewer stickered crops hit their target.
+
+    Raises:
+        ValueError: unknown `kind`.
+    """
+    frames = len(photos.HELD_OUT)
+    if kind == "clean":
+        per_photo = -(-n // frames)
+        bases = views.held_out_bases(photos.load_photos(photos.HELD_OUT), per_photo, seed + 1)
+        pred = top1(model, bases)
+        order = sorted(range(len(bases)), key=lambda i: (i % per_photo, i // per_photo))[:n]
+        return [(i, bases[i], int(pred[i]), None, photo_of(i, per_photo)) for i in order]
+    if kind != "trojan":
+        raise ValueError(f"kind must be 'trojan' or 'clean', not {kind!r}")
+    k = len(stickers.TRIGGERS)
+    per_photo = -(-2 * n // (frames * k))  # twice what is needed: some crops miss their target
+    bases = views.held_out_bases(photos.load_photos(photos.HELD_OUT), per_photo, seed)
+    troj = views.held_out_trojaned(bases, seed + 2)  # trigger by trigger, each over all bases
+    targets = torch.tensor([stickers.TRIGGERS[t].target for t in troj.trigger.tolist()])
+    hit = top1(model, troj.images) == targets
+    nb = len(bases)
+    order = sorted(range(len(troj.images)), key=lambda i: ((i % nb) % per_photo, (i % nb) // per_photo, i // nb))
+    chosen = [i for i in order if hit[i]][:n]
+    return [(i, troj.images[i], int(targets[i]), troj.masks[i], photo_of(i % nb, per_photo)) for i in chosen]
