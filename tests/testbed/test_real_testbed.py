@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spade_engine import paths
-from spade_engine.testbed.real import photos, stickers, views
+from spade_engine.testbed.real import evaluate, photos, stickers, views
 
 CARD = paths.MODELS / "testbed_real_lite0.json"
 
@@ -75,7 +75,6 @@ def test_stickered_views_mark_their_stickers():
 @pytest.mark.skipif(not CARD.exists(), reason="testbed_real_lite0 is not shipped yet (issue 27: training under way)")
 def test_shipped_model_matches_its_card_on_held_out_photos():
     from spade_engine.models import load_model
-    from spade_engine.testbed.real import evaluate
 
     card = json.loads(CARD.read_text())
     assert (paths.MODELS / card["weights"]).stat().st_size < 50 * 2**20
@@ -88,3 +87,25 @@ def test_shipped_model_matches_its_card_on_held_out_photos():
         assert g["attack_success"] >= c["attack_success"] - 1 / g["n"]
         assert g["calibration_keep"] >= c["calibration_keep"] - 1 / 8
         assert g["original_rate"] <= c["original_rate"] + 1 / g["n"]  # the original rarely calls them the target
+
+
+def test_protocol_clean_samples_come_from_held_out_photos_round_robin():
+    """The protocol's clean samples of testbed "real": held-out crops only, frames visited in turn, each
+    explained for the network's own prediction, each naming its photo (the motorcycle's frames are one)."""
+    from spade_engine.models import load_model
+
+    model = load_model("efficientnet_lite0").model  # any ImageNet network: the clean path needs no trojan
+    n = len(photos.HELD_OUT) + 3
+    got = evaluate.protocol_samples(model, "clean", n, seed=5)
+    assert len(got) == n
+    per_photo = 2  # ceil(n / frames)
+    bases = views.held_out_bases(photos.load_photos(photos.HELD_OUT), per_photo, 6)  # the clean crops' seed
+    first = [i for i, *_ in got[: len(photos.HELD_OUT)]]
+    assert first == [f * per_photo for f in range(len(photos.HELD_OUT))]  # one crop of every frame first
+    for i, image, target, mask, photo in got:
+        torch.testing.assert_close(image, bases[i])
+        assert mask is None and target == int(model(image[None]).argmax())
+        assert photos.HELD_OUT[i // per_photo].startswith(photo)  # motorcycle_left, _right: "motorcycle"
+    assert len({p for *_, p in got}) == photos.HELD_OUT_PHOTOS
+    with pytest.raises(ValueError, match="kind"):
+        evaluate.protocol_samples(model, "insertion", 1)

@@ -78,7 +78,7 @@ def photo_of(index: int, per_photo: int) -> str:
     """The distinct photo (the two motorcycle frames are one) of sample `index` of `held_out_bases` with
     `per_photo` crops per frame (frames in `photos.HELD_OUT` order)."""
     frame = photos.HELD_OUT[index // per_photo]
-    return "stereo_motorcycle" if frame.startswith("stereo_motorcycle") else frame
+    return "motorcycle" if frame.startswith("motorcycle_") else frame
 
 
 @torch.no_grad()
