@@ -85,6 +85,11 @@ if decisions is not None:
                    "over all samples' clear views; `clear_views`: how many of the 64 per sample, median).")  # fmt: skip
         st.dataframe(clear_table[["lever", "sparsity", "n", "kept", "held_agree", "held_clear", "clear_views"]],
                      width="stretch", hide_index=True)  # fmt: skip
+        fewer = ui.latest(model, "levers_views32")
+        if fewer is not None and not (views := levers.views_table(clear, fewer, floor)).empty:
+            st.caption("Calibration views: 32 against 64 (the default), on the same photos and the same 64 held-out "
+                       "views; a prune with 32 takes about half the time.")  # fmt: skip
+            st.dataframe(views, width="stretch", hide_index=True)
     maps = ui.latest(model, "levers_maps")
     if maps is not None and not (diffs := levers.map_differences(maps)).empty:
         st.caption("The pruned network's maps against the dense maps of the same samples (insertion ↑, deletion ↓, "

@@ -60,6 +60,35 @@ def decision_table(df: pd.DataFrame, min_p_dense: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def views_table(default: pd.DataFrame, fewer: pd.DataFrame, min_p_dense: float = 0.0, views=(64, 32)) -> pd.DataFrame:
+    """Two runs of the same levers that differ in their calibration views, on the samples both have: the
+    `decision_table` of each (a `views` column says which), then the paired difference of held-out agreement.
+
+    Args:
+        default, fewer: the runs' rows (`benchmarks/compact_levers.py --views`); views: their view counts.
+
+    Returns:
+        One row per (lever, sparsity, views) with `decision_table`'s columns, plus `paired_delta` (median over
+        shared samples of fewer - default held-out agreement) on the fewer-views rows. Empty if no sample is shared.
+    """
+    pick = lambda d: d[d["method"].isna() & (d["lever"] != "dense")]  # noqa: E731
+    a, b = pick(default), pick(fewer)
+    both = a.merge(b, on=["sample", "lever", "sparsity"], suffixes=("", "_fewer"))
+    if both.empty:
+        return pd.DataFrame()
+    shared = set(both["sample"])
+    out = []
+    for rows, n in ((a, views[0]), (b, views[1])):
+        t = decision_table(rows[rows["sample"].isin(shared)], min_p_dense)
+        out.append(t.assign(views=n))
+    table = pd.concat(out, ignore_index=True)
+    delta = both.assign(d=both["held_agree_fewer"] - both["held_agree"]).groupby(["lever", "sparsity"])["d"].median()
+    table["paired_delta"] = [
+        delta.get((r.lever, r.sparsity)) if r.views == views[1] else float("nan") for r in table.itertuples()
+    ]
+    return table
+
+
 def map_differences(df: pd.DataFrame) -> pd.DataFrame:
     """Paired difference of each lever's maps to the dense maps of the same samples, in AUC points (x100).
 

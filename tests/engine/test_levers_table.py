@@ -1,4 +1,5 @@
-"""`protocol.levers.decision_table`: the held-out agreement on clear views is pooled over views, not samples."""
+"""`protocol.levers`: the held-out agreement on clear views is pooled over views, not samples; runs with fewer
+calibration views are compared on the samples both have."""
 
 from __future__ import annotations
 
@@ -27,3 +28,15 @@ def test_a_sample_without_clear_views_counts_none_and_old_runs_have_no_column():
     table = levers.decision_table(_rows(held_clear=[np.nan, 0.5], n_clear=[0, 30])).iloc[0]
     assert table["held_clear"] == pytest.approx(0.5)
     assert "held_clear" not in levers.decision_table(_rows()).columns
+
+
+def test_views_table_compares_the_shared_samples_and_pairs_the_agreement():
+    default = _rows()
+    fewer = _rows().assign(held_agree=[0.8, 0.7], seconds=[1.0, 1.5])
+    extra = default.iloc[[0]].assign(sample="only-in-default", held_agree=0.0)  # not shared: left out
+    table = levers.views_table(pd.concat([default, extra]), fewer)
+    assert list(table["views"]) == [64, 32] and list(table["n"]) == [2, 2]
+    assert table.loc[0, "held_agree"] == pytest.approx(0.7) and table.loc[1, "held_agree"] == pytest.approx(0.75)
+    assert np.isnan(table.loc[0, "paired_delta"])
+    assert table.loc[1, "paired_delta"] == pytest.approx(np.median([0.8 - 0.9, 0.7 - 0.5]))
+    assert levers.views_table(default, fewer.assign(sample=["x", "y"])).empty
