@@ -273,3 +273,16 @@ def test_a_run_into_a_folder_that_does_not_exist_yet_keeps_its_rows(tmp_path):
     assert len(pd.read_csv(protocol.partial_path(out))) == len(rows) == 1
     protocol.finish_csv(rows, out)
     assert out.exists()
+
+
+def test_photo_samples_name_the_photo_they_were_cut_from():
+    """Real-network samples record their photo, so intervals can resample photos: every whole photo first,
+    then the first crop of each, breadth-first."""
+    from spade_engine.models import load_model
+    from spade_engine.photos import SOURCES
+    from spade_engine.protocol.samples import photo_samples
+
+    names = list(SOURCES)
+    got = photo_samples(load_model("efficientnet_lite0").model, "efficientnet_lite0", len(names) + 2)
+    assert [s.photo for s in got] == [*names, *names[:2]]
+    assert all(s.mask is None for s in got) and got[0].image.shape == (3, 224, 224)
