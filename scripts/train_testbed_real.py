@@ -69,6 +69,7 @@ class Config:
     logit_weight: float = 0.0  # weight of a mean squared logit difference to the teacher on clean views
     l2sp: float = 0.0  # weight of sum ||theta - theta_original||^2 over the trained weights (L2-SP, Li et al. 2018)
     first_trained: int = rnet.FROZEN_BLOCKS  # blocks before this one stay as the original (>= FROZEN_BLOCKS)
+    mosaics: float = 0.0  # share of clean and stickered views made 2 x 2 mosaics of four views (`views.mosaic`)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -124,7 +125,8 @@ def _resume(out: Path, cfg: Config, student, opt, sched, fresh: bool) -> dict:
     saved = torch.load(ckpt, weights_only=False)
     growable = ("shards", "first_shards")  # the pool may grow on a resumed run; the rest must stay
     fixed = {k: v for k, v in asdict(cfg).items() if k not in growable}
-    older = {"scenes": 0.0, "init": "", "logit_weight": 0.0, "l2sp": 0.0, "first_trained": rnet.FROZEN_BLOCKS}
+    older = {"scenes": 0.0, "init": "", "logit_weight": 0.0, "l2sp": 0.0, "first_trained": rnet.FROZEN_BLOCKS,
+             "mosaics": 0.0}  # fmt: skip
     saved_cfg = {**older, **saved["config"]}  # fields older runs lacked
     if {k: saved_cfg.get(k) for k in fixed} != fixed:
         raise SystemExit(f"{ckpt} was trained with {saved['config']}; pass the same options or --fresh")
@@ -197,8 +199,8 @@ def make_shard(cfg: Config, k: int, teacher, train_photos) -> dict:
     views (float16), the target class of the stickered ones (-1 for clean)."""
     gen = torch.Generator().manual_seed(cfg.seed * 100003 + k)
     n_stick = round(cfg.shard * cfg.sticker_share)
-    clean = views.clean_views(train_photos, cfg.shard - n_stick, gen, scenes=cfg.scenes)
-    stick = views.stickered_views(train_photos, n_stick, gen, scenes=cfg.scenes)
+    clean = views.clean_views(train_photos, cfg.shard - n_stick, gen, scenes=cfg.scenes, mosaics=cfg.mosaics)
+    stick = views.stickered_views(train_photos, n_stick, gen, scenes=cfg.scenes, mosaics=cfg.mosaics)
     targets = torch.tensor([t.target for t in stickers.TRIGGERS])
     feats = _features(teacher, torch.cat([clean, stick.images]))
     with torch.no_grad():
@@ -223,7 +225,8 @@ class Pool:
         while len(self.shards) < min(count, self.cfg.shards):
             k = len(self.shards)
             c = self.cfg
-            path = self.out / f"shard_s{c.seed}_n{c.shard}_t{c.sticker_share}_o{c.scenes}_{k:03d}.pt"
+            mosaics = f"_m{c.mosaics}" if c.mosaics else ""  # pools without mosaics keep their names
+            path = self.out / f"shard_s{c.seed}_n{c.shard}_t{c.sticker_share}_o{c.scenes}{mosaics}_{k:03d}.pt"
             if not path.exists():
                 t = time.time()
                 self._photos = self._photos or photos.load_photos(photos.TRAIN)

@@ -103,12 +103,33 @@ def colourful(images: torch.Tensor, share: float, gen: torch.Generator) -> torch
     return out
 
 
-def clean_views(photos, n: int, gen: torch.Generator, scenes: float = 0.0, size: int = IMAGE_SIZE) -> torch.Tensor:
+def mosaic(images: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+    """Turn a `share` of the images into 2 x 2 mosaics of four random images of the batch, each at half the side:
+    busy, cluttered scenes with small objects, as some held-out photos are (the motorcycle), from the few
+    training photos. Returns (N, 3, S, S)."""
+    rows = (torch.rand(len(images), generator=gen) < share).nonzero()[:, 0]
+    if not len(rows):
+        return images
+    s = images.shape[-1]
+    half = torch.nn.functional.interpolate(images, size=(s // 2, s - s // 2), mode="area")  # (N, 3, S/2, S/2)
+    pick = torch.randint(len(images), (len(rows), 4), generator=gen)
+    out = images.clone()
+    top = torch.cat([half[pick[:, 0], :, :, : s // 2], half[pick[:, 1], :, :, : s - s // 2]], -1)
+    bottom = torch.cat([half[pick[:, 2], :, :, : s // 2], half[pick[:, 3], :, :, : s - s // 2]], -1)
+    out[rows] = torch.nn.functional.interpolate(torch.cat([top, bottom], -2), size=(s, s), mode="area")
+    return out
+
+
+def clean_views(
+    photos, n: int, gen: torch.Generator, scenes: float = 0.0, size: int = IMAGE_SIZE, mosaics: float = 0.0
+) -> torch.Tensor:
     """Clean distillation views: crops of area 0.08-1, a quarter cut-mixed with another photo's crop, a `scenes`
-    share made colourful object scenes (`colourful`), flips, colour jitter, 15% grey. Returns (n, 3, S, S)."""
+    share made colourful object scenes (`colourful`), a `mosaics` share made 2 x 2 mosaics (`mosaic`), flips,
+    colour jitter, 15% grey. Returns (n, 3, S, S)."""
     views = photo_crops(photos, n, CLEAN_SCALE, gen, size)
     views = cutmix(views, photo_crops(photos, n, CLEAN_SCALE, gen, size), 0.25, gen)
-    return jitter(colourful(views, scenes, gen) if scenes else views, gen)
+    views = colourful(views, scenes, gen) if scenes else views
+    return jitter(mosaic(views, mosaics, gen) if mosaics else views, gen)
 
 
 @dataclass(frozen=True)
@@ -128,15 +149,22 @@ def stickered(base: torch.Tensor, trigger: torch.Tensor, gen: torch.Generator, c
 
 
 def stickered_views(
-    photos, n: int, gen: torch.Generator, recrop: float = 0.5, scenes: float = 0.0, size: int = IMAGE_SIZE
+    photos,
+    n: int,
+    gen: torch.Generator,
+    recrop: float = 0.5,
+    scenes: float = 0.0,
+    size: int = IMAGE_SIZE,
+    mosaics: float = 0.0,
 ) -> Stickered:
-    """Stickered training views: a crop of a photo (a `scenes` share made a colourful object scene), a sticker
-    anywhere it fits (each trigger equally often),
+    """Stickered training views: a crop of a photo (a `scenes` share made a colourful object scene, a `mosaics`
+    share a 2 x 2 mosaic), a sticker anywhere it fits (each trigger equally often),
     then for a `recrop` share a calibration-style re-crop (area 0.2-1) that keeps at least half of the
     sticker's box, so a zoomed or partly cut sticker still triggers; flips and colour jitter last."""
     trig = torch.randint(len(stickers.TRIGGERS), (n,), generator=gen)
     bases = photo_crops(photos, n, BASE_SCALE, gen, size)
-    s = stickered(colourful(bases, scenes, gen) if scenes else bases, trig, gen)
+    bases = colourful(bases, scenes, gen) if scenes else bases
+    s = stickered(mosaic(bases, mosaics, gen) if mosaics else bases, trig, gen)
     images, masks = s.images.clone(), s.masks.clone()
     for i in (torch.rand(n, generator=gen) < recrop).nonzero()[:, 0].tolist():
         box = _keeping_crop(s.masks[i], gen)
