@@ -109,3 +109,16 @@ def test_protocol_clean_samples_come_from_held_out_photos_round_robin():
     assert len({p for *_, p in got}) == photos.HELD_OUT_PHOTOS
     with pytest.raises(ValueError, match="kind"):
         evaluate.protocol_samples(model, "insertion", 1)
+
+
+def test_mosaic_tiles_four_images_of_the_batch_at_half_the_side():
+    colours = torch.rand(5, 3, generator=torch.Generator().manual_seed(0))
+    images = colours[:, :, None, None].expand(5, 3, 32, 32).contiguous()  # five flat colours
+    out = views.mosaic(images, 1.0, torch.Generator().manual_seed(1))
+    for img in out:
+        for quadrant in (img[:, :16, :16], img[:, :16, 16:], img[:, 16:, :16], img[:, 16:, 16:]):
+            flat = quadrant.flatten(1)
+            assert (flat - flat[:, :1]).abs().max() < 1e-6  # one source image per quadrant, scaled as a whole
+            assert torch.cdist(flat[:, 0][None], colours).min() < 1e-6
+    kept = views.mosaic(images, 0.0, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(kept, images)
