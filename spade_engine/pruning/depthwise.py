@@ -10,7 +10,9 @@ Two exact ways to the same sums, chosen per layer by their multiply-adds (`rows_
   (`row_columns`), and their Gram matrix (C, kh*W_pad, kh*W_pad); each tap pair's sum is a strided diagonal of it
   (`band_sum`: the column shifts). kh copies instead of kh*kw, and one larger, more efficient `bmm`; it computes
   every pair of padded columns, so it wins on narrow maps and large kernels (EfficientNet's 5x5 convs at 14 and
-  7 px: 2.2-2.6x faster on this CPU, `benchmarks/real_network_speed.py`) and loses on wide stride-2 maps.
+  7 px: about 2x faster per layer on this CPU, see `ROWS_ADVANTAGE`) and loses on wide stride-2 maps. On Lite0's
+  first SPADE run all depthwise moments together went 1.27x faster (`benchmarks/real_network_speed.py`,
+  `assets/benchmarks/real_network_speed_rowgram_2026-12-07.txt`).
 
 Every column is counted (the accumulator subsamples early, large maps instead, see `HessianAccumulator.path`).
 The padding is the one the forward applies (`padding.input_padding`: zeros, TF "same", reflect, replicate,
