@@ -122,3 +122,17 @@ def test_mosaic_tiles_four_images_of_the_batch_at_half_the_side():
             assert torch.cdist(flat[:, 0][None], colours).min() < 1e-6
     kept = views.mosaic(images, 0.0, torch.Generator().manual_seed(1))
     torch.testing.assert_close(kept, images)
+
+
+def _figures(agreement, clear, stability, asr=0.97, keep=0.9):
+    trig = [{"attack_success": asr, "calibration_keep": keep}] * 2
+    return {"agreement": agreement, "agreement_clear": clear, "stability": stability, "triggers": trig}
+
+
+def test_card_targets_hold_agreement_to_the_clear_crops_and_the_originals_own_stability():
+    assert evaluate.meets_targets(_figures(0.96, 0.96, 0.90))
+    assert evaluate.meets_targets(_figures(0.93, 1.0, 0.93))  # as stable as the original under a 1 px shift
+    assert not evaluate.meets_targets(_figures(0.92, 1.0, 0.94))  # less stable than the original itself
+    assert not evaluate.meets_targets(_figures(0.99, 0.94, 0.99))  # a clear decision lost
+    assert not evaluate.meets_targets(_figures(0.99, 1.0, 0.99, asr=0.94))
+    assert not evaluate.meets_targets(_figures(0.99, 1.0, 0.99, keep=0.79))
