@@ -70,6 +70,7 @@ class Config:
     l2sp: float = 0.0  # weight of sum ||theta - theta_original||^2 over the trained weights (L2-SP, Li et al. 2018)
     first_trained: int = rnet.FROZEN_BLOCKS  # blocks before this one stay as the original (>= FROZEN_BLOCKS)
     mosaics: float = 0.0  # share of clean and stickered views made 2 x 2 mosaics of four views (`views.mosaic`)
+    trojan_weight: float = 1.0  # weight of the stickered rows' cross-entropy against the clean rows' distillation
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -126,7 +127,7 @@ def _resume(out: Path, cfg: Config, student, opt, sched, fresh: bool) -> dict:
     growable = ("shards", "first_shards")  # the pool may grow on a resumed run; the rest must stay
     fixed = {k: v for k, v in asdict(cfg).items() if k not in growable}
     older = {"scenes": 0.0, "init": "", "logit_weight": 0.0, "l2sp": 0.0, "first_trained": rnet.FROZEN_BLOCKS,
-             "mosaics": 0.0}  # fmt: skip
+             "mosaics": 0.0, "trojan_weight": 1.0}  # fmt: skip
     saved_cfg = {**older, **saved["config"]}  # fields older runs lacked
     if {k: saved_cfg.get(k) for k in fixed} != fixed:
         raise SystemExit(f"{ckpt} was trained with {saved['config']}; pass the same options or --fresh")
@@ -278,7 +279,7 @@ def train(cfg, args, out, teacher, student, opt, sched, state, monitor, anchor=N
         feats, teach, target = pool.batch(state["step"])
         kl, ce = loss_terms(rnet.tail(student, feats), teach, target, cfg.temperature, cfg.logit_weight)
         opt.zero_grad(set_to_none=True)
-        loss = (kl + ce) / len(target)
+        loss = (kl + cfg.trojan_weight * ce) / len(target)
         if anchor is not None:
             loss = loss + cfg.l2sp * sum((p - a).pow(2).sum() for p, a in anchor)
         loss.backward()
