@@ -79,6 +79,7 @@ if decisions is not None:
         st.plotly_chart(levers.levers_figure(table), width="stretch", key=keys.BENCHMARKS_LEVERS_CHART)
         st.dataframe(table, width="stretch", hide_index=True)
     clear = ui.latest(model, "levers_clear")
+    maps = ui.latest(model, "levers_maps")
     if clear is not None and "held_clear" in (clear_table := levers.decision_table(clear, floor)):
         st.caption("Held-out views whose dense decision is a near-tie flip under any change of the network: on the "
                    "clear views alone (the dense top-1 probability leads the second by ≥ 0.1; `held_clear`, pooled "
@@ -90,7 +91,10 @@ if decisions is not None:
             st.caption("Calibration views: 32 against 64 (the default), on the same photos and the same 64 held-out "
                        "views; a prune with 32 takes about half the time.")  # fmt: skip
             st.dataframe(views, width="stretch", hide_index=True)
-    maps = ui.latest(model, "levers_maps")
+            if maps is not None and not (view_maps := levers.views_map_table(maps, fewer)).empty:
+                st.caption("Their maps against the dense maps (insertion ↑, deletion ↓, AUC points with 95% t "
+                           "intervals), and `pair`: the 32-view maps minus the 64-view maps of the same samples.")  # fmt: skip
+                st.dataframe(view_maps.round(2), width="stretch", hide_index=True)
     if maps is not None and not (diffs := levers.map_differences(maps)).empty:
         st.caption("The pruned network's maps against the dense maps of the same samples (insertion ↑, deletion ↓, "
                    "scored on the dense model; AUC points, 95% t interval and the interval that resamples photos).")  # fmt: skip

@@ -115,6 +115,37 @@ def map_differences(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def views_map_table(default: pd.DataFrame, fewer: pd.DataFrame, views=(64, 32)) -> pd.DataFrame:
+    """The maps of two runs that differ in their calibration views, on the (lever, sparsity, method) and samples
+    both have: each run's `map_differences` to its dense maps (a `views` column says which), and on the
+    fewer-views rows the paired difference of the pruned maps themselves (fewer - default, AUC points x100,
+    `pair`, `pair_lo`, `pair_hi`: 95% t interval). Empty if the runs share no map."""
+    maps = lambda d: d[d["method"].notna()]  # noqa: E731
+    a, b = maps(default), maps(fewer)
+    keys = ["sample", "lever", "sparsity", "method"]
+    pruned = a[a["lever"] != "dense"].merge(b[b["lever"] != "dense"], on=keys, suffixes=("", "_fewer"))
+    if pruned.empty:
+        return pd.DataFrame()
+    shared = set(pruned["sample"])
+    settings = set(zip(pruned["lever"], pruned["sparsity"], strict=True)) | {("dense", 0.0)}
+
+    def part(d: pd.DataFrame) -> pd.DataFrame:
+        keep = [(lv, sp) in settings or lv == "dense" for lv, sp in zip(d["lever"], d["sparsity"], strict=True)]
+        return d[d["sample"].isin(shared) & np.array(keep, dtype=bool)]
+
+    table = pd.concat([map_differences(part(a)).assign(views=views[0]), map_differences(part(b)).assign(views=views[1])],
+                      ignore_index=True)  # fmt: skip
+    pair = {}
+    for (lever, s, method), g in pruned.groupby(["lever", "sparsity", "method"]):
+        for metric in ("insertion", "deletion"):
+            pair[(lever, s, method, metric)] = metrics.mean_ci(100 * (g[f"{metric}_fewer"] - g[metric]).to_numpy())
+    nan3 = (float("nan"),) * 3
+    got = [pair.get((r.lever, r.sparsity, r.method, r.metric), nan3) if r.views == views[1] else nan3
+           for r in table.itertuples()]  # fmt: skip
+    table[["pair", "pair_lo", "pair_hi"]] = pd.DataFrame(got, index=table.index)
+    return table
+
+
 def levers_figure(table: pd.DataFrame):
     """Plotly figure of a `decision_table`: decision kept (with its interval), held-out agreement and logit cosine
     against sparsity, one line per lever."""

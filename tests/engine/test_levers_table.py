@@ -40,3 +40,22 @@ def test_views_table_compares_the_shared_samples_and_pairs_the_agreement():
     assert np.isnan(table.loc[0, "paired_delta"])
     assert table.loc[1, "paired_delta"] == pytest.approx(np.median([0.8 - 0.9, 0.7 - 0.5]))
     assert levers.views_table(default, fewer.assign(sample=["x", "y"])).empty
+
+
+def _maps(pruned_insertion, dense_insertion=(0.30, 0.40, 0.50)):
+    rows = []
+    for i, (p, d) in enumerate(zip(pruned_insertion, dense_insertion, strict=True)):
+        rows.append(dict(sample=f"s{i}", lever="dense", sparsity=0.0, method="Saliency", insertion=d, deletion=0.1))
+        rows.append(dict(sample=f"s{i}", lever="asymmetric", sparsity=0.7, method="Saliency", insertion=p,
+                         deletion=0.1))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_views_map_table_pairs_the_pruned_maps_of_both_runs():
+    default, fewer = _maps([0.32, 0.42, 0.52]), _maps([0.31, 0.40, 0.49])
+    table = levers.views_map_table(default, fewer).set_index(["views", "metric"])
+    assert table.loc[(64, "insertion"), "delta"] == pytest.approx(2.0)  # AUC points against the dense maps
+    assert table.loc[(32, "insertion"), "delta"] == pytest.approx(0.0)
+    assert table.loc[(32, "insertion"), "pair"] == pytest.approx(-2.0)  # 32 views minus 64, paired
+    assert np.isnan(table.loc[(64, "insertion"), "pair"])
+    assert levers.views_map_table(default, fewer.assign(sample="other")).empty
