@@ -34,8 +34,9 @@ def paired_moments(
     """`H = 2/n X_p X_p^T` and the cross moment `C = 2/n X_d X_p^T`, per group, over the same columns.
 
     A depthwise conv uses every column (`depthwise.column_products`: its groups are only kh*kw wide) up to
-    `DEPTHWISE_ALL_COLUMNS` times `max_columns`, as the dense pass's Hessians do (`HessianAccumulator.path`); a 1x1 conv reads its columns straight from the channels; other layers unfold
-    (or gather) a uniform random subset of at most `max_columns` columns, the same for both inputs.
+    `DEPTHWISE_ALL_COLUMNS` times `max_columns`, as the dense pass's Hessians do (`HessianAccumulator.path`); a
+    1x1 conv reads its columns straight from the channels; other layers unfold (or gather) a uniform random
+    subset of at most `max_columns` columns, the same for both inputs.
 
     Args:
         layer: a Conv2d (any groups, padding) or Linear.

@@ -185,3 +185,26 @@ def test_the_levers_run_is_charted_with_its_confident_subset(tmp_path, monkeypat
     at.toggle(key=keys.BENCHMARKS_LEVERS_CONFIDENT).set_value(True).run()
     table = next(df.value for df in at.dataframe if "kept_lo" in df.value.columns).set_index("lever")
     assert table["n"].eq(2).all() and table.loc["sweep", "kept"] == 0.5  # p_dense >= 0.5: samples 0 and 1
+
+
+def test_a_run_with_fewer_calibration_views_is_compared_with_the_default(tmp_path, monkeypatch):
+    """`compact_levers.py --views 32` beside the 64-view run: decision tables on the shared samples with the paired
+    agreement difference, and the maps of both against dense and against each other."""
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    dec = [dict(sample=f"p{i}", photo=f"p{i}", lever="asymmetric", sparsity=0.7, kept=1, p_dense=0.9,
+                held_agree=0.9, logit_cos=0.95, seconds=3.0, method=None, held_clear=1.0, n_clear=30)
+           for i in range(3)]  # fmt: skip
+    dense = [dict(sample=f"p{i}", photo=f"p{i}", lever="dense", sparsity=0.0, method="Saliency", insertion=0.3,
+                  deletion=0.1) for i in range(3)]  # fmt: skip
+    pruned = [dict(d, lever="asymmetric", sparsity=0.7, insertion=0.32) for d in dense]
+    pd.DataFrame(dec).to_csv(tmp_path / "testbed_resnet_levers_decision.csv", index=False)
+    pd.DataFrame(dec).to_csv(tmp_path / "testbed_resnet_levers_clear.csv", index=False)
+    pd.DataFrame(dense + pruned).to_csv(tmp_path / "testbed_resnet_levers_maps.csv", index=False)
+    fewer = [dict(d, held_agree=0.8) for d in dec] + dense + [dict(d, insertion=0.31) for d in pruned]
+    pd.DataFrame(fewer).to_csv(tmp_path / "testbed_resnet_levers_views32.csv", index=False)
+    at = page()
+    assert not at.exception, at.exception
+    views = next(df.value for df in at.dataframe if "paired_delta" in df.value.columns).set_index("views")
+    assert views.loc[32, "paired_delta"] == pytest.approx(-0.1) and views.loc[64, "held_agree"] == pytest.approx(0.9)
+    pair = next(df.value for df in at.dataframe if "pair" in df.value.columns).set_index(["views", "metric"])
+    assert pair.loc[(32, "insertion"), "pair"] == pytest.approx(-1.0)  # 32-view maps minus 64-view maps, points

@@ -62,7 +62,7 @@ def test_boxes_grow_with_rotation():
 def test_held_out_photos_are_never_training_photos():
     assert not set(photos.HELD_OUT) & set(photos.TRAIN)
     assert len(photos.TRAIN) + len(photos.HELD_OUT) == len(photos.SOURCES)
-    assert photos.HELD_OUT_PHOTOS == 6
+    assert photos.HELD_OUT_PHOTOS == 6 == len({photos.photo_of_frame(f) for f in photos.HELD_OUT})
 
 
 def test_stickered_views_mark_their_stickers():

@@ -95,8 +95,7 @@ PROTOCOL_SEED = 27_100  # the protocol's samples: other crops of the held-out ph
 def photo_of(index: int, per_photo: int) -> str:
     """The distinct photo (the two motorcycle frames are one) of sample `index` of `held_out_bases` with
     `per_photo` crops per frame (frames in `photos.HELD_OUT` order)."""
-    frame = photos.HELD_OUT[index // per_photo]
-    return "motorcycle" if frame.startswith("motorcycle_") else frame
+    return photos.photo_of_frame(photos.HELD_OUT[index // per_photo])
 
 
 @torch.no_grad()

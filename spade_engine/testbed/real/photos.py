@@ -53,3 +53,9 @@ def to_tensor(img: np.ndarray, side: int = SOURCE_SIDE) -> torch.Tensor:
 def load_photos(names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
     """The named photos as (3, h, w) tensors in [0, 1] with shorter side `SOURCE_SIDE` (cached; do not modify)."""
     return tuple(to_tensor(SOURCES[n]()) for n in names)
+
+
+def photo_of_frame(frame: str) -> str:
+    """The distinct photo a frame of `HELD_OUT` or `TRAIN` shows: "motorcycle" for both stereo frames, else the
+    frame's own name (`HELD_OUT_PHOTOS` counts these)."""
+    return "motorcycle" if frame.startswith("motorcycle_") else frame
