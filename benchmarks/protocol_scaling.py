@@ -39,7 +39,7 @@ def main() -> None:
     on_ray.connect(args.address, max(args.workers))
     model = load_model(cfg.model).model
     print(f"{cfg.model}: {args.trojan} trojaned + {args.clean} clean samples, {len(cfg.methods)} methods, "
-          f"Dense + SPADE-sweep, {cfg.n_aug} views; cluster {ray.cluster_resources()}; "
+          f"Dense + SPADE-sweep, {cfg.views} views; cluster {ray.cluster_resources()}; "
           f"{os.cpu_count()} cores here, load average before {os.getloadavg()[0]:.1f}")  # fmt: skip
     reference = on_ray.run_protocol_ray(cfg, model, workers=max(args.workers)).drop(columns="seconds")
     print("warm-up run done (starts every Ray worker process, so no timed run pays for a worker's start-up)")

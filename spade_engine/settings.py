@@ -1,9 +1,10 @@
 """The one user-facing settings type: what the Debugger's sidebar says and what `spade explain` parses.
 
-    settings = SpadeSettings(n_aug=32).resolved("testbed_resnet")   # the card's sparsity, crop and solver
+    settings = SpadeSettings(seed=3).resolved("testbed_resnet")   # the card's sparsity, views, crop and solver
     config = settings.prune_config()                                # the engine's `PruneConfig`
 
-Fields left None mean "the model card's" (`models.spade_defaults`, `models.spade_solver`); `resolved(name)` fills
+Fields left None mean "the model card's" (`models.spade_defaults`, `models.spade_views`, `models.spade_solver`);
+`resolved(name)` fills
 them in, the one way every entry point gets its defaults (the Debugger's widgets start from it, `spade explain`
 resolves its options with it), so both use the same sparsity, crop and layer solver for the same model. The
 command-line spelling lives here too (`add_arguments`, `from_args`, `argv`), so the parser, the parsed settings
@@ -32,7 +33,8 @@ class SpadeSettings:
 
     Attributes:
         sparsity: per-layer sparsity in [0, 1); None: the model card's.
-        n_aug: calibration views (random crops, flips and colour jitter of the sample).
+        n_aug: calibration views (random crops, flips and colour jitter of the sample); None: the model card's
+            (`models.spade_views`: 64 unless the card says otherwise).
         seed: the views' seed.
         crop_min: smallest random crop, as a share of the image area; None: the model card's.
         methods: saliency methods (keys of `saliency.METHODS`).
@@ -49,7 +51,7 @@ class SpadeSettings:
     """
 
     sparsity: float | None = None
-    n_aug: int = 64
+    n_aug: int | None = None
     seed: int = 0
     crop_min: float | None = None
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -66,13 +68,20 @@ class SpadeSettings:
 
     def resolved(self, model_name: str | None) -> SpadeSettings:
         """These settings with every None filled in from the model's card (the reference's defaults for a model
-        without one: sparsity 0.9, crop 0.2, the "sparsegpt" solver)."""
-        from spade_engine.models import spade_bn_correction, spade_calibration, spade_defaults, spade_solver
+        without one: sparsity 0.9, 64 views, crop 0.2, the "sparsegpt" solver)."""
+        from spade_engine.models import (
+            spade_bn_correction,
+            spade_calibration,
+            spade_defaults,
+            spade_solver,
+            spade_views,
+        )
 
         card = spade_defaults(model_name)
         return replace(
             self,
             sparsity=card["sparsity"] if self.sparsity is None else float(self.sparsity),
+            n_aug=spade_views(model_name) if self.n_aug is None else int(self.n_aug),
             crop_min=card["crop_min"] if self.crop_min is None else float(self.crop_min),
             solver=spade_solver(model_name) if self.solver is None else self.solver,
             bn_correction=spade_bn_correction(model_name) if self.bn_correction is None else self.bn_correction,
@@ -145,7 +154,7 @@ class SpadeSettings:
         p.add_argument(
             "--sparsity", type=float, default=None, help="per-layer sparsity in [0, 1) (default: the card's)"
         )
-        p.add_argument("--n-aug", type=int, default=64, help="calibration views")
+        p.add_argument("--n-aug", type=int, default=None, help="calibration views (default: the card's, else 64)")
         p.add_argument("--seed", type=int, default=0, help="calibration views' seed")
         p.add_argument("--crop-min", type=float, default=None, help="smallest calibration crop (default: the card's)")
         p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS), metavar="METHOD",
@@ -177,7 +186,7 @@ class SpadeSettings:
             raise SystemExit(f"--sparsity must be in [0, 1), e.g. 0.9 for 90%; got {args.sparsity}.")
         if args.crop_min is not None and not 0.0 < args.crop_min <= 1.0:
             raise SystemExit(f"--crop-min must be in (0, 1]; got {args.crop_min}.")
-        if args.n_aug < 1:
+        if args.n_aug is not None and args.n_aug < 1:
             raise SystemExit("--n-aug must be at least 1.")
         return cls(args.sparsity, args.n_aug, args.seed, args.crop_min, tuple(args.methods), args.reduction,
                    not args.prune_first_conv, args.skip_head, args.damp, args.solver, args.profile,
@@ -191,7 +200,8 @@ class SpadeSettings:
         out = ["--profile", self.profile] if self.profile else []
         if self.sparsity is not None and not self.profile:
             out += ["--sparsity", f"{self.sparsity:g}"]
-        out += ["--n-aug", str(self.n_aug), "--seed", str(self.seed)]
+        out += ["--n-aug", str(self.n_aug)] if self.n_aug is not None else []
+        out += ["--seed", str(self.seed)]
         if self.crop_min is not None:
             out += ["--crop-min", f"{self.crop_min:g}"]
         out += ["--methods", *self.methods] + (["--reduction", self.reduction] if self.reduction else [])

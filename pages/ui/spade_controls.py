@@ -51,14 +51,14 @@ def calibration_crop(model_name: str | None) -> float:
     return SpadeSettings().resolved(model_name).crop_min
 
 
-def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = None, default_n_aug: int = 64,
+def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = None, default_n_aug: int | None = None,
                    model_name: str | None = None, profiles: bool = True) -> SpadeSettings:  # fmt: skip
     """Sidebar SPADE controls: sparsity slider (0–99 %), number of augmented views, seed; advanced options.
 
     Args:
         prefix: session-state namespace of the calling page (`keys.DEBUGGER`…), so pages keep their own values.
         default_sparsity: initial slider value in percent; default: the model card's, else 90 (the reference's).
-        default_n_aug: initial number of views.
+        default_n_aug: initial number of views; default: the model card's (`models.spade_views`), else 64.
         model_name: the model's registry name: sets the default smallest crop (`calibration_crop`) and, with
             `profiles`, offers the sparsity profiles (assets/profiles) made for this model.
         profiles: offer the sparsity profiles.
@@ -71,11 +71,15 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
     card = SpadeSettings().resolved(model_name)  # the model card's defaults, as `spade explain` resolves them
     if default_sparsity is None:
         default_sparsity = round(100 * card.sparsity)
+    if default_n_aug is None:
+        default_n_aug = card.n_aug
     side.subheader("SPADE")
     sparsity = persisted(side.slider, k(keys.SPARSITY), default_sparsity, "Sparsity per layer (%)", 0, 99, step=1,
                           help="Fraction of each pruned layer's weights removed for this sample.")  # fmt: skip
     n_aug = persisted(side.select_slider, k(keys.N_AUG), default_n_aug, "Augmented views", N_AUG_CHOICES,
-                       valid=lambda v: v in N_AUG_CHOICES, help="Calibration batch: random crops, flips and colour jitter of the sample.")  # fmt: skip
+                       valid=lambda v: v in N_AUG_CHOICES, help="Calibration batch: random crops, flips and colour jitter of the "
+                       f"sample. Default: the model card's ({card.n_aug}; the reason is under Advanced when it differs "
+                       f"from the SPADE reference's {models.SPADE_VIEWS}).")  # fmt: skip
     seed = persisted(side.number_input, k(keys.SEED), 0, "Seed", min_value=0, max_value=2**31 - 1, step=1)
     with side.expander("Advanced"):
         crop_min = persisted(st.slider, k(f"{keys.CROP_MIN}.{model_name}"), card.crop_min,

@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit
 import streamlit as st
 
 from pages.ui import keys
-from spade_engine.models import spade_defaults
+from spade_engine.models import spade_defaults, spade_views
 from spade_engine.study import CONDITIONS, QUESTIONS, StudyDesign, StudyError, StudyInfo, StudyStore, conditions_for
 from spade_engine.study.render import TrialView, trial_view
 from spade_engine.study.samples import neuron_items, patch_items
@@ -102,7 +102,9 @@ def design_form(model_names: list[str], saliency_methods: list[str]) -> StudyDes
         seed = c3.number_input("Seed", 0, 10**6, 0)
         c1, c2, c3 = st.columns(3)
         sparsity = c1.slider("SPADE sparsity", 0.5, 0.99, card["sparsity"], help="Default: the model card's.")
-        n_aug = c2.select_slider("Augmented views", [16, 32, 64, 128, 256], 64)
+        n_aug = c2.select_slider(
+            "Augmented views", [16, 32, 64, 128, 256], spade_views(model), help="Default: the model card's."
+        )
         steps = c3.select_slider("Visualisation steps", [32, 64, 128, 256, 512], 128)
         if question == "patch":
             trojan = st.slider("Share of trojaned samples", 0.0, 1.0, 0.5)

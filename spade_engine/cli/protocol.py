@@ -44,7 +44,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--trojan", type=int, default=d.trojan_samples, help="trojaned samples (0: none)")
     ap.add_argument("--clean", type=int, default=d.clean_samples, help="clean samples (0: none)")
     ap.add_argument("--sparsity", type=float, default=None, help="default: the model card's")
-    ap.add_argument("--n-aug", type=int, default=d.n_aug, help="calibration views per sample")
+    ap.add_argument("--n-aug", type=int, default=None, help="calibration views per sample; default: the card's")
     ap.add_argument("--crop-min", type=float, default=None, help="smallest calibration crop; default: the card's")
     ap.add_argument("--exact-samples", type=int, default=None, help="cap for the slow exact-OBC column")
     ap.add_argument("--methods", nargs="*", default=list(d.methods), choices=list(METHODS), metavar="METHOD")
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace, model: str, progress: ProgressLine) -> pd.Data
     if out is not None:
         store(cfg, args, out, df, time.perf_counter() - t0)
     sparsity, crop = cfg.spade_settings()
-    print_tables(df, f"{cfg.model}, sparsity {sparsity:.0%}, crop >= {crop:g}, n_aug {cfg.n_aug}")
+    print_tables(df, f"{cfg.model}, sparsity {sparsity:.0%}, crop >= {crop:g}, n_aug {cfg.views}")
     return df
 
 

@@ -17,12 +17,14 @@ from spade_engine.errors import (
 from spade_engine.models.build import architectures, build_architecture, load_checkpoint
 from spade_engine.models.cards import (
     SPADE_DEFAULTS,
+    SPADE_VIEWS,
     out_of_domain,
     spade_augment,
     spade_bn_correction,
     spade_calibration,
     spade_defaults,
     spade_solver,
+    spade_views,
     spade_why,
 )
 from spade_engine.models.info import LoadedModel, ModelInfo
@@ -43,6 +45,7 @@ __all__ = [
     "ModelOutputError",
     "Normalize",
     "SPADE_DEFAULTS",
+    "SPADE_VIEWS",
     "TIMM_MODELS",
     "TIMM_PREFIX",
     "TORCHVISION_MODELS",
@@ -62,6 +65,7 @@ __all__ = [
     "spade_calibration",
     "spade_defaults",
     "spade_solver",
+    "spade_views",
     "spade_why",
     "timm_available",
     "timm_data_config",

@@ -97,7 +97,7 @@ def column_models(
         else:
             prune_cfg, crop = spade[col]
             aug = spade_augment(cfg.model, crop)
-            trace = engine.prepare(sample.image, n_aug=cfg.n_aug, seed=cfg.seed + sample.index, augment_config=aug)
+            trace = engine.prepare(sample.image, n_aug=cfg.views, seed=cfg.seed + sample.index, augment_config=aug)
             pruned, result = engine.prune(trace, prune_cfg)
             out[col] = (pruned, int(result.pruned_logits.argmax()) == sample.target)
     return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spade_engine.engine import PruneConfig
-from spade_engine.models import spade_defaults
+from spade_engine.models import spade_defaults, spade_views
 from spade_engine.saliency import METHODS
 
 # How every map is computed (stored in each run's settings JSON).
@@ -30,7 +30,7 @@ class ProtocolConfig:
     trojan_samples: int = 100
     clean_samples: int = 100
     sparsity: float | None = None  # None: the model card's (`models.spade_defaults`)
-    n_aug: int = 64
+    n_aug: int | None = None  # calibration views per sample; None: the model card's (`models.spade_views`)
     crop_min: float | None = None  # smallest calibration crop; None: the model card's
     methods: tuple[str, ...] = tuple(METHODS)
     columns: tuple[str, ...] = COLUMNS
@@ -42,6 +42,11 @@ class ProtocolConfig:
     device: str = "cpu"
     metrics: tuple[str, ...] = ("trojan", "insertion")
     variants: tuple[Variant, ...] = ()  # extra SPADE columns (ablations), after `columns`
+
+    @property
+    def views(self) -> int:
+        """Calibration views per sample: the configured number, else the model card's (64 unless it says)."""
+        return spade_views(self.model) if self.n_aug is None else int(self.n_aug)
 
     def spade_settings(self) -> tuple[float, float]:
         """(sparsity, crop_min) of this run: the configured ones, else the model card's."""

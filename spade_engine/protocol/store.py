@@ -114,7 +114,7 @@ def save_settings(
         "crop_min": crop,
         "calibration": spade_calibration(cfg.model),  # the card's, as every SPADE column uses (`columns`)
         "bn_correction": spade_bn_correction(cfg.model),
-        "n_aug": cfg.n_aug,
+        "n_aug": cfg.views,
         "seed": cfg.seed,
         "tuned_profile": _project_relative(tuned_profile_path(cfg)),
         "sparse_fc_features_per_class": cfg.sparse_fc_features,

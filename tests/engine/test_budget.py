@@ -57,12 +57,12 @@ def test_the_engine_shares_the_budget_among_layers(calibration):
     _, uniform = engine.prune(trace, PruneConfig(0.7, **calibration))
     _, shared = engine.prune(trace, PruneConfig(0.7, budget="obs", **calibration))
     sizes = {n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    mean = lambda r: (
-        sum(r.layer_sparsity[n] * sizes[n] for n in r.layer_sparsity)
-        / sum(  # noqa: E731
+
+    def mean(r):
+        return sum(r.layer_sparsity[n] * sizes[n] for n in r.layer_sparsity) / sum(
             sizes[n] for n in uniform.layer_target
         )
-    )
+
     assert mean(shared) == pytest.approx(mean(uniform), abs=0.01)  # the same weights pruned in total
     assert max(shared.layer_target.values()) - min(shared.layer_target.values()) > 0.1  # but not uniformly
     assert list(shared.layer_target) == [n for n in uniform.layer_target if n in shared.layer_target]  # order kept

@@ -56,6 +56,9 @@ def test_defaults_are_the_model_cards():
     cfg = cli_protocol.config_from_args(_args("--trojan", "30", "--clean", "0", "--columns", "Dense"))
     assert cfg.spade_settings() == (card["sparsity"], card["crop_min"])
     assert (cfg.trojan_samples, cfg.clean_samples, cfg.columns) == (30, 0, ("Dense",))
+    assert cfg.views == 64  # the testbed card names no views: the reference's 64
+    assert cli_protocol.config_from_args(_args("--n-aug", "8")).views == 8
+    assert cli_protocol.config_from_args(_args(), "efficientnet_lite0").views == 32  # its card's `spade.views`
 
 
 def test_pruning_options_become_named_columns():

@@ -30,6 +30,19 @@ def test_unset_fields_resolve_to_the_model_cards():
     assert (reference.sparsity, reference.crop_min, reference.solver) == (0.9, 0.2, "sparsegpt")
 
 
+def test_calibration_views_come_from_the_card_unless_set():
+    """The EfficientNet-Lite cards prune on 32 views (`spade.views`); cards without the field and unknown models
+    keep the reference's 64, and an explicit number (the sidebar, `--n-aug`) wins over any card."""
+    assert get_info("efficientnet_lite0").card["spade"]["views"] == 32
+    assert SpadeSettings().resolved("efficientnet_lite0").n_aug == 32
+    assert SpadeSettings().resolved("testbed_v2_resnet").n_aug == SpadeSettings().resolved(None).n_aug == 64
+    assert SpadeSettings(n_aug=128).resolved("efficientnet_lite0").n_aug == 128
+    assert _parse([]).resolved("efficientnet_lite0").n_aug == 32
+    assert _parse(["--n-aug", "16"]).resolved("efficientnet_lite0").n_aug == 16
+    with pytest.raises(SystemExit, match="at least 1"):
+        _parse(["--n-aug", "0"])
+
+
 def test_spade_explain_without_options_uses_the_cards_solver_as_the_debugger_does():
     """`spade explain` once ran the sweep where the Debugger (the card) ran the exact solver."""
     assert _parse([]).resolved("testbed_v2_resnet").solver == "obc"
@@ -45,6 +58,7 @@ def test_spade_explain_without_options_uses_the_cards_solver_as_the_debugger_doe
         SpadeSettings(0.8, bn_correction="reestimate"),
         SpadeSettings(0.8, calibration="asymmetric"),
         SpadeSettings(0.8, calibration="sequential"),
+        SpadeSettings(0.8, n_aug=None),
     ],
 )
 def test_argv_parses_back(settings):

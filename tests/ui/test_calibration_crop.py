@@ -24,3 +24,20 @@ def test_card_sets_the_solver_and_everything_else_gets_the_sweep(tmp_path, monke
         models, "get_info", lambda name: models.ModelInfo(**{**vars(get_info("testbed_resnet")), "card": card})
     )
     assert models.spade_solver("testbed_resnet") == "sparsegpt"
+
+
+def test_the_sidebar_starts_at_the_cards_views_and_keeps_a_users_choice():
+    from streamlit.testing.v1 import AppTest
+
+    def page(model_name):
+        import streamlit as st
+
+        from pages.ui.spade_controls import spade_controls
+
+        st.session_state["views"] = spade_controls(model_name=model_name, profiles=False).n_aug
+
+    lite = AppTest.from_function(page, args=("efficientnet_lite0",)).run()
+    assert lite.session_state["views"] == 32 and not lite.exception  # the Lite cards' `spade.views`
+    assert AppTest.from_function(page, args=("testbed_resnet",)).run().session_state["views"] == 64
+    lite.sidebar.select_slider[0].set_value(128).run()
+    assert lite.session_state["views"] == 128
