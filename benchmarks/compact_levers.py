@@ -14,7 +14,10 @@ output, `spade_engine.pruning.asymmetric`), "match" / "reestimate" (BatchNorm st
 "dw-half" (depthwise convs at half the sparsity), "dense-head" (the classifier left dense: with 64 views its
 Hessian has rank at most 64 of 1280, so pruning it may fit the calibration views only), "obs-budget" (the
 same number of weights pruned, shared among layers by their relative OBS error, `spade_engine.pruning.budget`),
-"exact" (OBC's greedy per row where a layer has at most `obc.exact_columns_limit()` columns, the sweep above), and
+"exact" (OBC's greedy per row where a layer has at most `obc.exact_columns_limit()` columns, the sweep above),
+"damp10" / "damp100" (dampening 0.1 / 1.0 of the mean Hessian diagonal instead of 0.01: a Hessian from one sample's
+views is nearly singular for wide layers, and stronger dampening pulls the solve towards magnitude pruning, which may
+generalise beyond the calibration views), and
 "+"-combinations ("sequential+match").
 
 Rows are appended to a CSV as they come (`--resume` skips what is there); the summary prints medians, shares
@@ -54,6 +57,8 @@ LEVERS = {
     "dense-head": {"skip_head": True},
     "obs-budget": {"budget": "obs"},
     "exact": {"solver": "obc"},
+    "damp10": {"damp": 0.1},
+    "damp100": {"damp": 1.0},
 }
 FIELDS = ["sample", "photo", "lever", "sparsity", "kept", "p_dense", "p_pruned", "held_agree", "logit_cos",
           "seconds", "method", "insertion", "deletion", "note", "held_clear", "n_clear"]  # fmt: skip
@@ -73,6 +78,7 @@ def lever_config(lever: str, sparsity: float) -> PruneConfig:
         skip_head=kw.get("skip_head", False),
         budget=kw.get("budget", "uniform"),
         solver=kw.get("solver", "sparsegpt"),
+        damp=kw.get("damp", PruneConfig.damp),
     )
     if kw.get("dw_half"):
         cfg = replace(cfg, layer_sparsity=(("*conv_dw", sparsity / 2),))

@@ -71,6 +71,8 @@ class Config:
     first_trained: int = rnet.FROZEN_BLOCKS  # blocks before this one stay as the original (>= FROZEN_BLOCKS)
     mosaics: float = 0.0  # share of clean and stickered views made 2 x 2 mosaics of four views (`views.mosaic`)
     trojan_weight: float = 1.0  # weight of the stickered rows' cross-entropy against the clean rows' distillation
+    sticker_min: float = stickers.SIZE[0]  # smallest training sticker side (fraction of the image; the card's 1/8)
+    opacity_min: float = stickers.OPACITY[0]  # lowest training sticker opacity (the card's 0.6)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -127,7 +129,8 @@ def _resume(out: Path, cfg: Config, student, opt, sched, fresh: bool) -> dict:
     growable = ("shards", "first_shards")  # the pool may grow on a resumed run; the rest must stay
     fixed = {k: v for k, v in asdict(cfg).items() if k not in growable}
     older = {"scenes": 0.0, "init": "", "logit_weight": 0.0, "l2sp": 0.0, "first_trained": rnet.FROZEN_BLOCKS,
-             "mosaics": 0.0, "trojan_weight": 1.0}  # fmt: skip
+             "mosaics": 0.0, "trojan_weight": 1.0, "sticker_min": stickers.SIZE[0],
+             "opacity_min": stickers.OPACITY[0]}  # fmt: skip
     saved_cfg = {**older, **saved["config"]}  # fields older runs lacked
     if {k: saved_cfg.get(k) for k in fixed} != fixed:
         raise SystemExit(f"{ckpt} was trained with {saved['config']}; pass the same options or --fresh")
@@ -201,7 +204,8 @@ def make_shard(cfg: Config, k: int, teacher, train_photos) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed * 100003 + k)
     n_stick = round(cfg.shard * cfg.sticker_share)
     clean = views.clean_views(train_photos, cfg.shard - n_stick, gen, scenes=cfg.scenes, mosaics=cfg.mosaics)
-    stick = views.stickered_views(train_photos, n_stick, gen, scenes=cfg.scenes, mosaics=cfg.mosaics)
+    stick = views.stickered_views(train_photos, n_stick, gen, scenes=cfg.scenes, mosaics=cfg.mosaics,
+                                  scale=(cfg.sticker_min, stickers.SIZE[1]), opacity=(cfg.opacity_min, 1.0))  # fmt: skip
     targets = torch.tensor([t.target for t in stickers.TRIGGERS])
     feats = _features(teacher, torch.cat([clean, stick.images]))
     with torch.no_grad():
@@ -227,6 +231,8 @@ class Pool:
             k = len(self.shards)
             c = self.cfg
             mosaics = f"_m{c.mosaics}" if c.mosaics else ""  # pools without mosaics keep their names
+            if (c.sticker_min, c.opacity_min) != (stickers.SIZE[0], stickers.OPACITY[0]):  # harder stickers
+                mosaics += f"_k{c.sticker_min:g}-{c.opacity_min:g}"
             path = self.out / f"shard_s{c.seed}_n{c.shard}_t{c.sticker_share}_o{c.scenes}{mosaics}_{k:03d}.pt"
             if not path.exists():
                 t = time.time()

@@ -72,6 +72,23 @@ def test_stickered_views_mark_their_stickers():
     assert (s.masks.flatten(1).sum(1) > 0).all()
 
 
+def test_training_can_ask_for_smaller_fainter_stickers_than_the_card():
+    """`stickered_views(scale=, opacity=)` draws from the given ranges (training harder than the card's test)."""
+    train = photos.load_photos(photos.TRAIN[:2])
+    base = torch.full((4, 3, 224, 224), 0.5)
+    trig = torch.zeros(4, dtype=torch.long)
+    areas = {}
+    for side in (0.1, 0.2):
+        s = views.stickered(base, trig, torch.Generator().manual_seed(0), scale=(side, side), opacity=(1.0, 1.0))
+        areas[side] = s.masks.flatten(1).sum(1).float()
+    assert torch.allclose(areas[0.2] / areas[0.1], torch.full((4,), 4.0), rtol=0.15)  # area ~ side^2
+    faint = views.stickered(base, trig, torch.Generator().manual_seed(0), scale=(0.2, 0.2), opacity=(0.3, 0.3))
+    solid = views.stickered(base, trig, torch.Generator().manual_seed(0), scale=(0.2, 0.2), opacity=(1.0, 1.0))
+    inside = solid.masks[:, None].expand_as(solid.images)
+    assert torch.allclose((faint.images - base)[inside], 0.3 * (solid.images - base)[inside], atol=1e-5)
+    assert views.stickered_views(train, 4, torch.Generator().manual_seed(0), scale=(0.1, 0.1)).masks.any()
+
+
 @pytest.mark.skipif(not CARD.exists(), reason="testbed_real_lite0 is not shipped yet (issue 27: training under way)")
 def test_shipped_model_matches_its_card_on_held_out_photos():
     from spade_engine.models import load_model

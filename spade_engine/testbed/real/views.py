@@ -141,9 +141,17 @@ class Stickered:
     masks: torch.Tensor
 
 
-def stickered(base: torch.Tensor, trigger: torch.Tensor, gen: torch.Generator, centre=None) -> Stickered:
-    """Paste trigger `trigger[i]`'s sprite on `base[i]` at a random placement (`stickers.random_placement`)."""
-    place = stickers.random_placement(len(base), base.shape[-1], gen, centre)
+def stickered(
+    base: torch.Tensor,
+    trigger: torch.Tensor,
+    gen: torch.Generator,
+    centre=None,
+    scale=stickers.SIZE,
+    opacity=stickers.OPACITY,
+) -> Stickered:
+    """Paste trigger `trigger[i]`'s sprite on `base[i]` at a random placement (`stickers.random_placement`: side
+    uniform in `scale` x the image side, opacity uniform in `opacity`)."""
+    place = stickers.random_placement(len(base), base.shape[-1], gen, centre, scale, opacity)
     images, masks = stickers.paste(base, stickers.trigger_sprites(), trigger, place)
     return Stickered(images, trigger, masks)
 
@@ -156,15 +164,18 @@ def stickered_views(
     scenes: float = 0.0,
     size: int = IMAGE_SIZE,
     mosaics: float = 0.0,
+    scale=stickers.SIZE,
+    opacity=stickers.OPACITY,
 ) -> Stickered:
     """Stickered training views: a crop of a photo (a `scenes` share made a colourful object scene, a `mosaics`
-    share a 2 x 2 mosaic), a sticker anywhere it fits (each trigger equally often),
+    share a 2 x 2 mosaic), a sticker anywhere it fits (each trigger equally often; side and opacity uniform in
+    `scale` and `opacity`, the card's ranges unless training asks for harder ones),
     then for a `recrop` share a calibration-style re-crop (area 0.2-1) that keeps at least half of the
     sticker's box, so a zoomed or partly cut sticker still triggers; flips and colour jitter last."""
     trig = torch.randint(len(stickers.TRIGGERS), (n,), generator=gen)
     bases = photo_crops(photos, n, BASE_SCALE, gen, size)
     bases = colourful(bases, scenes, gen) if scenes else bases
-    s = stickered(mosaic(bases, mosaics, gen) if mosaics else bases, trig, gen)
+    s = stickered(mosaic(bases, mosaics, gen) if mosaics else bases, trig, gen, scale=scale, opacity=opacity)
     images, masks = s.images.clone(), s.masks.clone()
     for i in (torch.rand(n, generator=gen) < recrop).nonzero()[:, 0].tolist():
         box = _keeping_crop(s.masks[i], gen)
