@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spade_engine.pruning.depthwise import column_products, depthwise_eligible
-from spade_engine.pruning.hessian import DEPTHWISE_ALL_COLUMNS, layer_columns, sampled_columns
+from spade_engine.pruning.depthwise import column_products, depthwise_eligible, grid_products, grid_size
+from spade_engine.pruning.hessian import layer_columns, sampled_columns
 from spade_engine.pruning.inverse import InverseHessian
 from spade_engine.pruning.padding import input_padding
 
@@ -34,7 +34,8 @@ def paired_moments(
     """`H = 2/n X_p X_p^T` and the cross moment `C = 2/n X_d X_p^T`, per group, over the same columns.
 
     A depthwise conv uses every column (`depthwise.column_products`: its groups are only kh*kw wide) up to
-    `DEPTHWISE_ALL_COLUMNS` times `max_columns`, as the dense pass's Hessians do (`HessianAccumulator.path`); a
+    `depthwise.DEPTHWISE_ALL_COLUMNS` times `max_columns`, beyond that the columns of a sub-grid of positions
+    (`depthwise.grid_products`), as the dense pass's Hessians do (`HessianAccumulator.path`); a
     1x1 conv reads its columns straight from the channels; other layers unfold (or gather) a uniform random
     subset of at most `max_columns` columns, the same for both inputs.
 
@@ -56,8 +57,8 @@ def paired_moments(
     conv = isinstance(layer, nn.Conv2d)
     n = _conv_columns(layer, x_pruned) if conv else x_pruned.numel() // x_pruned.shape[-1]
     same = x_dense is x_pruned  # the first pruned layer: C == H, computed once
-    if depthwise_eligible(layer) and (max_columns is None or n <= DEPTHWISE_ALL_COLUMNS * max_columns):
-        return _depthwise_moments(layer, x_dense.float(), x_pruned.float(), same)
+    if depthwise_eligible(layer):
+        return _depthwise_moments(layer, x_dense.float(), x_pruned.float(), same, grid_size(n, max_columns), generator)
     idx = None
     if max_columns is not None and n > max_columns:
         idx = torch.randperm(n, generator=generator)[:max_columns].to(x_pruned.device)
@@ -94,11 +95,15 @@ def _channel_columns(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
     return x.flatten(2)[idx // hw, :, idx % hw].T.unsqueeze(0)  # (1, C, N)
 
 
-def _depthwise_moments(layer: nn.Conv2d, x_dense: torch.Tensor, x_pruned: torch.Tensor, same: bool = False):
-    """`paired_moments` of a depthwise conv over every column (`depthwise.column_products`; `same`: the two
-    inputs are one tensor, C == H)."""
-    sums = column_products(layer, x_pruned, [x_pruned] if same else [x_pruned, x_dense])
-    n = _conv_columns(layer, x_pruned)
+def _depthwise_moments(layer: nn.Conv2d, x_dense: torch.Tensor, x_pruned: torch.Tensor, same: bool = False,
+                       grid: int = 1, generator: torch.Generator | None = None):  # fmt: skip
+    """`paired_moments` of a depthwise conv over every column (`depthwise.column_products`) or, with `grid` > 1,
+    over a sub-grid of positions (`depthwise.grid_products`); `same`: the two inputs are one tensor, C == H."""
+    lefts = [x_pruned] if same else [x_pruned, x_dense]
+    if grid > 1:
+        sums, n = grid_products(layer, x_pruned, lefts, grid, generator)
+    else:
+        sums, n = column_products(layer, x_pruned, lefts), _conv_columns(layer, x_pruned)
     H = 2.0 / n * (sums[0] + sums[0].mT) / 2
     return H, H if same else 2.0 / n * sums[1]
 

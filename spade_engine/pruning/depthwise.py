@@ -14,12 +14,17 @@ Two exact ways to the same sums, chosen per layer by their multiply-adds (`rows_
   first SPADE run all depthwise moments together went 1.27x faster (`benchmarks/real_network_speed.py`,
   `assets/benchmarks/real_network_speed_rowgram_2026-12-07.txt`).
 
-Every column is counted (the accumulator subsamples early, large maps instead, see `HessianAccumulator.path`).
+Every column is counted, up to `DEPTHWISE_ALL_COLUMNS` times the engine's column cap; beyond it (the early, large
+maps) `grid_products` takes every column of a regular sub-grid of output positions, one in `grid`**2 at a random
+offset per chunk of images: the columns route's strided copy at a `grid` times larger stride (no gather), an unbiased
+estimate of the full moments (the offsets partition the positions: summed over all offsets it is `column_products`).
 The padding is the one the forward applies (`padding.input_padding`: zeros, TF "same", reflect, replicate,
 circular), any stride and dilation.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +39,9 @@ CHUNK_BYTES = 32 * 2**20  # unfolded columns held at once (a few images of an ea
 # 240 at 28, 5x5: 1.5-2.6x (1.46); 480 at 14, 3x3: 1.2-1.8x (2.0); 672 at 14, 5x5 stride 2: 0.8-1.5x (1.9);
 # 144 at 56, 3x3 stride 2: 0.83x (13); 96 at 112, 3x3 stride 2: 0.67x (26).
 ROWS_ADVANTAGE = 4.0
+# A depthwise conv's batch uses all its columns while they are at most this many times the column cap; beyond it a
+# sub-grid of positions (`grid_size`, `grid_products`).
+DEPTHWISE_ALL_COLUMNS = 2
 
 
 def depthwise_eligible(layer: nn.Module) -> bool:
@@ -109,6 +117,66 @@ def column_products(layer: nn.Conv2d, right: torch.Tensor, lefts: list[torch.Ten
     return outs
 
 
+def grid_size(n_columns: int, max_columns: int | None) -> int:
+    """The sub-grid step that brings `n_columns` near `max_columns` (`grid_products`): 1 while they are at most
+    `DEPTHWISE_ALL_COLUMNS` times the cap (every column, `column_products`), else ceil(sqrt(n / cap))."""
+    if max_columns is None or n_columns <= DEPTHWISE_ALL_COLUMNS * max_columns:
+        return 1
+    return math.ceil(math.sqrt(n_columns / max_columns))
+
+
+def grid_products(
+    layer: nn.Conv2d,
+    right: torch.Tensor,
+    lefts: list[torch.Tensor],
+    grid: int,
+    generator: torch.Generator | None = None,
+    offset: tuple[int, int] | None = None,
+) -> tuple[list[torch.Tensor], int]:
+    """`column_products` over a sub-grid of output positions: rows i = oy + grid*t, columns j = ox + grid*t.
+
+    Args:
+        layer: a depthwise Conv2d (`depthwise_eligible`); right, lefts: as in `column_products`.
+        grid: keep one output position in `grid` along each axis (1: every column, the same as `column_products`).
+        generator: draws the offset (oy, ox) in [0, grid)^2 anew for each chunk of images.
+        offset: one fixed offset for every chunk instead (tests: summed over all offsets the sums are exact).
+
+    Returns:
+        (one (C, K, K) sum per left, the number of columns summed over).
+
+    Raises:
+        ValueError: an input's shape differs from `right`'s, or `grid` < 1.
+    """
+    if any(x.shape != right.shape for x in lefts):
+        raise ValueError(f"inputs differ in shape: {[tuple(x.shape) for x in lefts]} vs {tuple(right.shape)}")
+    if grid < 1:
+        raise ValueError(f"grid must be at least 1; got {grid}.")
+    b, c, h, w = right.shape
+    pads, mode = input_padding(layer, h, w)
+    hp, wp = h + pads[2] + pads[3], w + pads[0] + pads[1]
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    h_out, w_out = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    grid = max(1, min(grid, h_out, w_out))  # every offset keeps at least one position
+    k = kh * kw
+    outs = [torch.zeros(c, k, k, dtype=right.dtype, device=right.device) for _ in lefts]
+    step = max(1, CHUNK_BYTES * grid * grid // max(c * k * hp * wp * right.element_size(), 1))  # images per chunk
+    n = 0
+    for i in range(0, b, step):
+        oy, ox = offset or torch.randint(grid, (2,), generator=generator).tolist()
+        r = _grid_columns(layer, right[i : i + step], pads, mode, grid, oy, ox)
+        n += r.shape[-1]
+        for out, x in zip(outs, lefts, strict=True):
+            out += (r if x is right else _grid_columns(layer, x[i : i + step], pads, mode, grid, oy, ox)) @ r.mT
+    return outs, n
+
+
+def _grid_columns(layer: nn.Conv2d, x: torch.Tensor, pads, mode: str, grid: int, oy: int, ox: int) -> torch.Tensor:
+    """(C, K, B*L') the columns of `x` (B, C, H, W) at output positions (oy + grid*t, ox + grid*u)."""
+    (sh, sw) = layer.stride
+    padded = F.pad(x, pads, mode=mode)[..., oy * sh :, ox * sw :].contiguous()
+    return strided_columns(layer, padded, (sh * grid, sw * grid))
+
+
 def rows_cheaper(layer: nn.Conv2d, hp: int, wp: int) -> bool:
     """Whether the row Gram's multiply-adds, C*(kh*W_pad)^2 per output row, are at most `ROWS_ADVANTAGE` times
     the columns path's, C*K^2*W_out per output row, on a padded (hp, wp) input."""
@@ -139,14 +207,16 @@ def band_sum(layer: nn.Conv2d, gram: torch.Tensor, wp: int) -> torch.Tensor:
     return g.as_strided((c, kh, kw, kh, kw, w_out), strides).sum(-1).reshape(c, kh * kw, kh * kw)
 
 
-def strided_columns(layer: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
+def strided_columns(layer: nn.Conv2d, padded: torch.Tensor, stride: tuple[int, int] | None = None) -> torch.Tensor:
     """The unfolded columns of an already padded input, per channel: (C, kh*kw, B*L), by one strided copy
     (faster than `F.unfold` and its permutation on a CPU; the columns in `layer_columns`' order).
 
     Args:
-        layer: the conv (kernel, stride, dilation); padded: (B, C, Hp, Wp) its input, padded.
+        layer: the conv (kernel, dilation; stride unless given); padded: (B, C, Hp, Wp) its input, padded.
+        stride: output positions' stride instead of the layer's (`grid_products`' sub-grid).
     """
-    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation
+    sh, sw = stride or layer.stride
     b, c, hp, wp = padded.shape
     h_out, w_out = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     s_b, s_c, s_h, s_w = padded.stride()

@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spade_engine.pruning.depthwise import depthwise_eligible, depthwise_hessian_sum
+from spade_engine.pruning.depthwise import (
+    depthwise_eligible,
+    depthwise_hessian_sum,
+    grid_products,
+    grid_size,
+)
 from spade_engine.pruning.padding import input_padding
 from spade_engine.pruning.shifted import shift_eligible, shift_flops, shifted_hessian_sum
 
@@ -79,9 +84,6 @@ SYMMETRIC_BLOCK = 768  # Hessians wider than this are accumulated by blocks of a
 # brackets): layer1 0.75 s vs 1.2 s (1.06), layer2 0.66 vs 2.7 (0.38), layer3 0.62 vs 2.2 (0.24), layer4 1.1
 # vs 1.85 (0.15).
 SHIFT_ADVANTAGE = 2.0
-# A depthwise conv's batch uses all its columns while they are at most this many times `max_columns`: gathering
-# the sampled columns costs about twice the strided copy of all of them per column (`depthwise.strided_columns`).
-DEPTHWISE_ALL_COLUMNS = 2
 EXACT_SUMS = {"shift": shifted_hessian_sum, "depthwise": depthwise_hessian_sum}  # path -> exact `X @ X.T` sum
 
 
@@ -175,6 +177,16 @@ class HessianAccumulator:
         """Fold one batch of layer inputs into the running Hessian."""
         inp = inp.detach()
         path = self.path(inp.shape)
+        if path == "depthwise-grid":  # an early, large map: the columns of a sub-grid of positions
+            dtype = torch.bfloat16 if self.matmul == "bfloat16" else self._H.dtype
+            x = inp.to(dtype)
+            grid = grid_size(self._n_columns(inp.shape), self.max_columns)
+            (sums,), n = grid_products(self.layer, x, [x], grid, self.generator)
+            total = self.nsamples + n
+            self._H.mul_(self.nsamples / total)
+            self._H.add_((sums + sums.mT).to(self._H.dtype), alpha=1.0 / total)  # 2/n X X^T, exactly symmetric
+            self.nsamples = total
+            return
         if path != "unfold":
             dtype = torch.bfloat16 if self.matmul == "bfloat16" else self._H.dtype
             total = self.nsamples + self._n_columns(inp.shape)
@@ -206,13 +218,11 @@ class HessianAccumulator:
 
     def path(self, shape: torch.Size) -> str:
         """How `add_batch` folds an input of `shape`: "depthwise" (`depthwise_hessian_sum`, a depthwise conv
-        with at most `DEPTHWISE_ALL_COLUMNS` times `max_columns` columns), "shift" (`shifted`) or "unfold" (the
+        with at most `DEPTHWISE_ALL_COLUMNS` times `max_columns` columns), "depthwise-grid" (a larger one: the
+        columns of a sub-grid of positions, `depthwise.grid_products`), "shift" (`shifted`) or "unfold" (the
         columns, subsampled to `max_columns`)."""
         if depthwise_eligible(self.layer) and len(shape) == 4:
-            n = self._n_columns(shape)
-            if self.max_columns is None or n <= DEPTHWISE_ALL_COLUMNS * self.max_columns:
-                return "depthwise"
-            return "unfold"  # an early, large map: `max_columns` gathered columns cost less than all of them
+            return "depthwise" if grid_size(self._n_columns(shape), self.max_columns) == 1 else "depthwise-grid"
         return "shift" if self.shifted(shape) else "unfold"
 
     def shifted(self, shape: torch.Size) -> bool:

@@ -100,7 +100,7 @@ def test_depthwise_path_is_taken_and_exact_in_float32(name):
     conv = _seeded(conv)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     n = HessianAccumulator(conv, max_columns=None)._n_columns(x.shape)
-    assert HessianAccumulator(conv, max_columns=n // 3).path(x.shape) == "unfold"  # large maps: subsampled
+    assert HessianAccumulator(conv, max_columns=n // 3).path(x.shape) == "depthwise-grid"  # large maps: a sub-grid
     acc = HessianAccumulator(conv.float(), max_columns=(n + 1) // 2)  # within 2x the cap: all columns
     assert acc.path(x.shape) == "depthwise"
     acc.add_batch(x.float().contiguous(memory_format=torch.channels_last))
@@ -225,6 +225,45 @@ def test_depthwise_column_products_both_routes_exact(name, route, monkeypatch):
     H, C = paired_moments(conv, x_dense, x_pruned)  # the asymmetric pass's moments (float32), column means
     n = cols_p.shape[-1]
     assert rel(H.double(), 2 / n * cols_p @ cols_p.mT) < 1e-6 and rel(C.double(), 2 / n * cols_d @ cols_p.mT) < 1e-6
+
+
+@pytest.mark.parametrize("name", [n for n in LAYERS if "depthwise" in n])
+@pytest.mark.parametrize("grid", [2, 3])
+def test_depthwise_sub_grids_partition_the_columns(name, grid):
+    """Each offset of `grid_products` takes the columns of one sub-grid of output positions; over all grid**2
+    offsets they are every column once: the sums add up to the explicitly padded unfold's, the counts to N."""
+    conv, shape = LAYERS[name]
+    conv = _seeded(conv)
+    gen = torch.Generator().manual_seed(4)
+    x_dense, x_pruned = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2))
+    cols_p, cols_d = reference_columns(conv, x_pruned), reference_columns(conv, x_dense)
+    own, cross, n = 0, 0, 0
+    for oy in range(grid):
+        for ox in range(grid):
+            (o, c), k = depthwise.grid_products(conv, x_pruned, [x_pruned, x_dense], grid, offset=(oy, ox))
+            own, cross, n = own + o, cross + c, n + k
+            assert 0 < k < cols_p.shape[-1]  # a proper subset
+    assert n == cols_p.shape[-1]
+    assert rel(own, cols_p @ cols_p.mT) < 1e-12 and rel(cross, cols_d @ cols_p.mT) < 1e-12
+    (one,), _ = depthwise.grid_products(conv, x_pruned, [x_pruned], 1, offset=(0, 0))  # grid 1: every column
+    assert rel(one, cols_p @ cols_p.mT) < 1e-12
+
+
+def test_large_depthwise_maps_take_a_random_sub_grid_in_both_passes():
+    """Beyond `DEPTHWISE_ALL_COLUMNS` times the cap, the dense pass's accumulator and the asymmetric pass's
+    moments sum the columns of a sub-grid (about N / grid**2 of them), and stay near the full moments."""
+    conv = _seeded(nn.Conv2d(8, 8, 3, padding=1, groups=8))
+    x = torch.randn(8, 8, 60, 60, generator=torch.Generator().manual_seed(5))
+    n = 8 * 60 * 60
+    acc = HessianAccumulator(conv, max_columns=n // 9, generator=torch.Generator().manual_seed(0))
+    assert depthwise.grid_size(n, n // 9) == 3 and acc.path(x.shape) == "depthwise-grid"
+    acc.add_batch(x)
+    assert acc.nsamples == 8 * 20 * 20  # one position in 3 x 3 of each image
+    full = 2 / n * reference_columns(conv, x.double()) @ reference_columns(conv, x.double()).mT
+    # an estimate, not the sum: white noise, 3200 columns, about 9 / sqrt(3200) / 3 = 0.05 expected
+    assert torch.equal(acc.H, acc.H.mT) and 0 < rel(acc.H.double(), full) < 0.1
+    H, C = paired_moments(conv, x, x, max_columns=n // 9, generator=torch.Generator().manual_seed(0))
+    assert H is C and 0 < rel(H.double(), full) < 0.1
 
 
 def test_row_gram_chosen_where_it_is_cheaper():

@@ -202,7 +202,7 @@ def test_paired_moments_equal_the_unfolded_products(layer, shape):
 
 @pytest.mark.parametrize(
     "layer",
-    [nn.Conv2d(8, 16, 1), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 3, stride=2, padding=1)],
+    [nn.Conv2d(8, 16, 1), nn.Conv2d(8, 16, 3, stride=2, padding=1)],  # depthwise: a sub-grid, see below
 )
 def test_paired_moments_subsample_the_same_columns_of_both_inputs(layer):
     """Above `max_columns` both moments use one random subset of the unfolded columns (gathered, never the whole
@@ -218,6 +218,19 @@ def test_paired_moments_subsample_the_same_columns_of_both_inputs(layer):
     H1, C1 = paired_moments(layer, xp, xp, cap, torch.Generator().manual_seed(7))
     torch.testing.assert_close(H1, H)
     assert C1 is H1
+
+
+def test_paired_moments_of_a_large_depthwise_map_use_one_sub_grid_for_both_inputs():
+    """Above twice the cap a depthwise conv's moments sum a random sub-grid of positions
+    (`depthwise.grid_products`), the same positions for both inputs: a dense input twice the pruned one gives
+    C = 2 H exactly, and other seeds other sub-grids."""
+    layer = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    xp = torch.randn(3, 8, 12, 12, generator=torch.Generator().manual_seed(0))
+    cap = 3 * 12 * 12 // 9  # grid 3
+    H, C = paired_moments(layer, 2 * xp, xp, cap, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(C, 2 * H, rtol=1e-6, atol=1e-6)
+    others = [paired_moments(layer, 2 * xp, xp, cap, torch.Generator().manual_seed(s))[0] for s in range(6)]
+    assert not all(torch.allclose(H, h) for h in others)
 
 
 def test_asymmetric_prune_runs_one_pass_and_records_the_view_predictions():

@@ -42,7 +42,7 @@ SOURCES = {name: {**PHOTOS, **GRAPHICS}[name] for name in (*HELD_OUT, *TRAIN)}
 def to_tensor(img: np.ndarray, side: int = SOURCE_SIDE) -> torch.Tensor:
     """An (H, W[, C]) uint8 photo as a (3, h, w) float tensor in [0, 1], shorter side `side` (grey repeated,
     alpha dropped)."""
-    x = torch.from_numpy(np.ascontiguousarray(img)).float() / 255
+    x = torch.from_numpy(np.array(img, dtype=np.float32)) / 255  # a copy: skimage's arrays are read-only
     x = x[..., :3].permute(2, 0, 1) if x.dim() == 3 else x.expand(3, -1, -1)  # (3, H, W)
     scale = side / min(x.shape[1:])
     size = (round(x.shape[1] * scale), round(x.shape[2] * scale))
