@@ -206,7 +206,7 @@ def table(runs: dict[str, list[dict[str, float]]], prefix: str = "") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--views", type=int, default=64)
+    parser.add_argument("--views", type=int, default=None, help="default: the model card's (spade.views)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sparsity", type=float, default=None, help="default: the model card's")
@@ -218,6 +218,10 @@ def main() -> None:
     parser.add_argument("--old", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.views is None:
+        from spade_engine.models import spade_views
+
+        args.views = spade_views("efficientnet_lite0")
     if args.worker:
         print(json.dumps(measure(args)))
         return
