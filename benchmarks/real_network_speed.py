@@ -1,4 +1,5 @@
-"""A new photo's first SPADE run and one dense + SPADE Saliency pair on the real EfficientNet-Lite0, per phase.
+"""A new photo's first SPADE run and dense + SPADE map pairs (Saliency, IntegratedGradients, GradCAM) on the real
+EfficientNet-Lite0, per phase.
 
     python benchmarks/real_network_speed.py [--views 64] [--repeats 3] [--threads 2] [--compare | --baseline REV]
     python benchmarks/real_network_speed.py --calibration dense --sparsity 0.8    # another setting than the card's
@@ -6,7 +7,8 @@
 Each repeat runs in a fresh process (model loading not timed): `prepare` (augment, the layer trace; before the
 Hessians became lazy it also held the dense pass of the views), one `prune` with the model card's settings
 (asymmetric calibration at 70% for Lite0; `--calibration`, `--sparsity` override them), then a Saliency map on the
-dense model and on the pruned copy (with the time spent making attribution copies). Within the first run: the
+dense model and on the pruned copy (with the time spent making attribution copies), and the IntegratedGradients and
+GradCAM pairs with the registry's defaults (as the Debugger runs them). Within the first run: the
 layers' input moments per layer type (depthwise, pointwise 1x1, full k x k convs (the same-padded stem), linear;
 Hessians and the asymmetric cross moments, in whichever pass fills them), the inverse factors, the column sweeps,
 and the rest (the forward passes themselves, the model copy).
@@ -52,7 +54,10 @@ ROWS = (
     "saliency pruned",
     "  of which attribution copies",
     "saliency pair (dense + pruned)",
+    "IntegratedGradients pair (dense + pruned)",
+    "GradCAM pair (dense + pruned)",
 )
+PAIRS = ("IntegratedGradients", "GradCAM")  # the other gradient methods of the issue's "each map pair <= 1 s"
 FIRST_RUN = ROWS.index("first SPADE run (prepare + prune)")
 
 
@@ -138,6 +143,12 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         seconds[f"cpu:saliency {label}"] = time.process_time() - c0
     seconds["saliency pair (dense + pruned)"] = seconds["saliency dense"] + seconds["saliency pruned"]
     seconds["cpu:saliency pair (dense + pruned)"] = seconds["cpu:saliency dense"] + seconds["cpu:saliency pruned"]
+    for method in PAIRS:  # the registry's defaults, as the Debugger runs them
+        t0, c0 = time.perf_counter(), time.process_time()
+        for net in (model, pruned):
+            registry.attribute(method, net, x, target)
+        seconds[f"{method} pair (dense + pruned)"] = time.perf_counter() - t0
+        seconds[f"cpu:{method} pair (dense + pruned)"] = time.process_time() - c0
     return dict(seconds)
 
 
