@@ -106,7 +106,9 @@ def spade_controls(prefix: str = keys.DEBUGGER, default_sparsity: int | None = N
             why = models.spade_why(model_name)
             extras = [CALIBRATION_PHRASES[card.calibration]] if card.calibration in CALIBRATION_PHRASES else []
             extras += [BN_CORRECTIONS[card.bn_correction].lower()] if card.bn_correction != "none" else []
-            st.caption(f"The model card recommends **{solver_label(card_solver)}**"
+            family = models.spade_section(model_name) is models.COMPACT_SPADE  # the rule, not a card
+            source = "The default for this family" if family else "The model card"
+            st.caption(f"{source} recommends **{solver_label(card_solver)}**"
                        + "".join(f" with **{e}**" for e in extras[:1]) + "".join(f" and **{e}**" for e in extras[1:])
                        + (f": {why}" if why else "."))  # fmt: skip
         profile = ""

@@ -16,6 +16,7 @@ from spade_engine.errors import (
 )
 from spade_engine.models.build import architectures, build_architecture, load_checkpoint
 from spade_engine.models.cards import (
+    COMPACT_SPADE,
     SPADE_DEFAULTS,
     SPADE_VIEWS,
     out_of_domain,
@@ -23,6 +24,7 @@ from spade_engine.models.cards import (
     spade_bn_correction,
     spade_calibration,
     spade_defaults,
+    spade_section,
     spade_solver,
     spade_views,
     spade_why,
@@ -46,6 +48,7 @@ __all__ = [
     "Normalize",
     "SPADE_DEFAULTS",
     "SPADE_VIEWS",
+    "COMPACT_SPADE",
     "TIMM_MODELS",
     "TIMM_PREFIX",
     "TORCHVISION_MODELS",
@@ -64,6 +67,7 @@ __all__ = [
     "spade_bn_correction",
     "spade_calibration",
     "spade_defaults",
+    "spade_section",
     "spade_solver",
     "spade_views",
     "spade_why",

@@ -38,6 +38,32 @@ def card(name: str | None) -> dict:
     return cards().get(name, {}) if name else {}
 
 
+# Depthwise-separable ImageNet networks (torchvision's and timm's MobileNets, MnasNets, EfficientNets) without a card
+# get the EfficientNet-Lite cards' SPADE defaults: the same family of building blocks (depthwise convs between
+# BatchNorms), where the SPADE authors' one dense pass loses the decision (measured on Lite0, issue 26).
+COMPACT_PREFIXES = ("mobilenet", "mnasnet", "efficientnet", "tf_efficientnet")
+COMPACT_SPADE = {
+    "sparsity": 0.7,
+    "views": 32,
+    "calibration": "asymmetric",
+    "solver_why": "the rule for depthwise-separable networks (MobileNet, MnasNet, EfficientNet) without a model card: "
+    "the EfficientNet-Lite cards' defaults, asymmetric calibration at 70% on 32 views. On EfficientNet-Lite0 it kept "
+    "the dense top-1 on 20 of 20 offline photos, where the SPADE authors' one pass of the dense network kept it on 1 "
+    "of 19 (assets/benchmarks/efficientnet_lite0_levers_*.csv). Not measured on this network: its ImageNet weights "
+    "are not available offline here.",
+}
+
+
+def spade_section(name: str | None) -> dict:
+    """The settings that set a model's SPADE defaults: its card's `spade` section (`{}` for a card without one), else
+    `COMPACT_SPADE` for a depthwise-separable torchvision or timm network (`COMPACT_PREFIXES`, with or without
+    the "torchvision:" / "timm:" prefix), else `{}` (the SPADE reference's defaults)."""
+    if c := card(name):
+        return c.get("spade", {})
+    base = (name or "").split(":", 1)[-1]
+    return COMPACT_SPADE if base.startswith(COMPACT_PREFIXES) else {}
+
+
 def spade_defaults(name: str | None) -> dict[str, float]:
     """SPADE settings for a model: the card's `spade` section over the reference's defaults (`SPADE_DEFAULTS`).
 
@@ -49,7 +75,7 @@ def spade_defaults(name: str | None) -> dict[str, float]:
     Returns:
         `{"sparsity": fraction in [0, 1), "crop_min": smallest crop area as a fraction of the image}`.
     """
-    spade = card(name).get("spade", {})
+    spade = spade_section(name)
     return {k: float(spade.get(k, v)) for k, v in SPADE_DEFAULTS.items()}
 
 
@@ -58,14 +84,14 @@ def spade_solver(name: str | None) -> str:
     default for models without a card or without a `spade.solver` entry). The testbed v2 card says "obc" because
     its stored protocol run measured the sweep losing the dense decision on a fifth of the trojaned samples at the
     card's sparsity (`spade.solver_why`)."""
-    solver = card(name).get("spade", {}).get("solver", "sparsegpt")
+    solver = spade_section(name).get("solver", "sparsegpt")
     return solver if solver in ("obc", "sparsegpt") else "sparsegpt"
 
 
 def spade_bn_correction(name: str | None) -> str:
     """The BatchNorm statistics correction a model's card recommends after pruning (`spade_engine.statistics`):
     "none" (default), "match" or "reestimate"."""
-    rule = card(name).get("spade", {}).get("bn_correction", "none")
+    rule = spade_section(name).get("bn_correction", "none")
     return rule if rule in ("none", "match", "reestimate") else "none"
 
 
@@ -73,7 +99,7 @@ def spade_calibration(name: str | None) -> str:
     """Which layer inputs a model's card calibrates each layer's solve on (`SpadeSettings.calibration`): "dense"
     (default: every layer's Hessian from one pass of the dense network, the SPADE authors' code), "sequential"
     (SparseGPT's sequential mode) or "asymmetric" (the sequential mode pruned towards the dense output)."""
-    rule = card(name).get("spade", {}).get("calibration", "dense")
+    rule = spade_section(name).get("calibration", "dense")
     return rule if rule in ("dense", "sequential", "asymmetric") else "dense"
 
 
@@ -83,13 +109,13 @@ def spade_views(name: str | None) -> int:
     The EfficientNet-Lite cards say 32: on Lite0 at the card's settings 32 views kept the dense top-1 as often as
     64 on 20 offline photos, with the same held-out agreement and maps (paired differences include 0), and the
     first prune of a photo takes a third less time (`assets/benchmarks/efficientnet_lite0_levers_views32.csv`)."""
-    views = card(name).get("spade", {}).get("views", SPADE_VIEWS)
+    views = spade_section(name).get("views", SPADE_VIEWS)
     return int(views) if isinstance(views, int) and views >= 1 else SPADE_VIEWS
 
 
 def spade_why(name: str | None) -> str:
     """Why the card chose its SPADE defaults (`spade.solver_why`), or "" when it says nothing."""
-    return str(card(name).get("spade", {}).get("solver_why", ""))
+    return str(spade_section(name).get("solver_why", ""))
 
 
 def spade_augment(name: str | None, crop_min: float | None = None):

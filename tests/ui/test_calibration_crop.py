@@ -41,3 +41,37 @@ def test_the_sidebar_starts_at_the_cards_views_and_keeps_a_users_choice():
     assert AppTest.from_function(page, args=("testbed_resnet",)).run().session_state["views"] == 64
     lite.sidebar.select_slider[0].set_value(128).run()
     assert lite.session_state["views"] == 128
+
+
+def test_depthwise_separable_networks_without_a_card_get_the_lite_cards_defaults_with_the_reason():
+    """torchvision's and timm's MobileNets and EfficientNets share EfficientNet-Lite's blocks: asymmetric calibration
+    at 70% on 32 views, and the reason says it was measured on Lite0, not on them; other networks keep the
+    SPADE reference's settings, and a shipped card always wins over the rule."""
+    from spade_engine import models
+    from spade_engine.settings import SpadeSettings
+
+    lite = SpadeSettings().resolved("efficientnet_lite0")
+    for name in ("mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "timm:efficientnet_b0",
+                 "torchvision:mnasnet1_0"):  # fmt: skip
+        got = SpadeSettings().resolved(name)
+        assert (got.calibration, got.sparsity, got.n_aug) == (lite.calibration, lite.sparsity, lite.n_aug)
+        assert "Not measured on this network" in models.spade_why(name)
+    for name in ("resnet18", "timm:convnext_tiny", "vit_b_16", None):
+        got = SpadeSettings().resolved(name)
+        assert (got.calibration, got.sparsity, got.n_aug) == ("dense", 0.9, 64) and not models.spade_why(name)
+    assert models.spade_section("testbed_resnet") == get_info("testbed_resnet").card["spade"]
+
+
+def test_the_sidebar_names_the_family_rule_as_the_source():
+    from streamlit.testing.v1 import AppTest
+
+    def page(model_name):
+        from pages.ui.spade_controls import spade_controls
+
+        spade_controls(model_name=model_name, profiles=False)
+
+    captions = lambda at: " ".join(c.value for c in at.sidebar.caption)  # noqa: E731
+    rule = AppTest.from_function(page, args=("mobilenet_v2",)).run()
+    assert "The default for this family recommends" in captions(rule) and "Not measured" in captions(rule)
+    card = AppTest.from_function(page, args=("efficientnet_lite0",)).run()
+    assert "The model card recommends" in captions(card)
