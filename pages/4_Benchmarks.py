@@ -99,6 +99,15 @@ if decisions is not None:
         st.caption("The pruned network's maps against the dense maps of the same samples (insertion ↑, deletion ↓, "
                    "scored on the dense model; AUC points, 95% t interval and the interval that resamples photos).")  # fmt: skip
         st.dataframe(diffs.round(2), width="stretch", hide_index=True)
+    default = ui.latest(model, "levers_default")
+    if default is not None and not (default_table := levers.decision_table(default, floor)).empty:
+        st.markdown("**The card's default, with its maps**")
+        st.caption("The settings the Debugger starts with for this network (`benchmarks/compact_levers.py --views 32 "
+                   "--levers asymmetric`, two samples per photo): decision and held-out agreement per sparsity, then "
+                   "the maps against the dense maps of the same samples.")  # fmt: skip
+        st.dataframe(default_table, width="stretch", hide_index=True)
+        if not (default_maps := levers.map_differences(default)).empty:
+            st.dataframe(default_maps.round(2), width="stretch", hide_index=True)
 
 with st.expander("How each map is computed (attribution space, baseline, channel reduction)"):
     st.caption("Every method attributes the model's normalised input, as the SPADE authors' notebook does: a zero "

@@ -208,3 +208,29 @@ def test_a_run_with_fewer_calibration_views_is_compared_with_the_default(tmp_pat
     assert views.loc[32, "paired_delta"] == pytest.approx(-0.1) and views.loc[64, "held_agree"] == pytest.approx(0.9)
     pair = next(df.value for df in at.dataframe if "pair" in df.value.columns).set_index(["views", "metric"])
     assert pair.loc[(32, "insertion"), "pair"] == pytest.approx(-1.0)  # 32-view maps minus 64-view maps, points
+
+
+def test_the_cards_default_run_is_shown_with_its_maps(tmp_path, monkeypatch):
+    """`compact_levers.py` at the card's default (`<model>_levers_default.csv`): its decision table per sparsity and
+    its maps' paired differences to dense, below the levers."""
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    dec = [dict(sample=f"p{i}", photo=f"p{i}", lever="sweep", sparsity=0.7, kept=0, p_dense=0.9, held_agree=0.2,
+                logit_cos=0.5, seconds=1.0, method=None) for i in range(3)]  # fmt: skip
+    pd.DataFrame(dec).to_csv(tmp_path / "testbed_resnet_levers_decision.csv", index=False)
+    rows = [
+        dict(d, lever="asymmetric", sparsity=s, kept=int(s < 0.9), held_agree=0.85) for d in dec for s in (0.7, 0.9)
+    ]
+    dense = [dict(sample=f"p{i}", photo=f"p{i}", lever="dense", sparsity=0.0, method="GradCAM", insertion=0.4,
+                  deletion=0.2) for i in range(3)]  # fmt: skip
+    pruned = [dict(d, lever="asymmetric", sparsity=0.7, insertion=0.43, deletion=0.18) for d in dense]
+    pd.DataFrame(rows + dense + pruned).to_csv(tmp_path / "testbed_resnet_levers_default.csv", index=False)
+    at = page()
+    assert not at.exception, at.exception
+    assert any("card's default" in m.value for m in at.markdown)
+    tables = [df.value for df in at.dataframe if "kept_lo" in df.value.columns]
+    default = tables[-1].set_index("sparsity")
+    assert (
+        default.loc[0.7, "kept"] == 1.0 and default.loc[0.9, "kept"] == 0.0 and (default["lever"] == "asymmetric").all()
+    )
+    maps = [df.value for df in at.dataframe if "photo_lo" in df.value.columns][-1].set_index("metric")
+    assert maps.loc["insertion", "delta"] == pytest.approx(3.0) and maps.loc["deletion", "delta"] == pytest.approx(-2.0)
