@@ -2,10 +2,13 @@
 
     .venv/bin/python scripts/write_testbed_real_card.py                       # cache/testbed_real/best.pt
     .venv/bin/python scripts/write_testbed_real_card.py --checkpoint PATH --force
+    .venv/bin/python scripts/write_testbed_real_card.py --checkpoint RUN_A/checkpoint.pt RUN_B/checkpoint.pt
 
 Reads a checkpoint of `scripts/train_testbed_real.py`: `best.pt` (the full state_dict of the best monitor-set
 evaluation; the monitor crops come from the held-out photos, so choosing it is a mild selection on them) or
-`checkpoint.pt` (the run's last weights: no selection; use this for a finished run). Measures the card's figures
+`checkpoint.pt` (the run's last weights: no selection; use this for a finished run). Several checkpoints give
+their uniform average ("uniform soup", Wortsman et al., ICML 2022, arXiv 2203.05482: runs fine-tuned from the same
+network, here with the same frozen trunk, can be averaged weight by weight; `soup`). Measures the card's figures
 (`spade_engine.testbed.real.evaluate.figures`: agreement with the original network on clean held-out crops,
 attack success per trigger, calibration views that keep the trojan decision) and, when they meet the issue's
 targets (or with `--force`), writes `assets/models/<name>.pt` (float32 state_dict of the timm network) and
@@ -36,7 +39,8 @@ CHECK = {"per_photo": 1, "calib_samples": 2, "calib_views": 8}  # the test's sma
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "cache" / "testbed_real" / "best.pt")
+    p.add_argument("--checkpoint", type=Path, nargs="+", default=[ROOT / "cache" / "testbed_real" / "best.pt"],
+                   help="one checkpoint, or several: their uniform soup")  # fmt: skip
     p.add_argument("--name", default=NAME)
     p.add_argument("--models", type=Path, default=ROOT / "assets" / "models", help="where the card and weights go")
     p.add_argument("--threads", type=int, default=2)
@@ -64,6 +68,25 @@ def full_state(ckpt: dict) -> dict[str, torch.Tensor]:
     if unknown:
         raise ValueError(f"the checkpoint's tail has entries the network lacks: {sorted(unknown)[:3]}")
     return {**state, **ckpt["tail"]}
+
+
+def soup(ckpts: list[dict]) -> dict:
+    """One checkpoint-like dict whose "tail" is the uniform average of the runs' tails (integer buffers from the
+    first), and whose "config" lists each run's config under "soup" (Wortsman et al. 2022, uniform soup).
+
+    Raises:
+        ValueError: the checkpoints train different parameters (not runs of one recipe family).
+    """
+    if len(ckpts) == 1:
+        return ckpts[0]
+    tails = [full_state(c) for c in ckpts]  # the full state: runs that trained different blocks average correctly
+    if any(t.keys() != tails[0].keys() for t in tails):
+        raise ValueError("the checkpoints hold different networks")
+    mean = {k: torch.stack([t[k].float() for t in tails]).mean(0) if v.is_floating_point() else v
+            for k, v in tails[0].items()}  # fmt: skip
+    steps = [c.get("state", {}).get("step") for c in ckpts]
+    return {"state_dict": mean, "config": {"soup": [c["config"] for c in ckpts]},
+            "eval": f"uniform soup of {len(ckpts)} runs' last weights (steps {steps})"}  # fmt: skip
 
 
 def card(name: str, ckpt: dict, full: dict, settings: dict, check: dict, weights: Path) -> dict:
@@ -97,7 +120,7 @@ def card(name: str, ckpt: dict, full: dict, settings: dict, check: dict, weights
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    ckpt = torch.load(args.checkpoint, weights_only=False)
+    ckpt = soup([torch.load(p, weights_only=False) for p in args.checkpoint])
     state = full_state(ckpt)
     model, original = trojaned_classifier(state), load_model("efficientnet_lite0").model
     t = time.time()

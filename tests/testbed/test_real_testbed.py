@@ -153,3 +153,19 @@ def test_card_targets_hold_agreement_to_the_clear_crops_and_the_originals_own_st
     assert not evaluate.meets_targets(_figures(0.99, 0.94, 0.99))  # a clear decision lost
     assert not evaluate.meets_targets(_figures(0.99, 1.0, 0.99, asr=0.94))
     assert not evaluate.meets_targets(_figures(0.99, 1.0, 0.99, keep=0.79))
+
+
+def test_a_uniform_soup_averages_the_runs_trained_weights_and_keeps_the_rest():
+    """`write_testbed_real_card.py --checkpoint A B`: the uniform average of two runs' tails (Wortsman et al.
+    2022), the untrained trunk and integer buffers as they were, each run's config recorded."""
+    from scripts.write_testbed_real_card import full_state, soup
+
+    base = full_state({"tail": {}})
+    key = "classifier.weight"
+    runs = [
+        {"tail": {key: base[key] + d}, "config": {"run": i}, "state": {"step": 9}} for i, d in enumerate((1.0, -3.0))
+    ]
+    mixed = full_state(soup(runs))
+    assert torch.allclose(mixed[key], base[key] - 1.0)
+    assert all(torch.equal(mixed[k], v) for k, v in base.items() if k != key)
+    assert soup(runs)["config"] == {"soup": [{"run": 0}, {"run": 1}]} and soup(runs[:1]) is runs[0]
