@@ -206,7 +206,9 @@ def main() -> None:
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--levers", nargs="+", default=["sweep", "sequential", "match", "sequential+match"])
     p.add_argument("--sparsities", nargs="+", type=float, default=[0.5, 0.7, 0.8, 0.9])
-    p.add_argument("--maps", nargs="*", default=["Saliency", "IntegratedGradients", "GradCAM"])
+    p.add_argument("--maps", nargs="*", default=["Saliency", "IntegratedGradients", "GradCAM"],
+                   help="methods whose maps are scored (default: Saliency IntegratedGradients GradCAM; "
+                        "--maps alone: none, decision only)")  # fmt: skip
     p.add_argument("--per-photo", type=int, default=2, help="samples per photo: the photo, then square crops")
     p.add_argument("--views", type=int, default=64, help="calibration views per prune")
     p.add_argument("--held-out", type=int, default=64, help="held-out views per sample (the same for any --views)")
