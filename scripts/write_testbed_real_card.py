@@ -78,8 +78,9 @@ def full_state(ckpt: dict) -> dict[str, torch.Tensor]:
 
 
 def soup(ckpts: list[dict]) -> dict:
-    """One checkpoint-like dict whose "tail" is the uniform average of the runs' tails (integer buffers from the
-    first), and whose "config" lists each run's config under "soup" (Wortsman et al. 2022, uniform soup).
+    """The runs' uniform soup (Wortsman et al. 2022) as a checkpoint-like dict: "state_dict", the average of the
+    runs' full network states (integer buffers from the first); "config", each run's config under "soup"; "eval",
+    what was averaged. One checkpoint comes back as it is.
 
     Raises:
         ValueError: the checkpoints train different parameters (not runs of one recipe family).

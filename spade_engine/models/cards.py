@@ -49,8 +49,8 @@ COMPACT_SPADE = {
     "solver_why": "the rule for depthwise-separable networks (MobileNet, MnasNet, EfficientNet) without a model card: "
     "the EfficientNet-Lite cards' defaults, asymmetric calibration at 70% on 32 views. On EfficientNet-Lite0 it kept "
     "the dense top-1 on 39 of 40 samples of 20 offline photos with maps no worse than the dense ones, where the SPADE "
-    "authors' one pass of the dense network kept it on 1 of 19 (assets/benchmarks/efficientnet_lite0_levers_*.csv). Not measured on this network: its ImageNet weights "
-    "are not available offline here.",
+    "authors' one pass of the dense network kept it on 1 of 19 (assets/benchmarks/efficientnet_lite0_levers_*.csv). "
+    "Not measured on this network: its ImageNet weights are not available offline here.",
 }
 
 

@@ -35,9 +35,9 @@ def paired_moments(
 
     A depthwise conv uses every column (`depthwise.column_products`: its groups are only kh*kw wide) up to
     `depthwise.DEPTHWISE_ALL_COLUMNS` times `max_columns`, beyond that the columns of a sub-grid of positions
-    (`depthwise.grid_products`), as the dense pass's Hessians do (`HessianAccumulator.path`); a
-    1x1 conv reads its columns straight from the channels; other layers unfold (or gather) a uniform random
-    subset of at most `max_columns` columns, the same for both inputs.
+    (`depthwise.grid_products`), as the dense pass's Hessians do (`HessianAccumulator.path`); a 1x1 conv reads
+    its columns straight from the channels; other layers unfold (or gather) a uniform random subset of at most
+    `max_columns` columns, the same for both inputs.
 
     Args:
         layer: a Conv2d (any groups, padding) or Linear.

@@ -177,21 +177,18 @@ class HessianAccumulator:
         """Fold one batch of layer inputs into the running Hessian."""
         inp = inp.detach()
         path = self.path(inp.shape)
-        if path == "depthwise-grid":  # an early, large map: the columns of a sub-grid of positions
+        if path != "unfold":  # sums over every column (or, "depthwise-grid", over a sub-grid of positions)
             dtype = torch.bfloat16 if self.matmul == "bfloat16" else self._H.dtype
-            x = inp.to(dtype)
-            grid = grid_size(self._n_columns(inp.shape), self.max_columns)
-            (sums,), n = grid_products(self.layer, x, [x], grid, self.generator)
+            if path == "depthwise-grid":
+                x = inp.to(dtype)
+                grid = grid_size(self._n_columns(inp.shape), self.max_columns)
+                (sums,), n = grid_products(self.layer, x, [x], grid, self.generator)
+                sums = ((sums + sums.mT) / 2).to(self._H.dtype)  # exactly symmetric
+            else:
+                sums, n = EXACT_SUMS[path](self.layer, inp, dtype, self._H.dtype), self._n_columns(inp.shape)
             total = self.nsamples + n
             self._H.mul_(self.nsamples / total)
-            self._H.add_((sums + sums.mT).to(self._H.dtype), alpha=1.0 / total)  # 2/n X X^T, exactly symmetric
-            self.nsamples = total
-            return
-        if path != "unfold":
-            dtype = torch.bfloat16 if self.matmul == "bfloat16" else self._H.dtype
-            total = self.nsamples + self._n_columns(inp.shape)
-            self._H.mul_(self.nsamples / total)
-            self._H.add_(EXACT_SUMS[path](self.layer, inp, dtype, self._H.dtype), alpha=2.0 / total)
+            self._H.add_(sums, alpha=2.0 / total)
             self.nsamples = total
             return
         if self.matmul == "bfloat16":
@@ -218,7 +215,7 @@ class HessianAccumulator:
 
     def path(self, shape: torch.Size) -> str:
         """How `add_batch` folds an input of `shape`: "depthwise" (`depthwise_hessian_sum`, a depthwise conv
-        with at most `DEPTHWISE_ALL_COLUMNS` times `max_columns` columns), "depthwise-grid" (a larger one: the
+        with at most `depthwise.DEPTHWISE_ALL_COLUMNS` times `max_columns` columns), "depthwise-grid" (a larger one: the
         columns of a sub-grid of positions, `depthwise.grid_products`), "shift" (`shifted`) or "unfold" (the
         columns, subsampled to `max_columns`)."""
         if depthwise_eligible(self.layer) and len(shape) == 4:
