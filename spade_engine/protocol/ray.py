@@ -127,7 +127,7 @@ def run_protocol_ray(
         task = ray.remote(_sample_task).options(num_cpus=1, num_gpus=gpus, max_retries=0)
         nets_ref = ray.put(nets)  # once; every task reads it from the object store
         args = (nets_ref, cfg)
-        results = _schedule(ray, task, args, gpus > 0, plan, done, max(slots, 1), progress, on_sample)
+        results = _schedule(ray, task, args, gpus > 0, plan, done, max(slots, 1), progress, on_sample, not started)
     finally:
         if started:
             ray.shutdown()
@@ -135,8 +135,14 @@ def run_protocol_ray(
     return pd.DataFrame([row for key in order for row in results[key]])
 
 
-def _schedule(ray, task, args, on_gpu, plan, done, slots, progress, on_sample) -> dict[tuple[str, int], list]:
-    """Keep `slots` tasks in flight; hand each finished sample's rows to `on_sample` as it comes."""
+def _schedule(ray, task, args, on_gpu, plan, done, slots, progress, on_sample, cancel) -> dict[tuple[str, int], list]:
+    """Keep `slots` tasks in flight; hand each finished sample's rows to `on_sample` as it comes.
+
+    On an error or a signal, `cancel` stops the tasks still in flight (a cluster we joined). A local cluster we
+    started is not cancelled task by task: `ray.shutdown` stops its workers, and a cancel that races a task's
+    finishing reply aborts the driver inside Ray ("Tried to complete task that was not pending",
+    ray-project/ray#54798; seen in our CI on a SIGTERM).
+    """
     todo = [(kind, i, s) for kind, i, s in plan if (kind, s.index) not in done]
     totals = {kind: sum(1 for k, _, _ in plan if k == kind) for kind, _, _ in plan}
     finished = {kind: total - sum(1 for k, _, _ in todo if k == kind) for kind, total in totals.items()}
@@ -156,6 +162,6 @@ def _schedule(ray, task, args, on_gpu, plan, done, slots, progress, on_sample) -
             if progress:
                 progress(key[0], finished[key[0]], totals[key[0]])
     finally:
-        for ref in pending:  # an error or Ctrl-C: stop the rest; finished samples are saved
+        for ref in pending if cancel else ():  # an error or Ctrl-C: stop the rest; finished samples are saved
             ray.cancel(ref, force=True)
     return results
