@@ -15,6 +15,9 @@ output, `spade_engine.pruning.asymmetric`), "match" / "reestimate" (BatchNorm st
 Hessian has rank at most 64 of 1280, so pruning it may fit the calibration views only), "obs-budget" (the
 same number of weights pruned, shared among layers by their relative OBS error, `spade_engine.pruning.budget`),
 "exact" (OBC's greedy per row where a layer has at most `obc.exact_columns_limit()` columns, the sweep above),
+"dense-1px" (a reference, not a lever: the dense network itself with every input moved by one pixel,
+`torch.roll` as the trojan card's `stability`; no pruning, written at sparsity 0: how often an imperceptible change
+flips the dense decision on the same held-out views, the scale for "held-out views agree"),
 "damp10" / "damp100" (dampening 0.1 / 1.0 of the mean Hessian diagonal instead of 0.01: a Hessian from one sample's
 views is nearly singular for wide layers, and stronger dampening pulls the solve towards magnitude pruning, which may
 generalise beyond the calibration views), and
@@ -62,6 +65,7 @@ LEVERS = {
 }
 FIELDS = ["sample", "photo", "lever", "sparsity", "kept", "p_dense", "p_pruned", "held_agree", "logit_cos",
           "seconds", "method", "insertion", "deletion", "note", "held_clear", "n_clear"]  # fmt: skip
+REFERENCE = "dense-1px"  # the dense network on inputs moved by one pixel: the scale of held-out agreement
 CLEAR_MARGIN = 0.1  # a held-out view is "clear" when the dense top-1 probability leads the second by this much
 
 
@@ -142,8 +146,18 @@ def run(args) -> None:
                 map_scores(model, model, x[None], target, [m for m in args.maps if (name, "dense", "0", m) not in done])
             ).items():
                 emit(lever="dense", sparsity=0, method=method, insertion=ins, deletion=dele, note=note)
+            if REFERENCE in args.levers and (name, REFERENCE, "0", "") not in done:
+                with torch.no_grad():
+                    moved, moved_held = model(torch.roll(x, 1, -1)[None])[0], model(torch.roll(held, 1, -1))
+                same = moved_held.argmax(-1) == dense_held.argmax(-1)  # (B,)
+                emit(lever=REFERENCE, sparsity=0, kept=int(moved.argmax() == target),
+                     held_clear=float(same[clear].float().mean()) if clear.any() else float("nan"),
+                     n_clear=int(clear.sum()), p_dense=float(dense_logits.softmax(-1)[target]),
+                     p_pruned=float(moved.softmax(-1)[target]), held_agree=float(same.float().mean()),
+                     logit_cos=float(F.cosine_similarity(moved_held, dense_held, dim=-1).mean()),
+                     seconds=0.0, method="")  # fmt: skip
             trace = None
-            for lever in args.levers:
+            for lever in (lever for lever in args.levers if lever != REFERENCE):
                 for s in args.sparsities:
                     todo = [m for m in ["", *args.maps] if (name, lever, str(s), m) not in done]
                     if not todo:

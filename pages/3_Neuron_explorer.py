@@ -68,7 +68,8 @@ position = tuple(int(v) for v in ranking.position[neuron]) if kind == "unit" els
 target = featvis.Target(kind, featvis.LOGITS if kind == "class" else layer, int(neuron), position)
 
 # ---- SPADE network for this sample (late layers only by default)
-prune = neurons.late_prune_config(infos, settings.sparsity) if late_only else settings.prune_config()
+prune = settings.prune_config()  # the card's solver and calibration, late-only or not
+prune = neurons.late_prune_config(infos, settings.sparsity, base=prune) if late_only else prune
 progress = SpadeProgress()
 run = cache.run_spade(
     model.key,

@@ -77,12 +77,21 @@ def late_layers(layers: list[LayerInfo], stages: int = 2) -> list[str]:
     return [info.name for info in layers[first:] if late(info)]
 
 
-def late_prune_config(layers: list[LayerInfo], sparsity: float = 0.95, stages: int = 2, **overrides):
-    """A `PruneConfig` that prunes only `late_layers(layers, stages)` at `sparsity`; the rest stays dense."""
+def late_prune_config(layers: list[LayerInfo], sparsity: float = 0.95, stages: int = 2, base=None, **overrides):
+    """A `PruneConfig` that prunes only `late_layers(layers, stages)` at `sparsity`; the rest stays dense.
+
+    Args:
+        base: a `PruneConfig` whose options (solver, calibration, dampening, BatchNorm correction) the late-only
+            configuration keeps, e.g. `SpadeSettings.prune_config()` with the model card's asymmetric calibration;
+            its own sparsity and per-layer targets are replaced. None: the engine's defaults.
+        overrides: `PruneConfig` fields set on top.
+    """
+    from dataclasses import replace
+
     from spade_engine.engine import PruneConfig
 
-    names = late_layers(layers, stages)
-    return PruneConfig(sparsity=0.0, layer_sparsity=tuple((n, float(sparsity)) for n in names), **overrides)
+    late = tuple((n, float(sparsity)) for n in late_layers(layers, stages))
+    return replace(base or PruneConfig(), sparsity=0.0, layer_sparsity=late, **overrides)
 
 
 # ------------------------------------------------------------------------------- neurons of a sample

@@ -153,7 +153,7 @@ def tour_neuron_step(key: str, device: str, model, x, settings, unit: int, names
                   caption=f"Facet {letter}: {len(facet)} top images — {ui_neurons.facet_caption(probe, facet, version)}")  # fmt: skip
     steps = st.select_slider("Visualisation steps", [8, 32, 64, 128, 256], 64, key=keys.TOUR_STEPS)
     config = featvis.FeatVisConfig(image_size=size, steps=int(steps), input_size=size)
-    prune = neurons.late_prune_config(infos, settings.sparsity)
+    prune = neurons.late_prune_config(infos, settings.sparsity, base=settings.prune_config())
     from pages.ui import cache
 
     run = cache.run_spade(key, device, model, x, settings.n_aug, settings.seed, prune,

@@ -173,18 +173,17 @@ def _visualisation_png(design: StudyDesign, condition: str, base: ItemBase, mode
 
 
 def prune_config(design: StudyDesign, kind: str, model: nn.Module, size: int, device: str):  # noqa: ANN201
-    """The SPADE configuration of a condition kind: visualisations prune only the late layers when
-    `design.vis_late_layers` (the reference's setting for feature visualisation), saliency prunes every layer,
-    with the layer solver the model card recommends (`models.spade_solver`)."""
-    from spade_engine.engine import PruneConfig
-    from spade_engine.models import spade_solver
+    """The SPADE configuration of a condition kind: the model card's settings at `design.sparsity` (its solver,
+    calibration and BatchNorm correction: `SpadeSettings.resolved`); visualisations prune only the late layers
+    when `design.vis_late_layers` (the reference's setting for feature visualisation), saliency every layer."""
+    from spade_engine.settings import SpadeSettings
 
-    solver = spade_solver(design.model)
+    config = SpadeSettings(sparsity=design.sparsity).resolved(design.model).prune_config()
     if kind == "vis" and design.vis_late_layers:
         from spade_engine import neurons
 
-        return neurons.late_prune_config(neurons.list_layers(model, size, device), design.sparsity, solver=solver)
-    return PruneConfig(sparsity=design.sparsity, solver=solver)
+        return neurons.late_prune_config(neurons.list_layers(model, size, device), design.sparsity, base=config)
+    return config
 
 
 # ----------------------------------------------------------------------------------------------- driver

@@ -78,5 +78,10 @@ def test_late_layers_are_the_last_two_stages_and_the_head():
     cfg = neurons.late_prune_config(layers, 0.95)
     names = [info.name for info in layers]
     assert cfg.targets(names, first_conv="net.conv1", head="net.fc") == {n: 0.95 for n in late}
+    from spade_engine.engine import PruneConfig
+
+    kept = neurons.late_prune_config(layers, 0.8, base=PruneConfig(0.5, asymmetric=True, damp=0.1, solver="obc"))
+    assert (kept.asymmetric, kept.damp, kept.solver, kept.sparsity) == (True, 0.1, "obc", 0.0)
+    assert kept.targets(names, first_conv="net.conv1", head="net.fc") == {n: 0.8 for n in late}
     flat = [neurons.LayerInfo(f"l{i}", "linear", 4, None) for i in range(6)]
     assert neurons.late_layers(flat) == ["l4", "l5"]

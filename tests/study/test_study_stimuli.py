@@ -118,3 +118,18 @@ def test_stimuli_prune_with_the_solver_the_model_card_recommends():
         vis, sal = (prune_config(design, kind, loaded.model, size, "cpu") for kind in ("vis", "saliency"))
         assert vis.solver == sal.solver == solver
         assert sal.sparsity == 0.7 and vis.sparsity == 0.0 and all(s == 0.7 for _, s in vis.layer_sparsity)
+        assert not (vis.asymmetric or sal.asymmetric)
+
+
+def test_stimuli_keep_the_cards_calibration_late_only_too():
+    """The EfficientNet-Lite card prunes with asymmetric calibration (the sweep loses Lite0's decision); the
+    study's saliency and late-only visualisation conditions use it, as the Debugger does."""
+    from spade_engine.models import load_model
+    from spade_engine.study.stimuli import prune_config
+
+    loaded = load_model("efficientnet_lite0")
+    design = StudyDesign(name="s", model="efficientnet_lite0", items=tuple(patch_items(2, 0)), sparsity=0.8)
+    vis, sal = (prune_config(design, kind, loaded.model, 224, "cpu") for kind in ("vis", "saliency"))
+    assert vis.asymmetric and sal.asymmetric and sal.sparsity == 0.8
+    late = dict(vis.layer_sparsity)
+    assert "net.conv_head" in late and "net.conv_stem" not in late and set(late.values()) == {0.8}
