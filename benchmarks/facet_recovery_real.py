@@ -1,0 +1,220 @@
+"""Facet recovery on real neurons: does SPADE's visualisation of a multifaceted EfficientNet-Lite0 channel, for a
+sample, show the facet that sample activates, more often than the dense visualisation does?
+
+The testbeds' facets were built in (`facet_recovery.py`); a real network's are found:
+
+- probe set: `--views` augmented views (the model's SPADE augmentation, crop area 0.2-1, seed 0) of every offline
+  photo (`spade_engine.photos.offline_photos`: 20 photos);
+- channels: the Neuron explorer's finder (`neurons.find_multifaceted`: 2-means of the contribution descriptors of a
+  channel's top-32 probe images) on `--layer` (default `net.conv_head`, Lite0's last conv, 1280 channels); the
+  rule takes the `--channels` best-scoring channels whose two facets' top images come from *different photos*
+  (two crops of one photo are not two facets of a neuron);
+- per channel and facet: the sample is the facet's top image; SPADE with the model card's settings (calibration,
+  solver, views) prunes the late layers at `--sparsity` (`neurons.late_prune_config`: the reference prunes only
+  the last blocks for feature visualisation, at 95%); Lucent visualises the channel (FFT + decorrelated, 224 px,
+  the same seed) on the dense and on the pruned network;
+- judge: the visualisation's descriptor (the finder's, on the dense network, at the channel's peak), nearest by
+  cosine to each facet's mean unit descriptor with the sample left out. The dense visualisation is one image for
+  both facets, so it can match at most one of the two (50% by construction when it matches one).
+
+Rows are appended to `--out` as they come (`--resume` continues); `--figure` writes a picture: per channel the two
+facets' top images, the dense visualisation and SPADE's for each facet.
+
+    python benchmarks/facet_recovery_real.py --out assets/benchmarks/facet_recovery_real.csv --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spade_engine import featvis, metrics, neurons  # noqa: E402
+from spade_engine.augment import augment  # noqa: E402
+from spade_engine.engine import SpadeEngine  # noqa: E402
+from spade_engine.models import load_model, spade_augment  # noqa: E402
+from spade_engine.photos import offline_photos  # noqa: E402
+from spade_engine.settings import SpadeSettings  # noqa: E402
+
+FIELDS = ["channel", "score", "facet", "sample", "photo", "other_photo", "sparsity", "dense_facet", "spade_facet",
+          "dense_cos", "spade_cos", "kept", "act_dense", "act_pruned", "seconds_spade", "seconds_vis"]  # fmt: skip
+
+
+def probe_set(loaded, views: int) -> tuple[torch.Tensor, list[str]]:
+    """`views` augmented views of every offline photo: images (N, 3, S, S) in [0, 1] and each view's photo."""
+    aug = spade_augment(loaded.info.name)
+    images, names = [], []
+    for k, (name, img) in enumerate(offline_photos().items()):
+        images.append(augment(loaded.preprocess(img), views, 100 + k, aug))
+        names += [name] * views
+    return torch.cat(images), names
+
+
+def pick_channels(scores: list[neurons.FacetScore], photo: list[str], n: int) -> list[neurons.FacetScore]:
+    """The `n` best-scoring channels whose two facets' top images are views of different photos."""
+    return [s for s in scores if len(s.facets[1]) and photo[s.facets[0][0]] != photo[s.facets[1][0]]][:n]
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def descriptor(model, image: torch.Tensor, layer: str, channel: int) -> np.ndarray:
+    """The finder's contribution descriptor of `channel` for one image (3, S, S), at the channel's peak, unit norm."""
+    acts = neurons.dataset_activations(model, image[None], layer)
+    return unit(neurons.facet_descriptors(model, image[None], acts, [channel], top_k=1)[channel][1][0])
+
+
+def judge(vis_desc: np.ndarray, prototypes: np.ndarray) -> tuple[int, float]:
+    """Nearest facet (cosine to the (2, d) prototypes) and the cosine margin facet 0 minus facet 1."""
+    cos = unit(prototypes) @ vis_desc
+    return int(cos.argmax()), float(cos[0] - cos[1])
+
+
+def run(args) -> None:
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model)
+    model, size = loaded.model, loaded.info.input_size
+    settings = SpadeSettings(sparsity=args.sparsity[0]).resolved(args.model)
+    images, photo = probe_set(loaded, args.views)
+    print(f"probe set: {len(images)} views of {len(set(photo))} photos", file=sys.stderr)
+    t0 = time.perf_counter()
+    acts = neurons.dataset_activations(model, images, args.layer)
+    scores = neurons.find_multifaceted(model, images, args.layer, acts=acts)
+    chosen = pick_channels(scores, photo, args.channels)
+    print(f"finder: {time.perf_counter() - t0:.0f} s; channels {[s.channel for s in chosen]}", file=sys.stderr)
+    described = neurons.facet_descriptors(model, images, acts, [s.channel for s in chosen])
+    layers = neurons.list_layers(model, size)
+    engine = SpadeEngine(model, max_pruned=1)
+    config = featvis.FeatVisConfig(image_size=size, steps=args.steps, seed=args.seed)
+    out = Path(args.out)
+    done = set()
+    if out.exists() and args.resume:
+        with out.open() as f:
+            done = {(r["channel"], r["facet"], r["sparsity"]) for r in csv.DictReader(f)}
+    elif out.exists():
+        raise SystemExit(f"{out} exists: pass --resume to continue it, or another --out.")
+    new = not out.exists()
+    with out.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new:
+            writer.writeheader()
+        for s in chosen:
+            target = featvis.channel_target(args.layer, s.channel)
+            top, desc = described[s.channel]
+            members = [set(s.facets[0].tolist()), set(s.facets[1].tolist())]
+            dense = None
+            for facet in (0, 1):
+                sample = int(s.facets[facet][0])
+                rows = [r for r, i in enumerate(top) if i != sample]  # leave the sample out of its prototype
+                protos = np.stack([unit(desc[[r for r in rows if top[r] in m]]).mean(0) for m in members])
+                for sparsity in args.sparsity:
+                    if (str(s.channel), str(facet), str(sparsity)) in done:
+                        continue
+                    if dense is None:  # one dense visualisation per channel, judged against each facet's prototypes
+                        vis = featvis.render_cached(model, target, config, model_name=args.model)
+                        dense = descriptor(model, torch.from_numpy(vis.image).permute(2, 0, 1).float(), args.layer,
+                                           s.channel)  # fmt: skip
+                    x = images[sample]
+                    cfg = neurons.late_prune_config(layers, sparsity, base=settings.prune_config())
+                    t1 = time.perf_counter()
+                    pruned, result = engine.prune(engine.prepare(x, settings.n_aug, 0, spade_augment(args.model)), cfg)
+                    t_spade = time.perf_counter() - t1
+                    vis = featvis.render_cached(pruned, target, config, model_name=args.model,
+                                                variant=featvis.sample_hash(x), sparsity=repr(cfg))  # fmt: skip
+                    image = torch.from_numpy(vis.image).permute(2, 0, 1).float()
+                    spade_facet, spade_cos = judge(descriptor(model, image, args.layer, s.channel), protos)
+                    dense_facet, dense_cos = judge(dense, protos)
+                    with torch.no_grad():
+                        a_dense = neurons.dataset_activations(model, x[None], args.layer).value[0, s.channel]
+                        a_pruned = neurons.dataset_activations(pruned, x[None], args.layer).value[0, s.channel]
+                    writer.writerow(dict(
+                        channel=s.channel, score=round(s.score, 4), facet=facet, sample=sample, photo=photo[sample],
+                        other_photo=photo[int(s.facets[1 - facet][0])], sparsity=sparsity, dense_facet=dense_facet,
+                        spade_facet=spade_facet, dense_cos=round(dense_cos, 4), spade_cos=round(spade_cos, 4),
+                        kept=int(result.agrees), act_dense=float(a_dense), act_pruned=float(a_pruned),
+                        seconds_spade=round(t_spade, 2), seconds_vis=round(vis.seconds, 1),
+                    ))  # fmt: skip
+                    f.flush()
+                    print(f"channel {s.channel} facet {facet} {sparsity:.0%}: dense -> {dense_facet}, "
+                          f"SPADE -> {spade_facet}", file=sys.stderr)  # fmt: skip
+    if args.figure:
+        figure(args, model, images, chosen, settings, layers, config)
+
+
+def figure(args, model, images, chosen, settings, layers, config) -> None:
+    """Per channel one row: the two facets' top images, the dense visualisation, SPADE's for facet A and B (from
+    the visualisation cache the run filled)."""
+    from PIL import Image, ImageDraw
+
+    side, sparsity = 128, args.sparsity[0]
+    sheet = Image.new("RGB", (5 * side, len(chosen) * (side + 14)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, s in enumerate(chosen):
+        target = featvis.channel_target(args.layer, s.channel)
+        tiles = [images[int(s.facets[f][0])].permute(1, 2, 0).numpy() for f in (0, 1)]
+        tiles.append(featvis.render_cached(model, target, config, model_name=args.model).image)
+        for f in (0, 1):
+            x = images[int(s.facets[f][0])]
+            cfg = neurons.late_prune_config(layers, sparsity, base=settings.prune_config())
+            engine = SpadeEngine(model, max_pruned=1)
+            pruned, _ = engine.prune(engine.prepare(x, settings.n_aug, 0, spade_augment(args.model)), cfg)
+            tiles.append(featvis.render_cached(pruned, target, config, model_name=args.model,
+                                               variant=featvis.sample_hash(x), sparsity=repr(cfg)).image)  # fmt: skip
+        y = row * (side + 14)
+        for col, tile in enumerate(tiles):
+            img = Image.fromarray(featvis.to_uint8(tile)).resize((side, side), Image.BILINEAR)
+            sheet.paste(img, (col * side, y + 14))
+        draw.text((2, y), f"channel {s.channel}: facet A, facet B | dense | SPADE for A, for B", fill="black")
+    sheet.save(args.figure)
+    print(f"figure: {args.figure}", file=sys.stderr)
+
+
+def summary(path: str) -> None:
+    """Facet accuracy of the dense and the SPADE visualisations (Wilson 95%), and how often the pruned copy keeps
+    the sample's top-1."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    for sparsity, g in df.groupby("sparsity"):
+        n = len(g)
+        print(f"{path}: {g['channel'].nunique()} channels x 2 facets, late layers at {sparsity:.0%}, n = {n}")
+        for name in ("dense", "spade"):
+            k = int((g[f"{name}_facet"] == g["facet"]).sum())
+            lo, hi = metrics.wilson_interval(k, n)
+            print(f"  {name:>5} visualisation shows the sample's facet: {k}/{n} = {k / n:.0%} [{lo:.0%}, {hi:.0%}]")
+        both = g.groupby("channel")["spade_facet"].nunique().eq(2).sum()
+        print(f"  SPADE's visualisations differ between a channel's two facets on {both} of {g['channel'].nunique()}")
+        print(f"  pruned copy keeps the sample's top-1: {g['kept'].mean():.0%}; channel activation on the sample, "
+              f"pruned / dense, median {np.median(g['act_pruned'] / g['act_dense']):.2f}")  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="assets/benchmarks/facet_recovery_real.csv")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--layer", default="net.conv_head")
+    p.add_argument("--views", type=int, default=16, help="probe views per offline photo")
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--sparsity", type=float, nargs="+", default=[0.95], help="late layers' sparsity (reference 95%%)")
+    p.add_argument("--steps", type=int, default=512, help="feature-visualisation steps (reference 512)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--figure", default=None, help="write the picture here (PNG)")
+    p.add_argument("--summary", action="store_true", help="only print the summary of --out")
+    args = p.parse_args()
+    if not args.summary:
+        run(args)
+    summary(args.out)
+
+
+if __name__ == "__main__":
+    main()
