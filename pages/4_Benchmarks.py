@@ -104,7 +104,10 @@ if decisions is not None:
         st.markdown("**The card's default, with its maps**")
         st.caption("The settings the Debugger starts with for this network (`benchmarks/compact_levers.py --views 32 "
                    "--levers asymmetric`, two samples per photo): decision and held-out agreement per sparsity, then "
-                   "the maps against the dense maps of the same samples.")  # fmt: skip
+                   "the maps against the dense maps of the same samples. `dense-1px` is no pruned network but the "
+                   "scale: the dense network itself on the same inputs moved by one pixel, i.e. how often an "
+                   "imperceptible change alone flips its decision.")  # fmt: skip
+        st.plotly_chart(levers.levers_figure(default_table), width="stretch", key=keys.BENCHMARKS_DEFAULT_CHART)
         st.dataframe(default_table, width="stretch", hide_index=True)
         if not (default_maps := levers.map_differences(default)).empty:
             st.dataframe(default_maps.round(2), width="stretch", hide_index=True)

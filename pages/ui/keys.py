@@ -91,6 +91,7 @@ BENCHMARKS_RUN_FILE = "benchmarks.run_file"  # path of a CSV written by `spade p
 BENCHMARKS_RUN_SUMMARY_CHART = "benchmarks.run_file.summary"
 BENCHMARKS_LEVERS_CONFIDENT = "benchmarks.levers.confident"  # decision table on confident samples only
 BENCHMARKS_LEVERS_CHART = "benchmarks.levers.chart"
+BENCHMARKS_DEFAULT_CHART = "benchmarks.levers.default_chart"
 
 # ---- Sparse decision layer (pages/5_Sparse_decision_layer.py, pages/ui/sparse_layer.py)
 SPARSE_N = "sparse.n"

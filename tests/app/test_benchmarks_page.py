@@ -223,14 +223,18 @@ def test_the_cards_default_run_is_shown_with_its_maps(tmp_path, monkeypatch):
     dense = [dict(sample=f"p{i}", photo=f"p{i}", lever="dense", sparsity=0.0, method="GradCAM", insertion=0.4,
                   deletion=0.2) for i in range(3)]  # fmt: skip
     pruned = [dict(d, lever="asymmetric", sparsity=0.7, insertion=0.43, deletion=0.18) for d in dense]
-    pd.DataFrame(rows + dense + pruned).to_csv(tmp_path / "testbed_resnet_levers_default.csv", index=False)
+    reference = [dict(d, lever="dense-1px", sparsity=0.0, kept=int(i > 0), held_agree=0.9) for i, d in enumerate(dec)]
+    pd.DataFrame(rows + reference + dense + pruned).to_csv(tmp_path / "testbed_resnet_levers_default.csv", index=False)
     at = page()
     assert not at.exception, at.exception
     assert any("card's default" in m.value for m in at.markdown)
+    assert any("moved by one pixel" in c.value for c in at.caption)
     tables = [df.value for df in at.dataframe if "kept_lo" in df.value.columns]
-    default = tables[-1].set_index("sparsity")
-    assert (
-        default.loc[0.7, "kept"] == 1.0 and default.loc[0.9, "kept"] == 0.0 and (default["lever"] == "asymmetric").all()
-    )
+    default = tables[-1][tables[-1]["lever"] == "asymmetric"].set_index("sparsity")
+    assert default.loc[0.7, "kept"] == 1.0 and default.loc[0.9, "kept"] == 0.0
+    ref = tables[-1][tables[-1]["lever"] == "dense-1px"].iloc[0]
+    assert ref["kept"] == pytest.approx(2 / 3) and ref["held_agree"] == 0.9 and ref["sparsity"] == 0.0
+    charts = [c for c in at.get("plotly_chart") if "default_chart" in str(c.proto.id)]
+    assert len(charts) == 1
     maps = [df.value for df in at.dataframe if "photo_lo" in df.value.columns][-1].set_index("metric")
     assert maps.loc["insertion", "delta"] == pytest.approx(3.0) and maps.loc["deletion", "delta"] == pytest.approx(-2.0)
