@@ -13,9 +13,12 @@ The testbeds' facets were built in (`facet_recovery.py`); a real network's are f
   solver, views) prunes the late layers at `--sparsity` (`neurons.late_prune_config`: the reference prunes only
   the last blocks for feature visualisation, at 95%); Lucent visualises the channel (FFT + decorrelated, 224 px,
   the same seed) on the dense and on the pruned network;
-- judge: the visualisation's descriptor (the finder's, on the dense network, at the channel's peak), nearest by
-  cosine to each facet's mean unit descriptor with the sample left out. The dense visualisation is one image for
-  both facets, so it can match at most one of the two (50% by construction when it matches one).
+- judges, each nearest by cosine to each facet's mean unit vector over the facet's probe images, the sample left
+  out: "contribution" (the finder's own descriptor of the image, on the dense network, at the channel's peak) and
+  "features" (the dense network's penultimate features, centred on the probe set, as the testbeds' feature judge).
+  Each judge is first checked on the facets' own probe images (each left out of its prototype). The dense visualisation is one image for
+  both facets; with the sample left out, the two prototypes move a little between its facets, so the dense
+  image usually matches one facet of two (near 50%), at times both or neither.
 
 Rows are appended to `--out` as they come (`--resume` continues); `--figure` writes a picture: per channel the two
 facets' top images, the dense visualisation and SPADE's for each facet.
@@ -36,6 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from facet_recovery import penultimate  # noqa: E402  (benchmarks/: the testbeds' feature judge's features)
+
 from spade_engine import featvis, metrics, neurons  # noqa: E402
 from spade_engine.augment import augment  # noqa: E402
 from spade_engine.engine import SpadeEngine  # noqa: E402
@@ -44,7 +49,9 @@ from spade_engine.photos import offline_photos  # noqa: E402
 from spade_engine.settings import SpadeSettings  # noqa: E402
 
 FIELDS = ["channel", "score", "facet", "sample", "photo", "other_photo", "sparsity", "dense_facet", "spade_facet",
-          "dense_cos", "spade_cos", "kept", "act_dense", "act_pruned", "seconds_spade", "seconds_vis"]  # fmt: skip
+          "dense_cos", "spade_cos", "dense_facet_features", "spade_facet_features", "dense_cos_features",
+          "spade_cos_features", "kept", "act_dense", "act_pruned", "seconds_spade", "seconds_vis"]  # fmt: skip
+JUDGES = ("contribution", "features")
 
 
 def probe_set(loaded, views: int) -> tuple[torch.Tensor, list[str]]:
@@ -72,6 +79,16 @@ def descriptor(model, image: torch.Tensor, layer: str, channel: int) -> np.ndarr
     return unit(neurons.facet_descriptors(model, image[None], acts, [channel], top_k=1)[channel][1][0])
 
 
+def prototypes(vectors: dict[int, np.ndarray], members: list[list[int]], leave_out: int) -> np.ndarray:
+    """(2, d) mean unit vector of each facet's probe images, without image `leave_out`."""
+    return np.stack([np.mean([vectors[i] for i in m if i != leave_out], 0) for m in members])
+
+
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    """A visualisation (H, W, 3) in [0, 1] as the model's input (3, H, W)."""
+    return torch.from_numpy(image).permute(2, 0, 1).float()
+
+
 def judge(vis_desc: np.ndarray, prototypes: np.ndarray) -> tuple[int, float]:
     """Nearest facet (cosine to the (2, d) prototypes) and the cosine margin facet 0 minus facet 1."""
     cos = unit(prototypes) @ vis_desc
@@ -92,6 +109,10 @@ def run(args) -> None:
     print(f"finder: {time.perf_counter() - t0:.0f} s; channels {[s.channel for s in chosen]}", file=sys.stderr)
     described = neurons.facet_descriptors(model, images, acts, [s.channel for s in chosen])
     layers = neurons.list_layers(model, size)
+    head = layers[-1].name
+    feats = penultimate(model, images, head)  # (N, D) the classifier's input
+    centre = feats.mean(0)
+    probe_features = unit((feats - centre).numpy())
     engine = SpadeEngine(model, max_pruned=1)
     config = featvis.FeatVisConfig(image_size=size, steps=args.steps, seed=args.seed)
     out = Path(args.out)
@@ -102,26 +123,33 @@ def run(args) -> None:
     elif out.exists():
         raise SystemExit(f"{out} exists: pass --resume to continue it, or another --out.")
     new = not out.exists()
+    validity = {j: [] for j in JUDGES}
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         if new:
             writer.writeheader()
         for s in chosen:
-            target = featvis.channel_target(args.layer, s.channel)
-            top, desc = described[s.channel]
-            members = [set(s.facets[0].tolist()), set(s.facets[1].tolist())]
+            c = s.channel
+            target = featvis.channel_target(args.layer, c)
+            top, desc = described[c]
+            members = [s.facets[0].tolist(), s.facets[1].tolist()]
+            probe = {"contribution": dict(zip(top.tolist(), unit(desc), strict=True)),
+                     "features": {i: probe_features[i] for i in top.tolist()}}  # fmt: skip
+            describe = {"contribution": lambda img, c=c: descriptor(model, img, args.layer, c),
+                        "features": lambda img: unit((penultimate(model, img[None], head)[0] - centre).numpy())}  # fmt: skip
+            for j in JUDGES:  # the judge on the facets' own images, each left out of its prototype
+                validity[j] += [judge(probe[j][i], prototypes(probe[j], members, i))[0] == f
+                                for f in (0, 1) for i in members[f]]  # fmt: skip
             dense = None
             for facet in (0, 1):
-                sample = int(s.facets[facet][0])
-                rows = [r for r, i in enumerate(top) if i != sample]  # leave the sample out of its prototype
-                protos = np.stack([unit(desc[[r for r in rows if top[r] in m]]).mean(0) for m in members])
+                sample = members[facet][0]
+                protos = {j: prototypes(probe[j], members, sample) for j in JUDGES}
                 for sparsity in args.sparsity:
-                    if (str(s.channel), str(facet), str(sparsity)) in done:
+                    if (str(c), str(facet), str(sparsity)) in done:
                         continue
                     if dense is None:  # one dense visualisation per channel, judged against each facet's prototypes
-                        vis = featvis.render_cached(model, target, config, model_name=args.model)
-                        dense = descriptor(model, torch.from_numpy(vis.image).permute(2, 0, 1).float(), args.layer,
-                                           s.channel)  # fmt: skip
+                        image = as_tensor(featvis.render_cached(model, target, config, model_name=args.model).image)
+                        dense = {j: describe[j](image) for j in JUDGES}
                     x = images[sample]
                     cfg = neurons.late_prune_config(layers, sparsity, base=settings.prune_config())
                     t1 = time.perf_counter()
@@ -129,22 +157,25 @@ def run(args) -> None:
                     t_spade = time.perf_counter() - t1
                     vis = featvis.render_cached(pruned, target, config, model_name=args.model,
                                                 variant=featvis.sample_hash(x), sparsity=repr(cfg))  # fmt: skip
-                    image = torch.from_numpy(vis.image).permute(2, 0, 1).float()
-                    spade_facet, spade_cos = judge(descriptor(model, image, args.layer, s.channel), protos)
-                    dense_facet, dense_cos = judge(dense, protos)
+                    image = as_tensor(vis.image)
+                    row = dict(channel=c, score=round(s.score, 4), facet=facet, sample=sample, photo=photo[sample],
+                               other_photo=photo[members[1 - facet][0]], sparsity=sparsity, kept=int(result.agrees),
+                               seconds_spade=round(t_spade, 2), seconds_vis=round(vis.seconds, 1))  # fmt: skip
+                    for j in JUDGES:
+                        suffix = "" if j == "contribution" else f"_{j}"
+                        row[f"dense_facet{suffix}"], row[f"dense_cos{suffix}"] = judge(dense[j], protos[j])
+                        row[f"spade_facet{suffix}"], row[f"spade_cos{suffix}"] = judge(describe[j](image), protos[j])
                     with torch.no_grad():
-                        a_dense = neurons.dataset_activations(model, x[None], args.layer).value[0, s.channel]
-                        a_pruned = neurons.dataset_activations(pruned, x[None], args.layer).value[0, s.channel]
-                    writer.writerow(dict(
-                        channel=s.channel, score=round(s.score, 4), facet=facet, sample=sample, photo=photo[sample],
-                        other_photo=photo[int(s.facets[1 - facet][0])], sparsity=sparsity, dense_facet=dense_facet,
-                        spade_facet=spade_facet, dense_cos=round(dense_cos, 4), spade_cos=round(spade_cos, 4),
-                        kept=int(result.agrees), act_dense=float(a_dense), act_pruned=float(a_pruned),
-                        seconds_spade=round(t_spade, 2), seconds_vis=round(vis.seconds, 1),
-                    ))  # fmt: skip
+                        row["act_dense"] = float(neurons.dataset_activations(model, x[None], args.layer).value[0, c])
+                        row["act_pruned"] = float(neurons.dataset_activations(pruned, x[None], args.layer).value[0, c])
+                    writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
                     f.flush()
-                    print(f"channel {s.channel} facet {facet} {sparsity:.0%}: dense -> {dense_facet}, "
-                          f"SPADE -> {spade_facet}", file=sys.stderr)  # fmt: skip
+                    print(f"channel {c} facet {facet} {sparsity:.0%}: dense -> {row['dense_facet']} / "
+                          f"{row['dense_facet_features']}, SPADE -> {row['spade_facet']} / "
+                          f"{row['spade_facet_features']} (contribution / features judge)", file=sys.stderr)  # fmt: skip
+    for j, hits in validity.items():
+        print(f"judge {j}: classifies the facets' own probe images (each left out) {np.mean(hits):.0%} "
+              f"(n = {len(hits)})")  # fmt: skip
     if args.figure:
         figure(args, model, images, chosen, settings, layers, config)
 
@@ -186,12 +217,15 @@ def summary(path: str) -> None:
     for sparsity, g in df.groupby("sparsity"):
         n = len(g)
         print(f"{path}: {g['channel'].nunique()} channels x 2 facets, late layers at {sparsity:.0%}, n = {n}")
-        for name in ("dense", "spade"):
-            k = int((g[f"{name}_facet"] == g["facet"]).sum())
-            lo, hi = metrics.wilson_interval(k, n)
-            print(f"  {name:>5} visualisation shows the sample's facet: {k}/{n} = {k / n:.0%} [{lo:.0%}, {hi:.0%}]")
-        both = g.groupby("channel")["spade_facet"].nunique().eq(2).sum()
-        print(f"  SPADE's visualisations differ between a channel's two facets on {both} of {g['channel'].nunique()}")
+        for j, suffix in (("contribution", ""), ("features", "_features")):
+            for name in ("dense", "spade"):
+                k = int((g[f"{name}_facet{suffix}"] == g["facet"]).sum())
+                lo, hi = metrics.wilson_interval(k, n)
+                print(f"  {j} judge: {name:>5} visualisation shows the sample's facet: {k}/{n} = {k / n:.0%} "
+                      f"[{lo:.0%}, {hi:.0%}]")  # fmt: skip
+            both = g.groupby("channel")[f"spade_facet{suffix}"].nunique().eq(2).sum()
+            print(f"  {j} judge: SPADE's two visualisations of a channel show different facets on {both} of "
+                  f"{g['channel'].nunique()} channels")  # fmt: skip
         print(f"  pruned copy keeps the sample's top-1: {g['kept'].mean():.0%}; channel activation on the sample, "
               f"pruned / dense, median {np.median(g['act_pruned'] / g['act_dense']):.2f}")  # fmt: skip
 
