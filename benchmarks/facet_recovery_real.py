@@ -23,7 +23,7 @@ The testbeds' facets were built in (`facet_recovery.py`); a real network's are f
 Rows are appended to `--out` as they come (`--resume` continues); `--figure` writes a picture: per channel the two
 facets' top images, the dense visualisation and SPADE's for each facet.
 
-    python benchmarks/facet_recovery_real.py --out assets/benchmarks/facet_recovery_real.csv --resume
+    python benchmarks/facet_recovery_real.py --out assets/benchmarks/efficientnet_lite0_facet_recovery.csv --resume
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facet_recovery import penultimate  # noqa: E402  (benchmarks/: the testbeds' feature judge's features)
 
-from spade_engine import featvis, metrics, neurons  # noqa: E402
+from spade_engine import featvis, neurons  # noqa: E402
 from spade_engine.augment import augment  # noqa: E402
 from spade_engine.engine import SpadeEngine  # noqa: E402
 from spade_engine.models import load_model, spade_augment  # noqa: E402
@@ -209,30 +209,23 @@ def figure(args, model, images, chosen, settings, layers, config) -> None:
 
 
 def summary(path: str) -> None:
-    """Facet accuracy of the dense and the SPADE visualisations (Wilson 95%), and how often the pruned copy keeps
-    the sample's top-1."""
+    """Facet accuracy of the dense and the SPADE visualisations per judge (`neurons.facet_recovery_table`), and how
+    often the pruned copy keeps the sample's top-1."""
     import pandas as pd
 
     df = pd.read_csv(path)
+    for r in neurons.facet_recovery_table(df).itertuples():
+        split = f"; different facets on {r.channels_split} of {r.channels} channels" if r.network == "spade" else ""
+        print(f"late layers at {r.sparsity:.0%}, {r.judge} judge: {r.network:>5} visualisation shows the sample's "
+              f"facet {r.shows_facet}/{r.n} = {r.share:.0%} [{r.lo:.0%}, {r.hi:.0%}]{split}")  # fmt: skip
     for sparsity, g in df.groupby("sparsity"):
-        n = len(g)
-        print(f"{path}: {g['channel'].nunique()} channels x 2 facets, late layers at {sparsity:.0%}, n = {n}")
-        for j, suffix in (("contribution", ""), ("features", "_features")):
-            for name in ("dense", "spade"):
-                k = int((g[f"{name}_facet{suffix}"] == g["facet"]).sum())
-                lo, hi = metrics.wilson_interval(k, n)
-                print(f"  {j} judge: {name:>5} visualisation shows the sample's facet: {k}/{n} = {k / n:.0%} "
-                      f"[{lo:.0%}, {hi:.0%}]")  # fmt: skip
-            both = g.groupby("channel")[f"spade_facet{suffix}"].nunique().eq(2).sum()
-            print(f"  {j} judge: SPADE's two visualisations of a channel show different facets on {both} of "
-                  f"{g['channel'].nunique()} channels")  # fmt: skip
-        print(f"  pruned copy keeps the sample's top-1: {g['kept'].mean():.0%}; channel activation on the sample, "
-              f"pruned / dense, median {np.median(g['act_pruned'] / g['act_dense']):.2f}")  # fmt: skip
+        print(f"late layers at {sparsity:.0%}: the pruned copy keeps the sample's top-1 on {g['kept'].mean():.0%}; "
+              f"channel activation on the sample, pruned / dense, median {np.median(g['act_pruned'] / g['act_dense']):.2f}")  # fmt: skip
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="assets/benchmarks/facet_recovery_real.csv")
+    p.add_argument("--out", default="assets/benchmarks/efficientnet_lite0_facet_recovery.csv")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--layer", default="net.conv_head")
     p.add_argument("--views", type=int, default=16, help="probe views per offline photo")

@@ -112,6 +112,24 @@ if decisions is not None:
         if not (default_maps := levers.map_differences(default)).empty:
             st.dataframe(default_maps.round(2), width="stretch", hide_index=True)
 
+facets = ui.latest(model, "facet_recovery")
+if facets is not None:
+    from spade_engine import neurons
+
+    st.subheader("Does SPADE's visualisation show the sample's facet?")
+    st.caption("`benchmarks/facet_recovery_real.py`: channels of the last conv that the Neuron explorer's finder calls "
+               "multifaceted on the offline photos (two facets whose top images come from different photos). For "
+               "each facet's top image SPADE prunes the late layers, and Lucent visualises the channel on the dense "
+               "and on the pruned network. Two judges say which facet an image shows: the nearest facet in the "
+               "finder's descriptor space, or in the dense network's penultimate features (the sample left out). "
+               "The dense image is one per channel, so it shows the sample's facet for about half the samples by "
+               "construction; `channels_split`: channels whose two SPADE images show different facets.")  # fmt: skip
+    st.dataframe(neurons.facet_recovery_table(facets).round(2), width="stretch", hide_index=True)
+    picture = ui.results_file(model, "facet_recovery").with_suffix(".png")
+    if picture.exists():
+        st.image(str(picture), caption="Per channel: facet A's and facet B's top images, the dense visualisation, "
+                 "SPADE's for A and for B.")  # fmt: skip
+
 with st.expander("How each map is computed (attribution space, baseline, channel reduction)"):
     st.caption("Every method attributes the model's normalised input, as the SPADE authors' notebook does: a zero "
                "baseline there is the dataset's mean colour, and black pixels carry attribution like any other. "

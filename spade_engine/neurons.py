@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -386,3 +387,33 @@ def find_multifaceted(
         if progress is not None:
             progress(n + 1, len(channels))
     return sorted(scores, key=lambda s: -s.score)
+
+
+def facet_recovery_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """How often a neuron's visualisation shows the facet of the sample it was made for, per judge and network.
+
+    Args:
+        rows: `benchmarks/facet_recovery_real.py`'s rows: one per (channel, facet, sparsity) with `facet` and, per
+            judge, `dense_facet` / `spade_facet` (contribution judge) and `dense_facet_features` /
+            `spade_facet_features` (features judge).
+
+    Returns:
+        One row per (sparsity, judge, network): `shows_facet` k, n, share and its Wilson 95% interval (`lo`, `hi`),
+        and for SPADE `channels_split`: channels whose two facets' SPADE visualisations are judged different (the
+        dense visualisation is one image per channel, so it never splits).
+    """
+    from spade_engine.metrics import wilson_interval
+
+    out = []
+    for sparsity, g in rows.groupby("sparsity"):
+        for judge, suffix in (("contribution", ""), ("features", "_features")):
+            for network in ("dense", "spade"):
+                col = f"{network}_facet{suffix}"
+                if col not in g:
+                    continue
+                k, n = int((g[col] == g["facet"]).sum()), len(g)
+                lo, hi = wilson_interval(k, n)
+                split = int(g.groupby("channel")[col].nunique().eq(2).sum()) if network == "spade" else 0
+                out.append(dict(sparsity=sparsity, judge=judge, network=network, shows_facet=k, n=n, share=k / n,
+                                lo=lo, hi=hi, channels_split=split, channels=g["channel"].nunique()))  # fmt: skip
+    return pd.DataFrame(out)

@@ -238,3 +238,26 @@ def test_the_cards_default_run_is_shown_with_its_maps(tmp_path, monkeypatch):
     assert len(charts) == 1
     maps = [df.value for df in at.dataframe if "photo_lo" in df.value.columns][-1].set_index("metric")
     assert maps.loc["insertion", "delta"] == pytest.approx(3.0) and maps.loc["deletion", "delta"] == pytest.approx(-2.0)
+
+
+def test_facet_recovery_is_shown_with_its_picture(tmp_path, monkeypatch):
+    """`benchmarks/facet_recovery_real.py`'s rows (`<model>_facet_recovery.csv`) and picture: the share of samples
+    whose visualisation shows their facet, per judge and network."""
+    from PIL import Image
+
+    monkeypatch.setattr(ui, "RESULTS_DIR", tmp_path)
+    rows = [dict(channel=c, facet=f, sparsity=0.95, dense_facet=0, spade_facet=f if c else 1, dense_facet_features=1,
+                 spade_facet_features=f, kept=1, act_dense=2.0, act_pruned=1.0) for c in (0, 1) for f in (0, 1)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "testbed_resnet_facet_recovery.csv", index=False)
+    Image.new("RGB", (40, 20), "red").save(tmp_path / "testbed_resnet_facet_recovery.png")
+    at = page()
+    assert not at.exception, at.exception
+    table = next(df.value for df in at.dataframe if "shows_facet" in df.value.columns)
+    got = table.set_index(["judge", "network"])
+    assert (
+        got.loc[("contribution", "dense"), "shows_facet"] == 2
+        and got.loc[("contribution", "spade"), "shows_facet"] == 3
+    )
+    assert got.loc[("features", "spade"), "share"] == 1.0 and got.loc[("features", "spade"), "channels_split"] == 2
+    assert got.loc[("contribution", "spade"), "channels_split"] == 1
+    assert len(at.get("image")) == 1
